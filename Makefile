@@ -1,0 +1,38 @@
+# MetaStore: an etcd v3 compatible metadata store.
+#   make run    - one member on 127.0.0.1:2379, data in ./default.metastore
+#   make test   - vet + every test, including end-to-end runs against real
+#                 etcdctl/clientv3 and the reference etcd (built here from
+#                 the Go module proxy into .ref/, never committed)
+#   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
+
+GO      ?= go
+REF_BIN := .ref/bin
+
+.PHONY: build run test test-race test-long ref bench clean
+
+build:
+	$(GO) build -o bin/metastore ./cmd/metastore
+
+run: build
+	./bin/metastore --name default --data-dir default.metastore \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+ref:
+	bash scripts/build-ref.sh
+
+test: build ref
+	$(GO) vet ./...
+	METASTORE_BIN=$(CURDIR)/bin/metastore $(GO) test -count=1 -timeout 20m ./...
+
+test-race: build ref
+	METASTORE_BIN=$(CURDIR)/bin/metastore $(GO) test -race -count=1 -timeout 30m ./...
+
+# Long differential and crash runs; not part of `make test`.
+test-long: build ref
+	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_LONG=1 $(GO) test -count=1 -timeout 60m -run 'Differential|Crash' ./e2e/...
+
+bench: build ref
+	bash scripts/bench.sh
+
+clean:
+	rm -rf bin .ref/bin

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// etcd server flags MetaStore accepts but does not act on yet. A user's
+// etcd command line must start MetaStore, so these are taken (with their
+// value) and reported in a warning rather than refused. Booleans take no
+// separate value argument.
+var (
+	etcdBoolFlags = words(`auto-tls client-cert-auth discovery-insecure-skip-tls-verify
+		discovery-insecure-transport enable-distributed-tracing enable-grpc-gateway
+		enable-log-rotation enable-pprof force-new-cluster initial-election-tick-advance
+		memory-mlock peer-auto-tls peer-client-cert-auth peer-skip-client-san-verification
+		pre-vote socket-reuse-address socket-reuse-port strict-reconfig-check unsafe-no-fsync`)
+	etcdValueFlags = words(`auth-token auth-token-ttl auto-compaction-mode auto-compaction-retention
+		backend-batch-interval backend-batch-limit backend-bbolt-freelist-type bcrypt-cost
+		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
+		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
+		config-file corrupt-check-time discovery-cacert discovery-cert discovery-dial-timeout
+		discovery-fallback discovery-keepalive-time discovery-keepalive-timeout discovery-key
+		discovery-password discovery-request-timeout discovery-srv discovery-srv-name
+		discovery-token discovery-user distributed-tracing-address distributed-tracing-instance-id
+		distributed-tracing-sampling-rate distributed-tracing-service-name downgrade-check-time
+		grpc-keepalive-interval grpc-keepalive-min-time grpc-keepalive-timeout key-file
+		log-format log-outputs log-rotation-config-json max-concurrent-streams max-learners
+		max-snapshots max-wals metrics peer-cert-file peer-client-cert-file peer-client-key-file
+		peer-crl-file peer-key-file peer-trusted-ca-file raft-read-timeout raft-write-timeout
+		self-signed-cert-validity tls-max-version tls-min-version trusted-ca-file v2-deprecation
+		wal-dir warning-apply-duration warning-unary-request-duration
+		watch-progress-notify-interval cipher-suites client-cert-allowed-hostname host-whitelist
+		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
+		listen-metrics-urls cors feature-gates discovery`)
+)
+
+func words(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(s) {
+		m[w] = true
+	}
+	return m
+}
+
+// splitArgs separates the etcd flags MetaStore does not implement from the
+// ones its FlagSet knows, so that flag.Parse never fails on an etcd flag.
+// It understands the forms Go's flag package does: -k, --k, -k=v, --k=v
+// and -k v. Unknown non-etcd flags stay in place for fs to reject.
+func splitArgs(fs *flag.FlagSet, args []string) (known []string, ignored []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
+			known = append(known, args[i:]...)
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		hasValue := false
+		if eq := strings.IndexByte(name, '='); eq >= 0 {
+			name, hasValue = name[:eq], true
+		}
+		if fs.Lookup(name) != nil {
+			known = append(known, a)
+			if !hasValue && !isBoolFlag(fs, name) && i+1 < len(args) {
+				i++
+				known = append(known, args[i])
+			}
+			continue
+		}
+		switch {
+		case etcdBoolFlags[name]:
+			ignored = append(ignored, name)
+		case etcdValueFlags[name] || strings.HasPrefix(name, "experimental-"):
+			ignored = append(ignored, name)
+			if !hasValue && i+1 < len(args) {
+				i++
+			}
+		default:
+			known = append(known, a)
+		}
+	}
+	return known, ignored
+}
+
+func isBoolFlag(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// urlsFlag is a comma-separated URL list flag.
+type urlsFlag []string
+
+func (u *urlsFlag) String() string { return strings.Join(*u, ",") }
+func (u *urlsFlag) Set(s string) error {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return errors.New("empty URL list")
+	}
+	*u = out
+	return nil
+}
+
+// parseInitialCluster reads "name1=url1,name1=url2,name2=url3".
+func parseInitialCluster(s string) (map[string][]string, error) {
+	m := map[string][]string{}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("invalid --initial-cluster entry %q (want name=peerURL)", p)
+		}
+		m[k] = append(m[k], v)
+	}
+	return m, nil
+}

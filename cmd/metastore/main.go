@@ -1,0 +1,146 @@
+// Command metastore runs one MetaStore member. It takes etcd's server
+// flags, under the same names and with the same defaults.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/metastore/metastore/node"
+)
+
+// Version is MetaStore's own version.
+const Version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("metastore", flag.ContinueOnError)
+	var (
+		name         = fs.String("name", "default", "Human-readable name for this member.")
+		dataDir      = fs.String("data-dir", "", "Path to the data directory (default ${name}.metastore).")
+		storage      = fs.String("storage", "pebble", "Storage engine: pebble (on disk) or memory (pebble on an in-memory FS; data is lost at exit).")
+		listenClient = urlsFlag{"http://localhost:2379"}
+		advClient    = urlsFlag{"http://localhost:2379"}
+		listenPeer   = urlsFlag{"http://localhost:2380"}
+		advPeer      = urlsFlag{"http://localhost:2380"}
+		initCluster  = fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping (default ${name}=${initial-advertise-peer-urls}).")
+		clusterState = fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
+		clusterToken = fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap.")
+		snapCount    = fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot (raft log truncation).")
+		heartbeat    = fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
+		election     = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+		quota        = fs.Int64("quota-backend-bytes", 0, "Maximum size (in bytes) the backend may consume; 0 means the default 2GiB.")
+		maxReq       = fs.Uint("max-request-bytes", 1.5*1024*1024, "Maximum client request size in bytes the server will accept.")
+		maxTxnOps    = fs.Uint("max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
+		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
+		version      = fs.Bool("version", false, "Print the version and exit.")
+	)
+	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
+	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
+	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
+	fs.Var(&advPeer, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
+
+	known, ignored := splitArgs(fs, args)
+	if err := fs.Parse(known); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "'%s' is not a valid flag\n", fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Printf("MetaStore Version: %s\netcd Version: %s\nGo Version: %s\nGo OS/Arch: %s/%s\n",
+			Version, node.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	lg, err := newLogger(*logLevel, *logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer lg.Sync()
+	for _, f := range ignored {
+		lg.Warn("flag accepted for etcd compatibility but not supported yet; ignored", zap.String("flag", "--"+f))
+	}
+	if *dataDir == "" {
+		*dataDir = *name + ".metastore"
+	}
+	if *initCluster == "" {
+		*initCluster = *name + "=" + strings.Join(advPeer, ",")
+	}
+	cluster, err := parseInitialCluster(*initCluster)
+	if err != nil {
+		lg.Error("invalid flag", zap.Error(err))
+		return 1
+	}
+	if *storage != "pebble" && *storage != "memory" {
+		lg.Error("invalid --storage; want pebble or memory", zap.String("storage", *storage))
+		return 1
+	}
+	if *quota == 0 {
+		*quota = 2 << 30
+	}
+	if *heartbeat == 0 || *election < 5**heartbeat {
+		lg.Error("--election-timeout should be at least 5 times --heartbeat-interval",
+			zap.Uint("election-timeout", *election), zap.Uint("heartbeat-interval", *heartbeat))
+		return 1
+	}
+	_ = listenPeer // peer listeners come with multi-member clusters
+	n, err := node.Start(node.Config{
+		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
+		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
+		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster,
+		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState,
+		SnapshotCount:     *snapCount,
+		HeartbeatInterval: time.Duration(*heartbeat) * time.Millisecond,
+		ElectionTimeout:   time.Duration(*election) * time.Millisecond,
+		QuotaBackendBytes: *quota, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
+		Logger: lg,
+	})
+	if err != nil {
+		lg.Error("failed to start", zap.Error(err))
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sigs:
+		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		n.Stop()
+		return 0
+	case err := <-n.Fatal():
+		lg.Error("fatal failure; shutting down", zap.Error(err))
+		n.Stop()
+		return 1
+	}
+}
+
+func newLogger(level, kind string) (*zap.Logger, error) {
+	if kind != "zap" {
+		return nil, fmt.Errorf("unknown --logger %q (only 'zap' is supported)", kind)
+	}
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q", level)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	cfg.OutputPaths = []string{"stderr"}
+	return cfg.Build()
+}

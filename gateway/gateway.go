@@ -1,0 +1,134 @@
+// Package gateway is MetaStore's front door: gRPC handlers that check an
+// etcd request the way etcd does, turn it into a mailbox send (or a read on
+// the store's published view) and translate the answer back. Handlers stay
+// thin; state lives in the actors.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/raftactor"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// grpcOverheadBytes is the slack etcd allows on top of --max-request-bytes
+// at the gRPC layer, so that requests slightly over the limit reach the
+// server and get etcd's "request is too large" rather than a transport error.
+const grpcOverheadBytes = 512 * 1024
+
+// Config wires the gateway to the node's actors.
+type Config struct {
+	Root            *actor.RootContext
+	Raft            *actor.PID
+	RaftView        *raftactor.ViewRef
+	Store           *storeactor.Reader
+	IDs             *raftactor.IDGen
+	Logger          *zap.Logger
+	MaxRequestBytes int
+	MaxTxnOps       int
+	RequestTimeout  time.Duration // etcd: 5s + 2 x election timeout
+	QuotaBytes      int64
+	DBSize          func() (total, inUse int64)
+	Version         string // etcd API version reported by Status
+}
+
+// Gateway holds what every handler needs.
+type Gateway struct{ cfg Config }
+
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &Gateway{cfg: cfg}
+}
+
+// NewServer builds the gRPC server with every etcd service registered:
+// the built ones and Unimplemented answers for the rest.
+func (g *Gateway) NewServer() *grpc.Server {
+	s := grpc.NewServer(
+		grpc.MaxRecvMsgSize(g.cfg.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
+	)
+	pb.RegisterKVServer(s, &kvServer{g: g})
+	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
+	pb.RegisterWatchServer(s, pb.UnimplementedWatchServer{})
+	pb.RegisterLeaseServer(s, pb.UnimplementedLeaseServer{})
+	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
+	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+	return s
+}
+
+// header fills a response header as etcd does: ids and term always, the
+// store's current revision when the handler left it zero.
+func (g *Gateway) header(h *pb.ResponseHeader) {
+	v := g.cfg.RaftView.Load()
+	h.ClusterId, h.MemberId, h.RaftTerm = v.ClusterID, v.ID, v.Term
+	if h.Revision == 0 {
+		h.Revision = g.cfg.Store.View().Rev
+	}
+}
+
+// propose replicates r through raft and waits for the store's answer.
+func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actors.Result, error) {
+	id := g.cfg.IDs.Next()
+	data, err := raftactor.EncodeProposal(id, r)
+	if err != nil {
+		return actors.Result{}, err
+	}
+	if raftactor.RequestSize(data) > g.cfg.MaxRequestBytes {
+		return actors.Result{}, rpctypes.ErrGRPCRequestTooLarge
+	}
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	res, err := actors.Ask(cctx, g.cfg.Root, g.cfg.Raft, func(reply chan<- actors.Result) any {
+		return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
+	})
+	if err != nil {
+		return res, g.ctxErr(ctx, err)
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// linearizableRead waits until the local store has applied everything
+// committed when the read arrived (raft ReadIndex).
+func (g *Gateway) linearizableRead(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	rerr, err := actors.Ask(cctx, g.cfg.Root, g.cfg.Raft, func(reply chan<- error) any {
+		return &raftactor.ReadIndex{Reply: reply}
+	})
+	if err != nil {
+		return g.ctxErr(ctx, err)
+	}
+	return rerr
+}
+
+// ctxErr maps a wait that ended on a context: the client's own cancel or
+// deadline, or our request timeout.
+func (g *Gateway) ctxErr(clientCtx context.Context, err error) error {
+	switch {
+	case errors.Is(clientCtx.Err(), context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	case errors.Is(clientCtx.Err(), context.DeadlineExceeded):
+		return rpctypes.ErrGRPCDeadlineExceeded
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	}
+	return err
+}

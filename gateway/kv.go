@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metastore/metastore/storeactor"
+)
+
+// kvServer implements etcd's KV service.
+type kvServer struct {
+	pb.UnimplementedKVServer // RangeStream (etcd 3.7) is not built yet
+	g                        *Gateway
+}
+
+func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := checkRangeRequest(r); err != nil {
+		return nil, err
+	}
+	if !r.Serializable {
+		if err := s.g.linearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := s.g.cfg.Store.Range(r)
+	if err != nil {
+		return nil, err
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := checkPutRequest(r); err != nil {
+		return nil, err
+	}
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.PutResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := checkDeleteRequest(r); err != nil {
+		return nil, err
+	}
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.DeleteRangeResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := checkTxnRequest(r, s.g.cfg.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	if _, _, err := checkIntervals(r.Success); err != nil {
+		return nil, err
+	}
+	if _, _, err := checkIntervals(r.Failure); err != nil {
+		return nil, err
+	}
+	var resp *pb.TxnResponse
+	if storeactor.IsTxnReadOnly(r) {
+		// As etcd: a read-only txn is a read; it is linearizable unless
+		// every range in it asks to be serializable.
+		if !isTxnSerializable(r) {
+			if err := s.g.linearizableRead(ctx); err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		if resp, err = s.g.cfg.Store.Txn(r); err != nil {
+			return nil, err
+		}
+	} else {
+		res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+		if err != nil {
+			return nil, err
+		}
+		resp = res.Resp.(*pb.TxnResponse)
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.CompactionResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error {
+	return status.Error(codes.Unimplemented, "method RangeStream not implemented")
+}
+
+func isTxnSerializable(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, u := range ops {
+			if rr := u.GetRequestRange(); rr == nil || !rr.Serializable {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/raftactor"
+)
+
+// maintenanceServer implements the parts of etcd's Maintenance service that
+// exist so far: Status. The rest answer Unimplemented until built.
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	g *Gateway
+}
+
+func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Raft, func(reply chan<- raftactor.StatusInfo) any {
+		return &raftactor.Status{Reply: reply}
+	})
+	if err != nil {
+		return nil, s.g.ctxErr(ctx, err)
+	}
+	total, inUse := s.g.cfg.DBSize()
+	resp := &pb.StatusResponse{
+		Header:           &pb.ResponseHeader{},
+		Version:          s.g.cfg.Version,
+		DbSize:           total,
+		DbSizeInUse:      inUse,
+		Leader:           st.Lead,
+		RaftIndex:        st.Committed,
+		RaftTerm:         st.Term,
+		RaftAppliedIndex: st.Applied,
+		IsLearner:        st.IsLearner,
+		DbSizeQuota:      s.g.cfg.QuotaBytes,
+		DowngradeInfo:    &pb.DowngradeInfo{},
+	}
+	if st.Lead == 0 {
+		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}

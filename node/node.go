@@ -1,0 +1,287 @@
+// Package node assembles one MetaStore member: the pebble DB, the actor
+// system with its guardian, the store and raft actors under it, and the
+// gRPC gateway on the client listeners.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/gateway"
+	"github.com/metastore/metastore/raftactor"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// APIVersion is the etcd API version MetaStore implements.
+const APIVersion = "3.7.3"
+
+// Config is one member's configuration (the etcd flags it honours).
+type Config struct {
+	Name                     string
+	DataDir                  string
+	InMemory                 bool // --storage=memory: pebble on an in-memory FS
+	ListenClientURLs         []string
+	AdvertiseClientURLs      []string
+	InitialAdvertisePeerURLs []string
+	InitialCluster           map[string][]string
+	InitialClusterToken      string
+	InitialClusterState      string
+	SnapshotCount            uint64
+	HeartbeatInterval        time.Duration
+	ElectionTimeout          time.Duration
+	QuotaBackendBytes        int64
+	MaxRequestBytes          int
+	MaxTxnOps                int
+	Logger                   *zap.Logger
+	Clock                    actors.Clock
+}
+
+// Node is a running member.
+type Node struct {
+	cfg       Config
+	lg        *zap.Logger
+	db        *pebble.DB
+	system    *actor.ActorSystem
+	guardian  *actor.PID
+	grpc      *grpc.Server
+	listeners []net.Listener
+	raftView  *raftactor.ViewRef
+	ready     chan struct{}
+	fatal     chan error
+	stopOnce  sync.Once
+	serveWG   sync.WaitGroup
+}
+
+// Start opens the data, starts the actors and begins serving clients.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock
+	}
+	lg := cfg.Logger
+	memberIDs, self, err := initialMembers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.DataDir, "member", "pebble")
+	if !cfg.InMemory {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	db, err := storeactor.OpenPebble(dir, cfg.InMemory)
+	if err != nil {
+		return nil, fmt.Errorf("open data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, lg: lg, db: db, ready: make(chan struct{}), fatal: make(chan error, 1)}
+	memberID, clusterID, err := loadOrSaveIdentity(db, self, ClusterID(memberIDs))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	lg.Info("starting member", zap.String("name", cfg.Name), zap.String("member-id", fmt.Sprintf("%x", memberID)),
+		zap.String("cluster-id", fmt.Sprintf("%x", clusterID)), zap.String("data-dir", cfg.DataDir), zap.Bool("in-memory", cfg.InMemory))
+
+	n.system = actors.NewSystem(lg)
+	g := &actors.Guardian{Logger: lg, OnFatal: func(err error) {
+		select {
+		case n.fatal <- err:
+		default:
+		}
+	}}
+	n.guardian = n.system.Root.Spawn(actors.GuardianProps(g))
+
+	storeProps, reader, err := storeactor.New(storeactor.Config{DB: db, Logger: lg.Named("store")})
+	if err != nil {
+		n.shutdownActors()
+		db.Close()
+		return nil, err
+	}
+	storePID, err := n.spawn("store", storeProps)
+	if err != nil {
+		n.shutdownActors()
+		db.Close()
+		return nil, err
+	}
+	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	raftProps, raftView := raftactor.New(raftactor.Config{
+		DB: db, ID: memberID, ClusterID: clusterID, Peers: memberIDs,
+		Store: storePID, StoreView: reader.View, Clock: cfg.Clock, Logger: lg.Named("raft"),
+		TickInterval: cfg.HeartbeatInterval, ElectionTicks: electionTicks, SnapshotCount: cfg.SnapshotCount,
+	})
+	raftPID, err := n.spawn("raft", raftProps)
+	if err != nil {
+		n.shutdownActors()
+		db.Close()
+		return nil, err
+	}
+	n.raftView = raftView
+
+	gw := gateway.New(gateway.Config{
+		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader,
+		IDs: raftactor.NewIDGen(memberID, cfg.Clock.Now()), Logger: lg.Named("gateway"),
+		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
+		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+	})
+	n.grpc = gw.NewServer()
+	for _, u := range cfg.ListenClientURLs {
+		l, err := listen(u)
+		if err != nil {
+			n.Stop()
+			return nil, err
+		}
+		n.listeners = append(n.listeners, l)
+	}
+	for _, l := range n.listeners {
+		n.serveWG.Add(1)
+		go func(l net.Listener) {
+			defer n.serveWG.Done()
+			if err := n.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				lg.Error("serving clients", zap.Error(err))
+			}
+		}(l)
+	}
+	go n.waitReady()
+	return n, nil
+}
+
+func (n *Node) spawn(name string, props *actor.Props) (*actor.PID, error) {
+	res, err := actors.Ask(context.Background(), n.system.Root, n.guardian, func(reply chan<- actors.SpawnResult) any {
+		return &actors.SpawnChild{Name: name, Props: props, Reply: reply}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.PID, res.Err
+}
+
+// waitReady closes Ready once raft knows a leader: only then can the
+// member answer writes and linearizable reads.
+func (n *Node) waitReady() {
+	for {
+		if v := n.raftView.Load(); v.Lead != 0 {
+			for _, l := range n.listeners {
+				n.lg.Info("ready to serve client requests")
+				n.lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", l.Addr().String()))
+			}
+			close(n.ready)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Ready is closed once the member can serve.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Fatal delivers an error when a subsystem actor has stopped for good.
+func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// Stop stops serving, stops the actors and closes the DB. In-flight
+// requests get a moment to finish.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		if n.grpc != nil {
+			done := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				n.grpc.Stop()
+			}
+		}
+		n.serveWG.Wait()
+		n.shutdownActors()
+		// Make everything applied durable before closing.
+		if err := n.db.Flush(); err != nil {
+			n.lg.Warn("flush on stop", zap.Error(err))
+		}
+		if err := n.db.Close(); err != nil {
+			n.lg.Warn("close db", zap.Error(err))
+		}
+	})
+}
+
+func (n *Node) shutdownActors() {
+	if n.guardian != nil {
+		ch := make(chan struct{}, 1)
+		n.system.Root.Send(n.guardian, &actors.StopChildren{Reply: ch})
+		select {
+		case <-ch:
+		case <-time.After(15 * time.Second):
+			n.lg.Warn("actors did not stop in time")
+		}
+		n.system.Root.StopFuture(n.guardian).Wait()
+	}
+	n.system.Shutdown()
+}
+
+func (n *Node) dbSize() (int64, int64) {
+	m := n.db.Metrics()
+	total := int64(m.DiskSpaceUsage())
+	inUse := int64(m.Total().TablesSize) + int64(m.MemTable.Size)
+	if inUse > total || inUse == 0 {
+		inUse = total
+	}
+	return total, inUse
+}
+
+// ClientAddrs are the bound client listener addresses (useful with port 0).
+func (n *Node) ClientAddrs() []string {
+	out := make([]string, len(n.listeners))
+	for i, l := range n.listeners {
+		out[i] = l.Addr().String()
+	}
+	return out
+}
+
+func listen(raw string) (net.Listener, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("listen-client-urls %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "http", "unix", "unixs":
+	case "https":
+		return nil, fmt.Errorf("listen-client-urls %q: TLS is not supported yet", raw)
+	default:
+		return nil, fmt.Errorf("listen-client-urls %q: URL scheme must be http, https, unix or unixs", raw)
+	}
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		return net.Listen("unix", u.Host+u.Path)
+	}
+	return net.Listen("tcp", u.Host)
+}
+
+// initialMembers resolves --initial-cluster into member ids and finds this
+// member's id.
+func initialMembers(cfg Config) ([]uint64, uint64, error) {
+	self, ok := cfg.InitialCluster[cfg.Name]
+	if !ok {
+		return nil, 0, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
+	}
+	if len(cfg.InitialCluster) > 1 {
+		return nil, 0, errors.New("multi-member clusters are not supported yet: --initial-cluster must list only this member")
+	}
+	var ids []uint64
+	for _, urls := range cfg.InitialCluster {
+		ids = append(ids, MemberID(urls, cfg.InitialClusterToken))
+	}
+	return ids, MemberID(self, cfg.InitialClusterToken), nil
+}

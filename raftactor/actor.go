@@ -1,0 +1,464 @@
+package raftactor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// Config is what a raft actor needs.
+type Config struct {
+	DB            *pebble.DB
+	ID            uint64   // this member's id
+	ClusterID     uint64   // published in View for response headers
+	Peers         []uint64 // initial voters, for bootstrapping a new cluster
+	Store         *actor.PID
+	StoreView     func() *storeactor.View
+	Transport     Transport
+	Clock         actors.Clock
+	Logger        *zap.Logger
+	TickInterval  time.Duration // --heartbeat-interval
+	ElectionTicks int           // --election-timeout / --heartbeat-interval
+	SnapshotCount uint64        // applied entries between raft log truncations
+	CatchUp       uint64        // entries kept behind a truncation for slow followers
+}
+
+// Node is the raft actor.
+//
+// Invariants:
+//   - every Ready's entries and hard state are in pebble (synced when
+//     MustSync) before its messages are sent or its committed entries are
+//     handed to the store;
+//   - waiters are kept until the store reports the entry applied, so a
+//     replay after a store restart still answers the clients;
+//   - the raft log in pebble is truncated only up to an index the store
+//     has applied, by a synced batch that also makes those applies durable.
+type Node struct {
+	cfg  Config
+	view *ViewRef
+
+	rn      *raft.RawNode
+	ms      *raft.MemoryStorage
+	lead    uint64
+	stopTck func()
+
+	readyQueued bool
+	lastSaved   uint64 // last log index written to pebble
+
+	waiters map[uint64]waiter // proposal id -> client
+	pending []pendingEntry    // entries handed to the store with a waiter, in index order
+
+	reads      []chan<- error
+	readBatch  uint64
+	readsByCtx map[uint64][]chan<- error
+
+	storeApplied uint64 // last Applied the store reported
+	snapIndex    uint64 // last truncation point
+	confState    *raftpb.ConfState
+}
+
+type waiter struct {
+	req   *Propose
+	index uint64 // 0 until committed
+}
+
+type pendingEntry struct{ index, id uint64 }
+
+// New returns the props of a raft actor and the cell it publishes its View through.
+func New(cfg Config) (*actor.Props, *ViewRef) {
+	if cfg.Transport == nil {
+		cfg.Transport = NoPeers{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.SnapshotCount == 0 {
+		cfg.SnapshotCount = 10000
+	}
+	if cfg.CatchUp == 0 {
+		cfg.CatchUp = 5000
+	}
+	ref := new(ViewRef)
+	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
+	return actor.PropsFromProducer(func() actor.Actor { return &Node{cfg: cfg, view: ref} }), ref
+}
+
+func (n *Node) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		n.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		if n.stopTck != nil {
+			n.stopTck()
+			n.stopTck = nil
+		}
+	case *Propose:
+		n.propose(m)
+		n.queueReady(ctx)
+	case *ReadIndex:
+		n.reads = append(n.reads, m.Reply)
+		n.queueReady(ctx)
+	case tick:
+		n.rn.Tick()
+		n.queueReady(ctx)
+	case *Step:
+		if err := n.rn.Step(m.Msg); err != nil {
+			n.cfg.Logger.Debug("raft step", zap.Error(err))
+		}
+		n.queueReady(ctx)
+	case processReady:
+		n.readyQueued = false
+		n.handleReady(ctx)
+	case *storeactor.Applied:
+		n.applied(m.Index)
+	case *storeactor.Replay:
+		n.replay(ctx, m.From)
+	case *Status:
+		st := n.rn.BasicStatus()
+		actors.Reply(m.Reply, StatusInfo{
+			ID: n.cfg.ID, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit(),
+			Applied: n.cfg.StoreView().Applied, IsLearner: st.RaftState == raft.StateFollower && n.isLearner(),
+		})
+	}
+}
+
+func (n *Node) isLearner() bool {
+	for _, id := range n.confState.Learners {
+		if id == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// queueReady schedules one Ready pass behind whatever is already in the
+// mailbox: every proposal queued now joins the same persisted batch.
+func (n *Node) queueReady(ctx actor.Context) {
+	if !n.readyQueued {
+		n.readyQueued = true
+		ctx.Send(ctx.Self(), processReady{})
+	}
+}
+
+func (n *Node) start(ctx actor.Context) {
+	ms, exists, err := loadLog(n.cfg.DB)
+	if err != nil {
+		panic(err)
+	}
+	n.ms = ms
+	n.waiters = map[uint64]waiter{}
+	n.readsByCtx = map[uint64][]chan<- error{}
+	n.lastSaved, _ = ms.LastIndex()
+	snap, _ := ms.Snapshot()
+	n.snapIndex = snap.GetMetadata().GetIndex()
+	n.confState = snap.GetMetadata().GetConfState()
+	if n.confState == nil {
+		n.confState = &raftpb.ConfState{}
+	}
+	n.storeApplied = n.cfg.StoreView().Applied
+	rc := &raft.Config{
+		ID:            n.cfg.ID,
+		ElectionTick:  n.cfg.ElectionTicks,
+		HeartbeatTick: 1,
+		Storage:       ms,
+		// Raft hands back every committed entry after the last truncation:
+		// conf changes among them rebuild the membership, and the store
+		// skips what it has already applied.
+		Applied:                   n.snapIndex,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{n.cfg.Logger.Sugar()},
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		panic(fmt.Errorf("raftactor: %w", err))
+	}
+	n.rn = rn
+	if !exists {
+		peers := make([]raft.Peer, len(n.cfg.Peers))
+		for i, id := range n.cfg.Peers {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			panic(fmt.Errorf("raftactor: bootstrap: %w", err))
+		}
+	}
+	self := ctx.Self()
+	root := ctx.ActorSystem().Root
+	n.stopTck = n.cfg.Clock.Every(n.cfg.TickInterval, func() { root.Send(self, tick{}) })
+	n.queueReady(ctx)
+}
+
+func (n *Node) propose(m *Propose) {
+	if n.lead == 0 {
+		actors.Reply(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
+		return
+	}
+	if err := n.rn.Propose(m.Data); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = rpctypes.ErrGRPCNoLeader
+		}
+		actors.Reply(m.Reply, actors.Result{Err: err})
+		return
+	}
+	n.waiters[m.ID] = waiter{req: m}
+}
+
+func (n *Node) handleReady(ctx actor.Context) {
+	if len(n.reads) > 0 && n.lead != 0 {
+		n.readBatch++
+		n.readsByCtx[n.readBatch] = n.reads
+		n.reads = nil
+		n.rn.ReadIndex(be64(n.readBatch))
+	} else if len(n.reads) > 0 {
+		for _, r := range n.reads {
+			actors.Reply(r, rpctypes.ErrGRPCNoLeader)
+		}
+		n.reads = nil
+	}
+	for n.rn.HasReady() {
+		rd := n.rn.Ready()
+		n.persist(rd)
+		n.cfg.Transport.Send(rd.Messages)
+		if len(rd.CommittedEntries) > 0 {
+			n.handOff(ctx, rd.CommittedEntries)
+		}
+		for _, rs := range rd.ReadStates {
+			id := binary.BigEndian.Uint64(rs.RequestCtx)
+			if w, ok := n.readsByCtx[id]; ok {
+				delete(n.readsByCtx, id)
+				// Mailbox order: the store sees this after the Apply that
+				// carries rs.Index (or one before it).
+				ctx.Send(n.cfg.Store, &storeactor.Barrier{Index: rs.Index, Waiters: w})
+			}
+		}
+		if rd.SoftState != nil {
+			n.setLead(rd.SoftState.Lead)
+		}
+		n.rn.Advance(rd)
+	}
+	n.campaignIfAlone(ctx)
+	n.publish()
+}
+
+// campaignIfAlone starts an election at once when this member is the only
+// voter: there is nobody to wait for, so a single-member cluster serves
+// right after start instead of after a randomized election timeout.
+func (n *Node) campaignIfAlone(ctx actor.Context) {
+	v := n.confState.GetVoters()
+	if n.lead != 0 || len(v) != 1 || v[0] != n.cfg.ID || n.rn.BasicStatus().RaftState != raft.StateFollower {
+		return
+	}
+	if err := n.rn.Campaign(); err != nil {
+		n.cfg.Logger.Warn("campaign", zap.Error(err))
+		return
+	}
+	n.queueReady(ctx)
+}
+
+func (n *Node) setLead(lead uint64) {
+	if lead == n.lead {
+		return
+	}
+	n.cfg.Logger.Info("raft leader changed", zap.String("leader", fmt.Sprintf("%x", lead)), zap.Uint64("term", n.rn.BasicStatus().GetTerm()))
+	n.lead = lead
+	if lead == 0 {
+		// Reads waiting for a read index will not get one from this term.
+		for id, ws := range n.readsByCtx {
+			for _, w := range ws {
+				actors.Reply(w, rpctypes.ErrGRPCLeaderChanged)
+			}
+			delete(n.readsByCtx, id)
+		}
+	}
+}
+
+func (n *Node) publish() {
+	st := n.rn.BasicStatus()
+	v := n.view.Load()
+	if v.Lead == st.Lead && v.Term == st.GetTerm() && v.Committed == st.GetCommit() {
+		return
+	}
+	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit()})
+}
+
+// persist writes a Ready's entries and hard state in one pebble batch.
+func (n *Node) persist(rd raft.Ready) {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// Receiving a snapshot needs the state transfer that comes with
+		// multi-member clusters; a single member never gets one.
+		panic("raftactor: snapshot install not supported yet")
+	}
+	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
+		return
+	}
+	b := n.cfg.DB.NewBatch()
+	defer b.Close()
+	for _, e := range rd.Entries {
+		data, err := proto.Marshal(e)
+		must(err)
+		must(b.Set(entryKey(e.GetIndex()), data, nil))
+	}
+	if k := len(rd.Entries); k > 0 {
+		last := rd.Entries[k-1].GetIndex()
+		if n.lastSaved > last {
+			// A new leader overwrote our uncommitted tail.
+			must(b.DeleteRange(entryKey(last+1), entryKey(n.lastSaved+1), nil))
+		}
+		n.lastSaved = last
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		data, err := proto.Marshal(rd.HardState)
+		must(err)
+		must(b.Set(keyHardState, data, nil))
+	}
+	opts := pebble.NoSync
+	if rd.MustSync {
+		opts = pebble.Sync
+	}
+	must(b.Commit(opts))
+	must(n.ms.Append(rd.Entries))
+	if !raft.IsEmptyHardState(rd.HardState) {
+		must(n.ms.SetHardState(rd.HardState))
+	}
+}
+
+// handOff turns committed entries into one Apply for the store, applying
+// conf changes to raft on the way.
+func (n *Node) handOff(ctx actor.Context, ents []*raftpb.Entry) {
+	out := make([]storeactor.Entry, 0, len(ents))
+	for _, e := range ents {
+		se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
+		switch e.GetType() {
+		case raftpb.EntryType_EntryNormal:
+			if len(e.Data) > 0 {
+				n.attach(&se, e)
+			}
+		case raftpb.EntryType_EntryConfChange:
+			cc := new(raftpb.ConfChange)
+			must(proto.Unmarshal(e.Data, cc))
+			n.confState = n.rn.ApplyConfChange(cc)
+		case raftpb.EntryType_EntryConfChangeV2:
+			cc := new(raftpb.ConfChangeV2)
+			must(proto.Unmarshal(e.Data, cc))
+			n.confState = n.rn.ApplyConfChange(cc)
+		}
+		out = append(out, se)
+	}
+	ctx.Request(n.cfg.Store, &storeactor.Apply{Entries: out})
+}
+
+// attach fills a store entry from a normal raft entry, with the local
+// client's waiter if this node proposed it.
+func (n *Node) attach(se *storeactor.Entry, e *raftpb.Entry) {
+	id, err := proposalID(e.Data)
+	if err != nil {
+		panic(fmt.Errorf("raftactor: entry %d: %w", e.GetIndex(), err))
+	}
+	se.Data = e.Data[8:]
+	if w, ok := n.waiters[id]; ok {
+		se.Req, se.Reply = w.req.Req, w.req.Reply
+		if w.index == 0 {
+			w.index = e.GetIndex()
+			n.waiters[id] = w
+			n.pending = append(n.pending, pendingEntry{index: w.index, id: id})
+		}
+	}
+}
+
+// applied records the store's progress: waiters up to index are answered,
+// and the raft log may be truncated.
+func (n *Node) applied(index uint64) {
+	if index <= n.storeApplied {
+		return
+	}
+	n.storeApplied = index
+	k := 0
+	for ; k < len(n.pending) && n.pending[k].index <= index; k++ {
+		delete(n.waiters, n.pending[k].id)
+	}
+	n.pending = n.pending[k:]
+	if index-n.snapIndex >= n.cfg.SnapshotCount {
+		n.truncate(index)
+	}
+}
+
+// truncate drops log entries the store no longer needs, keeping CatchUp
+// entries for followers. The batch is synced: that also makes every store
+// apply batch before it durable, which is what allows forgetting the log.
+func (n *Node) truncate(applied uint64) {
+	snap, err := n.ms.CreateSnapshot(applied, n.confState, nil)
+	if err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return
+		}
+		panic(err)
+	}
+	meta, err := proto.Marshal(snap.GetMetadata())
+	must(err)
+	compactTo := uint64(0)
+	if applied > n.cfg.CatchUp {
+		compactTo = applied - n.cfg.CatchUp
+	}
+	b := n.cfg.DB.NewBatch()
+	defer b.Close()
+	must(b.Set(keySnapshot, meta, nil))
+	if compactTo > 0 {
+		must(b.DeleteRange(entryKey(0), entryKey(compactTo+1), nil))
+	}
+	must(b.Commit(pebble.Sync))
+	if compactTo > 0 {
+		if err := n.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			panic(err)
+		}
+	}
+	n.snapIndex = applied
+}
+
+// replay sends committed entries from `from` again, after the store lost a
+// batch to a restart.
+func (n *Node) replay(ctx actor.Context, from uint64) {
+	committed := n.rn.BasicStatus().GetCommit()
+	if from > committed {
+		return
+	}
+	ents, err := n.ms.Entries(from, committed+1, 1<<62)
+	if err != nil {
+		panic(fmt.Errorf("raftactor: replay from %d: %w", from, err))
+	}
+	out := make([]storeactor.Entry, 0, len(ents))
+	for _, e := range ents {
+		se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
+		if e.GetType() == raftpb.EntryType_EntryNormal && len(e.Data) > 0 {
+			n.attach(&se, e)
+		}
+		out = append(out, se)
+	}
+	n.cfg.Logger.Warn("replaying committed entries to the store", zap.Uint64("from", from), zap.Uint64("to", committed))
+	ctx.Request(n.cfg.Store, &storeactor.Apply{Entries: out})
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

@@ -1,0 +1,97 @@
+package raftactor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// The raft actor's part of the shared pebble DB:
+//
+//	'r' 'e' index(8) -> raftpb.Entry
+//	'r' 'h'          -> raftpb.HardState
+//	'r' 's'          -> raftpb.SnapshotMetadata of the last log truncation
+//	'r' 'c'          -> raftpb.ConfState in force (with the index it took effect)
+//
+// The log in pebble is the durable copy; raft reads it through a
+// raft.MemoryStorage that holds the entries since the last truncation
+// (at most about snapshot-count of them), loaded at start.
+var (
+	keyHardState = []byte("rh")
+	keySnapshot  = []byte("rs")
+	entryPrefix  = []byte("re")
+)
+
+func entryKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("re"), index)
+}
+
+// loadLog rebuilds the in-memory raft storage from pebble. It reports
+// whether any raft state existed (false on a brand-new data dir).
+func loadLog(db *pebble.DB) (*raft.MemoryStorage, bool, error) {
+	ms := raft.NewMemoryStorage()
+	var exists bool
+	if b, ok, err := get(db, keySnapshot); err != nil {
+		return nil, false, err
+	} else if ok {
+		meta := new(raftpb.SnapshotMetadata)
+		if err := proto.Unmarshal(b, meta); err != nil {
+			return nil, false, fmt.Errorf("raftactor: snapshot metadata: %w", err)
+		}
+		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: meta}); err != nil {
+			return nil, false, err
+		}
+		exists = true
+	}
+	if b, ok, err := get(db, keyHardState); err != nil {
+		return nil, false, err
+	} else if ok {
+		hs := new(raftpb.HardState)
+		if err := proto.Unmarshal(b, hs); err != nil {
+			return nil, false, fmt.Errorf("raftactor: hard state: %w", err)
+		}
+		if err := ms.SetHardState(hs); err != nil {
+			return nil, false, err
+		}
+		exists = true
+	}
+	first, _ := ms.FirstIndex()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(first), UpperBound: []byte("rf")})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var ents []*raftpb.Entry
+	for ok := it.First(); ok; ok = it.Next() {
+		e := new(raftpb.Entry)
+		if err := proto.Unmarshal(it.Value(), e); err != nil {
+			return nil, false, fmt.Errorf("raftactor: entry: %w", err)
+		}
+		ents = append(ents, e)
+		exists = true
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, err
+	}
+	if err := ms.Append(ents); err != nil {
+		return nil, false, err
+	}
+	return ms, exists, nil
+}
+
+func get(db pebble.Reader, key []byte) ([]byte, bool, error) {
+	b, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), b...)
+	return out, true, closer.Close()
+}

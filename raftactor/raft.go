@@ -1,0 +1,114 @@
+// Package raftactor drives a go.etcd.io/raft RawNode from an actor. It owns
+// the raft log in pebble, persists every Ready in one batch (synced when
+// raft says so) before anything in it is acted on, and hands committed
+// entries to the store actor in batches.
+//
+// Group commit falls out of the mailbox: proposals that arrive while a
+// Ready is being persisted queue up and all go into the next Ready, which
+// is persisted with one fsync. A client is answered by the store only after
+// its entry is committed, and an entry is committed only after the fsync
+// that covers it.
+package raftactor
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/metastore/metastore/actors"
+)
+
+// Propose asks raft to replicate a request. Data is the encoded proposal
+// (see EncodeProposal); Req is the same request, handed to the local store
+// so it need not decode it again. The store answers on Reply once the entry
+// is applied.
+type Propose struct {
+	ID    uint64
+	Data  []byte
+	Req   *pb.InternalRaftRequest
+	Reply chan<- actors.Result
+}
+
+// ReadIndex asks for a linearizable read point: Reply gets nil once the
+// local store has applied everything committed when the request was
+// confirmed by a quorum, or an error.
+type ReadIndex struct{ Reply chan<- error }
+
+// Status asks for raft's view of the node.
+type Status struct{ Reply chan<- StatusInfo }
+
+// StatusInfo is raft's view of this member.
+type StatusInfo struct {
+	ID        uint64
+	Lead      uint64
+	Term      uint64
+	Committed uint64
+	Applied   uint64 // applied by the store
+	IsLearner bool
+}
+
+// Step delivers a raft message from a peer (through a Transport).
+type Step struct{ Msg *raftpb.Message }
+
+type tick struct{}
+
+type processReady struct{}
+
+// Transport sends raft messages to peers. A single-member node has no peers;
+// multi-member transport comes with cluster membership.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+}
+
+// NoPeers is the transport of a single-member cluster: there is no one to
+// send to, and raft never addresses anyone.
+type NoPeers struct{}
+
+func (NoPeers) Send([]*raftpb.Message) {}
+
+// View is the raft state the gateway reads for response headers and status
+// without a mailbox round trip. Published after every Ready that changes it.
+type View struct {
+	ID        uint64
+	ClusterID uint64
+	Lead      uint64
+	Term      uint64
+	Committed uint64
+}
+
+// ViewRef is the cell a raft actor publishes its View through.
+type ViewRef = atomic.Pointer[View]
+
+// IDGen hands out request ids unique to this member and across its
+// restarts: member id bits, then start time, then a counter (as etcd's
+// idutil does).
+type IDGen struct{ next atomic.Uint64 }
+
+func NewIDGen(memberID uint64, now time.Time) *IDGen {
+	g := &IDGen{}
+	prefix := (memberID & 0xFFFF) << 48
+	ms := uint64(now.UnixMilli()) & (1<<40 - 1)
+	g.next.Store(prefix | ms<<8)
+	return g
+}
+
+func (g *IDGen) Next() uint64 { return g.next.Add(1) }
+
+// EncodeProposal builds a Propose's Data: the request id, then the request.
+// It sets r.Header.ID. Callers check the request size on the result.
+func EncodeProposal(id uint64, r *pb.InternalRaftRequest) ([]byte, error) {
+	if r.Header == nil {
+		r.Header = &pb.RequestHeader{}
+	}
+	r.Header.ID = id
+	return encodeProposal(id, r)
+}
+
+// RequestSize is the size etcd limits with --max-request-bytes: the encoded
+// request without our id prefix.
+func RequestSize(data []byte) int { return len(data) - 8 }
+
+func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# MetaStore vs reference etcd, measured with etcd's own `benchmark` tool
+# (the body of `make bench`).
+#
+# Each server is started in turn on 127.0.0.1 with a fresh data dir (both
+# under one temp dir, so on the same filesystem), the same flags and the same
+# ports, gets every scenario below, and is stopped before the next starts:
+#
+#   a  put, 1 conn / 1 client                          (latency-bound, fsync per put)
+#   b  put, 100 conns / 1000 clients, 8 B keys, 256 B values, random keys
+#      over a key space of BENCH_KEY_SPACE
+#   c  range linearizable, 100 conns / 1000 clients, one pre-put 256 B key
+#   d  range serializable (--consistency=s), as c
+#   e  txn-mixed (read/write ratio 1, reads are prefix ranges with --limit),
+#      reported as two rows: its reads and its writes
+#
+# Prints a table (req/s of each, ratio metastore/etcd, p99 latency of each)
+# and writes it as markdown to BENCH_OUT.
+#
+# Environment (relative paths are taken from the current directory):
+#   METASTORE_BIN   server binary under test     (default <repo>/bin/metastore)
+#   REF_BIN         dir with etcd, etcdctl, benchmark (default <repo>/.ref/bin,
+#                   built by scripts/build-ref.sh when missing)
+#   BENCH_OUT       markdown output              (default bench-results.md)
+#   BENCH_SCALE     multiplies every --total     (default 1; e.g. 0.05 for a smoke run)
+#   BENCH_PUT1_TOTAL BENCH_PUT_TOTAL BENCH_RANGE_TOTAL BENCH_TXN_TOTAL
+#                   override the totals of a / b / c+d / e
+#                   (defaults at scale 1: 2000 / 100000 / 100000 / 5000)
+#   BENCH_KEY_SPACE key space of b and e         (default 100000)
+#   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
+#   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
+#   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
+#   BENCH_PORT      client port; peer port is +1 (default 23790)
+#   BENCH_TIMEOUT   seconds per benchmark run    (default 600)
+#   BENCH_TMPDIR    parent of the temp work dir  (default $TMPDIR or /tmp)
+#   BENCH_KEEP=1    keep data dirs and logs
+#   METASTORE_FLAGS ETCD_FLAGS  extra server flags (word-split)
+#
+# Validate the script without MetaStore (ratios should be near 1.0):
+#   METASTORE_BIN=.ref/bin/etcd BENCH_SCALE=0.05 bash scripts/bench.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+abspath() { # abspath <path>: relative to the caller's cwd
+  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+
+METASTORE_BIN="$(abspath "${METASTORE_BIN:-$ROOT/bin/metastore}")"
+REF_BIN="$(abspath "${REF_BIN:-$ROOT/.ref/bin}")"
+BENCH_OUT="$(abspath "${BENCH_OUT:-bench-results.md}")"
+BENCH_SCALE="${BENCH_SCALE:-1}"
+BENCH_TARGETS="${BENCH_TARGETS:-metastore etcd}"
+BENCH_PORT="${BENCH_PORT:-23790}"
+BENCH_TIMEOUT="${BENCH_TIMEOUT:-600}"
+CONNS="${BENCH_CONNS:-100}"
+CLIENTS="${BENCH_CLIENTS:-1000}"
+KEY_SPACE="${BENCH_KEY_SPACE:-100000}"
+TXN_LIMIT="${BENCH_TXN_LIMIT:-100}"
+KEY_SIZE=8
+VAL_SIZE=256
+RANGE_KEY="bench-range-key"
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+scaled() { # scaled <n>: n * BENCH_SCALE, rounded, at least 100 (for a p99)
+  awk -v n="$1" -v s="$BENCH_SCALE" 'BEGIN { v = int(n * s + 0.5); if (v < 100) v = 100; print v }'
+}
+awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "BENCH_SCALE must be a positive number, got '$BENCH_SCALE'"
+PUT1_TOTAL="${BENCH_PUT1_TOTAL:-$(scaled 2000)}"
+PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000)}"
+RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000)}"
+TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000)}"
+
+# ---- tools -------------------------------------------------------------------
+if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
+  [[ "$REF_BIN" == "$ROOT/.ref/bin" ]] || die "REF_BIN=$REF_BIN lacks etcd, etcdctl or benchmark"
+  log "reference tools missing; running scripts/build-ref.sh"
+  bash "$ROOT/scripts/build-ref.sh" >/dev/null
+fi
+for target in $BENCH_TARGETS; do
+  case "$target" in
+    metastore) [[ -x "$METASTORE_BIN" ]] || die "no MetaStore binary at $METASTORE_BIN (go build -o bin/metastore ./cmd/metastore, or set METASTORE_BIN)" ;;
+    etcd) ;;
+    *) die "unknown target '$target' in BENCH_TARGETS (want metastore and/or etcd)" ;;
+  esac
+done
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+CLIENT_PORT="$BENCH_PORT"
+PEER_PORT=$((BENCH_PORT + 1))
+ENDPOINT="127.0.0.1:$CLIENT_PORT"
+
+# ---- temp dir, server lifecycle, cleanup --------------------------------------
+WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/metastore-bench.XXXXXX")"
+SERVER_PID=""
+
+stop_server() {
+  [[ -n "$SERVER_PID" ]] || return 0
+  local pid="$SERVER_PID" i
+  SERVER_PID=""
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do # up to 30 s for a graceful stop
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "server pid $pid ignored SIGTERM for 30s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  stop_server
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+    log "kept data dirs and logs in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_server() { # start_server <target> <binary> <extra flags...>
+  local name="$1" bin="$2" i
+  shift 2
+  local dir="$WORK/$name"
+  mkdir -p "$dir"
+  port_in_use "$CLIENT_PORT" && die "port $CLIENT_PORT is in use (set BENCH_PORT)"
+  port_in_use "$PEER_PORT" && die "port $PEER_PORT is in use (set BENCH_PORT)"
+  local peer="http://127.0.0.1:$PEER_PORT" client="http://$ENDPOINT"
+  "$bin" \
+    --name "bench-$name" \
+    --data-dir "$dir/data" \
+    --listen-client-urls "$client" \
+    --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" \
+    --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "bench-$name=$peer" \
+    "$@" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  for ((i = 0; i < 600; i++)); do # up to 60 s
+    if grep -q 'ready to serve client requests' "$dir/server.log" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      tail -n 30 "$dir/server.log" >&2 || true
+      SERVER_PID=""
+      die "$name exited during startup (log above)"
+    fi
+    sleep 0.1
+  done
+  tail -n 30 "$dir/server.log" >&2 || true
+  die "$name not ready after 60s (log above)"
+}
+
+# ---- scenarios ------------------------------------------------------------------
+# id | label | benchmark arguments after the global flags
+SCENARIOS=(
+  "a|put 1 conn/1 client|--conns=1 --clients=1 put --total=$PUT1_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
+  "b|put ${CONNS} conns/${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
+  "c|range linearizable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=l --total=$RANGE_TOTAL"
+  "d|range serializable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
+  "e|txn-mixed ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS txn-mixed --total=$TXN_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE --rw-ratio=1 --limit=$TXN_LIMIT"
+)
+# Table rows: id | label | section of the benchmark output ("" or read/write).
+ROWS=(
+  "a|(a) put, 1 conn / 1 client|"
+  "b|(b) put, ${CONNS} conns / ${CLIENTS} clients|"
+  "c|(c) range linearizable, ${CLIENTS} clients|"
+  "d|(d) range serializable, ${CLIENTS} clients|"
+  "e|(e) txn-mixed reads, ${CLIENTS} clients|read"
+  "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
+)
+
+# parse <file> <section>: prints "<req/s> <p99 ms> <errors>"; "-" when absent.
+# Sections exist only in txn-mixed output ("Total Read Ops" / "Total Write Ops").
+parse() {
+  awk -v want="$2" '
+    /^Total Read Ops/  { sec = "read";  inerr = 0 }
+    /^Total Write Ops/ { sec = "write"; inerr = 0 }
+    sec != want { next }
+    /Requests\/sec:/    { rps = $2 }
+    /^ *99% in /        { p99 = $3 * 1000 }
+    /^Error distribution:/ { inerr = 1; next }
+    inerr && match($0, /^ *\[[0-9]+\]/) { v = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", v); errs += v }
+    END {
+      printf "%s %s %d\n", (rps == "" ? "-" : sprintf("%.1f", rps)),
+                           (p99 == "" ? "-" : sprintf("%.2f", p99)), errs
+    }' "$1"
+}
+
+# shellcheck disable=SC2034 # filled by `read` and read through `get` (namerefs)
+declare -A RPS P99 ERRS
+FAILED=0
+
+run_target() { # run_target <target>
+  local name="$1" bin flags
+  case "$name" in
+    metastore) bin="$METASTORE_BIN"; flags="${METASTORE_FLAGS:-}" ;;
+    etcd) bin="$REF_BIN/etcd"; flags="${ETCD_FLAGS:-}" ;;
+  esac
+  log "starting $name ($bin) on $ENDPOINT, data in $WORK/$name/data"
+  # shellcheck disable=SC2086 # flags are deliberately word-split
+  start_server "$name" "$bin" $flags
+
+  local value
+  value="$(head -c "$VAL_SIZE" /dev/zero | tr '\0' 'v')"
+  "$REF_BIN/etcdctl" --endpoints="$ENDPOINT" put "$RANGE_KEY" "$value" >/dev/null ||
+    die "$name: etcdctl put $RANGE_KEY failed"
+
+  local spec id label args out i rid sec
+  for spec in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id label args <<<"$spec"
+    out="$WORK/$name-$id.out"
+    log "$name: ($id) $label"
+    # shellcheck disable=SC2086 # args are deliberately word-split
+    if ! timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
+      >"$out" 2>"$WORK/$name-$id.err"; then
+      log "$name: ($id) benchmark failed; its output and the server log follow"
+      tail -n 20 "$out" "$WORK/$name-$id.err" >&2 || true
+      tail -n 20 "$WORK/$name/server.log" >&2 || true
+      FAILED=1
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "$name: server died during ($id); skipping its remaining scenarios"
+      tail -n 30 "$WORK/$name/server.log" >&2 || true
+      FAILED=1
+      break
+    fi
+  done
+  for i in "${!ROWS[@]}"; do
+    IFS='|' read -r rid _ sec <<<"${ROWS[$i]}"
+    [[ -f "$WORK/$name-$rid.out" ]] || continue
+    read -r "RPS[$name,$i]" "P99[$name,$i]" "ERRS[$name,$i]" < <(parse "$WORK/$name-$rid.out" "$sec")
+  done
+  stop_server
+}
+
+log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL, key space $KEY_SPACE"
+for target in $BENCH_TARGETS; do
+  run_target "$target"
+done
+
+# ---- report -------------------------------------------------------------------------
+get() { # get <array name> <target> <row index>: the value or "-"
+  local -n arr="$1"
+  local v="${arr[$2,$3]-}"
+  printf '%s' "${v:--}"
+}
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
+}
+
+header=("scenario" "metastore req/s" "etcd req/s" "ratio metastore/etcd" "metastore p99 ms" "etcd p99 ms")
+lines=()
+notes=()
+for i in "${!ROWS[@]}"; do
+  IFS='|' read -r _ rlabel _ <<<"${ROWS[$i]}"
+  m_rps="$(get RPS metastore "$i")"
+  e_rps="$(get RPS etcd "$i")"
+  lines+=("$rlabel|$m_rps|$e_rps|$(ratio "$m_rps" "$e_rps")|$(get P99 metastore "$i")|$(get P99 etcd "$i")")
+  for target in metastore etcd; do
+    errs="$(get ERRS "$target" "$i")"
+    if [[ "$errs" != "-" && "$errs" != 0 ]]; then
+      notes+=("$target: $errs failed requests in $rlabel")
+    fi
+  done
+done
+
+{
+  printf '%-42s' "${header[0]}"
+  printf '%22s' "${header[@]:1}"
+  printf '\n'
+  for line in "${lines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '%-42s' "${f[0]}"
+    printf '%22s' "${f[@]:1}"
+    printf '\n'
+  done
+  for n in "${notes[@]}"; do printf 'WARNING: %s\n' "$n"; done
+}
+
+{
+  echo "# MetaStore vs etcd benchmark"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE"
+  echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
+  echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
+  echo
+  printf '| %s ' "${header[@]}"
+  printf '|\n'
+  printf '|%s' "---" "---:" "---:" "---:" "---:" "---:"
+  printf '|\n'
+  for line in "${lines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '| %s ' "${f[@]}"
+    printf '|\n'
+  done
+  if ((${#notes[@]})); then
+    echo
+    for n in "${notes[@]}"; do printf -- '- WARNING: %s\n' "$n"; done
+  fi
+} >"$BENCH_OUT"
+log "wrote $BENCH_OUT"
+
+if ((FAILED)); then
+  die "some benchmark runs failed (see above)"
+fi

@@ -1,0 +1,293 @@
+package storeactor
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+)
+
+// Entry is one committed raft entry for the store. Data is the encoded
+// InternalRaftRequest; Req, when set, is the same request as proposed on
+// this node, which saves decoding it again. Entries with neither (raft's
+// empty entries, conf changes) only advance the applied index.
+type Entry struct {
+	Index uint64
+	Term  uint64
+	Data  []byte
+	Req   *pb.InternalRaftRequest
+	Reply chan<- actors.Result // nil when no client waits on this node
+}
+
+// Apply asks the store to apply committed entries, in log order. The
+// sender (the raft actor) is told Applied after each batch, and is asked to
+// Replay when the store finds a gap (after a restart dropped a batch).
+type Apply struct{ Entries []Entry }
+
+// Applied tells the raft actor how far the store has durably-with-the-log
+// applied: entries up to Index can be dropped from the raft log once a
+// synced write follows.
+type Applied struct{ Index uint64 }
+
+// Replay asks the raft actor to send committed entries again from From on.
+type Replay struct{ From uint64 }
+
+// Barrier replies on each channel once every entry up to Index is applied.
+// The raft actor sends it after the Apply that carries Index, so mailbox
+// order alone makes it cheap: only a store that is replaying has to hold it.
+type Barrier struct {
+	Index   uint64
+	Waiters []chan<- error
+}
+
+// Config is what a Store needs. DB is shared with the raft actor, which
+// owns the 'r' key space; the store owns 'k', 'h' and 'm'.
+type Config struct {
+	DB           *pebble.DB
+	Logger       *zap.Logger
+	CompactChunk int // history entries handled per physical compaction step
+}
+
+// Store is the single writer of the MVCC key space.
+//
+// Invariants:
+//   - view.Applied is the index of the last entry whose effects (and the
+//     meta keys recording it) are committed to pebble in one batch; entries
+//     are applied exactly once, in index order.
+//   - view is published only after the batch it describes is committed, so
+//     a reader never sees a revision whose data is not readable.
+//   - physical compaction deletes only versions invisible at every
+//     revision >= view.CompactRev, so it can run interleaved with applies.
+type Store struct {
+	cfg  Config
+	view *viewRef
+	cur  View
+
+	replaying bool      // a Replay is outstanding; entries past a gap are dropped
+	barriers  []Barrier // held while replaying
+
+	compactDone    int64            // physical compaction has finished up to here
+	compactWaiters []pendingCompact // physical=true clients
+	compacting     bool
+}
+
+type pendingCompact struct {
+	rev   int64
+	reply chan<- actors.Result
+	resp  *pb.CompactionResponse
+}
+
+type compactStep struct{}
+
+// New returns the Store's props and the Reader that serves reads from the
+// View it publishes. The View cell outlives restarts of the actor: a
+// restarted Store reloads its state from pebble and publishes it again.
+func New(cfg Config) (*actor.Props, *Reader, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.CompactChunk <= 0 {
+		cfg.CompactChunk = 10000
+	}
+	ref := new(viewRef)
+	v, err := loadView(cfg.DB)
+	if err != nil {
+		return nil, nil, err
+	}
+	ref.Store(&v)
+	props := actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: ref} })
+	return props, &Reader{db: cfg.DB, view: ref}, nil
+}
+
+func (s *Store) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		s.start(ctx)
+	case *Apply:
+		s.apply(ctx, m)
+	case *Barrier:
+		s.barrier(m)
+	case compactStep:
+		s.compactStep(ctx)
+	}
+}
+
+func (s *Store) start(ctx actor.Context) {
+	v, err := loadView(s.cfg.DB)
+	if err != nil {
+		panic(fmt.Errorf("storeactor: load state: %w", err))
+	}
+	s.cur = v
+	s.view.Store(&v)
+	s.compactDone = -1
+	if b, ok, err := getMeta(s.cfg.DB, metaCompactDone); err != nil {
+		panic(err)
+	} else if ok {
+		s.compactDone = int64(binary.BigEndian.Uint64(b))
+	}
+	if s.compactDone < s.cur.CompactRev {
+		// A compaction was scheduled but not finished before a crash or restart.
+		s.compacting = true
+		ctx.Send(ctx.Self(), compactStep{})
+	}
+}
+
+type pendingReply struct {
+	ch  chan<- actors.Result
+	res actors.Result
+}
+
+func (s *Store) apply(ctx actor.Context, m *Apply) {
+	if len(m.Entries) == 0 {
+		return
+	}
+	if first := m.Entries[0].Index; first > s.cur.Applied+1 {
+		// A gap: an Apply was lost (this actor restarted mid-batch). Drop
+		// what follows it and ask for the gap again, once.
+		if !s.replaying {
+			s.replaying = true
+			s.cfg.Logger.Warn("store missed entries; asking raft to replay",
+				zap.Uint64("applied", s.cur.Applied), zap.Uint64("got", first))
+			ctx.Respond(&Replay{From: s.cur.Applied + 1})
+		}
+		return
+	}
+	b := s.cfg.DB.NewIndexedBatch()
+	next := s.cur
+	var replies []pendingReply
+	var newCompaction bool
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Index <= next.Applied {
+			continue // applied before a restart or replay
+		}
+		if e.Req == nil && len(e.Data) > 0 {
+			e.Req = new(pb.InternalRaftRequest)
+			if err := proto.Unmarshal(e.Data, e.Req); err != nil {
+				panic(fmt.Errorf("storeactor: entry %d: %w", e.Index, err))
+			}
+		}
+		if e.Req != nil {
+			res, compacted := s.applyRequest(b, &next, e.Req)
+			newCompaction = newCompaction || compacted
+			if e.Req.Compaction != nil && e.Req.Compaction.Physical && res.Err == nil {
+				s.compactWaiters = append(s.compactWaiters, pendingCompact{rev: e.Req.Compaction.Revision, reply: e.Reply, resp: res.Resp.(*pb.CompactionResponse)})
+			} else if e.Reply != nil {
+				replies = append(replies, pendingReply{e.Reply, res})
+			}
+		}
+		next.Applied, next.AppliedTerm = e.Index, e.Term
+	}
+	if next.Applied == s.cur.Applied {
+		b.Close()
+		return
+	}
+	var applied [16]byte
+	binary.BigEndian.PutUint64(applied[:8], next.Applied)
+	binary.BigEndian.PutUint64(applied[8:], next.AppliedTerm)
+	must(b.Set(metaApplied, applied[:], nil))
+	must(putU64(b, metaRev, uint64(next.Rev)))
+	// NoSync: the raft log entries being applied are already synced, and
+	// the raft actor's next synced write flushes this batch too. After a
+	// crash, whatever is lost here is re-applied from the log.
+	must(b.Commit(pebble.NoSync))
+	b.Close()
+	s.cur = next
+	published := next
+	s.view.Store(&published)
+	for _, r := range replies {
+		actors.Reply(r.ch, r.res)
+	}
+	if s.replaying {
+		s.replaying = false
+	}
+	s.releaseBarriers()
+	if ctx.Sender() != nil {
+		ctx.Respond(&Applied{Index: next.Applied})
+	}
+	if newCompaction && !s.compacting {
+		s.compacting = true
+		ctx.Send(ctx.Self(), compactStep{})
+	}
+}
+
+// applyRequest applies one request into the batch and advances next.
+func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest) (actors.Result, bool) {
+	tw := &writeTxn{r: b, w: b, beginRev: next.Rev}
+	var res actors.Result
+	compacted := false
+	switch {
+	case r.Put != nil:
+		if err := tw.checkPut(r.Put, noLeases); err != nil {
+			res.Err = err
+		} else {
+			res.Resp = tw.applyPut(r.Put)
+		}
+	case r.DeleteRange != nil:
+		res.Resp = tw.applyDeleteRange(r.DeleteRange)
+	case r.Txn != nil:
+		resp, err := tw.applyTxn(r.Txn, next.CompactRev, noLeases)
+		res = actors.Result{Resp: resp, Err: err}
+	case r.Range != nil:
+		resp, err := executeRange(b, r.Range, next.Rev, next.CompactRev)
+		res = actors.Result{Resp: resp, Err: err}
+	case r.Compaction != nil:
+		rev := r.Compaction.Revision
+		switch {
+		case rev <= next.CompactRev:
+			res.Err = rpctypes.ErrGRPCCompacted
+		case rev > next.Rev:
+			res.Err = rpctypes.ErrGRPCFutureRev
+		default:
+			next.CompactRev = rev
+			must(putU64(b, metaCompact, uint64(rev)))
+			res.Resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: next.Rev}}
+			compacted = true
+		}
+	default:
+		res.Err = status.Error(codes.Unimplemented, "metastore: request type not supported yet")
+	}
+	if tw.changes > 0 {
+		next.Rev = tw.beginRev + 1
+	}
+	return res, compacted
+}
+
+func (s *Store) barrier(m *Barrier) {
+	if s.cur.Applied >= m.Index {
+		for _, w := range m.Waiters {
+			actors.Reply(w, nil)
+		}
+		return
+	}
+	s.barriers = append(s.barriers, *m)
+}
+
+func (s *Store) releaseBarriers() {
+	kept := s.barriers[:0]
+	for _, b := range s.barriers {
+		if s.cur.Applied >= b.Index {
+			for _, w := range b.Waiters {
+				actors.Reply(w, nil)
+			}
+		} else {
+			kept = append(kept, b)
+		}
+	}
+	s.barriers = kept
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

@@ -1,0 +1,95 @@
+package storeactor
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/metastore/metastore/actors"
+)
+
+// compactStep does one bounded slice of physical compaction and, if there is
+// more, sends itself the next step: applies queued meanwhile run in between,
+// so a large compaction never stops the world.
+//
+// For every key changed in (compactDone, CompactRev], all versions at or
+// below CompactRev except the newest are deleted, and the newest too when
+// it is a tombstone. History entries at or below CompactRev go as well (a
+// watch can no longer start there). Steps end on whole main revisions, and
+// the progress mark is written in the same batch, so a restart resumes
+// where the last committed step ended; redoing a step is harmless.
+func (s *Store) compactStep(ctx actor.Context) {
+	target := s.cur.CompactRev
+	if s.compactDone >= target {
+		s.finishCompaction()
+		return
+	}
+	lo := historyKey(nil, s.compactDone+1, 0)
+	hi := historyKey(nil, target+1, 0)
+	it, err := s.cfg.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	must(err)
+	keys := map[string]struct{}{}
+	reached := target
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		main, _ := parseHistoryKey(it.Key())
+		if n >= s.cfg.CompactChunk && main != reached {
+			reached = main - 1 // stop on a main revision boundary
+			break
+		}
+		reached = main
+		keys[string(it.Value()[1:])] = struct{}{}
+		n++
+	}
+	if !it.Valid() {
+		reached = target
+	}
+	must(it.Close())
+
+	b := s.cfg.DB.NewBatch()
+	for k := range keys {
+		compactKey(s.cfg.DB, b, []byte(k), target)
+	}
+	must(b.DeleteRange(lo, historyKey(nil, reached+1, 0), nil))
+	must(putU64(b, metaCompactDone, uint64(reached)))
+	must(b.Commit(pebble.NoSync))
+	must(b.Close())
+	s.compactDone = reached
+	if reached < target {
+		ctx.Send(ctx.Self(), compactStep{})
+		return
+	}
+	s.finishCompaction()
+}
+
+// compactKey deletes the versions of key that no read at or above target
+// can see.
+func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) {
+	from := versionKey(nil, key, target)
+	end := afterKeyPrefix(nil, from[:len(from)-8])
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: end})
+	must(err)
+	defer it.Close()
+	if !it.First() {
+		return
+	}
+	_, main := splitVersionKey(it.Key())
+	v := it.Value()
+	if len(v) > 0 && v[0]&flagTombstone != 0 {
+		must(b.DeleteRange(from, end, nil))
+		return
+	}
+	must(b.DeleteRange(versionKey(nil, key, main-1), end, nil))
+}
+
+func (s *Store) finishCompaction() {
+	s.compacting = false
+	kept := s.compactWaiters[:0]
+	for _, w := range s.compactWaiters {
+		if w.rev <= s.compactDone {
+			actors.Reply(w.reply, actors.Result{Resp: w.resp})
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	s.compactWaiters = kept
+}

@@ -1,0 +1,100 @@
+package storeactor
+
+import (
+	"encoding/binary"
+)
+
+// The store's part of the pebble key space. One pebble DB holds the raft log
+// too (prefix 'r', owned by raftactor), so that the raft actor's synced write
+// also makes every earlier, unsynced apply batch durable: pebble has one WAL
+// and a sync covers everything written before it.
+//
+//	'k' enc(key) ^main(8)       -> record (one version of a key)
+//	'h' main(8) sub(8)          -> history entry: flag + user key
+//	'm' name                    -> store metadata (revision, applied index, compaction)
+//
+// Versions of one key sort newest first (the main revision is stored
+// inverted), so the version visible at revision R is the first entry at or
+// after 'k' enc(key) ^R. Only one version of a key is written per main
+// revision: a txn may not put and delete the same key, so main alone
+// identifies a version; the sub revision lives in the record.
+const (
+	prefixKey     = 'k'
+	prefixHistory = 'h'
+	prefixMeta    = 'm'
+)
+
+var (
+	metaRev          = []byte("mrev")          // current main revision
+	metaApplied      = []byte("mapplied")      // last applied raft index (8) + term (8)
+	metaCompact      = []byte("mcompact")      // compaction revision clients see (scheduled)
+	metaCompactDone  = []byte("mcompact_done") // revision physical compaction finished at
+	keySpaceUpper    = []byte{prefixKey + 1}
+	historySpaceLow  = []byte{prefixHistory}
+	historySpaceHigh = []byte{prefixHistory + 1}
+)
+
+// appendEncodedKey appends an order-preserving, prefix-free encoding of a
+// user key: 0x00 becomes 0x00 0xFF and the key ends with 0x00 0x01. For user
+// keys a < b, enc(a)+anything < enc(b)+anything, so range bounds on encoded
+// keys are exact and no key's versions can interleave with another's.
+func appendEncodedKey(dst, key []byte) []byte {
+	for _, c := range key {
+		if c == 0 {
+			dst = append(dst, 0, 0xFF)
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, 0, 1)
+}
+
+// decodeUserKey reverses appendEncodedKey on enc (terminator included) and
+// returns the user key. It allocates: callers keep the result.
+func decodeUserKey(enc []byte) []byte {
+	out := make([]byte, 0, len(enc)-2)
+	for i := 0; i < len(enc)-2; i++ {
+		out = append(out, enc[i])
+		if enc[i] == 0 {
+			i++ // skip the 0xFF escape
+		}
+	}
+	return out
+}
+
+// versionKey is 'k' enc(key) ^main.
+func versionKey(dst, key []byte, main int64) []byte {
+	dst = append(dst, prefixKey)
+	dst = appendEncodedKey(dst, key)
+	return binary.BigEndian.AppendUint64(dst, ^uint64(main))
+}
+
+// keyPrefix is 'k' enc(key): every version of key starts with it.
+func keyPrefix(dst, key []byte) []byte {
+	dst = append(dst, prefixKey)
+	return appendEncodedKey(dst, key)
+}
+
+// splitVersionKey splits a 'k' key into its key prefix ('k' enc(key)) and main revision.
+func splitVersionKey(k []byte) (prefix []byte, main int64) {
+	n := len(k) - 8
+	return k[:n], int64(^binary.BigEndian.Uint64(k[n:]))
+}
+
+// afterKeyPrefix returns a key greater than every version of the key whose
+// prefix is p and smaller than any later key: p + 9 x 0xFF.
+func afterKeyPrefix(dst, p []byte) []byte {
+	dst = append(dst, p...)
+	return append(dst, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF)
+}
+
+// historyKey is 'h' main sub.
+func historyKey(dst []byte, main, sub int64) []byte {
+	dst = append(dst, prefixHistory)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(main))
+	return binary.BigEndian.AppendUint64(dst, uint64(sub))
+}
+
+func parseHistoryKey(k []byte) (main, sub int64) {
+	return int64(binary.BigEndian.Uint64(k[1:9])), int64(binary.BigEndian.Uint64(k[9:17]))
+}

@@ -1,0 +1,84 @@
+package storeactor
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// record is one version of a key as stored under its 'k' key. The key and
+// main revision are in the pebble key; the record holds the rest of an
+// mvccpb.KeyValue. A tombstone marks a deletion: the key has no value at
+// that revision, and a later put starts again at version 1.
+//
+// Encoding: flags(1) sub(uvarint) create(uvarint) version(uvarint)
+// lease(varint) value(rest).
+type record struct {
+	tombstone bool
+	sub       int64
+	create    int64
+	version   int64
+	lease     int64
+	value     []byte
+}
+
+const flagTombstone = 1
+
+var errCorruptRecord = errors.New("storeactor: corrupt record")
+
+func (r *record) append(dst []byte) []byte {
+	var flags byte
+	if r.tombstone {
+		flags |= flagTombstone
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendUvarint(dst, uint64(r.sub))
+	dst = binary.AppendUvarint(dst, uint64(r.create))
+	dst = binary.AppendUvarint(dst, uint64(r.version))
+	dst = binary.AppendVarint(dst, r.lease)
+	return append(dst, r.value...)
+}
+
+// decodeRecord parses b. The returned value aliases b.
+func decodeRecord(b []byte) (record, error) {
+	var r record
+	if len(b) < 1 {
+		return r, errCorruptRecord
+	}
+	r.tombstone = b[0]&flagTombstone != 0
+	b = b[1:]
+	var vals [3]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return r, errCorruptRecord
+		}
+		vals[i] = v
+		b = b[n:]
+	}
+	r.sub, r.create, r.version = int64(vals[0]), int64(vals[1]), int64(vals[2])
+	l, n := binary.Varint(b)
+	if n <= 0 {
+		return r, errCorruptRecord
+	}
+	r.lease = l
+	r.value = b[n:]
+	return r, nil
+}
+
+// keyValue builds the client-facing KeyValue, copying the value out of
+// pebble's buffer unless keysOnly.
+func (r *record) keyValue(key []byte, main int64, keysOnly bool) *mvccpb.KeyValue {
+	kv := &mvccpb.KeyValue{
+		Key:            key,
+		CreateRevision: r.create,
+		ModRevision:    main,
+		Version:        r.version,
+		Lease:          r.lease,
+	}
+	if !keysOnly && len(r.value) > 0 {
+		kv.Value = append([]byte(nil), r.value...)
+	}
+	return kv
+}

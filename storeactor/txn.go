@@ -1,0 +1,131 @@
+package storeactor
+
+import (
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// writeTxn is one etcd write transaction: every change it makes gets main
+// revision beginRev+1 and the next sub revision. It reads from r and writes
+// to w: for the Store both are its indexed apply batch, so later reads in
+// the same txn (and later txns in the batch) see earlier writes; a
+// read-only txn runs on the DB with no w.
+type writeTxn struct {
+	r        pebble.Reader
+	w        pebble.Writer
+	beginRev int64
+	changes  int64
+	buf      []byte
+}
+
+// rev is the revision this txn's reads see: its own writes included.
+func (tw *writeTxn) rev() int64 {
+	if tw.changes > 0 {
+		return tw.beginRev + 1
+	}
+	return tw.beginRev
+}
+
+func (tw *writeTxn) put(key, value []byte, lease int64) {
+	main := tw.beginRev + 1
+	prev, _, found, err := latest(tw.r, key, tw.rev())
+	if err != nil {
+		panic(err)
+	}
+	rec := record{sub: tw.changes, create: main, version: 1, lease: lease, value: value}
+	if found && !prev.tombstone {
+		rec.create, rec.version = prev.create, prev.version+1
+	}
+	tw.write(key, main, &rec)
+}
+
+// deleteRange writes a tombstone for every live key in [key, end) and
+// returns how many there were.
+func (tw *writeTxn) deleteRange(key, end []byte) int64 {
+	var keys [][]byte
+	if err := visitAt(tw.r, key, end, tw.rev(), func(prefix []byte, _ int64, _ []byte) bool {
+		keys = append(keys, decodeUserKey(prefix[1:]))
+		return true
+	}); err != nil {
+		panic(err)
+	}
+	for _, k := range keys {
+		tw.write(k, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
+	}
+	return int64(len(keys))
+}
+
+func (tw *writeTxn) write(key []byte, main int64, rec *record) {
+	tw.buf = rec.append(tw.buf[:0])
+	vk := versionKey(nil, key, main)
+	if err := tw.w.Set(vk, tw.buf, nil); err != nil {
+		panic(err)
+	}
+	h := make([]byte, 0, 1+len(key))
+	if rec.tombstone {
+		h = append(h, flagTombstone)
+	} else {
+		h = append(h, 0)
+	}
+	h = append(h, key...)
+	if err := tw.w.Set(historyKey(nil, main, rec.sub), h, nil); err != nil {
+		panic(err)
+	}
+	tw.changes++
+}
+
+// getPrevKV reads the key a put is about to replace, when the request needs it.
+func (tw *writeTxn) getPrevKV(p *pb.PutRequest) *mvccpb.KeyValue {
+	if !p.PrevKv && !p.IgnoreValue && !p.IgnoreLease {
+		return nil
+	}
+	rec, main, found, err := latest(tw.r, p.Key, tw.rev())
+	if err != nil {
+		panic(err)
+	}
+	if !found || rec.tombstone {
+		return nil
+	}
+	return rec.keyValue(p.Key, main, false)
+}
+
+func (tw *writeTxn) applyPut(p *pb.PutRequest) *pb.PutResponse {
+	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
+	prev := tw.getPrevKV(p)
+	val, lease := p.Value, p.Lease
+	if p.IgnoreValue {
+		val = prev.Value
+	}
+	if p.IgnoreLease {
+		lease = prev.Lease
+	}
+	if p.PrevKv && prev != nil {
+		resp.PrevKv = prev
+	}
+	tw.put(p.Key, val, lease)
+	resp.Header.Revision = tw.beginRev + 1
+	return resp
+}
+
+func (tw *writeTxn) applyDeleteRange(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
+	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
+	end := mkGteRange(d.RangeEnd)
+	if d.PrevKv {
+		rr, err := rangeKeys(tw.r, d.Key, end, tw.rev(), 0, false, false)
+		if err != nil {
+			panic(err)
+		}
+		resp.PrevKvs = rr.kvs
+	}
+	resp.Deleted = tw.deleteRange(d.Key, end)
+	resp.Header.Revision = tw.rev()
+	return resp
+}
+
+func mkGteRange(end []byte) []byte {
+	if len(end) == 1 && end[0] == 0 {
+		return []byte{}
+	}
+	return end
+}

@@ -1,0 +1,208 @@
+package storeactor
+
+import (
+	"bytes"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// applyTxn runs a Txn the way etcd does: evaluate every compare on the
+// chosen paths first (the path is fixed before anything is written), check
+// the ops on those paths (revisions, ignore_value/ignore_lease targets,
+// leases), and only then execute. A check failure fails the whole txn
+// and writes nothing.
+func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64, leaseExists func(int64) bool) (*pb.TxnResponse, error) {
+	path := compareToPath(tw.r, tw.rev(), rt)
+	if _, err := tw.checkTxn(rt, path, compactRev, leaseExists); err != nil {
+		return nil, err
+	}
+	resp, _ := newTxnResp(rt, path)
+	tw.executeTxn(rt, path, resp, compactRev)
+	resp.Header.Revision = tw.rev()
+	return resp, nil
+}
+
+func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest) []bool {
+	path := []bool{applyCompares(r, rev, rt.Compare)}
+	ops := rt.Success
+	if !path[0] {
+		ops = rt.Failure
+	}
+	for _, op := range ops {
+		if t, ok := op.Request.(*pb.RequestOp_RequestTxn); ok && t.RequestTxn != nil {
+			path = append(path, compareToPath(r, rev, t.RequestTxn)...)
+		}
+	}
+	return path
+}
+
+func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare) bool {
+	for _, c := range cmps {
+		if !applyCompare(r, rev, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyCompare holds when every key in the compare's range satisfies it.
+// An absent key compares as a zero KeyValue, except for VALUE targets,
+// which an absent key never satisfies.
+func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) bool {
+	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false)
+	if err != nil {
+		return false
+	}
+	if len(rr.kvs) == 0 {
+		if c.Target == pb.Compare_VALUE {
+			return false
+		}
+		return compareKV(c, &mvccpb.KeyValue{})
+	}
+	for _, kv := range rr.kvs {
+		if !compareKV(c, kv) {
+			return false
+		}
+	}
+	return true
+}
+
+func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+	var result int
+	switch c.Target {
+	case pb.Compare_VALUE:
+		result = bytes.Compare(kv.Value, c.GetValue())
+	case pb.Compare_CREATE:
+		result = cmp64(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		result = cmp64(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_VERSION:
+		result = cmp64(kv.Version, c.GetVersion())
+	case pb.Compare_LEASE:
+		result = cmp64(kv.Lease, c.GetLease())
+	}
+	switch c.Result {
+	case pb.Compare_EQUAL:
+		return result == 0
+	case pb.Compare_NOT_EQUAL:
+		return result != 0
+	case pb.Compare_GREATER:
+		return result > 0
+	case pb.Compare_LESS:
+		return result < 0
+	}
+	return true
+}
+
+func cmp64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// checkTxn validates the ops on the chosen path against the state before
+// the txn; it returns how many nested txns it walked so callers can step
+// over their path entries.
+func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, leaseExists func(int64) bool) (int, error) {
+	n := 0
+	ops := rt.Success
+	if !path[0] {
+		ops = rt.Failure
+	}
+	for _, op := range ops {
+		var err error
+		switch v := op.Request.(type) {
+		case *pb.RequestOp_RequestRange:
+			if r := v.RequestRange; r.Revision != 0 {
+				_, err = checkRev(r.Revision, tw.rev(), compactRev)
+			}
+		case *pb.RequestOp_RequestPut:
+			err = tw.checkPut(v.RequestPut, leaseExists)
+		case *pb.RequestOp_RequestTxn:
+			var sub int
+			sub, err = tw.checkTxn(v.RequestTxn, path[1:], compactRev, leaseExists)
+			n += sub + 1
+			path = path[sub+1:]
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (tw *writeTxn) checkPut(p *pb.PutRequest, leaseExists func(int64) bool) error {
+	if p.Lease != 0 && !leaseExists(p.Lease) {
+		return rpctypes.ErrGRPCLeaseNotFound
+	}
+	if p.IgnoreValue || p.IgnoreLease {
+		if tw.getPrevKV(p) == nil {
+			return rpctypes.ErrGRPCKeyNotFound
+		}
+	}
+	return nil
+}
+
+// newTxnResp lays out the response tree for the chosen path before
+// execution fills it in.
+func newTxnResp(rt *pb.TxnRequest, path []bool) (*pb.TxnResponse, int) {
+	ops := rt.Success
+	if !path[0] {
+		ops = rt.Failure
+	}
+	n := 0
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: path[0], Responses: make([]*pb.ResponseOp, len(ops))}
+	for i, op := range ops {
+		switch v := op.Request.(type) {
+		case *pb.RequestOp_RequestRange:
+			resp.Responses[i] = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{}}
+		case *pb.RequestOp_RequestPut:
+			resp.Responses[i] = &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{}}
+		case *pb.RequestOp_RequestDeleteRange:
+			resp.Responses[i] = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{}}
+		case *pb.RequestOp_RequestTxn:
+			sub, subN := newTxnResp(v.RequestTxn, path[1:])
+			resp.Responses[i] = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: sub}}
+			path = path[1+subN:]
+			n += subN + 1
+		}
+	}
+	return resp, n
+}
+
+func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnResponse, compactRev int64) int {
+	ops := rt.Success
+	if !path[0] {
+		ops = rt.Failure
+	}
+	n := 0
+	for i, op := range ops {
+		switch v := op.Request.(type) {
+		case *pb.RequestOp_RequestRange:
+			r, err := executeRange(tw.r, v.RequestRange, tw.rev(), compactRev)
+			if err != nil {
+				panic(err) // checkTxn let through a range that cannot run
+			}
+			resp.Responses[i].Response.(*pb.ResponseOp_ResponseRange).ResponseRange = r
+		case *pb.RequestOp_RequestPut:
+			resp.Responses[i].Response.(*pb.ResponseOp_ResponsePut).ResponsePut = tw.applyPut(v.RequestPut)
+		case *pb.RequestOp_RequestDeleteRange:
+			resp.Responses[i].Response.(*pb.ResponseOp_ResponseDeleteRange).ResponseDeleteRange = tw.applyDeleteRange(v.RequestDeleteRange)
+		case *pb.RequestOp_RequestTxn:
+			sub := resp.Responses[i].Response.(*pb.ResponseOp_ResponseTxn).ResponseTxn
+			subN := tw.executeTxn(v.RequestTxn, path[1:], sub, compactRev)
+			// As in etcd, a nested txn's header stays empty: only the
+			// outermost response carries the revision.
+			n += subN + 1
+			path = path[subN+1:]
+		}
+	}
+	return n
+}
