@@ -466,7 +466,7 @@ func start(t testing.TB, kind Kind, opts []Option) *Server {
 			t.Logf("e2e: %s: port clash, retrying with new ports", s.Name)
 			continue
 		}
-		t.Fatalf("e2e: start %s: %v\n%s", s.Name, err, s.logTail(logTailLines))
+		t.Fatalf("e2e: start %s: %v (its log follows)", s.Name, err)
 	}
 }
 
@@ -634,14 +634,14 @@ func (s *Server) Stop() {
 	case <-s.done:
 	case <-timer.C:
 		s.Kill()
-		s.t.Errorf("e2e: %s did not exit within %v of SIGTERM; killed it\n%s",
-			s.Name, defaultStopTimeout, s.logTail(logTailLines))
+		s.t.Errorf("e2e: %s did not exit within %v of SIGTERM; killed it (its log follows)",
+			s.Name, defaultStopTimeout)
 		return
 	}
 	if s.state.Success() || (*s.cfg.allowSignalExit && diedOf(s.state, syscall.SIGTERM)) {
 		return
 	}
-	s.t.Errorf("e2e: %s did not exit cleanly on SIGTERM: %v\n%s", s.Name, s.state, s.logTail(logTailLines))
+	s.t.Errorf("e2e: %s did not exit cleanly on SIGTERM: %v (its log follows)", s.Name, s.state)
 }
 
 // Kill sends SIGKILL and waits for the process to go. Killing a stopped
@@ -661,7 +661,7 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
 	if err := s.launch(); err != nil {
-		t.Fatalf("e2e: restart %s: %v\n%s", s.Name, err, s.logTail(logTailLines))
+		t.Fatalf("e2e: restart %s: %v (its log follows)", s.Name, err)
 	}
 }
 

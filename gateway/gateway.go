@@ -81,8 +81,17 @@ func (g *Gateway) header(h *pb.ResponseHeader) {
 	}
 }
 
+// maxApplyLag is how far the store may fall behind the raft commit index
+// before new proposals are refused with "too many requests" (etcd's
+// maxGapBetweenApplyAndCommitIndex): explicit backpressure instead of an
+// ever-growing queue.
+const maxApplyLag = 5000
+
 // propose replicates r through raft and waits for the store's answer.
 func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actors.Result, error) {
+	if g.cfg.RaftView.Load().Committed > g.cfg.Store.View().Applied+maxApplyLag {
+		return actors.Result{}, rpctypes.ErrGRPCRequestTooManyRequests
+	}
 	id := g.cfg.IDs.Next()
 	data, err := raftactor.EncodeProposal(id, r)
 	if err != nil {

@@ -35,6 +35,9 @@ type Config struct {
 	CatchUp       uint64        // entries kept behind a truncation for slow followers
 }
 
+// slowPersist is how long a Ready's write may take before it is logged.
+const slowPersist = 100 * time.Millisecond
+
 // Node is the raft actor.
 //
 // Invariants:
@@ -335,7 +338,11 @@ func (n *Node) persist(rd raft.Ready) {
 	if rd.MustSync {
 		opts = pebble.Sync
 	}
+	start := n.cfg.Clock.Now()
 	must(b.Commit(opts))
+	if d := n.cfg.Clock.Now().Sub(start); d > slowPersist {
+		n.cfg.Logger.Warn("slow raft log write", zap.Duration("took", d), zap.Int("entries", len(rd.Entries)), zap.Bool("sync", rd.MustSync))
+	}
 	must(n.ms.Append(rd.Entries))
 	if !raft.IsEmptyHardState(rd.HardState) {
 		must(n.ms.SetHardState(rd.HardState))

@@ -64,14 +64,14 @@ RANGE_KEY="bench-range-key"
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
-scaled() { # scaled <n>: n * BENCH_SCALE, rounded, at least 100 (for a p99)
-  awk -v n="$1" -v s="$BENCH_SCALE" 'BEGIN { v = int(n * s + 0.5); if (v < 100) v = 100; print v }'
+scaled() { # scaled <n> <min>: n * BENCH_SCALE, rounded, at least min (>= 100 for a p99)
+  awk -v n="$1" -v s="$BENCH_SCALE" -v min="$2" 'BEGIN { v = int(n * s + 0.5); if (v < min) v = min; print v }'
 }
 awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "BENCH_SCALE must be a positive number, got '$BENCH_SCALE'"
-PUT1_TOTAL="${BENCH_PUT1_TOTAL:-$(scaled 2000)}"
-PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000)}"
-RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000)}"
-TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000)}"
+PUT1_TOTAL="${BENCH_PUT1_TOTAL:-$(scaled 2000 100)}"
+PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000 100)}"
+RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000 100)}"
+TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000 400)}"
 
 # ---- tools -------------------------------------------------------------------
 if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
@@ -95,6 +95,7 @@ ENDPOINT="127.0.0.1:$CLIENT_PORT"
 # ---- temp dir, server lifecycle, cleanup --------------------------------------
 WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/metastore-bench.XXXXXX")"
 SERVER_PID=""
+BENCH_PID=""
 
 stop_server() {
   [[ -n "$SERVER_PID" ]] || return 0
@@ -114,6 +115,10 @@ stop_server() {
 
 cleanup() {
   local rc=$?
+  if [[ -n "$BENCH_PID" ]]; then
+    kill -TERM "$BENCH_PID" 2>/dev/null || true
+    wait "$BENCH_PID" 2>/dev/null || true
+  fi
   stop_server
   if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
     log "kept data dirs and logs in $WORK"
@@ -219,14 +224,18 @@ run_target() { # run_target <target>
     IFS='|' read -r id label args <<<"$spec"
     out="$WORK/$name-$id.out"
     log "$name: ($id) $label"
+    # In the background, so that a signal to this script is handled at once.
     # shellcheck disable=SC2086 # args are deliberately word-split
-    if ! timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
-      >"$out" 2>"$WORK/$name-$id.err"; then
+    timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
+      >"$out" 2>"$WORK/$name-$id.err" &
+    BENCH_PID=$!
+    if ! wait "$BENCH_PID"; then
       log "$name: ($id) benchmark failed; its output and the server log follow"
       tail -n 20 "$out" "$WORK/$name-$id.err" >&2 || true
       tail -n 20 "$WORK/$name/server.log" >&2 || true
       FAILED=1
     fi
+    BENCH_PID=""
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       log "$name: server died during ($id); skipping its remaining scenarios"
       tail -n 30 "$WORK/$name/server.log" >&2 || true
@@ -240,6 +249,9 @@ run_target() { # run_target <target>
     read -r "RPS[$name,$i]" "P99[$name,$i]" "ERRS[$name,$i]" < <(parse "$WORK/$name-$rid.out" "$sec")
   done
   stop_server
+  # Leave the disk quiet for the next server: drop this data dir, flush.
+  [[ "${BENCH_KEEP:-0}" == 1 ]] || rm -rf "$WORK/$name/data"
+  sync
 }
 
 log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL, key space $KEY_SPACE"

@@ -3,6 +3,7 @@ package storeactor
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
@@ -48,6 +49,9 @@ type Barrier struct {
 	Index   uint64
 	Waiters []chan<- error
 }
+
+// slowApply is how long an apply batch may take before it is logged.
+const slowApply = 100 * time.Millisecond
 
 // Config is what a Store needs. DB is shared with the raft actor, which
 // owns the 'r' key space; the store owns 'k', 'h' and 'm'.
@@ -161,6 +165,12 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		}
 		return
 	}
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > slowApply {
+			s.cfg.Logger.Warn("slow apply batch", zap.Duration("took", d), zap.Int("entries", len(m.Entries)))
+		}
+	}()
 	b := s.cfg.DB.NewIndexedBatch()
 	next := s.cur
 	var replies []pendingReply

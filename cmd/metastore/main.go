@@ -5,6 +5,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -113,6 +115,10 @@ func run(args []string) int {
 	if err != nil {
 		lg.Error("failed to start", zap.Error(err))
 		return 1
+	}
+	if addr := os.Getenv("METASTORE_PPROF_ADDR"); addr != "" {
+		// Developer knob for profiling (go tool pprof http://ADDR/debug/pprof/profile).
+		go func() { lg.Warn("pprof server stopped", zap.Error(http.ListenAndServe(addr, nil))) }()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

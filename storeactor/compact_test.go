@@ -1,0 +1,362 @@
+package storeactor_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// compactFixture writes, at revisions 2..9:
+//
+//	a=1 a=2 a=3 b=1 b=2 (delete b) c=1 a=4
+func compactFixture(h *harness) {
+	h.t.Helper()
+	h.put("a", "1")         // 2
+	h.put("a", "2")         // 3
+	h.put("a", "3")         // 4
+	h.put("b", "1")         // 5
+	h.put("b", "2")         // 6
+	h.must(delReq("b", "")) // 7
+	h.put("c", "1")         // 8
+	h.put("a", "4")         // 9
+}
+
+func TestCompactionRevisions(t *testing.T) {
+	h := newHarness(t)
+	compactFixture(h)
+
+	cases := []struct {
+		rev  int64
+		want error
+	}{
+		{10, rpctypes.ErrGRPCFutureRev},
+		{5, nil},
+		{5, rpctypes.ErrGRPCCompacted}, // again
+		{4, rpctypes.ErrGRPCCompacted}, // backwards
+		{9, nil},                       // up to the current revision
+	}
+	for _, c := range cases {
+		res := h.do(compactReq(c.rev, false))
+		if c.want != nil {
+			wantErr(t, fmt.Sprintf("compact %d", c.rev), res.Err, c.want)
+			continue
+		}
+		if res.Err != nil {
+			t.Fatalf("compact %d: %v", c.rev, res.Err)
+		}
+		if r := res.Resp.(*pb.CompactionResponse); r.Header.Revision != 9 {
+			t.Fatalf("compact %d: header revision %d, want the current 9", c.rev, r.Header.Revision)
+		}
+		if v := h.reader.View(); v.CompactRev != c.rev || v.Rev != 9 {
+			t.Fatalf("after compact %d: view %+v (a compaction is not a revision)", c.rev, *v)
+		}
+	}
+}
+
+func TestReadsAroundTheCompactionPoint(t *testing.T) {
+	h := newHarness(t)
+	compactFixture(h)
+	h.must(compactReq(6, true)) // physical: returns once versions are gone
+
+	for rev := int64(1); rev < 6; rev++ {
+		_, err := h.reader.Range(&pb.RangeRequest{Key: []byte("a"), Revision: rev})
+		wantErr(t, fmt.Sprintf("range at %d", rev), err, rpctypes.ErrGRPCCompacted)
+		res := h.do(&pb.InternalRaftRequest{Range: &pb.RangeRequest{Key: []byte("a"), Revision: rev}})
+		wantErr(t, fmt.Sprintf("applied range at %d", rev), res.Err, rpctypes.ErrGRPCCompacted)
+	}
+	all := &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}
+	want := map[int64][]string{
+		6: {kvAt("a", "3", 2, 4, 3), kvAt("b", "2", 5, 6, 2)}, // exactly at the compaction point
+		7: {kvAt("a", "3", 2, 4, 3)},
+		8: {kvAt("a", "3", 2, 4, 3), kvAt("c", "1", 8, 8, 1)},
+		9: {kvAt("a", "4", 2, 9, 4), kvAt("c", "1", 8, 8, 1)},
+		0: {kvAt("a", "4", 2, 9, 4), kvAt("c", "1", 8, 8, 1)},
+	}
+	for rev, w := range want {
+		all.Revision = rev
+		if got := kvs(h.rng(all).Kvs); !equal(got, w) {
+			t.Errorf("range all at %d = %q, want %q", rev, got, w)
+		}
+	}
+	// A txn reading at the compaction point works, below it fails.
+	tr, err := h.reader.Txn(&pb.TxnRequest{Success: []*pb.RequestOp{opGet("b", "", 6)}})
+	if err != nil || len(tr.Responses[0].GetResponseRange().Kvs) != 1 {
+		t.Fatalf("txn at compact revision: %v %v", tr, err)
+	}
+}
+
+// Physical compaction deletes every version no read at or above the
+// compaction revision can see, keeps the newest one (unless it is a
+// tombstone) and drops the history up to there.
+func TestPhysicalCompactionKeepsLatest(t *testing.T) {
+	h := newHarness(t)
+	compactFixture(h)
+	if n := storeactor.StoredVersionCount(h.db); n != 8 {
+		t.Fatalf("%d versions before compaction", n)
+	}
+	h.must(compactReq(8, true))
+	if d := storeactor.CompactDone(h.db); d != 8 {
+		t.Fatalf("compact done = %d when the physical compaction replied", d)
+	}
+	mains := func(k string) []int64 {
+		var out []int64
+		for _, v := range storeactor.StoredVersions(h.db, k) {
+			out = append(out, v.Main)
+		}
+		return out
+	}
+	if got := mains("a"); fmt.Sprint(got) != "[9 4]" {
+		t.Errorf("a versions = %v, want [9 4] (newest above and newest at/below the point)", got)
+	}
+	if got := mains("b"); len(got) != 0 {
+		t.Errorf("b versions = %v, want none: its newest version at the point is a tombstone", got)
+	}
+	if got := mains("c"); fmt.Sprint(got) != "[8]" {
+		t.Errorf("c versions = %v", got)
+	}
+	if hs := storeactor.History(h.db, 0, 8); len(hs) != 0 {
+		t.Errorf("history up to 8 survived: %+v", hs)
+	}
+	if hs := storeactor.History(h.db, 9, 9); len(hs) != 1 || hs[0].Key != "a" {
+		t.Errorf("history at 9 = %+v", hs)
+	}
+	// Reads at and above the point are unchanged.
+	if got := h.get("a", 8); !equal(got, []string{kvAt("a", "3", 2, 4, 3)}) {
+		t.Errorf("a at 8 = %v", got)
+	}
+	if got := h.get("a", 0); !equal(got, []string{kvAt("a", "4", 2, 9, 4)}) {
+		t.Errorf("a = %v", got)
+	}
+	if got := h.get("b", 8); len(got) != 0 {
+		t.Errorf("b at 8 = %v", got)
+	}
+
+	// A later compaction handles what changed since.
+	h.put("a", "5")              // 10
+	h.put("b", "again")          // 11: version restarts, create = 11
+	h.must(delReq("c", ""))      // 12
+	h.must(compactReq(12, true)) // physical
+	if got := mains("a"); fmt.Sprint(got) != "[10]" {
+		t.Errorf("a versions after second compaction = %v", got)
+	}
+	if got := mains("c"); len(got) != 0 {
+		t.Errorf("c versions after second compaction = %v", got)
+	}
+	if got := h.get("b", 0); !equal(got, []string{kvAt("b", "again", 11, 11, 1)}) {
+		t.Errorf("b = %v", got)
+	}
+	if n := storeactor.HistoryCount(h.db); n != 0 {
+		t.Errorf("%d history entries left", n)
+	}
+	// Writes continue at the next revision.
+	if pr := h.put("a", "6"); pr.Header.Revision != 13 {
+		t.Fatalf("put after compaction: revision %d", pr.Header.Revision)
+	}
+}
+
+// With a tiny chunk, physical compaction takes many steps interleaved with
+// applies; a physical=true client is answered only once all are done,
+// while physical=false is answered at once.
+func TestPhysicalCompactionRepliesWhenDone(t *testing.T) {
+	h := newHarness(t, func(c *storeactor.Config) { c.CompactChunk = 1 })
+	const n = 60
+	for i := 0; i < n; i++ {
+		h.put(fmt.Sprintf("k%02d", i%6), fmt.Sprint(i)) // revisions 2..61
+	}
+	target := h.rev()
+
+	// physical=true in the same Apply as a put behind it: the put is
+	// answered first, the compaction only after its last step.
+	phys := make(chan actors.Result, 1)
+	put := make(chan actors.Result, 1)
+	h.index++
+	e1 := storeactor.Entry{Index: h.index, Term: 1, Req: compactReq(target, true), Reply: phys}
+	h.index++
+	e2 := storeactor.Entry{Index: h.index, Term: 1, Req: putReq("late", "1"), Reply: put}
+	h.applyRaw(e1, e2)
+	select {
+	case r := <-put:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case <-time.After(wait):
+		t.Fatal("no reply to the put")
+	}
+	select {
+	case r := <-phys:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case <-time.After(wait):
+		t.Fatal("no reply to the physical compaction")
+	}
+	if a := expectApplied(t, h); a != h.index {
+		t.Fatalf("Applied %d", a)
+	}
+	if d := storeactor.CompactDone(h.db); d != target {
+		t.Fatalf("physical compaction replied with progress at %d of %d", d, target)
+	}
+	if c := storeactor.StoredVersionCount(h.db); c != 7 { // 6 keys + "late"
+		t.Fatalf("%d versions after physical compaction, want 7", c)
+	}
+
+	// physical=false answers from the apply, the work finishes later.
+	for i := 0; i < n; i++ {
+		h.put(fmt.Sprintf("k%02d", i%6), fmt.Sprint(i))
+	}
+	target = h.rev()
+	if res := h.do(compactReq(target, false)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	eventually(t, "background compaction", func() bool { return storeactor.CompactDone(h.db) == target })
+	if c := storeactor.StoredVersionCount(h.db); c != 7 {
+		t.Fatalf("%d versions after compaction, want 7", c)
+	}
+}
+
+// A stopped and re-created Store reloads its revision, compaction point and
+// applied index from pebble, skips entries it has applied, resumes an
+// unfinished physical compaction and keeps counting revisions.
+func TestStoreRestartReloadsState(t *testing.T) {
+	h := newHarness(t, func(c *storeactor.Config) { c.CompactChunk = 1 })
+	for i := 0; i < 40; i++ {
+		h.put(fmt.Sprintf("k%d", i%4), fmt.Sprint(i)) // 2..41
+	}
+	h.must(delReq("k3", "")) // 42
+	// Start a long compaction and stop the store right away: it may be
+	// interrupted anywhere.
+	if res := h.do(compactReq(41, false)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	before := *h.reader.View()
+	h.restart()
+
+	if v := *h.reader.View(); v != before {
+		t.Fatalf("view after restart %+v, want %+v", v, before)
+	}
+	if before.Rev != 42 || before.CompactRev != 41 || before.Applied != 42 {
+		t.Fatalf("view %+v", before)
+	}
+	eventually(t, "resumed compaction", func() bool { return storeactor.CompactDone(h.db) == 41 })
+	if c := storeactor.StoredVersionCount(h.db); c != 5 { // k0..k3 latest + k3's tombstone at 42
+		t.Fatalf("%d versions after the resumed compaction, want 5", c)
+	}
+	_, err := h.reader.Range(&pb.RangeRequest{Key: []byte("k0"), Revision: 40})
+	wantErr(t, "read below the reloaded compaction point", err, rpctypes.ErrGRPCCompacted)
+	if got := h.get("k3", 41); !equal(got, []string{kvAt("k3", "39", 5, 41, 10)}) {
+		t.Fatalf("k3 at 41 = %v", got)
+	}
+
+	// Entries it already applied are skipped (as the raft actor re-sends
+	// them after its own restart): no reply, no revision.
+	ch := make(chan actors.Result, 1)
+	h.applyRaw(storeactor.Entry{Index: 42, Term: 1, Req: putReq("dup", "1"), Reply: ch})
+	if pr := h.put("next", "1"); pr.Header.Revision != 43 {
+		t.Fatalf("put after restart: revision %d, want 43", pr.Header.Revision)
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("an already applied entry was applied again: %+v", r)
+	default:
+	}
+	if got := h.get("dup", 0); len(got) != 0 {
+		t.Fatalf("dup = %v", got)
+	}
+	h.raft.ExpectNoMsg(0)
+}
+
+// A store that sees a gap in the indexes (it lost an Apply to a restart)
+// asks for a replay once and drops entries until the gap is filled.
+func TestStoreAsksReplayOnGap(t *testing.T) {
+	h := newHarness(t)
+	h.put("a", "1") // index 1, revision 2
+
+	lost := make(chan actors.Result, 1)
+	h.applyRaw(storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1"), Reply: lost})
+	if r := testkitExpectReplay(t, h); r != 2 {
+		t.Fatalf("Replay from %d, want 2", r)
+	}
+	h.applyRaw(storeactor.Entry{Index: 4, Term: 1, Req: putReq("c", "1")})
+	h.raft.ExpectNoMsg(20 * time.Millisecond) // asked once only
+	if h.rev() != 2 {
+		t.Fatalf("entries after a gap were applied: rev %d", h.rev())
+	}
+	// The replay (2..4) fills the gap and answers waiters again.
+	w2, w3 := make(chan actors.Result, 1), make(chan actors.Result, 1)
+	h.applyRaw(
+		storeactor.Entry{Index: 2, Term: 1, Req: putReq("x", "1"), Reply: w2},
+		storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1"), Reply: w3},
+		storeactor.Entry{Index: 4, Term: 1, Req: putReq("c", "1")},
+	)
+	if a := expectApplied(t, h); a != 4 {
+		t.Fatalf("Applied %d", a)
+	}
+	for i, w := range []chan actors.Result{w2, w3} {
+		r := <-w
+		if r.Err != nil || r.Resp.(*pb.PutResponse).Header.Revision != int64(3+i) {
+			t.Fatalf("replayed entry %d: %+v", 2+i, r)
+		}
+	}
+	select {
+	case r := <-lost:
+		t.Fatalf("dropped entry answered: %+v", r)
+	default:
+	}
+	if h.rev() != 5 {
+		t.Fatalf("rev %d", h.rev())
+	}
+}
+
+func testkitExpectReplay(t *testing.T, h *harness) uint64 {
+	t.Helper()
+	return expectMsg[*storeactor.Replay](t, h).From
+}
+
+// Barrier answers at once when the store has applied the index, else
+// after the Apply that reaches it.
+func TestBarrier(t *testing.T) {
+	h := newHarness(t)
+	h.put("a", "1") // index 1
+
+	now := make(chan error, 1)
+	h.kit.Root().Send(h.pid, &storeactor.Barrier{Index: 1, Waiters: []chan<- error{now}})
+	select {
+	case err := <-now:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("barrier at an applied index not answered")
+	}
+
+	// A gap holds barriers until the replay arrives.
+	later := make(chan error, 2)
+	h.applyRaw(storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1")})
+	testkitExpectReplay(t, h)
+	h.kit.Root().Send(h.pid, &storeactor.Barrier{Index: 3, Waiters: []chan<- error{later, later}})
+	select {
+	case <-later:
+		t.Fatal("barrier answered before its index was applied")
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.applyRaw(storeactor.Entry{Index: 2, Term: 1}, storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1")})
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-later:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(wait):
+			t.Fatal("held barrier not released")
+		}
+	}
+	if got := h.get("b", 0); len(got) != 1 {
+		t.Fatalf("barrier released before b is readable: %v", got)
+	}
+}
