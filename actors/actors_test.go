@@ -251,7 +251,6 @@ func TestGuardianOnFatalPastMaxRestarts(t *testing.T) {
 
 // One child stopping for good is one fatal failure.
 func TestGuardianOnFatalOncePerChild(t *testing.T) {
-	t.Skip("BUG (minor): actors/system.go Guardian Watches children it is already the parent of, so protoactor delivers *actor.Terminated twice (watcher + parent) and OnFatal runs twice for one child")
 	kit := testkit.New(t)
 	g, fatal := guardian(t, kit)
 	pid := spawnChild(t, kit, g, "flaky", boomer(nil)).PID

@@ -74,7 +74,7 @@ func (g *Guardian) Receive(ctx actor.Context) {
 	case *SpawnChild:
 		pid, err := ctx.SpawnNamed(m.Props, m.Name)
 		if err == nil {
-			ctx.Watch(pid)
+			// No Watch: a parent already gets its children's Terminated.
 			g.children[m.Name] = pid
 		}
 		Reply(m.Reply, SpawnResult{PID: pid, Err: err})

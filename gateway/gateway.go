@@ -128,6 +128,20 @@ func (g *Gateway) linearizableRead(ctx context.Context) error {
 	return rerr
 }
 
+// waitCompacted waits until physical compaction has reached rev.
+func (g *Gateway) waitCompacted(ctx context.Context, rev int64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for g.cfg.Store.View().CompactDone < rev {
+		select {
+		case <-ctx.Done():
+			return g.ctxErr(ctx, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // ctxErr maps a wait that ended on a context: the client's own cancel or
 // deadline, or our request timeout.
 func (g *Gateway) ctxErr(clientCtx context.Context, err error) error {

@@ -98,6 +98,14 @@ func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if err != nil {
 		return nil, err
 	}
+	if r.Physical {
+		// As etcd: answer a physical compaction once the old versions are
+		// gone. The store publishes its progress, which survives restarts
+		// of the store actor (it resumes from pebble).
+		if err := s.g.waitCompacted(ctx, r.Revision); err != nil {
+			return nil, err
+		}
+	}
 	resp := res.Resp.(*pb.CompactionResponse)
 	s.g.header(resp.Header)
 	return resp, nil

@@ -65,7 +65,11 @@ type Node struct {
 
 	reads      []chan<- error
 	readBatch  uint64
-	readsByCtx map[uint64][]chan<- error
+	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
+	readWaits  []readWait                // confirmed, waiting for the store to apply
+
+	handedOff    uint64 // last index handed to the store
+	stalledTicks int    // ticks since the store last made progress while behind
 
 	storeApplied uint64 // last Applied the store reported
 	snapIndex    uint64 // last truncation point
@@ -78,6 +82,17 @@ type waiter struct {
 }
 
 type pendingEntry struct{ index, id uint64 }
+
+type readWait struct {
+	index   uint64
+	waiters []chan<- error
+}
+
+// resendTicks is how many ticks the store may go without reporting
+// progress while entries handed to it are unapplied before they are sent
+// again. It covers an Apply lost with a restarting store actor when no
+// later Apply arrives to reveal the gap; the store skips what it already has.
+const resendTicks = 10
 
 // New returns the props of a raft actor and the cell it publishes its View through.
 func New(cfg Config) (*actor.Props, *ViewRef) {
@@ -118,6 +133,7 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.queueReady(ctx)
 	case tick:
 		n.rn.Tick()
+		n.checkStoreProgress(ctx)
 		n.queueReady(ctx)
 	case *Step:
 		if err := n.rn.Step(m.Msg); err != nil {
@@ -249,9 +265,7 @@ func (n *Node) handleReady(ctx actor.Context) {
 			id := binary.BigEndian.Uint64(rs.RequestCtx)
 			if w, ok := n.readsByCtx[id]; ok {
 				delete(n.readsByCtx, id)
-				// Mailbox order: the store sees this after the Apply that
-				// carries rs.Index (or one before it).
-				ctx.Send(n.cfg.Store, &storeactor.Barrier{Index: rs.Index, Waiters: w})
+				n.readWaits = append(n.readWaits, readWait{index: rs.Index, waiters: w})
 			}
 		}
 		if rd.SoftState != nil {
@@ -259,6 +273,7 @@ func (n *Node) handleReady(ctx actor.Context) {
 		}
 		n.rn.Advance(rd)
 	}
+	n.releaseReads()
 	n.campaignIfAlone(ctx)
 	n.publish()
 }
@@ -371,6 +386,7 @@ func (n *Node) handOff(ctx actor.Context, ents []*raftpb.Entry) {
 		}
 		out = append(out, se)
 	}
+	n.handedOff = max(n.handedOff, out[len(out)-1].Index)
 	ctx.Request(n.cfg.Store, &storeactor.Apply{Entries: out})
 }
 
@@ -392,6 +408,39 @@ func (n *Node) attach(se *storeactor.Entry, e *raftpb.Entry) {
 	}
 }
 
+// releaseReads answers the linearizable reads whose read index the store
+// has applied (it publishes its View before it reports Applied).
+func (n *Node) releaseReads() {
+	if len(n.readWaits) == 0 {
+		return
+	}
+	applied := n.cfg.StoreView().Applied
+	kept := n.readWaits[:0]
+	for _, r := range n.readWaits {
+		if r.index <= applied {
+			for _, w := range r.waiters {
+				actors.Reply(w, nil)
+			}
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	n.readWaits = kept
+}
+
+// checkStoreProgress resends entries the store has not applied for
+// resendTicks ticks.
+func (n *Node) checkStoreProgress(ctx actor.Context) {
+	if n.handedOff <= n.storeApplied {
+		n.stalledTicks = 0
+		return
+	}
+	if n.stalledTicks++; n.stalledTicks >= resendTicks {
+		n.stalledTicks = 0
+		n.replay(ctx, n.storeApplied+1)
+	}
+}
+
 // applied records the store's progress: waiters up to index are answered,
 // and the raft log may be truncated.
 func (n *Node) applied(index uint64) {
@@ -399,6 +448,8 @@ func (n *Node) applied(index uint64) {
 		return
 	}
 	n.storeApplied = index
+	n.stalledTicks = 0
+	n.releaseReads()
 	k := 0
 	for ; k < len(n.pending) && n.pending[k].index <= index; k++ {
 		delete(n.waiters, n.pending[k].id)

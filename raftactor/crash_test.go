@@ -183,7 +183,6 @@ func TestStoreCrashRestartLosesNoWrite(t *testing.T) {
 // notice the gap: its clients, and linearizable reads behind them, must
 // still be answered.
 func TestLostLastBatchIsReplayedWithoutNewTraffic(t *testing.T) {
-	t.Skip("BUG: a store restart is noticed only by the next Apply's gap (storeactor/actor.go apply); if the lost Apply was the last, its clients and later ReadIndex barriers wait until another write arrives")
 	pan := &panicOnApply{nth: 2}
 	n := startNode(t, nodeOpts{guardian: true, storeWrap: pan.wrap})
 	ev := n.kit.CaptureEvents()

@@ -42,14 +42,6 @@ type Applied struct{ Index uint64 }
 // Replay asks the raft actor to send committed entries again from From on.
 type Replay struct{ From uint64 }
 
-// Barrier replies on each channel once every entry up to Index is applied.
-// The raft actor sends it after the Apply that carries Index, so mailbox
-// order alone makes it cheap: only a store that is replaying has to hold it.
-type Barrier struct {
-	Index   uint64
-	Waiters []chan<- error
-}
-
 // slowApply is how long an apply batch may take before it is logged.
 const slowApply = 100 * time.Millisecond
 
@@ -76,18 +68,8 @@ type Store struct {
 	view *viewRef
 	cur  View
 
-	replaying bool      // a Replay is outstanding; entries past a gap are dropped
-	barriers  []Barrier // held while replaying
-
-	compactDone    int64            // physical compaction has finished up to here
-	compactWaiters []pendingCompact // physical=true clients
-	compacting     bool
-}
-
-type pendingCompact struct {
-	rev   int64
-	reply chan<- actors.Result
-	resp  *pb.CompactionResponse
+	replaying  bool // a Replay is outstanding; entries past a gap are dropped
+	compacting bool // a compactStep is queued
 }
 
 type compactStep struct{}
@@ -118,8 +100,6 @@ func (s *Store) Receive(ctx actor.Context) {
 		s.start(ctx)
 	case *Apply:
 		s.apply(ctx, m)
-	case *Barrier:
-		s.barrier(m)
 	case compactStep:
 		s.compactStep(ctx)
 	}
@@ -132,13 +112,7 @@ func (s *Store) start(ctx actor.Context) {
 	}
 	s.cur = v
 	s.view.Store(&v)
-	s.compactDone = -1
-	if b, ok, err := getMeta(s.cfg.DB, metaCompactDone); err != nil {
-		panic(err)
-	} else if ok {
-		s.compactDone = int64(binary.BigEndian.Uint64(b))
-	}
-	if s.compactDone < s.cur.CompactRev {
+	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true
 		ctx.Send(ctx.Self(), compactStep{})
@@ -189,9 +163,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		if e.Req != nil {
 			res, compacted := s.applyRequest(b, &next, e.Req)
 			newCompaction = newCompaction || compacted
-			if e.Req.Compaction != nil && e.Req.Compaction.Physical && res.Err == nil {
-				s.compactWaiters = append(s.compactWaiters, pendingCompact{rev: e.Req.Compaction.Revision, reply: e.Reply, resp: res.Resp.(*pb.CompactionResponse)})
-			} else if e.Reply != nil {
+			if e.Reply != nil {
 				replies = append(replies, pendingReply{e.Reply, res})
 			}
 		}
@@ -212,15 +184,11 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	must(b.Commit(pebble.NoSync))
 	b.Close()
 	s.cur = next
-	published := next
-	s.view.Store(&published)
+	s.publish()
 	for _, r := range replies {
 		actors.Reply(r.ch, r.res)
 	}
-	if s.replaying {
-		s.replaying = false
-	}
-	s.releaseBarriers()
+	s.replaying = false
 	if ctx.Sender() != nil {
 		ctx.Respond(&Applied{Index: next.Applied})
 	}
@@ -272,28 +240,10 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 	return res, compacted
 }
 
-func (s *Store) barrier(m *Barrier) {
-	if s.cur.Applied >= m.Index {
-		for _, w := range m.Waiters {
-			actors.Reply(w, nil)
-		}
-		return
-	}
-	s.barriers = append(s.barriers, *m)
-}
-
-func (s *Store) releaseBarriers() {
-	kept := s.barriers[:0]
-	for _, b := range s.barriers {
-		if s.cur.Applied >= b.Index {
-			for _, w := range b.Waiters {
-				actors.Reply(w, nil)
-			}
-		} else {
-			kept = append(kept, b)
-		}
-	}
-	s.barriers = kept
+// publish makes the current state visible to readers.
+func (s *Store) publish() {
+	v := s.cur
+	s.view.Store(&v)
 }
 
 func must(err error) {

@@ -3,8 +3,6 @@ package storeactor
 import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/metastore/metastore/actors"
 )
 
 // compactStep does one bounded slice of physical compaction and, if there is
@@ -19,11 +17,11 @@ import (
 // where the last committed step ended; redoing a step is harmless.
 func (s *Store) compactStep(ctx actor.Context) {
 	target := s.cur.CompactRev
-	if s.compactDone >= target {
+	if s.cur.CompactDone >= target {
 		s.finishCompaction()
 		return
 	}
-	lo := historyKey(nil, s.compactDone+1, 0)
+	lo := historyKey(nil, s.cur.CompactDone+1, 0)
 	hi := historyKey(nil, target+1, 0)
 	it, err := s.cfg.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	must(err)
@@ -53,7 +51,8 @@ func (s *Store) compactStep(ctx actor.Context) {
 	must(putU64(b, metaCompactDone, uint64(reached)))
 	must(b.Commit(pebble.NoSync))
 	must(b.Close())
-	s.compactDone = reached
+	s.cur.CompactDone = reached
+	s.publish()
 	if reached < target {
 		ctx.Send(ctx.Self(), compactStep{})
 		return
@@ -81,15 +80,4 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) {
 	must(b.DeleteRange(versionKey(nil, key, main-1), end, nil))
 }
 
-func (s *Store) finishCompaction() {
-	s.compacting = false
-	kept := s.compactWaiters[:0]
-	for _, w := range s.compactWaiters {
-		if w.rev <= s.compactDone {
-			actors.Reply(w.reply, actors.Result{Resp: w.resp})
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	s.compactWaiters = kept
-}
+func (s *Store) finishCompaction() { s.compacting = false }

@@ -171,37 +171,28 @@ func TestPhysicalCompactionRepliesWhenDone(t *testing.T) {
 	}
 	target := h.rev()
 
-	// physical=true in the same Apply as a put behind it: the put is
-	// answered first, the compaction only after its last step.
+	// physical=true is answered at apply like any request; the gateway
+	// then waits on the published View until the physical work is done.
+	// The View must say "done" only once the old versions are gone.
 	phys := make(chan actors.Result, 1)
-	put := make(chan actors.Result, 1)
 	h.index++
-	e1 := storeactor.Entry{Index: h.index, Term: 1, Req: compactReq(target, true), Reply: phys}
-	h.index++
-	e2 := storeactor.Entry{Index: h.index, Term: 1, Req: putReq("late", "1"), Reply: put}
-	h.applyRaw(e1, e2)
-	select {
-	case r := <-put:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
-	case <-time.After(wait):
-		t.Fatal("no reply to the put")
-	}
+	h.applyRaw(storeactor.Entry{Index: h.index, Term: 1, Req: compactReq(target, true), Reply: phys})
 	select {
 	case r := <-phys:
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	case <-time.After(wait):
-		t.Fatal("no reply to the physical compaction")
+		t.Fatal("no reply to the compaction")
 	}
 	if a := expectApplied(t, h); a != h.index {
 		t.Fatalf("Applied %d", a)
 	}
+	eventually(t, "published compaction progress", func() bool { return h.reader.View().CompactDone == target })
 	if d := storeactor.CompactDone(h.db); d != target {
-		t.Fatalf("physical compaction replied with progress at %d of %d", d, target)
+		t.Fatalf("View says compaction done at %d but pebble has %d", target, d)
 	}
+	h.put("late", "1")
 	if c := storeactor.StoredVersionCount(h.db); c != 7 { // 6 keys + "late"
 		t.Fatalf("%d versions after physical compaction, want 7", c)
 	}
@@ -237,7 +228,9 @@ func TestStoreRestartReloadsState(t *testing.T) {
 	before := *h.reader.View()
 	h.restart()
 
-	if v := *h.reader.View(); v != before {
+	// Physical compaction may progress between the two looks.
+	if v := *h.reader.View(); v.Rev != before.Rev || v.CompactRev != before.CompactRev ||
+		v.Applied != before.Applied || v.AppliedTerm != before.AppliedTerm || v.CompactDone < before.CompactDone {
 		t.Fatalf("view after restart %+v, want %+v", v, before)
 	}
 	if before.Rev != 42 || before.CompactRev != 41 || before.Applied != 42 {
@@ -318,45 +311,3 @@ func testkitExpectReplay(t *testing.T, h *harness) uint64 {
 	return expectMsg[*storeactor.Replay](t, h).From
 }
 
-// Barrier answers at once when the store has applied the index, else
-// after the Apply that reaches it.
-func TestBarrier(t *testing.T) {
-	h := newHarness(t)
-	h.put("a", "1") // index 1
-
-	now := make(chan error, 1)
-	h.kit.Root().Send(h.pid, &storeactor.Barrier{Index: 1, Waiters: []chan<- error{now}})
-	select {
-	case err := <-now:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(wait):
-		t.Fatal("barrier at an applied index not answered")
-	}
-
-	// A gap holds barriers until the replay arrives.
-	later := make(chan error, 2)
-	h.applyRaw(storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1")})
-	testkitExpectReplay(t, h)
-	h.kit.Root().Send(h.pid, &storeactor.Barrier{Index: 3, Waiters: []chan<- error{later, later}})
-	select {
-	case <-later:
-		t.Fatal("barrier answered before its index was applied")
-	case <-time.After(20 * time.Millisecond):
-	}
-	h.applyRaw(storeactor.Entry{Index: 2, Term: 1}, storeactor.Entry{Index: 3, Term: 1, Req: putReq("b", "1")})
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-later:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(wait):
-			t.Fatal("held barrier not released")
-		}
-	}
-	if got := h.get("b", 0); len(got) != 1 {
-		t.Fatalf("barrier released before b is readable: %v", got)
-	}
-}

@@ -273,7 +273,7 @@ func TestRange(t *testing.T) {
 		{name: "keys only", req: &q{Key: []byte("d"), RangeEnd: []byte("f"), KeysOnly: true},
 			want: []string{kvAt("d", "", 6, 6, 1), kvAt("e", "", 9, 9, 1)}, wantCount: 2},
 		{name: "past revision 4", req: &q{Key: []byte{0}, RangeEnd: []byte{0}, Revision: 4},
-			want: []string{kvAt("a", "3", 2, 2, 1), kvAt("b", "1", 3, 3, 1), fc}, wantCount: 3, bug: bugPastRead},
+			want: []string{kvAt("a", "3", 2, 2, 1), kvAt("b", "1", 3, 3, 1), fc}, wantCount: 3},
 		{name: "past revision 7", req: &q{Key: []byte("b"), Revision: 7}, want: []string{kvAt("b", "9", 3, 7, 2)}, wantCount: 1},
 		{name: "past revision with limit", req: &q{Key: []byte{0}, RangeEnd: []byte{0}, Revision: 6, Limit: 2},
 			want: []string{kvAt("a", "2", 2, 5, 2), kvAt("b", "1", 3, 3, 1)}, wantCount: 4, wantMore: true},
@@ -310,7 +310,7 @@ func TestRange(t *testing.T) {
 		{name: "filter then limit", req: &q{Key: []byte{0}, RangeEnd: []byte{0}, MaxCreateRevision: 3, Limit: 1},
 			want: []string{fa}, wantCount: 7, wantMore: true},
 		{name: "filter with past revision", req: &q{Key: []byte{0}, RangeEnd: []byte{0}, Revision: 5, MinModRevision: 4},
-			want: []string{kvAt("a", "2", 2, 5, 2), fc}, wantCount: 3, bug: bugPastRead},
+			want: []string{kvAt("a", "2", 2, 5, 2), fc}, wantCount: 3},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -392,7 +392,6 @@ const bugPastRead = "read at a past revision returns a key created after it (rea
 // the lengths of the neighbouring keys. Kubernetes lists at a past
 // resourceVersion all the time.
 func TestRangeAtPastRevisionIgnoresLaterKeys(t *testing.T) {
-	t.Skip("BUG: " + bugPastRead)
 	h := newHarness(t)
 	h.put("x", "1") // 2
 	h.put("a", "1") // 3

@@ -41,21 +41,22 @@ func visitAt(r pebble.Reader, key, end []byte, rev int64, fn func(prefix []byte,
 	var prefix, seek []byte
 	ok := it.First()
 	for ok {
+		// it.Key() is only valid until the iterator moves: keep a copy.
 		p, main := splitVersionKey(it.Key())
+		prefix = append(prefix[:0], p...)
 		if main > rev {
 			// Newer than rev: jump to the first version at or below rev.
-			seek = append(append(seek[:0], p...), 0, 0, 0, 0, 0, 0, 0, 0)
-			putInverted(seek[len(p):], rev)
+			seek = append(append(seek[:0], prefix...), 0, 0, 0, 0, 0, 0, 0, 0)
+			putInverted(seek[len(prefix):], rev)
 			if ok = it.SeekGE(seek); !ok {
 				break
 			}
 			p2, main2 := splitVersionKey(it.Key())
-			if !bytes.Equal(p2, p) {
+			if !bytes.Equal(p2, prefix) {
 				continue // key has no version at or below rev; now at the next key
 			}
 			main = main2
 		}
-		prefix = append(prefix[:0], p...)
 		if v := it.Value(); len(v) > 0 && v[0]&flagTombstone == 0 {
 			if !fn(prefix, main, v) {
 				return it.Error()

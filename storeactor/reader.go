@@ -20,47 +20,63 @@ func (r *Reader) View() *View { return r.view.Load() }
 // Range answers a RangeRequest at the current published revision.
 //
 // Consistency: the revision is fixed before the read, and reads at a fixed
-// revision ignore newer writes. A compaction published after the read
-// began may delete versions the read needs; so the compaction point is
-// checked again after the read, and a read that may have raced it is
-// answered as compacted, as it would have been a moment later anyway.
+// revision ignore newer writes. A compaction published while the read runs
+// may delete versions it needs; so the compaction point is checked again
+// afterwards. A read at an explicit revision that a compaction overtook is
+// answered as compacted (as it would be a moment later anyway); a read at
+// the current revision is simply done again on the newer view.
 func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	v := r.view.Load()
-	resp, err := executeRange(r.db, req, v.Rev, v.CompactRev)
-	if err != nil {
-		return nil, err
+	for {
+		v := r.view.Load()
+		resp, err := executeRange(r.db, req, v.Rev, v.CompactRev)
+		if err != nil {
+			return nil, err
+		}
+		if retry, err := r.overtaken(req.Revision, v.Rev); err != nil {
+			return nil, err
+		} else if !retry {
+			return resp, nil
+		}
 	}
-	if err := r.recheckCompaction(req.Revision, v.Rev); err != nil {
-		return nil, err
-	}
-	return resp, nil
 }
 
 // Txn runs a read-only txn (no put, delete or nested writes) without going
 // through raft, as etcd does.
 func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
-	v := r.view.Load()
-	tw := &writeTxn{r: r.db, beginRev: v.Rev}
-	resp, err := tw.applyTxn(req, v.CompactRev, noLeases)
-	if err != nil {
-		return nil, err
-	}
-	for _, rev := range txnRangeRevisions(req, nil) {
-		if err := r.recheckCompaction(rev, v.Rev); err != nil {
+	revs := txnRangeRevisions(req, nil)
+	for {
+		v := r.view.Load()
+		tw := &writeTxn{r: r.db, beginRev: v.Rev}
+		resp, err := tw.applyTxn(req, v.CompactRev, noLeases)
+		if err != nil {
 			return nil, err
 		}
+		retry := false
+		for _, rev := range revs {
+			again, err := r.overtaken(rev, v.Rev)
+			if err != nil {
+				return nil, err
+			}
+			retry = retry || again
+		}
+		if !retry {
+			return resp, nil
+		}
 	}
-	return resp, nil
 }
 
-func (r *Reader) recheckCompaction(reqRev, curRev int64) error {
-	if reqRev <= 0 {
-		reqRev = curRev
+// overtaken reports whether a compaction published during a read at reqRev
+// (0: the current revision, curRev) may have removed what it read: an
+// error for an explicit revision, a retry for a current-revision read.
+func (r *Reader) overtaken(reqRev, curRev int64) (retry bool, err error) {
+	compact := r.view.Load().CompactRev
+	switch {
+	case reqRev > 0 && reqRev < compact:
+		return false, rpctypes.ErrGRPCCompacted
+	case reqRev <= 0 && curRev < compact:
+		return true, nil
 	}
-	if reqRev < r.view.Load().CompactRev {
-		return rpctypes.ErrGRPCCompacted
-	}
-	return nil
+	return false, nil
 }
 
 func txnRangeRevisions(rt *pb.TxnRequest, dst []int64) []int64 {

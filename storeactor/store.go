@@ -22,6 +22,7 @@ import (
 type View struct {
 	Rev         int64  // current main revision; 1 in an empty store
 	CompactRev  int64  // revisions below this are compacted; -1 if never
+	CompactDone int64  // physical compaction has finished up to here; -1 if never
 	Applied     uint64 // last raft index applied
 	AppliedTerm uint64 // term of that entry
 }
@@ -54,7 +55,7 @@ func (quietLogger) Fatalf(format string, args ...any) {
 
 // loadView reads the persisted store state.
 func loadView(db pebble.Reader) (View, error) {
-	v := View{Rev: 1, CompactRev: -1}
+	v := View{Rev: 1, CompactRev: -1, CompactDone: -1}
 	if b, ok, err := getMeta(db, metaRev); err != nil {
 		return v, err
 	} else if ok {
@@ -64,6 +65,11 @@ func loadView(db pebble.Reader) (View, error) {
 		return v, err
 	} else if ok {
 		v.CompactRev = int64(binary.BigEndian.Uint64(b))
+	}
+	if b, ok, err := getMeta(db, metaCompactDone); err != nil {
+		return v, err
+	} else if ok {
+		v.CompactDone = int64(binary.BigEndian.Uint64(b))
 	}
 	if b, ok, err := getMeta(db, metaApplied); err != nil {
 		return v, err
