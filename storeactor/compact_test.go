@@ -313,4 +313,3 @@ func testkitExpectReplay(t *testing.T, h *harness) uint64 {
 	t.Helper()
 	return expectMsg[*storeactor.Replay](t, h).From
 }
-

@@ -43,7 +43,6 @@ func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 // Txn runs a read-only txn (no put, delete or nested writes) without going
 // through raft, as etcd does.
 func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
-	revs := txnRangeRevisions(req, nil)
 	for {
 		v := r.view.Load()
 		tw := &writeTxn{r: r.db, beginRev: v.Rev}
@@ -52,7 +51,9 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 			return nil, err
 		}
 		retry := false
-		for _, rev := range revs {
+		// Compares read at the current revision (0); ranges on the path
+		// taken read where they ask. Ranges on the other branch never ran.
+		for _, rev := range append(tw.pathRevs, 0) {
 			again, err := r.overtaken(rev, v.Rev)
 			if err != nil {
 				return nil, err
@@ -77,20 +78,6 @@ func (r *Reader) overtaken(reqRev, curRev int64) (retry bool, err error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-func txnRangeRevisions(rt *pb.TxnRequest, dst []int64) []int64 {
-	for _, ops := range [][]*pb.RequestOp{rt.Success, rt.Failure} {
-		for _, op := range ops {
-			switch v := op.Request.(type) {
-			case *pb.RequestOp_RequestRange:
-				dst = append(dst, v.RequestRange.Revision)
-			case *pb.RequestOp_RequestTxn:
-				dst = txnRangeRevisions(v.RequestTxn, dst)
-			}
-		}
-	}
-	return append(dst, 0)
 }
 
 // IsTxnReadOnly reports whether a txn only reads, on every path.

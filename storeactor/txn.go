@@ -17,6 +17,10 @@ type writeTxn struct {
 	beginRev int64
 	changes  int64
 	buf      []byte
+
+	// Filled by checkTxn for the ops on the path the txn takes.
+	pathRevs []int64    // revisions its ranges read at (0: current)
+	pathDels []keyRange // its deletes, in order
 }
 
 // rev is the revision this txn's reads see: its own writes included.

@@ -349,3 +349,25 @@ func TestTxnChecksFailWholeTxn(t *testing.T) {
 		t.Fatal("IsTxnReadOnly")
 	}
 }
+
+// etcd's duplicate-key check lets a from-key delete and a later put of a
+// key it removes share a txn. With ignore_value that put has no value to
+// keep (etcd crashes on it); MetaStore fails the txn with "key not found"
+// and changes nothing, and keeps serving.
+func TestIgnoreValueAfterFromKeyDeleteInTxn(t *testing.T) {
+	h := newHarness(t)
+	h.put("a/3", "v")
+	before := h.rev()
+	res := h.do(&pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("a/3"), IgnoreValue: true}}},
+	}}})
+	wantErr(t, "txn", res.Err, rpctypes.ErrGRPCKeyNotFound)
+	if h.rev() != before {
+		t.Fatalf("revision moved from %d to %d", before, h.rev())
+	}
+	if got := h.get("a/3", 0); len(got) != 1 {
+		t.Fatalf("a/3 = %v after a failed txn", got)
+	}
+	h.put("b", "still serving")
+}

@@ -120,11 +120,23 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, l
 		var err error
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
-			if r := v.RequestRange; r.Revision != 0 {
+			r := v.RequestRange
+			if r.Revision != 0 {
 				_, err = checkRev(r.Revision, tw.rev(), compactRev)
 			}
+			tw.pathRevs = append(tw.pathRevs, r.Revision)
+		case *pb.RequestOp_RequestDeleteRange:
+			d := v.RequestDeleteRange
+			tw.pathDels = append(tw.pathDels, keyRange{d.Key, mkGteRange(d.RangeEnd)})
 		case *pb.RequestOp_RequestPut:
 			err = tw.checkPut(v.RequestPut, leaseExists)
+			if p := v.RequestPut; err == nil && (p.IgnoreValue || p.IgnoreLease) && tw.deletedOnPath(p.Key) {
+				// etcd's duplicate-key check lets a from-key delete and a
+				// later put of a key it removes share a txn; with
+				// ignore_value/ignore_lease that put has nothing to keep
+				// (etcd itself crashes here). Fail the txn up front instead.
+				err = rpctypes.ErrGRPCKeyNotFound
+			}
 		case *pb.RequestOp_RequestTxn:
 			var sub int
 			sub, err = tw.checkTxn(v.RequestTxn, path[1:], compactRev, leaseExists)
@@ -136,6 +148,32 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, l
 		}
 	}
 	return n, nil
+}
+
+// keyRange is a DeleteRange's span: end nil for one key, empty for every
+// key from key on.
+type keyRange struct{ key, end []byte }
+
+// deletedOnPath reports whether a delete checked earlier on the txn's path
+// covers k.
+func (tw *writeTxn) deletedOnPath(k []byte) bool {
+	for _, d := range tw.pathDels {
+		switch {
+		case d.end == nil:
+			if bytes.Equal(k, d.key) {
+				return true
+			}
+		case len(d.end) == 0:
+			if bytes.Compare(k, d.key) >= 0 {
+				return true
+			}
+		default:
+			if bytes.Compare(k, d.key) >= 0 && bytes.Compare(k, d.end) < 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (tw *writeTxn) checkPut(p *pb.PutRequest, leaseExists func(int64) bool) error {
