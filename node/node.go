@@ -98,12 +98,13 @@ func Start(cfg Config) (*Node, error) {
 		zap.String("cluster-id", fmt.Sprintf("%x", clusterID)), zap.String("data-dir", cfg.DataDir), zap.Bool("in-memory", cfg.InMemory))
 
 	n.system = actors.NewSystem(lg)
-	g := &actors.Guardian{Logger: lg, OnFatal: func(err error) {
+	onFatal := func(err error) {
 		select {
 		case n.fatal <- err:
 		default:
 		}
-	}}
+	}
+	g := &actors.Guardian{Logger: lg, OnFatal: onFatal}
 	n.guardian = n.system.Root.Spawn(actors.GuardianProps(g))
 
 	storeProps, reader, err := storeactor.New(storeactor.Config{DB: db, Logger: lg.Named("store")})
@@ -123,6 +124,7 @@ func Start(cfg Config) (*Node, error) {
 		DB: db, ID: memberID, ClusterID: clusterID, Peers: memberIDs,
 		Store: storePID, StoreView: reader.View, Clock: cfg.Clock, Logger: lg.Named("raft"),
 		TickInterval: cfg.HeartbeatInterval, ElectionTicks: electionTicks, SnapshotCount: cfg.SnapshotCount,
+		OnFatal: onFatal,
 	})
 	raftPID, err := n.spawn("raft", raftProps)
 	if err != nil {

@@ -33,7 +33,15 @@ type Config struct {
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
 	SnapshotCount uint64        // applied entries between raft log truncations
 	CatchUp       uint64        // entries kept behind a truncation for slow followers
+	// OnFatal is called when the member cannot go on: the store failed to
+	// apply the same entry maxReplays times in a row. Nil: only logged.
+	OnFatal func(error)
 }
+
+// maxReplays is how many times the same entry is resent to a store that
+// keeps failing on it before the member gives up (a poison entry: every
+// restart of the store fails on it again).
+const maxReplays = 5
 
 // slowPersist is how long a Ready's write may take before it is logged.
 const slowPersist = 100 * time.Millisecond
@@ -70,6 +78,8 @@ type Node struct {
 
 	handedOff    uint64 // last index handed to the store
 	stalledTicks int    // ticks since the store last made progress while behind
+	replayFrom   uint64 // index the last replay started at
+	replays      int    // replays in a row from replayFrom
 
 	storeApplied uint64 // last Applied the store reported
 	snapIndex    uint64 // last truncation point
@@ -497,6 +507,19 @@ func (n *Node) truncate(applied uint64) {
 func (n *Node) replay(ctx actor.Context, from uint64) {
 	committed := n.rn.BasicStatus().GetCommit()
 	if from > committed {
+		return
+	}
+	if from == n.replayFrom {
+		n.replays++
+	} else {
+		n.replayFrom, n.replays = from, 1
+	}
+	if n.replays > maxReplays {
+		err := fmt.Errorf("raftactor: the store failed %d times to apply entry %d; stopping", maxReplays, from)
+		n.cfg.Logger.Error("poison entry", zap.Error(err))
+		if n.cfg.OnFatal != nil {
+			n.cfg.OnFatal(err)
+		}
 		return
 	}
 	ents, err := n.ms.Entries(from, committed+1, 1<<62)
