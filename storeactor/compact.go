@@ -1,6 +1,8 @@
 package storeactor
 
 import (
+	"encoding/binary"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -75,6 +77,15 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) {
 	v := it.Value()
 	if len(v) > 0 && v[0]&flagTombstone != 0 {
 		must(b.DeleteRange(from, end, nil))
+		// The key is gone for good unless written again since: then its
+		// 'l' entry holds a newer version and stays.
+		if l, closer, err := db.Get(latestKey(nil, key)); err == nil {
+			stale := len(l) >= 8 && int64(binary.BigEndian.Uint64(l)) == main
+			closer.Close()
+			if stale {
+				must(b.Delete(latestKey(nil, key), nil))
+			}
+		}
 		return
 	}
 	must(b.DeleteRange(versionKey(nil, key, main-1), end, nil))

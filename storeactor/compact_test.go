@@ -313,3 +313,25 @@ func testkitExpectReplay(t *testing.T, h *harness) uint64 {
 	t.Helper()
 	return expectMsg[*storeactor.Replay](t, h).From
 }
+
+// Compaction drops a deleted key's newest-version entry with its
+// tombstone, and keeps it for a key written again after the delete.
+func TestCompactionDropsLatestEntryOfDeletedKeys(t *testing.T) {
+	h := newHarness(t)
+	h.put("gone", "1")
+	h.must(delReq("gone", ""))
+	h.put("back", "1")
+	h.must(delReq("back", ""))
+	h.put("back", "2")
+	if n := storeactor.LatestCount(h.db); n != 2 {
+		t.Fatalf("%d latest entries before compaction, want 2", n)
+	}
+	h.must(compactReq(h.rev(), true))
+	eventually(t, "physical compaction", func() bool { return h.reader.View().CompactDone == h.rev() })
+	if n := storeactor.LatestCount(h.db); n != 1 {
+		t.Fatalf("%d latest entries after compaction, want 1 (back)", n)
+	}
+	if got := h.get("back", 0); len(got) != 1 {
+		t.Fatalf("back = %v", got)
+	}
+}

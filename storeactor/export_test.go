@@ -44,7 +44,7 @@ func StoredVersions(db *pebble.DB, key string) []StoredVersion {
 
 // StoredVersionCount is how many 'k' entries (versions of any key) pebble holds.
 func StoredVersionCount(db *pebble.DB) int {
-	return countRange(db, []byte{prefixKey}, keySpaceUpper)
+	return countRange(db, []byte{prefixKey}, []byte{prefixKey + 1})
 }
 
 // HistoryEntry is one 'h' entry: a change at main.sub to Key.
@@ -98,4 +98,9 @@ func countRange(db *pebble.DB, lo, hi []byte) int {
 		n++
 	}
 	return n
+}
+
+// LatestCount is how many 'l' entries (newest version per key) pebble holds.
+func LatestCount(db *pebble.DB) int {
+	return countRange(db, []byte{prefixLatest}, []byte{prefixLatest + 1})
 }

@@ -10,8 +10,16 @@ import (
 // and a sync covers everything written before it.
 //
 //	'k' enc(key) ^main(8)       -> record (one version of a key)
+//	'l' enc(key)                -> main(8) + record: the key's newest version
 //	'h' main(8) sub(8)          -> history entry: flag + user key
 //	'm' name                    -> store metadata (revision, applied index, compaction)
+//
+// 'l' duplicates each key's newest version so that the common reads (at or
+// near the current revision) walk one entry per key and a put finds the
+// version it replaces with a point lookup. A read at revision R uses the
+// 'l' entry when its main <= R, and looks in 'k' otherwise. 'l' entries are
+// written with every version and removed only by compaction, together with
+// a tombstone they hold.
 //
 // Versions of one key sort newest first (the main revision is stored
 // inverted), so the version visible at revision R is the first entry at or
@@ -20,6 +28,7 @@ import (
 // identifies a version; the sub revision lives in the record.
 const (
 	prefixKey     = 'k'
+	prefixLatest  = 'l'
 	prefixHistory = 'h'
 	prefixMeta    = 'm'
 )
@@ -29,7 +38,7 @@ var (
 	metaApplied      = []byte("mapplied")      // last applied raft index (8) + term (8)
 	metaCompact      = []byte("mcompact")      // compaction revision clients see (scheduled)
 	metaCompactDone  = []byte("mcompact_done") // revision physical compaction finished at
-	keySpaceUpper    = []byte{prefixKey + 1}
+	latestSpaceUpper = []byte{prefixLatest + 1}
 	historySpaceLow  = []byte{prefixHistory}
 	historySpaceHigh = []byte{prefixHistory + 1}
 )
@@ -72,6 +81,12 @@ func versionKey(dst, key []byte, main int64) []byte {
 // keyPrefix is 'k' enc(key): every version of key starts with it.
 func keyPrefix(dst, key []byte) []byte {
 	dst = append(dst, prefixKey)
+	return appendEncodedKey(dst, key)
+}
+
+// latestKey is 'l' enc(key).
+func latestKey(dst, key []byte) []byte {
+	dst = append(dst, prefixLatest)
 	return appendEncodedKey(dst, key)
 }
 

@@ -2,6 +2,8 @@ package storeactor
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -13,92 +15,96 @@ import (
 // visitAt calls fn for every key in [key, end) whose version visible at rev
 // is not a tombstone, in key order, until fn returns false. end == nil
 // means key alone; a non-nil empty end means every key >= key (etcd turns a
-// range_end of "\x00" into that before it gets here).
+// range_end of "\x00" into that before it gets here). fn gets the key's
+// 'l' key (its [1:] is enc(key)), the version's main revision and record;
+// all are valid only during the call.
 //
 // r is a pebble.Reader: the DB for concurrent reads (one iterator is one
 // consistent point-in-time view), or the apply actor's indexed batch, whose
 // iterators also see the batch's own writes.
-func visitAt(r pebble.Reader, key, end []byte, rev int64, fn func(prefix []byte, main int64, val []byte) bool) error {
-	lower := keyPrefix(nil, key)
+func visitAt(r pebble.Reader, key, end []byte, rev int64, fn func(lkey []byte, main int64, rec []byte) bool) error {
+	lower := latestKey(nil, key)
 	var upper []byte
 	switch {
 	case end == nil:
-		upper = afterKeyPrefix(nil, lower)
+		upper = append(append([]byte(nil), lower...), 0) // lower is the only key with this prefix
 	case len(end) == 0:
-		upper = keySpaceUpper
+		upper = latestSpaceUpper
 	default:
 		if bytes.Compare(key, end) >= 0 {
 			return nil
 		}
-		upper = keyPrefix(nil, end)
+		upper = latestKey(nil, end)
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-
-	var prefix, seek []byte
-	ok := it.First()
-	for ok {
-		// it.Key() is only valid until the iterator moves: keep a copy.
-		p, main := splitVersionKey(it.Key())
-		prefix = append(prefix[:0], p...)
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if len(v) < 9 {
+			return errCorruptRecord
+		}
+		main, rec := int64(binary.BigEndian.Uint64(v)), v[8:]
 		if main > rev {
-			// Newer than rev: jump to the first version at or below rev.
-			seek = append(append(seek[:0], prefix...), 0, 0, 0, 0, 0, 0, 0, 0)
-			putInverted(seek[len(prefix):], rev)
-			if ok = it.SeekGE(seek); !ok {
-				break
-			}
-			p2, main2 := splitVersionKey(it.Key())
-			if !bytes.Equal(p2, prefix) {
-				continue // key has no version at or below rev; now at the next key
-			}
-			main = main2
-		}
-		if v := it.Value(); len(v) > 0 && v[0]&flagTombstone == 0 {
-			if !fn(prefix, main, v) {
-				return it.Error()
+			// Written after rev: the version visible at rev is in 'k'.
+			var found bool
+			if main, rec, found, err = versionAt(r, it.Key()[1:], rev); err != nil {
+				return err
+			} else if !found {
+				continue
 			}
 		}
-		// Older versions of this key follow; step over them. Most keys have
-		// one or two versions, so a couple of Next calls beat a seek.
-		ok = it.Next()
-		for i := 0; ok && i < 2 && bytes.HasPrefix(it.Key(), prefix); i++ {
-			ok = it.Next()
+		if rec[0]&flagTombstone != 0 {
+			continue
 		}
-		if ok && bytes.HasPrefix(it.Key(), prefix) {
-			seek = afterKeyPrefix(seek[:0], prefix)
-			ok = it.SeekGE(seek)
+		if !fn(it.Key(), main, rec) {
+			break
 		}
 	}
 	return it.Error()
 }
 
-func putInverted(dst []byte, main int64) {
-	v := ^uint64(main)
-	for i := 7; i >= 0; i-- {
-		dst[i] = byte(v)
-		v >>= 8
-	}
-}
-
-// latest returns the newest version of key at or below rev, tombstone or
-// not, and whether there is one.
-func latest(r pebble.Reader, key []byte, rev int64) (rec record, main int64, found bool, err error) {
-	lower := versionKey(nil, key, rev)
-	upper := afterKeyPrefix(nil, lower[:len(lower)-8])
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+// versionAt finds the newest version of the key encoded as enc at or below
+// rev in the 'k' space. The returned record is a copy.
+func versionAt(r pebble.Reader, enc []byte, rev int64) (int64, []byte, bool, error) {
+	prefix := append([]byte{prefixKey}, enc...)
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), ^uint64(rev))
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: afterKeyPrefix(nil, prefix)})
 	if err != nil {
-		return rec, 0, false, err
+		return 0, nil, false, err
 	}
 	defer it.Close()
 	if !it.First() {
-		return rec, 0, false, it.Error()
+		return 0, nil, false, it.Error()
 	}
-	_, main = splitVersionKey(it.Key())
-	rec, err = decodeRecord(it.Value())
+	_, main := splitVersionKey(it.Key())
+	return main, append([]byte(nil), it.Value()...), true, nil
+}
+
+// latest returns the newest version of key at or below rev, tombstone or
+// not, and whether there is one. At the current revision (every apply)
+// this is one point lookup.
+func latest(r pebble.Reader, key []byte, rev int64) (rec record, main int64, found bool, err error) {
+	v, closer, err := r.Get(latestKey(nil, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return rec, 0, false, nil
+	}
+	if err != nil {
+		return rec, 0, false, err
+	}
+	defer closer.Close()
+	if len(v) < 9 {
+		return rec, 0, false, errCorruptRecord
+	}
+	main, raw := int64(binary.BigEndian.Uint64(v)), v[8:]
+	if main > rev {
+		if main, raw, found, err = versionAt(r, latestKey(nil, key)[1:], rev); err != nil || !found {
+			return rec, 0, false, err
+		}
+	}
+	rec, err = decodeRecord(raw)
 	if err != nil {
 		return rec, 0, false, err
 	}
@@ -116,7 +122,7 @@ type rangeResult struct {
 
 func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
 	var rr rangeResult
-	err := visitAt(r, key, end, rev, func(prefix []byte, main int64, val []byte) bool {
+	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
 		rr.count++
 		if countOnly || (limit > 0 && int64(len(rr.kvs)) >= limit) {
 			return true
@@ -125,7 +131,7 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		if err != nil {
 			panic(err) // a corrupt record is a broken invariant, not a client error
 		}
-		rr.kvs = append(rr.kvs, rec.keyValue(decodeUserKey(prefix[1:]), main, keysOnly))
+		rr.kvs = append(rr.kvs, rec.keyValue(decodeUserKey(lkey[1:]), main, keysOnly))
 		return true
 	})
 	return rr, err

@@ -1,6 +1,8 @@
 package storeactor
 
 import (
+	"encoding/binary"
+
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -48,8 +50,8 @@ func (tw *writeTxn) put(key, value []byte, lease int64) {
 // returns how many there were.
 func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 	var keys [][]byte
-	if err := visitAt(tw.r, key, end, tw.rev(), func(prefix []byte, _ int64, _ []byte) bool {
-		keys = append(keys, decodeUserKey(prefix[1:]))
+	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, _ int64, _ []byte) bool {
+		keys = append(keys, decodeUserKey(lkey[1:]))
 		return true
 	}); err != nil {
 		panic(err)
@@ -64,6 +66,10 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	tw.buf = rec.append(tw.buf[:0])
 	vk := versionKey(nil, key, main)
 	if err := tw.w.Set(vk, tw.buf, nil); err != nil {
+		panic(err)
+	}
+	lv := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(tw.buf)), uint64(main))
+	if err := tw.w.Set(latestKey(nil, key), append(lv, tw.buf...), nil); err != nil {
 		panic(err)
 	}
 	h := make([]byte, 0, 1+len(key))
