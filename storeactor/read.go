@@ -27,7 +27,14 @@ func visitAt(r pebble.Reader, key, end []byte, rev int64, fn func(lkey []byte, m
 	var upper []byte
 	switch {
 	case end == nil:
-		upper = append(append([]byte(nil), lower...), 0) // lower is the only key with this prefix
+		// One key: a point lookup, far cheaper than an iterator.
+		rec, main, found, err := latest(r, key, rev)
+		if err != nil || !found || rec.tombstone {
+			return err
+		}
+		raw := rec.append(nil)
+		fn(lower, main, raw)
+		return nil
 	case len(end) == 0:
 		upper = latestSpaceUpper
 	default:
