@@ -36,7 +36,6 @@ type Guardian struct {
 	OnFatal func(error)
 
 	stopping bool
-	children map[string]*actor.PID
 }
 
 // SpawnChild asks the guardian to start a named child; the PID (or an
@@ -67,16 +66,9 @@ func GuardianProps(g *Guardian) *actor.Props {
 
 func (g *Guardian) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		if g.children == nil {
-			g.children = map[string]*actor.PID{}
-		}
 	case *SpawnChild:
+		// No Watch: a parent already gets its children's Terminated.
 		pid, err := ctx.SpawnNamed(m.Props, m.Name)
-		if err == nil {
-			// No Watch: a parent already gets its children's Terminated.
-			g.children[m.Name] = pid
-		}
 		Reply(m.Reply, SpawnResult{PID: pid, Err: err})
 	case *StopChildren:
 		g.stopping = true

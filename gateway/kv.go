@@ -4,8 +4,6 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/metastore/metastore/storeactor"
 )
@@ -109,10 +107,6 @@ func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	resp := res.Resp.(*pb.CompactionResponse)
 	s.g.header(resp.Header)
 	return resp, nil
-}
-
-func (s *kvServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error {
-	return status.Error(codes.Unimplemented, "method RangeStream not implemented")
 }
 
 func isTxnSerializable(r *pb.TxnRequest) bool {

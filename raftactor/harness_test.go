@@ -372,15 +372,9 @@ func (quietLogger) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format
 func openSyncCountingDB(t *testing.T) (*pebble.DB, *syncFS) {
 	t.Helper()
 	fs := &syncFS{FS: vfs.NewMem()}
-	opts := &pebble.Options{
-		FS:                          fs,
-		MemTableSize:                64 << 20,
-		MemTableStopWritesThreshold: 4,
-		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       1000,
-		BytesPerSync:                1 << 20,
-		Logger:                      quietLogger{},
-	}
+	opts := storeactor.PebbleOptions()
+	opts.FS = fs
+	opts.Logger = quietLogger{}
 	db, err := pebble.Open("/db", opts)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,16 @@ type View struct {
 // OpenPebble opens the node's pebble DB in dir, or on an in-memory FS when
 // inMemory is set (tests and demos run the same code without a disk).
 func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
+	opts := PebbleOptions()
+	if inMemory {
+		opts.FS = vfs.NewMem()
+	}
+	return pebble.Open(dir, opts)
+}
+
+// PebbleOptions are the options the node's DB is opened with (tests that
+// need their own FS start from these).
+func PebbleOptions() *pebble.Options {
 	opts := &pebble.Options{
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -39,10 +49,7 @@ func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
 		Logger:                      quietLogger{},
 	}
 	opts.Levels[0].BlockSize = 32 << 10
-	if inMemory {
-		opts.FS = vfs.NewMem()
-	}
-	return pebble.Open(dir, opts)
+	return opts
 }
 
 type quietLogger struct{}
@@ -95,10 +102,6 @@ func getMeta(db pebble.Reader, key []byte) ([]byte, bool, error) {
 func putU64(w pebble.Writer, key []byte, v uint64) error {
 	return w.Set(key, binary.BigEndian.AppendUint64(nil, v), nil)
 }
-
-// LoadView reads the store's persisted state straight from pebble. The raft
-// actor uses it at start to learn how far the store has applied.
-func LoadView(db *pebble.DB) (View, error) { return loadView(db) }
 
 // viewRef is the cell through which the Store publishes its View.
 type viewRef = atomic.Pointer[View]
