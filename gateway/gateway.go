@@ -29,18 +29,23 @@ const grpcOverheadBytes = 512 * 1024
 
 // Config wires the gateway to the node's actors.
 type Config struct {
-	Root            *actor.RootContext
-	Raft            *actor.PID
-	RaftView        *raftactor.ViewRef
-	Store           *storeactor.Reader
-	IDs             *raftactor.IDGen
-	Logger          *zap.Logger
-	MaxRequestBytes int
-	MaxTxnOps       int
-	RequestTimeout  time.Duration // etcd: 5s + 2 x election timeout
-	QuotaBytes      int64
-	DBSize          func() (total, inUse int64)
-	Version         string // etcd API version reported by Status
+	Root     *actor.RootContext
+	Raft     *actor.PID
+	RaftView *raftactor.ViewRef
+	Store    *storeactor.Reader
+	Watch    *actor.PID // the watchactor Hub
+	// WatchStreamBytes is each watch stream's budget for queued events;
+	// a stream whose client reads slower than it is sent to stops at it
+	// and catches up from history later.
+	WatchStreamBytes int
+	IDs              *raftactor.IDGen
+	Logger           *zap.Logger
+	MaxRequestBytes  int
+	MaxTxnOps        int
+	RequestTimeout   time.Duration // etcd: 5s + 2 x election timeout
+	QuotaBytes       int64
+	DBSize           func() (total, inUse int64)
+	Version          string // etcd API version reported by Status
 }
 
 // Gateway holds what every handler needs.
@@ -49,6 +54,9 @@ type Gateway struct{ cfg Config }
 func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.WatchStreamBytes <= 0 {
+		cfg.WatchStreamBytes = 1 << 20
 	}
 	return &Gateway{cfg: cfg}
 }
@@ -64,7 +72,7 @@ func (g *Gateway) NewServer() *grpc.Server {
 	)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
-	pb.RegisterWatchServer(s, pb.UnimplementedWatchServer{})
+	pb.RegisterWatchServer(s, &watchServer{g: g})
 	pb.RegisterLeaseServer(s, pb.UnimplementedLeaseServer{})
 	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})

@@ -23,6 +23,7 @@ import (
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/watchactor"
 )
 
 // APIVersion is the etcd API version MetaStore implements.
@@ -45,9 +46,15 @@ type Config struct {
 	QuotaBackendBytes        int64
 	MaxRequestBytes          int
 	MaxTxnOps                int
-	Logger                   *zap.Logger
-	Clock                    actors.Clock
+	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
+	// like etcd, values below 100ms are raised to 100ms.
+	WatchProgressNotifyInterval time.Duration
+	Logger                      *zap.Logger
+	Clock                       actors.Clock
 }
+
+// minWatchProgressInterval is etcd's floor for --watch-progress-notify-interval.
+const minWatchProgressInterval = 100 * time.Millisecond
 
 // Node is a running member.
 type Node struct {
@@ -107,13 +114,27 @@ func Start(cfg Config) (*Node, error) {
 	g := &actors.Guardian{Logger: lg, OnFatal: onFatal}
 	n.guardian = n.system.Root.Spawn(actors.GuardianProps(g))
 
-	storeProps, reader, err := storeactor.New(storeactor.Config{DB: db, Logger: lg.Named("store")})
+	reader, err := storeactor.NewReader(db)
 	if err != nil {
 		n.shutdownActors()
 		db.Close()
 		return nil, err
 	}
-	storePID, err := n.spawn("store", storeProps)
+	progress := cfg.WatchProgressNotifyInterval
+	if progress > 0 && progress < minWatchProgressInterval {
+		lg.Warn("adjusting watch progress notify interval to minimum period",
+			zap.Duration("min-watch-progress-notify-interval", minWatchProgressInterval))
+		progress = minWatchProgressInterval
+	}
+	watchPID, err := n.spawn("watch", watchactor.New(watchactor.Config{
+		Store: reader, Clock: cfg.Clock, Logger: lg.Named("watch"), ProgressInterval: progress,
+	}))
+	if err != nil {
+		n.shutdownActors()
+		db.Close()
+		return nil, err
+	}
+	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{DB: db, Logger: lg.Named("store"), Watch: watchPID}, reader))
 	if err != nil {
 		n.shutdownActors()
 		db.Close()
@@ -135,7 +156,7 @@ func Start(cfg Config) (*Node, error) {
 	n.raftView = raftView
 
 	gw := gateway.New(gateway.Config{
-		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader,
+		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID,
 		IDs: raftactor.NewIDGen(memberID, cfg.Clock.Now()), Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,

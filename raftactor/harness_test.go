@@ -130,10 +130,11 @@ func (n *node) spawn(name string, props *actor.Props) *actor.PID {
 // startStore (re)creates the store from what pebble holds.
 func (n *node) startStore(wrap func(*actor.Props) *actor.Props) {
 	n.t.Helper()
-	props, reader, err := storeactor.New(storeactor.Config{DB: n.db})
+	reader, err := storeactor.NewReader(n.db)
 	if err != nil {
 		n.t.Fatal(err)
 	}
+	props := storeactor.New(storeactor.Config{DB: n.db}, reader)
 	if wrap != nil {
 		props = wrap(props)
 	}

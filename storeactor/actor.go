@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,18 @@ type Applied struct{ Index uint64 }
 // Replay asks the raft actor to send committed entries again from From on.
 type Replay struct{ From uint64 }
 
+// Committed tells the watch hub what an apply batch changed: the events of
+// revisions From..Rev, in revision order (within a revision, in the order
+// the txn made them). It is sent after the batch is committed and published
+// and before any client of the batch is answered, so a client that saw its
+// write acknowledged and then creates a watch finds the hub past it.
+//
+// Events are shared, read-only: receivers must not modify them.
+type Committed struct {
+	From, Rev int64
+	Events    []*mvccpb.Event
+}
+
 // slowApply is how long an apply batch may take before it is logged.
 const slowApply = 100 * time.Millisecond
 
@@ -51,6 +64,9 @@ type Config struct {
 	DB           *pebble.DB
 	Logger       *zap.Logger
 	CompactChunk int // history entries handled per physical compaction step
+
+	// Watch, when set, is sent a Committed after every batch that wrote.
+	Watch *actor.PID
 }
 
 // Store is the single writer of the MVCC key space.
@@ -74,24 +90,30 @@ type Store struct {
 
 type compactStep struct{}
 
-// New returns the Store's props and the Reader that serves reads from the
-// View it publishes. The View cell outlives restarts of the actor: a
-// restarted Store reloads its state from pebble and publishes it again.
-func New(cfg Config) (*actor.Props, *Reader, error) {
+// NewReader loads the store's state from db and returns the Reader that
+// serves reads from the View the Store publishes (see New).
+func NewReader(db *pebble.DB) (*Reader, error) {
+	v, err := loadView(db)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{db: db, view: new(viewRef)}
+	r.view.Store(&v)
+	return r, nil
+}
+
+// New returns the props of the Store that publishes its View through r
+// (made by NewReader on the same DB). The View cell outlives restarts of
+// the actor: a restarted Store reloads its state from pebble and publishes
+// it again.
+func New(cfg Config, r *Reader) *actor.Props {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	if cfg.CompactChunk <= 0 {
 		cfg.CompactChunk = 10000
 	}
-	ref := new(viewRef)
-	v, err := loadView(cfg.DB)
-	if err != nil {
-		return nil, nil, err
-	}
-	ref.Store(&v)
-	props := actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: ref} })
-	return props, &Reader{db: cfg.DB, view: ref}, nil
+	return actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: r.view} })
 }
 
 func (s *Store) Receive(ctx actor.Context) {
@@ -149,6 +171,10 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	next := s.cur
 	var replies []pendingReply
 	var newCompaction bool
+	var events *[]*mvccpb.Event
+	if s.cfg.Watch != nil {
+		events = new([]*mvccpb.Event)
+	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Index <= next.Applied {
@@ -161,7 +187,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 			}
 		}
 		if e.Req != nil {
-			res, compacted := s.applyRequest(b, &next, e.Req)
+			res, compacted := s.applyRequest(b, &next, e.Req, events)
 			newCompaction = newCompaction || compacted
 			if e.Reply != nil {
 				replies = append(replies, pendingReply{e.Reply, res})
@@ -183,8 +209,12 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	// crash, whatever is lost here is re-applied from the log.
 	must(b.Commit(pebble.NoSync))
 	b.Close()
+	from := s.cur.Rev + 1
 	s.cur = next
 	s.publish()
+	if events != nil && next.Rev >= from {
+		ctx.Send(s.cfg.Watch, &Committed{From: from, Rev: next.Rev, Events: *events})
+	}
 	for _, r := range replies {
 		actors.Reply(r.ch, r.res)
 	}
@@ -198,9 +228,11 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	}
 }
 
-// applyRequest applies one request into the batch and advances next.
-func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest) (actors.Result, bool) {
-	tw := &writeTxn{r: b, w: b, beginRev: next.Rev}
+// applyRequest applies one request into the batch and advances next. When
+// events is not nil, the request's changes are appended to it as watch
+// events.
+func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest, events *[]*mvccpb.Event) (actors.Result, bool) {
+	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events}
 	var res actors.Result
 	compacted := false
 	switch {

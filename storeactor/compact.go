@@ -13,8 +13,10 @@ import (
 //
 // For every key changed in (compactDone, CompactRev], all versions at or
 // below CompactRev except the newest are deleted, and the newest too when
-// it is a tombstone. History entries at or below CompactRev go as well (a
-// watch can no longer start there). Steps end on whole main revisions, and
+// it is a tombstone. History entries below CompactRev go as well (a watch
+// can no longer start there); those at CompactRev stay, because etcd lets a
+// watch start at the compaction revision and sees its events, deletes
+// included. Steps end on whole main revisions, and
 // the progress mark is written in the same batch, so a restart resumes
 // where the last committed step ended; redoing a step is harmless.
 func (s *Store) compactStep(ctx actor.Context) {
@@ -49,7 +51,7 @@ func (s *Store) compactStep(ctx actor.Context) {
 	for k := range keys {
 		compactKey(s.cfg.DB, b, []byte(k), target)
 	}
-	must(b.DeleteRange(lo, historyKey(nil, reached+1, 0), nil))
+	must(b.DeleteRange(historySpaceLow, historyKey(nil, min(reached+1, target), 0), nil))
 	must(putU64(b, metaCompactDone, uint64(reached)))
 	must(b.Commit(pebble.NoSync))
 	must(b.Close())

@@ -122,8 +122,12 @@ func TestPhysicalCompactionKeepsLatest(t *testing.T) {
 	if got := mains("c"); fmt.Sprint(got) != "[8]" {
 		t.Errorf("c versions = %v", got)
 	}
-	if hs := storeactor.History(h.db, 0, 8); len(hs) != 0 {
-		t.Errorf("history up to 8 survived: %+v", hs)
+	if hs := storeactor.History(h.db, 0, 7); len(hs) != 0 {
+		t.Errorf("history below 8 survived: %+v", hs)
+	}
+	// A watch may start at the compaction revision: its history stays.
+	if hs := storeactor.History(h.db, 8, 8); len(hs) != 1 || hs[0].Key != "c" {
+		t.Errorf("history at 8 = %+v", hs)
 	}
 	if hs := storeactor.History(h.db, 9, 9); len(hs) != 1 || hs[0].Key != "a" {
 		t.Errorf("history at 9 = %+v", hs)
@@ -154,8 +158,8 @@ func TestPhysicalCompactionKeepsLatest(t *testing.T) {
 	if got := h.get("b", 0); !equal(got, []string{kvAt("b", "again", 11, 11, 1)}) {
 		t.Errorf("b = %v", got)
 	}
-	if n := storeactor.HistoryCount(h.db); n != 0 {
-		t.Errorf("%d history entries left", n)
+	if hs := storeactor.History(h.db, 0, 12); len(hs) != 1 || hs[0].Main != 12 || !hs[0].Tombstone {
+		t.Errorf("history after second compaction = %+v, want only the delete at 12", hs)
 	}
 	// Writes continue at the next revision.
 	if pr := h.put("a", "6"); pr.Header.Revision != 13 {

@@ -70,10 +70,6 @@ func History(db *pebble.DB, fromMain, toMain int64) []HistoryEntry {
 	return out
 }
 
-// HistoryCount is how many 'h' entries pebble holds.
-func HistoryCount(db *pebble.DB) int {
-	return countRange(db, historySpaceLow, historySpaceHigh)
-}
 
 // CompactDone is the persisted physical-compaction progress mark, -1 if none.
 func CompactDone(db *pebble.DB) int64 {

@@ -65,10 +65,11 @@ func newHarness(t *testing.T, opts ...func(*storeactor.Config)) *harness {
 // start builds the store (reloading its state from pebble) and spawns it.
 func (h *harness) start() {
 	h.t.Helper()
-	props, reader, err := storeactor.New(h.cfg)
+	reader, err := storeactor.NewReader(h.cfg.DB)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	props := storeactor.New(h.cfg, reader)
 	h.props, h.reader = props, reader
 	h.pid = h.kit.Spawn(props)
 	h.index = reader.View().Applied

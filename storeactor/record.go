@@ -82,3 +82,15 @@ func (r *record) keyValue(key []byte, main int64, keysOnly bool) *mvccpb.KeyValu
 	}
 	return kv
 }
+
+// event is the watch event of this version of key, written at main. As in
+// etcd, a delete event's KeyValue holds only the key and mod revision. The
+// value is not copied: callers own rec's value.
+func (r *record) event(key []byte, main int64) *mvccpb.Event {
+	if r.tombstone {
+		return &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: key, ModRevision: main}}
+	}
+	return &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: &mvccpb.KeyValue{
+		Key: key, CreateRevision: r.create, ModRevision: main, Version: r.version, Lease: r.lease, Value: r.value,
+	}}
+}

@@ -19,6 +19,7 @@ type writeTxn struct {
 	beginRev int64
 	changes  int64
 	buf      []byte
+	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
@@ -83,6 +84,9 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 		panic(err)
 	}
 	tw.changes++
+	if tw.events != nil {
+		*tw.events = append(*tw.events, rec.event(key, main))
+	}
 }
 
 // getPrevKV reads the key a put is about to replace, when the request needs it.

@@ -32,7 +32,7 @@ var (
 		peer-crl-file peer-key-file peer-trusted-ca-file raft-read-timeout raft-write-timeout
 		self-signed-cert-validity tls-max-version tls-min-version trusted-ca-file v2-deprecation
 		wal-dir warning-apply-duration warning-unary-request-duration
-		watch-progress-notify-interval cipher-suites client-cert-allowed-hostname host-whitelist
+		cipher-suites client-cert-allowed-hostname host-whitelist
 		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
 		listen-metrics-urls cors feature-gates discovery`)
 )

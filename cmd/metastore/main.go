@@ -46,6 +46,7 @@ func run(args []string) int {
 		quota        = fs.Int64("quota-backend-bytes", 0, "Maximum size (in bytes) the backend may consume; 0 means the default 2GiB.")
 		maxReq       = fs.Uint("max-request-bytes", 1.5*1024*1024, "Maximum client request size in bytes the server will accept.")
 		maxTxnOps    = fs.Uint("max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
+		progressIvl  = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
 		version      = fs.Bool("version", false, "Print the version and exit.")
@@ -110,7 +111,8 @@ func run(args []string) int {
 		HeartbeatInterval: time.Duration(*heartbeat) * time.Millisecond,
 		ElectionTimeout:   time.Duration(*election) * time.Millisecond,
 		QuotaBackendBytes: *quota, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
-		Logger: lg,
+		WatchProgressNotifyInterval: *progressIvl,
+		Logger:                      lg,
 	})
 	if err != nil {
 		lg.Error("failed to start", zap.Error(err))

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/watchactor"
+)
+
+// watchServer turns one gRPC watch stream into messages to the watch Hub
+// and sends back what the Hub queues in the stream's outbox.
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	g *Gateway
+}
+
+func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	g := s.g
+	out := watchactor.NewStream(g.cfg.WatchStreamBytes)
+	send := func(m any) { g.cfg.Root.Send(g.cfg.Watch, m) }
+	send(&watchactor.OpenStream{Out: out})
+	defer send(&watchactor.CloseStream{Out: out})
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- recvWatch(stream, out, send, g.cfg.Logger) }()
+
+	ctx := stream.Context()
+	maxBytes := uint(g.cfg.MaxRequestBytes + grpcOverheadBytes)
+	for {
+		select {
+		case <-ctx.Done():
+			return watchCtxErr(ctx.Err())
+		case err := <-recvErr:
+			if err != nil {
+				return watchCtxErr(err)
+			}
+			recvErr = nil // the client closed its side: keep sending, as etcd does
+		case <-out.Ready():
+			items, drained, err := out.Take()
+			if drained {
+				send(&watchactor.Drained{Out: out})
+			}
+			for _, it := range items {
+				g.watchHeader(it.Resp.Header)
+				var serr error
+				if it.Fragment {
+					serr = sendFragments(it.Resp, maxBytes, stream.Send)
+				} else {
+					serr = stream.Send(it.Resp)
+				}
+				if serr != nil {
+					return serr
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// recvWatch forwards the client's requests until it closes its side (nil)
+// or the stream breaks.
+func recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(any), lg *zap.Logger) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch u := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if u.CreateRequest != nil {
+				send(&watchactor.Create{Out: out, Req: u.CreateRequest})
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if u.CancelRequest != nil {
+				send(&watchactor.Cancel{Out: out, WatchID: u.CancelRequest.WatchId})
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if u.ProgressRequest != nil {
+				send(&watchactor.RequestProgress{Out: out})
+			}
+		default:
+			lg.Info("invalid watch request type received in gRPC stream")
+		}
+	}
+}
+
+func watchCtxErr(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return rpctypes.ErrGRPCWatchCanceled
+	}
+	return err
+}
+
+// watchHeader adds the member's ids and term to a header the Hub filled
+// with a revision (0 in a compacted response, as etcd sends it).
+func (g *Gateway) watchHeader(h *pb.ResponseHeader) {
+	v := g.cfg.RaftView.Load()
+	h.ClusterId, h.MemberId, h.RaftTerm = v.ClusterID, v.ID, v.Term
+}
+
+// sendFragments sends wr in pieces of at most maxBytes (each with at least
+// one event), all but the last marked fragment: etcd's rule for watchers
+// created with fragment set.
+func sendFragments(wr *pb.WatchResponse, maxBytes uint, send func(*pb.WatchResponse) error) error {
+	if uint(proto.Size(wr)) < maxBytes || len(wr.Events) < 2 {
+		return send(wr)
+	}
+	evs := wr.Events
+	for len(evs) > 0 {
+		cur := &pb.WatchResponse{
+			Header: wr.Header, WatchId: wr.WatchId, Created: wr.Created, Canceled: wr.Canceled,
+			CompactRevision: wr.CompactRevision, CancelReason: wr.CancelReason, Fragment: true,
+		}
+		n := 0
+		for n < len(evs) {
+			cur.Events = append(cur.Events, evs[n])
+			if n > 0 && uint(proto.Size(cur)) >= maxBytes {
+				cur.Events = cur.Events[:n]
+				break
+			}
+			n++
+		}
+		evs = evs[n:]
+		cur.Fragment = len(evs) > 0
+		if err := send(cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}

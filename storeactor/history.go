@@ -1,0 +1,99 @@
+package storeactor
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// History reads the watch events of revisions from..to (to no later than
+// the published revision) from the 'h' key space, in revision order, keeping
+// those whose key match accepts (all when match is nil). It stops early, at
+// the end of a revision, once it has looked at maxScan changes, and returns
+// the last revision it read completely: a caller reads on from last+1. This
+// bounds the work and memory of one call however far behind a watcher is.
+//
+// If a compaction past from is published while it reads, the versions it
+// needs may be gone: it returns rpctypes.ErrGRPCCompacted, as it does when
+// from is already compacted.
+func (r *Reader) History(from, to int64, maxScan int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
+	if from < r.view.Load().CompactRev {
+		return nil, 0, rpctypes.ErrGRPCCompacted
+	}
+	it, err := r.db.NewIter(&pebble.IterOptions{
+		LowerBound: historyKey(nil, from, 0),
+		UpperBound: historyKey(nil, to+1, 0),
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer it.Close()
+	last = to
+	scanned, cur := 0, int64(0)
+	var vk []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		main, _ := parseHistoryKey(it.Key())
+		if scanned >= maxScan && main != cur {
+			last = main - 1 // stop on a revision boundary
+			break
+		}
+		cur = main
+		scanned++
+		h := it.Value()
+		if len(h) < 1 {
+			return nil, 0, errCorruptRecord
+		}
+		key := h[1:]
+		if match != nil && !match(key) {
+			continue
+		}
+		key = append([]byte(nil), key...)
+		if h[0]&flagTombstone != 0 {
+			evs = append(evs, (&record{tombstone: true}).event(key, main))
+			continue
+		}
+		vk = versionKey(vk[:0], key, main)
+		v, closer, err := r.db.Get(vk)
+		if errors.Is(err, pebble.ErrNotFound) {
+			if from < r.view.Load().CompactRev {
+				return nil, 0, rpctypes.ErrGRPCCompacted
+			}
+			return nil, 0, fmt.Errorf("storeactor: history entry %d without its version of %q", main, key)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		rec, err := decodeRecord(v)
+		if err == nil {
+			rec.value = append([]byte(nil), rec.value...)
+		}
+		closer.Close()
+		if err != nil {
+			return nil, 0, err
+		}
+		evs = append(evs, rec.event(key, main))
+	}
+	if err := it.Error(); err != nil {
+		return nil, 0, err
+	}
+	if from < r.view.Load().CompactRev {
+		return nil, 0, rpctypes.ErrGRPCCompacted
+	}
+	return evs, last, nil
+}
+
+// PrevKV returns the version of key visible just before rev (a watch
+// event's prev_kv), or nil when there was none or it is compacted away.
+func (r *Reader) PrevKV(key []byte, rev int64) *mvccpb.KeyValue {
+	if rev-1 < r.view.Load().CompactRev {
+		return nil
+	}
+	rec, main, found, err := latest(r.db, key, rev-1)
+	if err != nil || !found || rec.tombstone {
+		return nil
+	}
+	return rec.keyValue(key, main, false)
+}
