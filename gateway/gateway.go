@@ -20,6 +20,7 @@ import (
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/watchactor"
 )
 
 // grpcOverheadBytes is the slack etcd allows on top of --max-request-bytes
@@ -34,10 +35,10 @@ type Config struct {
 	RaftView *raftactor.ViewRef
 	Store    *storeactor.Reader
 	Watch    *actor.PID // the watchactor Hub
-	// WatchStreamBytes is each watch stream's budget for queued events;
-	// a stream whose client reads slower than it is sent to stops at it
-	// and catches up from history later.
-	WatchStreamBytes int
+	// WatchStreamBytes and WatchTotalBytes bound the memory of queued watch
+	// events, per stream and over all streams. A stream that hits either
+	// stops getting live events and catches up from history once drained.
+	WatchStreamBytes, WatchTotalBytes int64
 	IDs              *raftactor.IDGen
 	Logger           *zap.Logger
 	MaxRequestBytes  int
@@ -49,7 +50,10 @@ type Config struct {
 }
 
 // Gateway holds what every handler needs.
-type Gateway struct{ cfg Config }
+type Gateway struct {
+	cfg         Config
+	watchBudget *watchactor.Budget
+}
 
 func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
@@ -58,7 +62,10 @@ func New(cfg Config) *Gateway {
 	if cfg.WatchStreamBytes <= 0 {
 		cfg.WatchStreamBytes = 1 << 20
 	}
-	return &Gateway{cfg: cfg}
+	if cfg.WatchTotalBytes <= 0 {
+		cfg.WatchTotalBytes = 256 << 20
+	}
+	return &Gateway{cfg: cfg, watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes)}
 }
 
 // NewServer builds the gRPC server with every etcd service registered:

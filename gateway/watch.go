@@ -22,10 +22,13 @@ type watchServer struct {
 
 func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	g := s.g
-	out := watchactor.NewStream(g.cfg.WatchStreamBytes)
+	out := watchactor.NewStream(g.watchBudget)
 	send := func(m any) { g.cfg.Root.Send(g.cfg.Watch, m) }
 	send(&watchactor.OpenStream{Out: out})
-	defer send(&watchactor.CloseStream{Out: out})
+	defer func() {
+		out.Close()
+		send(&watchactor.CloseStream{Out: out})
+	}()
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- recvWatch(stream, out, send, g.cfg.Logger) }()
@@ -42,10 +45,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			}
 			recvErr = nil // the client closed its side: keep sending, as etcd does
 		case <-out.Ready():
-			items, drained, err := out.Take()
-			if drained {
-				send(&watchactor.Drained{Out: out})
-			}
+			items, err := out.Take()
 			for _, it := range items {
 				g.watchHeader(it.Resp.Header)
 				var serr error
@@ -57,6 +57,9 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				if serr != nil {
 					return serr
 				}
+			}
+			if out.Sent() {
+				send(&watchactor.Drained{Out: out})
 			}
 			if err != nil {
 				return err

@@ -13,9 +13,15 @@
 #   d  range serializable (--consistency=s), as c
 #   e  txn-mixed (read/write ratio 1, reads are prefix ranges with --limit),
 #      reported as two rows: its reads and its writes
+#   f  watch-latency: 10 streams x 10 watchers, puts at a fixed rate; event
+#      latency (put sent -> event received) and put latency
+#   g  watch fan-out: 100 streams x 100 watchers on one key, events/s
+#   h  watch memory: 100k watchers over 1k streams (one put), the server's
+#      peak RSS growth per watcher, sampled from /proc every 0.1 s
 #
-# Prints a table (req/s of each, ratio metastore/etcd, p99 latency of each)
-# and writes it as markdown to BENCH_OUT.
+# Prints two tables (a-e: req/s of each, ratio metastore/etcd, p99 latency of
+# each; f-h: the watch measures and their ratio) and writes them as markdown
+# to BENCH_OUT.
 #
 # Environment (relative paths are taken from the current directory):
 #   METASTORE_BIN   server binary under test     (default <repo>/bin/metastore)
@@ -29,6 +35,7 @@
 #   BENCH_KEY_SPACE key space of b and e         (default 100000)
 #   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
+#   BENCH_WATCH_PUTS puts of f / of g            (defaults at scale 1: 2000 / 100)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
 #   BENCH_PORT      client port; peer port is +1 (default 23790)
 #   BENCH_TIMEOUT   seconds per benchmark run    (default 600)
@@ -72,6 +79,8 @@ PUT1_TOTAL="${BENCH_PUT1_TOTAL:-$(scaled 2000 100)}"
 PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000 100)}"
 RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000 100)}"
 TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000 400)}"
+WLAT_PUTS="$(scaled 2000 200)"
+WFAN_PUTS="$(scaled 100 10)"
 
 # ---- tools -------------------------------------------------------------------
 if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
@@ -172,6 +181,9 @@ SCENARIOS=(
   "c|range linearizable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=l --total=$RANGE_TOTAL"
   "d|range serializable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
   "e|txn-mixed ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS txn-mixed --total=$TXN_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE --rw-ratio=1 --limit=$TXN_LIMIT"
+  "f|watch-latency 10x10 watchers|watch-latency --streams=10 --watchers-per-stream=10 --put-total=$WLAT_PUTS --put-rate=1000 --val-size=$VAL_SIZE"
+  "g|watch fan-out 100x100 watchers|--conns=2 --clients=2 watch --streams=100 --watch-per-stream=100 --put-total=$WFAN_PUTS --key-space-size=1"
+  "h|watch memory 1000x100 watchers|--conns=20 --clients=20 watch --streams=1000 --watch-per-stream=100 --put-total=1 --key-space-size=1"
 )
 # Table rows: id | label | section of the benchmark output ("" or read/write).
 ROWS=(
@@ -182,26 +194,51 @@ ROWS=(
   "e|(e) txn-mixed reads, ${CLIENTS} clients|read"
   "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
 )
+# Watch table rows: id | label | section | measure (rps, avg or p99). Higher
+# is better only for rps; the h row (RSS per watcher) is added separately.
+WROWS=(
+  "f|(f) watch-latency: event latency avg, ms|^Watch events summary|avg"
+  "f|(f) watch-latency: event latency p99, ms|^Watch events summary|p99"
+  "f|(f) watch-latency: put latency p99, ms|^Put summary|p99"
+  "g|(g) watch fan-out: events/s received|^Watch events received summary|rps"
+)
 
-# parse <file> <section>: prints "<req/s> <p99 ms> <errors>"; "-" when absent.
-# Sections exist only in txn-mixed output ("Total Read Ops" / "Total Write Ops").
+# parse <file> <section>: prints "<req/s> <p99 ms> <errors> <avg ms>"; "-" when
+# absent. <section> is "" (whole output), read/write (txn-mixed's "Total Read
+# Ops" / "Total Write Ops") or a regex matching a "... summary:" header.
 parse() {
   awk -v want="$2" '
-    /^Total Read Ops/  { sec = "read";  inerr = 0 }
-    /^Total Write Ops/ { sec = "write"; inerr = 0 }
+    /^Total Read Ops/  { sec = "read";  inerr = 0; next }
+    /^Total Write Ops/ { sec = "write"; inerr = 0; next }
+    /summary:$/        { sec = (want != "" && $0 ~ want) ? want : "other"; inerr = 0; next }
     sec != want { next }
     /Requests\/sec:/    { rps = $2 }
+    /^ *Average:/       { avg = $2 * 1000 }
     /^ *99% in /        { p99 = $3 * 1000 }
     /^Error distribution:/ { inerr = 1; next }
     inerr && match($0, /^ *\[[0-9]+\]/) { v = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", v); errs += v }
     END {
-      printf "%s %s %d\n", (rps == "" ? "-" : sprintf("%.1f", rps)),
-                           (p99 == "" ? "-" : sprintf("%.2f", p99)), errs
+      printf "%s %s %d %s\n", (rps == "" ? "-" : sprintf("%.1f", rps)),
+                              (p99 == "" ? "-" : sprintf("%.2f", p99)), errs,
+                              (avg == "" ? "-" : sprintf("%.3f", avg))
     }' "$1"
 }
 
+# rss_kb <pid>: the process's resident set in KiB.
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# sample_rss <pid> <file>: writes the highest RSS seen, every 0.1 s, until killed.
+sample_rss() {
+  local max=0 v
+  while true; do
+    v="$(rss_kb "$1")"
+    ((v > max)) && max=$v && echo "$max" >"$2"
+    sleep 0.1
+  done
+}
+
 # shellcheck disable=SC2034 # filled by `read` and read through `get` (namerefs)
-declare -A RPS P99 ERRS
+declare -A RPS P99 ERRS AVG WVAL RSSW
 FAILED=0
 
 run_target() { # run_target <target>
@@ -224,12 +261,27 @@ run_target() { # run_target <target>
     IFS='|' read -r id label args <<<"$spec"
     out="$WORK/$name-$id.out"
     log "$name: ($id) $label"
+    local sampler="" base=0
+    if [[ "$id" == h ]]; then
+      base="$(rss_kb "$SERVER_PID")"
+      echo "$base" >"$WORK/$name-h.rss"
+      sample_rss "$SERVER_PID" "$WORK/$name-h.rss" &
+      sampler=$!
+    fi
     # In the background, so that a signal to this script is handled at once.
     # shellcheck disable=SC2086 # args are deliberately word-split
     timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
       >"$out" 2>"$WORK/$name-$id.err" &
     BENCH_PID=$!
-    if ! wait "$BENCH_PID"; then
+    local ok=1
+    wait "$BENCH_PID" || ok=0
+    if [[ -n "$sampler" ]]; then
+      kill "$sampler" 2>/dev/null || true
+      wait "$sampler" 2>/dev/null || true
+      # bytes per watcher: peak growth over 100k watchers
+      RSSW[$name]="$(awk -v peak="$(cat "$WORK/$name-h.rss")" -v base="$base" 'BEGIN { printf "%.0f", (peak - base) * 1024 / 100000 }')"
+    fi
+    if ((!ok)); then
       log "$name: ($id) benchmark failed; its output and the server log follow"
       tail -n 20 "$out" "$WORK/$name-$id.err" >&2 || true
       tail -n 20 "$WORK/$name/server.log" >&2 || true
@@ -246,7 +298,18 @@ run_target() { # run_target <target>
   for i in "${!ROWS[@]}"; do
     IFS='|' read -r rid _ sec <<<"${ROWS[$i]}"
     [[ -f "$WORK/$name-$rid.out" ]] || continue
-    read -r "RPS[$name,$i]" "P99[$name,$i]" "ERRS[$name,$i]" < <(parse "$WORK/$name-$rid.out" "$sec")
+    read -r "RPS[$name,$i]" "P99[$name,$i]" "ERRS[$name,$i]" _ < <(parse "$WORK/$name-$rid.out" "$sec")
+  done
+  local measure rps p99 avg
+  for i in "${!WROWS[@]}"; do
+    IFS='|' read -r rid _ sec measure <<<"${WROWS[$i]}"
+    [[ -f "$WORK/$name-$rid.out" ]] || continue
+    read -r rps p99 _ avg < <(parse "$WORK/$name-$rid.out" "$sec")
+    case "$measure" in
+      rps) WVAL[$name,$i]="$rps" ;;
+      p99) WVAL[$name,$i]="$p99" ;;
+      avg) WVAL[$name,$i]="$avg" ;;
+    esac
   done
   stop_server
   # Leave the disk quiet for the next server: drop this data dir, flush.
@@ -254,7 +317,7 @@ run_target() { # run_target <target>
   sync
 }
 
-log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL, key space $KEY_SPACE"
+log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"
 for target in $BENCH_TARGETS; do
   run_target "$target"
 done
@@ -285,6 +348,18 @@ for i in "${!ROWS[@]}"; do
   done
 done
 
+wheader=("watch measure" "metastore" "etcd" "ratio metastore/etcd")
+wlines=()
+for i in "${!WROWS[@]}"; do
+  IFS='|' read -r _ rlabel _ _ <<<"${WROWS[$i]}"
+  m="$(get WVAL metastore "$i")"
+  e="$(get WVAL etcd "$i")"
+  wlines+=("$rlabel|$m|$e|$(ratio "$m" "$e")")
+done
+m="${RSSW[metastore]:--}"
+e="${RSSW[etcd]:--}"
+wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(ratio "$m" "$e")")
+
 {
   printf '%-42s' "${header[0]}"
   printf '%22s' "${header[@]:1}"
@@ -292,6 +367,16 @@ done
   for line in "${lines[@]}"; do
     IFS='|' read -r -a f <<<"$line"
     printf '%-42s' "${f[0]}"
+    printf '%22s' "${f[@]:1}"
+    printf '\n'
+  done
+  echo
+  printf '%-62s' "${wheader[0]}"
+  printf '%22s' "${wheader[@]:1}"
+  printf '\n'
+  for line in "${wlines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '%-62s' "${f[0]}"
     printf '%22s' "${f[@]:1}"
     printf '\n'
   done
@@ -310,6 +395,19 @@ done
   printf '|%s' "---" "---:" "---:" "---:" "---:" "---:"
   printf '|\n'
   for line in "${lines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '| %s ' "${f[@]}"
+    printf '|\n'
+  done
+  echo
+  echo "Watch (f: 10 streams x 10 watchers, $WLAT_PUTS puts at up to 1000/s; g: 100 x 100 watchers on one key, $WFAN_PUTS puts;"
+  echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k). For latencies and RSS lower is better."
+  echo
+  printf '| %s ' "${wheader[@]}"
+  printf '|\n'
+  printf '|%s' "---" "---:" "---:" "---:"
+  printf '|\n'
+  for line in "${wlines[@]}"; do
     IFS='|' read -r -a f <<<"$line"
     printf '| %s ' "${f[@]}"
     printf '|\n'

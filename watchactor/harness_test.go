@@ -91,8 +91,8 @@ type stream struct {
 }
 
 // open registers a new stream with the Hub.
-func (h *harness) open(limit int) *stream {
-	s := &stream{Stream: watchactor.NewStream(limit)}
+func (h *harness) open(limit int64) *stream {
+	s := &stream{Stream: watchactor.NewStream(watchactor.NewBudget(limit, 1<<30))}
 	h.kit.Root().Send(h.hub, &watchactor.OpenStream{Out: s.Stream})
 	return s
 }
@@ -136,14 +136,14 @@ func (h *harness) take(s *stream, n int) []*pb.WatchResponse {
 		case <-deadline:
 			h.t.Fatalf("got %d responses, want %d: %v", len(s.got), n, s.got)
 		}
-		items, drained, err := s.Take()
+		items, err := s.Take()
 		if err != nil {
 			h.t.Fatalf("stream failed: %v", err)
 		}
 		for _, it := range items {
 			s.got = append(s.got, it.Resp)
 		}
-		if drained {
+		if s.Sent() {
 			h.send(&watchactor.Drained{Out: s.Stream})
 		}
 	}
@@ -160,7 +160,7 @@ func (h *harness) quiet(s *stream, d time.Duration) {
 	}
 	select {
 	case <-s.Ready():
-		if items, _, err := s.Take(); len(items) > 0 || err != nil {
+		if items, err := s.Take(); len(items) > 0 || err != nil {
 			h.t.Fatalf("unexpected responses %v, err %v", items, err)
 		}
 	case <-time.After(d):

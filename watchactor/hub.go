@@ -397,14 +397,16 @@ func (h *Hub) send(w *watcher, hdrRev int64, evs []*mvccpb.Event) bool {
 	return true
 }
 
-// eventsSize estimates the bytes evs take queued and on the wire.
-func eventsSize(evs []*mvccpb.Event) int {
-	n := 64
+// eventsSize estimates the memory a queued response with evs holds: the
+// response, its header and event slice (about 256 bytes of Go objects) and
+// the events, counted in full although watchers of one revision share them.
+func eventsSize(evs []*mvccpb.Event) int64 {
+	n := 256
 	for _, ev := range evs {
-		n += 48 + len(ev.Kv.Key) + len(ev.Kv.Value)
+		n += 160 + len(ev.Kv.Key) + len(ev.Kv.Value)
 		if ev.PrevKv != nil {
-			n += 32 + len(ev.PrevKv.Key) + len(ev.PrevKv.Value)
+			n += 96 + len(ev.PrevKv.Key) + len(ev.PrevKv.Value)
 		}
 	}
-	return n
+	return int64(n)
 }

@@ -2,6 +2,7 @@ package watchactor
 
 import (
 	"sync"
+	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -13,59 +14,104 @@ type Outgoing struct {
 	Fragment bool
 }
 
+// Budget bounds the memory of queued event responses: per stream, and over
+// all streams of a node together, so that neither one slow client nor a
+// thousand of them can grow the server without bound.
+type Budget struct {
+	perStream int64
+	total     int64
+	used      atomic.Int64
+}
+
+// NewBudget returns a budget of perStream bytes for each stream and total
+// bytes for all of them.
+func NewBudget(perStream, total int64) *Budget {
+	return &Budget{perStream: perStream, total: total}
+}
+
 // Stream is the outbox of one gRPC watch stream. The Hub pushes responses;
-// the stream's handler waits on Ready and Takes them all at once.
+// the stream's handler waits on Ready, Takes them all at once, sends them
+// and says so (Sent).
 //
-// Event responses count against a byte budget (control responses do not:
-// they are small and a client must always learn that a watch was created or
-// canceled). A push that finds the budget spent is refused and remembered;
-// the next Take reports it, and the handler then sends the Hub Drained.
+// Event responses are charged to the Budget from the push until the
+// handler has sent them (Sent), so the bound covers the batch being sent as
+// well as the queue. Control
+// responses are not charged: they are small, and a client must always
+// learn that a watch was created or canceled. A push that finds the budget
+// spent is refused and remembered; Sent reports it, and the handler then
+// sends the Hub Drained. A push is refused only while the stream holds
+// some budget, so the handler always has a Sent coming that reports it.
 type Stream struct {
-	ready chan struct{} // has a token when items or err are waiting
+	budget *Budget
+	ready  chan struct{} // has a token when items or err are waiting
 
-	mu      sync.Mutex
-	items   []Outgoing
-	bytes   int
-	limit   int
-	refused bool
-	err     error
+	mu       sync.Mutex
+	items    []Outgoing
+	queued   int64 // charged bytes of items
+	inFlight int64 // charged bytes of the batch last taken
+	refused  bool
+	err      error
+	closed   bool
 }
 
-// NewStream returns an empty Stream whose queued event responses may take
-// up to limit bytes (estimated from key and value sizes).
-func NewStream(limit int) *Stream {
-	return &Stream{ready: make(chan struct{}, 1), limit: limit}
+// NewStream returns an empty Stream charging b.
+func NewStream(b *Budget) *Stream {
+	return &Stream{budget: b, ready: make(chan struct{}, 1)}
 }
 
-// Ready has a value when Take has something to return.
+// Ready has a value when Take may have something to return.
 func (s *Stream) Ready() <-chan struct{} { return s.ready }
 
-// Take returns everything queued. drained is true when the Hub was refused
-// a push since the previous Take: the caller must send it Drained. A non-nil
-// err means the Hub ended the stream; the handler returns it to the client.
-func (s *Stream) Take() (out []Outgoing, drained bool, err error) {
+// Take returns everything queued; the handler sends it and then calls
+// Sent. A non-nil err means the Hub ended the stream: the handler returns
+// it to the client after sending what Take returned.
+func (s *Stream) Take() (out []Outgoing, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, s.items, s.bytes = s.items, nil, 0
-	drained, s.refused = s.refused, false
-	return out, drained, s.err
+	out, s.items = s.items, nil
+	s.inFlight += s.queued
+	s.queued = 0
+	return out, s.err
 }
 
-// pushEvents queues an event response of about size bytes unless the budget
-// is spent. A response is never refused by an empty queue, so one larger
-// than the whole budget still goes.
-func (s *Stream) pushEvents(o Outgoing, size int) bool {
+// Sent releases the budget of what Take returned. It reports whether the
+// Hub was refused a push meanwhile: the handler must then send it Drained
+// so that the stream's watchers catch up.
+func (s *Stream) Sent() (drained bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil {
+	s.budget.used.Add(-s.inFlight)
+	s.inFlight = 0
+	drained, s.refused = s.refused, false
+	return drained
+}
+
+// Close releases what the stream holds of the budget; its handler calls it
+// when it returns.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.budget.used.Add(-(s.inFlight + s.queued))
+	s.inFlight, s.queued, s.items, s.closed = 0, 0, nil, true
+}
+
+// pushEvents queues an event response of about size bytes unless a budget
+// is spent. A stream with nothing charged is never refused, so every
+// stream makes progress and a response larger than the budget still goes.
+func (s *Stream) pushEvents(o Outgoing, size int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.closed {
 		return true // the stream is ending; nobody will read this
 	}
-	if s.bytes > 0 && s.bytes+size > s.limit {
+	if mine := s.queued + s.inFlight; mine > 0 &&
+		(mine+size > s.budget.perStream || s.budget.used.Load()+size > s.budget.total) {
 		s.refused = true
 		return false
 	}
 	s.items = append(s.items, o)
-	s.bytes += size
+	s.queued += size
+	s.budget.used.Add(size)
 	s.signal()
 	return true
 }
@@ -74,6 +120,9 @@ func (s *Stream) pushEvents(o Outgoing, size int) bool {
 func (s *Stream) pushControl(resp *pb.WatchResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
 	s.items = append(s.items, Outgoing{Resp: resp})
 	s.signal()
 }
