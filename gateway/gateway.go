@@ -39,14 +39,14 @@ type Config struct {
 	// events, per stream and over all streams. A stream that hits either
 	// stops getting live events and catches up from history once drained.
 	WatchStreamBytes, WatchTotalBytes int64
-	IDs              *raftactor.IDGen
-	Logger           *zap.Logger
-	MaxRequestBytes  int
-	MaxTxnOps        int
-	RequestTimeout   time.Duration // etcd: 5s + 2 x election timeout
-	QuotaBytes       int64
-	DBSize           func() (total, inUse int64)
-	Version          string // etcd API version reported by Status
+	IDs                               *raftactor.IDGen
+	Logger                            *zap.Logger
+	MaxRequestBytes                   int
+	MaxTxnOps                         int
+	RequestTimeout                    time.Duration // etcd: 5s + 2 x election timeout
+	QuotaBytes                        int64
+	DBSize                            func() (total, inUse int64)
+	Version                           string // etcd API version reported by Status
 }
 
 // Gateway holds what every handler needs.

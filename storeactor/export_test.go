@@ -70,7 +70,6 @@ func History(db *pebble.DB, fromMain, toMain int64) []HistoryEntry {
 	return out
 }
 
-
 // CompactDone is the persisted physical-compaction progress mark, -1 if none.
 func CompactDone(db *pebble.DB) int64 {
 	b, ok, err := getMeta(db, metaCompactDone)
