@@ -22,7 +22,7 @@ const wait = 5 * time.Second
 // probe in the raft actor's place. Tests talk to the Hub with its messages
 // and read what it queues from Streams, as the gateway does.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	kit    *testkit.Kit
 	db     *pebble.DB
 	reader *storeactor.Reader
@@ -32,7 +32,7 @@ type harness struct {
 	index  uint64
 }
 
-func newHarness(t *testing.T, cfg watchactor.Config, wrap ...func(*actor.Props) *actor.Props) *harness {
+func newHarness(t testing.TB, cfg watchactor.Config, wrap ...func(*actor.Props) *actor.Props) *harness {
 	t.Helper()
 	db, err := storeactor.OpenPebble("/db", true)
 	if err != nil {

@@ -336,11 +336,25 @@ func (h *Hub) committed(m *storeactor.Committed) {
 
 // deliver queues one revision's events for the synced watchers they match.
 func (h *Hub) deliver(rev int64, evs []*mvccpb.Event) {
+	if len(evs) == 1 {
+		// The common case: every matching watcher gets the same one-event
+		// slice (responses only read it).
+		var ws []*watcher
+		h.synced.match(evs[0].Kv.Key, func(w *watcher) {
+			if rev >= w.nextRev { // else it starts at a future revision
+				ws = append(ws, w)
+			}
+		})
+		for _, w := range ws {
+			h.deliverTo(w, rev, evs)
+		}
+		return
+	}
 	var batch map[*watcher][]*mvccpb.Event
 	for _, ev := range evs {
 		h.synced.match(ev.Kv.Key, func(w *watcher) {
 			if rev < w.nextRev {
-				return // starts at a future revision
+				return
 			}
 			if batch == nil {
 				batch = map[*watcher][]*mvccpb.Event{}
@@ -349,11 +363,17 @@ func (h *Hub) deliver(rev int64, evs []*mvccpb.Event) {
 		})
 	}
 	for w, wevs := range batch {
-		if h.send(w, rev, wevs) {
-			w.nextRev = rev + 1
-		} else {
-			h.setUnsynced(w, rev)
-		}
+		h.deliverTo(w, rev, wevs)
+	}
+}
+
+// deliverTo queues revision rev's events for w, or sends w to catch-up
+// from rev when its stream is full.
+func (h *Hub) deliverTo(w *watcher, rev int64, evs []*mvccpb.Event) {
+	if h.send(w, rev, evs) {
+		w.nextRev = rev + 1
+	} else {
+		h.setUnsynced(w, rev)
 	}
 }
 
@@ -388,13 +408,22 @@ func (h *Hub) send(w *watcher, hdrRev int64, evs []*mvccpb.Event) bool {
 		}
 		evs = withPrev
 	}
-	resp := &pb.WatchResponse{Header: h.header(hdrRev), WatchId: w.id, Events: evs}
+	r := &response{hdr: pb.ResponseHeader{Revision: hdrRev}}
+	r.resp.Header, r.resp.WatchId, r.resp.Events = &r.hdr, w.id, evs
+	resp := &r.resp
 	if !w.st.out.pushEvents(Outgoing{Resp: resp, Fragment: w.fragment}, eventsSize(evs)) {
 		w.st.stalled = true
 		return false
 	}
 	w.quiet = false
 	return true
+}
+
+// response allocates a response and its header together: the live path
+// makes one per watcher and revision.
+type response struct {
+	resp pb.WatchResponse
+	hdr  pb.ResponseHeader
 }
 
 // eventsSize estimates the memory a queued response with evs holds: the
