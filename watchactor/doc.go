@@ -24,8 +24,9 @@
 //
 // Invariants (per watcher): nextRev is the first revision not yet queued
 // for it; events are queued in revision order, each revision's events in one
-// response, and a revision is queued at most once. A watcher is in exactly
-// one of the synced index or the unsynced set; synced watchers have seen
+// response, and a revision is queued at most once. A watcher is in at most
+// one of the synced index or the unsynced set (in neither once a compaction
+// overtook it: like etcd, it keeps its id until the client cancels it); synced watchers have seen
 // everything up to the Hub's revision (hub.rev), which only advances as
 // Committed batches are handled, after their events are queued.
 //

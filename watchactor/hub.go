@@ -231,7 +231,8 @@ func (h *Hub) cancel(st *streamState, id int64) {
 	st.out.pushControl(&pb.WatchResponse{Header: h.header(h.rev), WatchId: id, Canceled: true})
 }
 
-// drop forgets a watcher.
+// drop forgets a watcher: synced, unsynced, or stopped by a compaction
+// (in neither set).
 func (h *Hub) drop(w *watcher) {
 	delete(w.st.watchers, w.id)
 	if w.synced {

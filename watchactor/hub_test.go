@@ -148,6 +148,18 @@ func TestCompactedStartGetsCompactRevision(t *testing.T) {
 	if r.WatchId != 7 || r.CompactRevision != 5 || !r.Canceled || len(r.Events) != 0 || r.Header.Revision != 0 {
 		t.Fatalf("compacted response = %v", r)
 	}
+	// The compacted watcher keeps its id until canceled, as in etcd, and
+	// is not synced: no progress answer for the stream.
+	dup := h.create(s, &pb.WatchCreateRequest{Key: key("c"), WatchId: 7})
+	if !dup.Canceled || dup.WatchId != -1 {
+		t.Fatalf("reusing a compacted watcher's id: %v", dup)
+	}
+	h.send(&watchactor.RequestProgress{Out: s.Stream})
+	h.quiet(s, 50*time.Millisecond)
+	h.send(&watchactor.Cancel{Out: s.Stream, WatchID: 7})
+	if r := h.next(s); !r.Canceled || r.WatchId != 7 {
+		t.Fatalf("cancel of the compacted watcher: %v", r)
+	}
 	// At the compaction revision itself the history is still there.
 	h.create(s, &pb.WatchCreateRequest{Key: key("c"), StartRevision: 5, WatchId: 8})
 	r = h.next(s)

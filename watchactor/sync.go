@@ -10,8 +10,7 @@ import (
 )
 
 // syncStep serves up to WatchersPerStep unsynced watchers from history:
-// those behind the compaction point get etcd's compacted response and are
-// dropped; the rest get the events of the next bounded slice of history
+// those behind the compaction point get etcd's compacted response and stop; the rest get the events of the next bounded slice of history
 // (one response each, header at the Hub's revision, as etcd's catch-up
 // does) and join the synced index once they reach the Hub's revision. If
 // any remain, the next step is queued behind whatever arrived meanwhile.
@@ -25,10 +24,12 @@ func (h *Hub) syncStep() {
 			continue
 		}
 		if w.nextRev < compactRev {
+			// As in etcd, the watcher is done but keeps its id on the
+			// stream (never synced again) until the client cancels it.
 			w.st.out.pushControl(&pb.WatchResponse{
 				Header: h.header(0), WatchId: w.id, CompactRevision: compactRev, Canceled: true,
 			})
-			h.drop(w)
+			delete(h.unsynced, w)
 			continue
 		}
 		if w.nextRev > h.rev {
