@@ -17,7 +17,8 @@
 #      latency (put sent -> event received) and put latency
 #   g  watch fan-out: 100 streams x 100 watchers on one key, events/s
 #   h  watch memory: 100k watchers over 1k streams (one put), the server's
-#      peak RSS growth per watcher, sampled from /proc every 0.1 s
+#      peak RSS growth per watcher over a freshly restarted process, sampled
+#      from /proc every 0.1 s
 #
 # Prints two tables (a-e: req/s of each, ratio metastore/etcd, p99 latency of
 # each; f-h: the watch measures and their ratio) and writes them as markdown
@@ -37,6 +38,7 @@
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
 #   BENCH_WATCH_PUTS puts of f / of g            (defaults at scale 1: 2000 / 100)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
+#   BENCH_ONLY      scenario ids to run, e.g. "f g" (default: all)
 #   BENCH_PORT      client port; peer port is +1 (default 23790)
 #   BENCH_TIMEOUT   seconds per benchmark run    (default 600)
 #   BENCH_TMPDIR    parent of the temp work dir  (default $TMPDIR or /tmp)
@@ -181,7 +183,7 @@ SCENARIOS=(
   "c|range linearizable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=l --total=$RANGE_TOTAL"
   "d|range serializable ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
   "e|txn-mixed ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS txn-mixed --total=$TXN_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE --rw-ratio=1 --limit=$TXN_LIMIT"
-  "f|watch-latency 10x10 watchers|watch-latency --streams=10 --watchers-per-stream=10 --put-total=$WLAT_PUTS --put-rate=1000 --val-size=$VAL_SIZE"
+  "f|watch-latency 10x10 watchers|--precise watch-latency --streams=10 --watchers-per-stream=10 --put-total=$WLAT_PUTS --put-rate=1000 --val-size=$VAL_SIZE"
   "g|watch fan-out 100x100 watchers|--conns=2 --clients=2 watch --streams=100 --watch-per-stream=100 --put-total=$WFAN_PUTS --key-space-size=1"
   "h|watch memory 1000x100 watchers|--conns=20 --clients=20 watch --streams=1000 --watch-per-stream=100 --put-total=1 --key-space-size=1"
 )
@@ -259,10 +261,16 @@ run_target() { # run_target <target>
   local spec id label args out i rid sec
   for spec in "${SCENARIOS[@]}"; do
     IFS='|' read -r id label args <<<"$spec"
+    [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" $id "* ]] || continue
     out="$WORK/$name-$id.out"
     log "$name: ($id) $label"
     local sampler="" base=0
     if [[ "$id" == h ]]; then
+      # A fresh process, so that the heap grown by the scenarios before
+      # does not hide what the watchers take.
+      stop_server
+      # shellcheck disable=SC2086 # flags are deliberately word-split
+      start_server "$name" "$bin" $flags
       base="$(rss_kb "$SERVER_PID")"
       echo "$base" >"$WORK/$name-h.rss"
       sample_rss "$SERVER_PID" "$WORK/$name-h.rss" &
