@@ -12,14 +12,15 @@ import (
 // History reads the watch events of revisions from..to (to no later than
 // the published revision) from the 'h' key space, in revision order, keeping
 // those whose key match accepts (all when match is nil). It stops early, at
-// the end of a revision, once it has looked at maxScan changes, and returns
-// the last revision it read completely: a caller reads on from last+1. This
-// bounds the work and memory of one call however far behind a watcher is.
+// the end of a revision, once it has looked at maxScan changes or kept
+// maxBytes of keys and values, and returns the last revision it read
+// completely: a caller reads on from last+1. This bounds the work and
+// memory of one call however far behind a watcher is.
 //
 // If a compaction past from is published while it reads, the versions it
 // needs may be gone: it returns rpctypes.ErrGRPCCompacted, as it does when
 // from is already compacted.
-func (r *Reader) History(from, to int64, maxScan int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
+func (r *Reader) History(from, to int64, maxScan, maxBytes int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
 	if from < r.view.Load().CompactRev {
 		return nil, 0, rpctypes.ErrGRPCCompacted
 	}
@@ -32,11 +33,11 @@ func (r *Reader) History(from, to int64, maxScan int, match func(key []byte) boo
 	}
 	defer it.Close()
 	last = to
-	scanned, cur := 0, int64(0)
+	scanned, kept, cur := 0, 0, int64(0)
 	var vk []byte
 	for ok := it.First(); ok; ok = it.Next() {
 		main, _ := parseHistoryKey(it.Key())
-		if scanned >= maxScan && main != cur {
+		if (scanned >= maxScan || kept >= maxBytes) && main != cur {
 			last = main - 1 // stop on a revision boundary
 			break
 		}
@@ -51,6 +52,7 @@ func (r *Reader) History(from, to int64, maxScan int, match func(key []byte) boo
 			continue
 		}
 		key = append([]byte(nil), key...)
+		kept += len(key)
 		if h[0]&flagTombstone != 0 {
 			evs = append(evs, (&record{tombstone: true}).event(key, main))
 			continue
@@ -74,6 +76,7 @@ func (r *Reader) History(from, to int64, maxScan int, match func(key []byte) boo
 		if err != nil {
 			return nil, 0, err
 		}
+		kept += len(rec.value)
 		evs = append(evs, rec.event(key, main))
 	}
 	if err := it.Error(); err != nil {

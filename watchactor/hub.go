@@ -26,8 +26,9 @@ type Config struct {
 	// watchers created with progress_notify that got no events meanwhile
 	// are told the current revision. 0 disables.
 	ProgressInterval time.Duration
-	// ScanPerStep bounds the history changes one catch-up step reads.
-	ScanPerStep int
+	// ScanPerStep and BytesPerStep bound the history changes one catch-up
+	// step reads, and the keys and values it keeps.
+	ScanPerStep, BytesPerStep int
 	// WatchersPerStep bounds the unsynced watchers one catch-up step serves.
 	WatchersPerStep int
 }
@@ -93,6 +94,9 @@ func New(cfg Config) *actor.Props {
 	}
 	if cfg.ScanPerStep <= 0 {
 		cfg.ScanPerStep = 1000
+	}
+	if cfg.BytesPerStep <= 0 {
+		cfg.BytesPerStep = 8 << 20
 	}
 	if cfg.WatchersPerStep <= 0 {
 		cfg.WatchersPerStep = 512

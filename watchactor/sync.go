@@ -46,7 +46,7 @@ func (h *Hub) syncStep() {
 	if len(ws) == 0 {
 		return
 	}
-	evs, last, err := h.cfg.Store.History(minRev, h.rev, h.cfg.ScanPerStep, chosen.holds)
+	evs, last, err := h.cfg.Store.History(minRev, h.rev, h.cfg.ScanPerStep, h.cfg.BytesPerStep, chosen.holds)
 	if errors.Is(err, rpctypes.ErrGRPCCompacted) {
 		h.scheduleSync() // the next step answers those now behind the compaction
 		return
