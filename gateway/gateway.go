@@ -35,6 +35,7 @@ type Config struct {
 	RaftView *raftactor.ViewRef
 	Store    *storeactor.Reader
 	Watch    *actor.PID // the watchactor Hub
+	Leases   *actor.PID // the leaseactor Lessor
 	// WatchStreamBytes and WatchTotalBytes bound the memory of queued watch
 	// events, per stream and over all streams. A stream that hits either
 	// stops getting live events and catches up from history once drained.
@@ -80,7 +81,7 @@ func (g *Gateway) NewServer() *grpc.Server {
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
 	pb.RegisterWatchServer(s, &watchServer{g: g})
-	pb.RegisterLeaseServer(s, pb.UnimplementedLeaseServer{})
+	pb.RegisterLeaseServer(s, &leaseServer{g: g})
 	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
 	return s

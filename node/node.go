@@ -7,20 +7,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/gateway"
+	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/watchactor"
@@ -51,6 +55,13 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	Logger                      *zap.Logger
 	Clock                       actors.Clock
+}
+
+// minLeaseTTL is etcd's smallest lease TTL in seconds: 1.5 election
+// timeouts, rounded up.
+func minLeaseTTL(electionTicks int, heartbeat time.Duration) int64 {
+	d := time.Duration((3*electionTicks)/2) * heartbeat
+	return int64(math.Ceil(d.Seconds()))
 }
 
 // minWatchProgressInterval is etcd's floor for --watch-progress-notify-interval.
@@ -114,11 +125,14 @@ func Start(cfg Config) (*Node, error) {
 	g := &actors.Guardian{Logger: lg, OnFatal: onFatal}
 	n.guardian = n.system.Root.Spawn(actors.GuardianProps(g))
 
-	reader, err := storeactor.NewReader(db)
-	if err != nil {
+	fail := func(err error) (*Node, error) {
 		n.shutdownActors()
 		db.Close()
 		return nil, err
+	}
+	reader, err := storeactor.NewReader(db)
+	if err != nil {
+		return fail(err)
 	}
 	progress := cfg.WatchProgressNotifyInterval
 	if progress > 0 && progress < minWatchProgressInterval {
@@ -130,17 +144,46 @@ func Start(cfg Config) (*Node, error) {
 		Store: reader, Clock: cfg.Clock, Logger: lg.Named("watch"), ProgressInterval: progress,
 	}))
 	if err != nil {
-		n.shutdownActors()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{DB: db, Logger: lg.Named("store"), Watch: watchPID}, reader))
+
+	// The lessor proposes through the raft actor and asks its view, both of
+	// which exist only after the store it feeds: it reaches them through
+	// these cells, set below before anything can make it primary.
+	ids := raftactor.NewIDGen(memberID, cfg.Clock.Now())
+	var raftCell atomic.Pointer[actor.PID]
+	var raftViewCell atomic.Pointer[raftactor.ViewRef]
+	leasePID, err := n.spawn("lease", leaseactor.New(leaseactor.Config{
+		Store: reader, Clock: cfg.Clock, Logger: lg.Named("lease"), Extend: cfg.ElectionTimeout,
+		Primary: func() bool {
+			ref := raftViewCell.Load()
+			if ref == nil {
+				return false
+			}
+			v := ref.Load()
+			return v != nil && v.Lead == v.ID && reader.View().AppliedTerm == v.Term
+		},
+		Propose: func(r *pb.InternalRaftRequest) {
+			id := ids.Next()
+			data, err := raftactor.EncodeProposal(id, r)
+			if err != nil {
+				lg.Error("encode lease proposal", zap.Error(err))
+				return
+			}
+			n.system.Root.Send(raftCell.Load(), &raftactor.Propose{ID: id, Data: data, Req: r})
+		},
+	}))
 	if err != nil {
-		n.shutdownActors()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{
+		DB: db, Logger: lg.Named("store"), Watch: watchPID, Leases: leasePID,
+		MinLeaseTTL: minLeaseTTL(electionTicks, cfg.HeartbeatInterval),
+	}, reader))
+	if err != nil {
+		return fail(err)
+	}
 	raftProps, raftView := raftactor.New(raftactor.Config{
 		DB: db, ID: memberID, ClusterID: clusterID, Peers: memberIDs,
 		Store: storePID, StoreView: reader.View, Clock: cfg.Clock, Logger: lg.Named("raft"),
@@ -149,15 +192,15 @@ func Start(cfg Config) (*Node, error) {
 	})
 	raftPID, err := n.spawn("raft", raftProps)
 	if err != nil {
-		n.shutdownActors()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
+	raftCell.Store(raftPID)
+	raftViewCell.Store(raftView)
 	n.raftView = raftView
 
 	gw := gateway.New(gateway.Config{
-		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID,
-		IDs: raftactor.NewIDGen(memberID, cfg.Clock.Now()), Logger: lg.Named("gateway"),
+		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
+		IDs: ids, Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,

@@ -67,6 +67,12 @@ type Config struct {
 
 	// Watch, when set, is sent a Committed after every batch that wrote.
 	Watch *actor.PID
+	// Leases, when set, is sent a LeasesApplied after every batch that
+	// granted or revoked leases.
+	Leases *actor.PID
+	// MinLeaseTTL is the smallest TTL a grant gets, in seconds (etcd:
+	// 1.5 election timeouts, rounded up).
+	MinLeaseTTL int64
 }
 
 // Store is the single writer of the MVCC key space.
@@ -175,6 +181,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	if s.cfg.Watch != nil {
 		events = new([]*mvccpb.Event)
 	}
+	var leases LeasesApplied
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Index <= next.Applied {
@@ -187,7 +194,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 			}
 		}
 		if e.Req != nil {
-			res, compacted := s.applyRequest(b, &next, e.Req, events)
+			res, compacted := s.applyRequest(b, &next, e.Req, events, &leases)
 			newCompaction = newCompaction || compacted
 			if e.Reply != nil {
 				replies = append(replies, pendingReply{e.Reply, res})
@@ -215,6 +222,9 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	if events != nil && next.Rev >= from {
 		ctx.Send(s.cfg.Watch, &Committed{From: from, Rev: next.Rev, Events: *events})
 	}
+	if s.cfg.Leases != nil && (len(leases.Granted) > 0 || len(leases.Revoked) > 0) {
+		ctx.Send(s.cfg.Leases, &leases)
+	}
 	for _, r := range replies {
 		actors.Reply(r.ch, r.res)
 	}
@@ -230,14 +240,14 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 
 // applyRequest applies one request into the batch and advances next. When
 // events is not nil, the request's changes are appended to it as watch
-// events.
-func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest, events *[]*mvccpb.Event) (actors.Result, bool) {
+// events; lease grants and revokes are noted in leases.
+func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest, events *[]*mvccpb.Event, leases *LeasesApplied) (actors.Result, bool) {
 	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events}
 	var res actors.Result
 	compacted := false
 	switch {
 	case r.Put != nil:
-		if err := tw.checkPut(r.Put, noLeases); err != nil {
+		if err := tw.checkPut(r.Put); err != nil {
 			res.Err = err
 		} else {
 			res.Resp = tw.applyPut(r.Put)
@@ -245,8 +255,20 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 	case r.DeleteRange != nil:
 		res.Resp = tw.applyDeleteRange(r.DeleteRange)
 	case r.Txn != nil:
-		resp, err := tw.applyTxn(r.Txn, next.CompactRev, noLeases)
+		resp, err := tw.applyTxn(r.Txn, next.CompactRev)
 		res = actors.Result{Resp: resp, Err: err}
+	case r.LeaseGrant != nil:
+		resp, granted, err := applyLeaseGrant(b, r.LeaseGrant, s.cfg.MinLeaseTTL, next.Rev)
+		res = actors.Result{Resp: resp, Err: err}
+		if granted != nil {
+			leases.Granted = append(leases.Granted, *granted)
+		}
+	case r.LeaseRevoke != nil:
+		resp, err := tw.applyLeaseRevoke(r.LeaseRevoke)
+		res = actors.Result{Resp: resp, Err: err}
+		if err == nil {
+			leases.Revoked = append(leases.Revoked, r.LeaseRevoke.ID)
+		}
 	case r.Range != nil:
 		resp, err := executeRange(b, r.Range, next.Rev, next.CompactRev)
 		res = actors.Result{Resp: resp, Err: err}

@@ -13,6 +13,8 @@ import (
 //	'l' enc(key)                -> main(8) + record: the key's newest version
 //	'h' main(8) sub(8)          -> history entry: flag + user key
 //	'm' name                    -> store metadata (revision, applied index, compaction)
+//	'e' id(8)                   -> lease: granted TTL(8)
+//	'a' id(8) enc(key)          -> (empty) key is attached to lease id
 //
 // 'l' duplicates each key's newest version so that the common reads (at or
 // near the current revision) walk one entry per key and a put finds the
@@ -31,6 +33,8 @@ const (
 	prefixLatest  = 'l'
 	prefixHistory = 'h'
 	prefixMeta    = 'm'
+	prefixLease   = 'e'
+	prefixAttach  = 'a'
 )
 
 var (

@@ -46,7 +46,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	for {
 		v := r.view.Load()
 		tw := &writeTxn{r: r.db, beginRev: v.Rev}
-		resp, err := tw.applyTxn(req, v.CompactRev, noLeases)
+		resp, err := tw.applyTxn(req, v.CompactRev)
 		if err != nil {
 			return nil, err
 		}
@@ -91,6 +91,3 @@ func IsTxnReadOnly(rt *pb.TxnRequest) bool {
 	}
 	return true
 }
-
-// noLeases answers "does lease id exist" until the lease actor exists.
-func noLeases(int64) bool { return false }

@@ -41,24 +41,33 @@ func (tw *writeTxn) put(key, value []byte, lease int64) {
 		panic(err)
 	}
 	rec := record{sub: tw.changes, create: main, version: 1, lease: lease, value: value}
+	var prevLease int64
 	if found && !prev.tombstone {
-		rec.create, rec.version = prev.create, prev.version+1
+		rec.create, rec.version, prevLease = prev.create, prev.version+1, prev.lease
 	}
 	tw.write(key, main, &rec)
+	tw.attach(key, prevLease, lease)
 }
 
 // deleteRange writes a tombstone for every live key in [key, end) and
 // returns how many there were.
 func (tw *writeTxn) deleteRange(key, end []byte) int64 {
-	var keys [][]byte
-	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, _ int64, _ []byte) bool {
-		keys = append(keys, decodeUserKey(lkey[1:]))
+	type victim struct {
+		key   []byte
+		lease int64
+	}
+	var keys []victim
+	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, _ int64, raw []byte) bool {
+		rec, err := decodeRecord(raw)
+		must(err)
+		keys = append(keys, victim{decodeUserKey(lkey[1:]), rec.lease})
 		return true
 	}); err != nil {
 		panic(err)
 	}
 	for _, k := range keys {
-		tw.write(k, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
+		tw.write(k.key, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
+		tw.attach(k.key, k.lease, 0)
 	}
 	return int64(len(keys))
 }

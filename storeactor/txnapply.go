@@ -14,9 +14,9 @@ import (
 // the ops on those paths (revisions, ignore_value/ignore_lease targets,
 // leases), and only then execute. A check failure fails the whole txn
 // and writes nothing.
-func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64, leaseExists func(int64) bool) (*pb.TxnResponse, error) {
+func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnResponse, error) {
 	path := compareToPath(tw.r, tw.rev(), rt)
-	if _, err := tw.checkTxn(rt, path, compactRev, leaseExists); err != nil {
+	if _, err := tw.checkTxn(rt, path, compactRev); err != nil {
 		return nil, err
 	}
 	resp, _ := newTxnResp(rt, path)
@@ -110,7 +110,7 @@ func cmp64(a, b int64) int {
 // checkTxn validates the ops on the chosen path against the state before
 // the txn; it returns how many nested txns it walked so callers can step
 // over their path entries.
-func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, leaseExists func(int64) bool) (int, error) {
+func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64) (int, error) {
 	n := 0
 	ops := rt.Success
 	if !path[0] {
@@ -129,7 +129,7 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, l
 			d := v.RequestDeleteRange
 			tw.pathDels = append(tw.pathDels, keyRange{d.Key, mkGteRange(d.RangeEnd)})
 		case *pb.RequestOp_RequestPut:
-			err = tw.checkPut(v.RequestPut, leaseExists)
+			err = tw.checkPut(v.RequestPut)
 			if p := v.RequestPut; err == nil && (p.IgnoreValue || p.IgnoreLease) && tw.deletedOnPath(p.Key) {
 				// etcd's duplicate-key check lets a from-key delete and a
 				// later put of a key it removes share a txn; with
@@ -139,7 +139,7 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64, l
 			}
 		case *pb.RequestOp_RequestTxn:
 			var sub int
-			sub, err = tw.checkTxn(v.RequestTxn, path[1:], compactRev, leaseExists)
+			sub, err = tw.checkTxn(v.RequestTxn, path[1:], compactRev)
 			n += sub + 1
 			path = path[sub+1:]
 		}
@@ -176,8 +176,8 @@ func (tw *writeTxn) deletedOnPath(k []byte) bool {
 	return false
 }
 
-func (tw *writeTxn) checkPut(p *pb.PutRequest, leaseExists func(int64) bool) error {
-	if p.Lease != 0 && !leaseExists(p.Lease) {
+func (tw *writeTxn) checkPut(p *pb.PutRequest) error {
+	if p.Lease != 0 && !leaseExists(tw.r, p.Lease) {
 		return rpctypes.ErrGRPCLeaseNotFound
 	}
 	if p.IgnoreValue || p.IgnoreLease {

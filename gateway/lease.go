@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/leaseactor"
+)
+
+// leaseServer implements etcd's Lease service: grants and revokes go
+// through raft (the store applies them); keep-alives, time-to-live and the
+// lease list are answered by the lease actor, which owns expiry.
+type leaseServer struct {
+	pb.UnimplementedLeaseServer
+	g *Gateway
+}
+
+func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	for r.ID == 0 { // etcd picks the id from its request id generator
+		r.ID = int64(s.g.cfg.IDs.Next() & (1<<63 - 1))
+	}
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.LeaseGrantResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.LeaseRevokeResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.TTLResult) any {
+		return &leaseactor.TimeToLive{ID: r.ID, Reply: reply}
+	})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return nil, s.g.ctxErr(ctx, err)
+	}
+	resp := &pb.LeaseTimeToLiveResponse{Header: &pb.ResponseHeader{}, ID: r.ID, TTL: -1}
+	if res.Found { // etcd answers an unknown lease with TTL -1, not an error
+		resp.TTL, resp.GrantedTTL = res.TTL, res.GrantedTTL
+		if r.Keys {
+			resp.Keys = s.g.cfg.Store.LeaseKeys(r.ID)
+		}
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	ids, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- []int64) any {
+		return &leaseactor.List{Reply: reply}
+	})
+	if err != nil {
+		return nil, s.g.ctxErr(ctx, err)
+	}
+	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{}, Leases: make([]*pb.LeaseStatus, len(ids))}
+	for i, id := range ids {
+		resp.Leases[i] = &pb.LeaseStatus{ID: id}
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+// LeaseKeepAlive answers each request with the lease's TTL after renewing
+// it, or TTL 0 when the lease is gone, as etcd does. The stream ends when
+// the client closes its side.
+func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
+		s.g.header(resp.Header)
+		res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.RenewResult) any {
+			return &leaseactor.Renew{ID: req.ID, Reply: reply}
+		})
+		if err != nil {
+			return s.g.ctxErr(ctx, err)
+		}
+		switch {
+		case errors.Is(res.Err, rpctypes.ErrGRPCLeaseNotFound):
+			resp.TTL = 0
+		case res.Err != nil:
+			return res.Err
+		default:
+			resp.TTL = res.TTL
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}

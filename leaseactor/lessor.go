@@ -1,0 +1,326 @@
+// Package leaseactor owns lease liveness: when each lease expires, keep-
+// alives that push that back, and the decision to revoke. The leases
+// themselves (grant, revoke, attached keys) are replicated state applied by
+// the store through raft; the Lessor learns of them from the store
+// (storeactor.LeasesApplied) and reloads them from pebble when it starts.
+//
+// As in etcd, only the leader's Lessor expires leases, and only once it is
+// primary: leader, with every entry of earlier terms applied. On promotion
+// every lease gets its full TTL again plus Extend (so a leader change never
+// expires a lease early); on demotion expiries are forgotten, so a deposed
+// leader revokes nothing. Expired leases are revoked through raft, at most
+// RevokeRate a second, and retried after RetryInterval if the revoke has
+// not been applied by then.
+package leaseactor
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// Config is what a Lessor needs.
+type Config struct {
+	Store *storeactor.Reader
+	// Primary reports whether this member may expire leases: it is the raft
+	// leader and has applied every entry of earlier terms.
+	Primary func() bool
+	// Propose sends a request through raft without waiting for it.
+	Propose func(*pb.InternalRaftRequest)
+	Clock   actors.Clock
+	Logger  *zap.Logger
+
+	Extend        time.Duration // added to every TTL on promotion (etcd: the election timeout)
+	RevokeRate    int           // expired leases revoked per second at most (etcd: 1000)
+	CheckInterval time.Duration // how often expiry is checked (etcd: 500ms)
+	RetryInterval time.Duration // when to revoke again if a revoke was not applied (etcd: 3s)
+}
+
+// Renew is a keep-alive: the lease's expiry moves to now + its TTL.
+type Renew struct {
+	ID    int64
+	Reply chan<- RenewResult
+}
+
+// RenewResult is the lease's TTL, or rpctypes.ErrGRPCLeaseNotFound for an
+// unknown or expired lease, or ErrGRPCNotLeader when this member is not
+// primary.
+type RenewResult struct {
+	TTL int64
+	Err error
+}
+
+// TimeToLive asks for a lease's remaining and granted TTL.
+type TimeToLive struct {
+	ID    int64
+	Reply chan<- TTLResult
+}
+
+// TTLResult answers TimeToLive; Found is false for an unknown lease.
+type TTLResult struct {
+	TTL, GrantedTTL int64
+	Found           bool
+	Err             error
+}
+
+// List asks for every lease id, soonest expiry first (etcd's order).
+type List struct{ Reply chan<- []int64 }
+
+type tick struct{}
+
+// Lessor is the lease actor.
+//
+// Invariants: leases holds every lease the store has granted and not
+// revoked (as far as LeasesApplied told, corrected from pebble on a miss);
+// when primary, every lease is in the heap keyed by its next check time,
+// which is its expiry until a revoke has been proposed for it.
+type Lessor struct {
+	cfg      Config
+	leases   map[int64]*lease
+	heap     leaseHeap
+	primary  bool
+	stopTick func()
+}
+
+type lease struct {
+	id, ttl   int64
+	expiry    time.Time // zero when not primary: never expires
+	nextCheck time.Time
+	index     int // in the heap; -1 when not in it
+}
+
+// New returns the Lessor's props.
+func New(cfg Config) *actor.Props {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock
+	}
+	if cfg.RevokeRate <= 0 {
+		cfg.RevokeRate = 1000
+	}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = 500 * time.Millisecond
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 3 * time.Second
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg} })
+}
+
+func (l *Lessor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		if l.stopTick != nil {
+			l.stopTick()
+		}
+	case *storeactor.LeasesApplied:
+		l.applied(m)
+	case *Renew:
+		actors.Reply(m.Reply, l.renew(m.ID))
+	case *TimeToLive:
+		actors.Reply(m.Reply, l.timeToLive(m.ID))
+	case *List:
+		actors.Reply(m.Reply, l.list())
+	case tick:
+		l.checkPrimary()
+		l.revokeExpired()
+	}
+}
+
+// start loads the leases from pebble: after a restart of the actor or the
+// process, every lease is known again, and gets its full TTL once primary.
+func (l *Lessor) start(ctx actor.Context) {
+	l.leases = map[int64]*lease{}
+	l.heap = nil
+	l.primary = false
+	for _, r := range l.cfg.Store.Leases() {
+		l.leases[r.ID] = &lease{id: r.ID, ttl: r.TTL, index: -1}
+	}
+	l.checkPrimary()
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	l.stopTick = l.cfg.Clock.Every(l.cfg.CheckInterval, func() { root.Send(self, tick{}) })
+}
+
+func (l *Lessor) checkPrimary() {
+	switch p := l.cfg.Primary(); {
+	case p && !l.primary:
+		l.promote()
+	case !p && l.primary:
+		l.demote()
+	}
+}
+
+func (l *Lessor) promote() {
+	l.primary = true
+	now := l.cfg.Clock.Now()
+	l.heap = l.heap[:0]
+	for _, ls := range l.leases {
+		ls.expiry = now.Add(l.cfg.Extend + time.Duration(ls.ttl)*time.Second)
+		ls.nextCheck = ls.expiry
+		ls.index = len(l.heap)
+		l.heap = append(l.heap, ls)
+	}
+	heap.Init(&l.heap)
+	l.cfg.Logger.Info("lessor promoted", zap.Int("leases", len(l.leases)))
+}
+
+func (l *Lessor) demote() {
+	l.primary = false
+	for _, ls := range l.leases {
+		ls.expiry, ls.nextCheck, ls.index = time.Time{}, time.Time{}, -1
+	}
+	l.heap = nil
+	l.cfg.Logger.Info("lessor demoted")
+}
+
+func (l *Lessor) applied(m *storeactor.LeasesApplied) {
+	for _, g := range m.Granted {
+		if _, ok := l.leases[g.ID]; !ok {
+			l.add(g)
+		}
+	}
+	for _, id := range m.Revoked {
+		l.remove(id)
+	}
+}
+
+func (l *Lessor) add(r storeactor.LeaseRecord) *lease {
+	ls := &lease{id: r.ID, ttl: r.TTL, index: -1}
+	l.leases[r.ID] = ls
+	if l.primary {
+		ls.expiry = l.cfg.Clock.Now().Add(time.Duration(r.TTL) * time.Second)
+		ls.nextCheck = ls.expiry
+		heap.Push(&l.heap, ls)
+	}
+	return ls
+}
+
+func (l *Lessor) remove(id int64) {
+	ls := l.leases[id]
+	if ls == nil {
+		return
+	}
+	delete(l.leases, id)
+	if ls.index >= 0 {
+		heap.Remove(&l.heap, ls.index)
+	}
+}
+
+// lookup finds a lease, asking pebble when this actor has not heard of it
+// (a LeasesApplied lost to a store restart).
+func (l *Lessor) lookup(id int64) *lease {
+	if ls := l.leases[id]; ls != nil {
+		return ls
+	}
+	if r, ok := l.cfg.Store.Lease(id); ok {
+		return l.add(r)
+	}
+	return nil
+}
+
+func (l *Lessor) renew(id int64) RenewResult {
+	l.checkPrimary()
+	if !l.primary {
+		return RenewResult{Err: rpctypes.ErrGRPCNotLeader}
+	}
+	ls := l.lookup(id)
+	now := l.cfg.Clock.Now()
+	if ls == nil || !now.Before(ls.expiry) {
+		// Expired: its revoke is on the way; etcd answers "not found" too.
+		return RenewResult{Err: rpctypes.ErrGRPCLeaseNotFound}
+	}
+	ls.expiry = now.Add(time.Duration(ls.ttl) * time.Second)
+	ls.nextCheck = ls.expiry
+	heap.Fix(&l.heap, ls.index)
+	return RenewResult{TTL: ls.ttl}
+}
+
+func (l *Lessor) timeToLive(id int64) TTLResult {
+	l.checkPrimary()
+	if !l.primary {
+		return TTLResult{Err: rpctypes.ErrGRPCNotLeader}
+	}
+	ls := l.lookup(id)
+	if ls == nil {
+		return TTLResult{}
+	}
+	remaining := ls.expiry.Sub(l.cfg.Clock.Now())
+	return TTLResult{TTL: int64(remaining.Seconds()), GrantedTTL: ls.ttl, Found: true}
+}
+
+func (l *Lessor) list() []int64 {
+	ls := make([]*lease, 0, len(l.leases))
+	for _, x := range l.leases {
+		ls = append(ls, x)
+	}
+	sort.Slice(ls, func(i, j int) bool {
+		if !ls[i].expiry.Equal(ls[j].expiry) {
+			return ls[i].expiry.Before(ls[j].expiry)
+		}
+		return ls[i].id < ls[j].id
+	})
+	ids := make([]int64, len(ls))
+	for i, x := range ls {
+		ids[i] = x.id
+	}
+	return ids
+}
+
+// revokeExpired proposes the revoke of expired leases, soonest first, at
+// most RevokeRate a second, so that a mass expiry is spread over time
+// instead of flooding raft (etcd #9360, #12105).
+func (l *Lessor) revokeExpired() {
+	if !l.primary {
+		return
+	}
+	now := l.cfg.Clock.Now()
+	limit := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.CheckInterval)/int64(time.Second)))
+	for n := 0; n < limit && len(l.heap) > 0; {
+		ls := l.heap[0]
+		if now.Before(ls.nextCheck) {
+			return
+		}
+		if _, ok := l.cfg.Store.Lease(ls.id); !ok {
+			l.remove(ls.id) // revoked, and the news was lost
+			continue
+		}
+		l.cfg.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: ls.id}})
+		ls.nextCheck = now.Add(l.cfg.RetryInterval)
+		heap.Fix(&l.heap, ls.index)
+		n++
+	}
+}
+
+// leaseHeap orders leases by next check time.
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].nextCheck.Before(h[j].nextCheck) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *leaseHeap) Push(x any) {
+	ls := x.(*lease)
+	ls.index = len(*h)
+	*h = append(*h, ls)
+}
+func (h *leaseHeap) Pop() any {
+	old := *h
+	ls := old[len(old)-1]
+	*h = old[:len(old)-1]
+	ls.index = -1
+	return ls
+}

@@ -1,0 +1,165 @@
+package storeactor
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// Leases are part of the replicated state machine: a grant, a revoke (and
+// the deletes of every key attached to the lease, in one revision) and the
+// attachment of keys by puts are applied here, in the same pebble batch as
+// the keys, so they are atomic and survive restarts. Liveness — expiry,
+// keep-alive, deciding to revoke — belongs to the lease actor, which this
+// actor tells about grants and revokes (LeasesApplied).
+//
+// Attachments are indexed in pebble ('a' id enc(key)), not in memory: a
+// revoke or a TimeToLive with keys walks one prefix, and memory does not
+// grow with the number of attached keys.
+
+// MaxLeaseTTL is etcd's largest lease TTL, in seconds.
+const MaxLeaseTTL = 9000000000
+
+// LeasesApplied tells the lease actor what an apply batch granted and
+// revoked. Like Committed, it is sent after the batch is committed and
+// before its clients are answered.
+type LeasesApplied struct {
+	Granted []LeaseRecord
+	Revoked []int64
+}
+
+// LeaseRecord is a lease as the state machine knows it.
+type LeaseRecord struct {
+	ID  int64
+	TTL int64 // granted TTL in seconds, after the minimum was applied
+}
+
+func leaseKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixLease}, uint64(id))
+}
+
+func attachPrefix(id int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixAttach}, uint64(id))
+}
+
+func attachKey(id int64, key []byte) []byte {
+	return appendEncodedKey(attachPrefix(id), key)
+}
+
+// leaseTTL reads lease id's record.
+func leaseTTL(r pebble.Reader, id int64) (int64, bool) {
+	v, closer, err := r.Get(leaseKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false
+	}
+	if err != nil {
+		panic(err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		panic(errCorruptRecord)
+	}
+	return int64(binary.BigEndian.Uint64(v)), true
+}
+
+func leaseExists(r pebble.Reader, id int64) bool {
+	_, ok := leaseTTL(r, id)
+	return ok
+}
+
+// attach moves key's attachment from lease from to lease to (0: none).
+func (tw *writeTxn) attach(key []byte, from, to int64) {
+	if from == to {
+		return
+	}
+	if from != 0 {
+		must(tw.w.Delete(attachKey(from, key), nil))
+	}
+	if to != 0 {
+		must(tw.w.Set(attachKey(to, key), nil, nil))
+	}
+}
+
+// applyLeaseGrant records a lease as etcd's lessor grants it: a TTL above
+// MaxLeaseTTL is refused, one below minTTL is raised to it.
+func applyLeaseGrant(b *pebble.Batch, r *pb.LeaseGrantRequest, minTTL, rev int64) (*pb.LeaseGrantResponse, *LeaseRecord, error) {
+	switch {
+	case r.ID == 0:
+		return nil, nil, rpctypes.ErrGRPCLeaseNotFound
+	case r.TTL > MaxLeaseTTL:
+		return nil, nil, rpctypes.ErrGRPCLeaseTTLTooLarge
+	case leaseExists(b, r.ID):
+		return nil, nil, rpctypes.ErrGRPCLeaseExist
+	}
+	ttl := max(r.TTL, minTTL)
+	must(b.Set(leaseKey(r.ID), binary.BigEndian.AppendUint64(nil, uint64(ttl)), nil))
+	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: rev}, ID: r.ID, TTL: ttl},
+		&LeaseRecord{ID: r.ID, TTL: ttl}, nil
+}
+
+// applyLeaseRevoke deletes every key attached to the lease (in key order,
+// one revision) and the lease.
+func (tw *writeTxn) applyLeaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if !leaseExists(tw.r, r.ID) {
+		return nil, rpctypes.ErrGRPCLeaseNotFound
+	}
+	for _, k := range attachedKeys(tw.r, r.ID) {
+		tw.deleteRange(k, nil)
+	}
+	must(tw.w.Delete(leaseKey(r.ID), nil))
+	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: tw.rev()}}, nil
+}
+
+// attachedKeys lists the keys attached to lease id, in key order.
+func attachedKeys(r pebble.Reader, id int64) [][]byte {
+	p := attachPrefix(id)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	must(err)
+	defer it.Close()
+	var keys [][]byte
+	for ok := it.First(); ok; ok = it.Next() {
+		keys = append(keys, decodeUserKey(it.Key()[len(p):]))
+	}
+	must(it.Error())
+	return keys
+}
+
+// prefixEnd is the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xFF {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	panic("storeactor: no key follows an all-0xFF prefix")
+}
+
+// LeaseKeys lists the keys attached to lease id, in key order.
+func (r *Reader) LeaseKeys(id int64) [][]byte { return attachedKeys(r.db, id) }
+
+// Lease reads one lease's record.
+func (r *Reader) Lease(id int64) (LeaseRecord, bool) {
+	ttl, ok := leaseTTL(r.db, id)
+	return LeaseRecord{ID: id, TTL: ttl}, ok
+}
+
+// Leases lists every lease.
+func (r *Reader) Leases() []LeaseRecord {
+	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLease}, UpperBound: []byte{prefixLease + 1}})
+	must(err)
+	defer it.Close()
+	var out []LeaseRecord
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, LeaseRecord{
+			ID:  int64(binary.BigEndian.Uint64(it.Key()[1:])),
+			TTL: int64(binary.BigEndian.Uint64(it.Value())),
+		})
+	}
+	must(it.Error())
+	return out
+}
