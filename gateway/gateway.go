@@ -13,6 +13,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -36,6 +39,9 @@ type Config struct {
 	Store    *storeactor.Reader
 	Watch    *actor.PID // the watchactor Hub
 	Leases   *actor.PID // the leaseactor Lessor
+	// Self is a client of this member, in process: the Lock and Election
+	// services run etcd's concurrency recipes through it.
+	Self *clientv3.Client
 	// WatchStreamBytes and WatchTotalBytes bound the memory of queued watch
 	// events, per stream and over all streams. A stream that hits either
 	// stops getting live events and catches up from history once drained.
@@ -84,6 +90,8 @@ func (g *Gateway) NewServer() *grpc.Server {
 	pb.RegisterLeaseServer(s, &leaseServer{g: g})
 	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+	lpb.RegisterLockServer(s, &lockServer{g: g})
+	epb.RegisterElectionServer(s, &electionServer{g: g})
 	return s
 }
 

@@ -19,8 +19,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/gateway"
@@ -76,6 +78,7 @@ type Node struct {
 	guardian  *actor.PID
 	grpc      *grpc.Server
 	listeners []net.Listener
+	self      *clientv3.Client // in-process client for the Lock and Election services
 	raftView  *raftactor.ViewRef
 	ready     chan struct{}
 	fatal     chan error
@@ -126,6 +129,9 @@ func Start(cfg Config) (*Node, error) {
 	n.guardian = n.system.Root.Spawn(actors.GuardianProps(g))
 
 	fail := func(err error) (*Node, error) {
+		if n.self != nil {
+			n.self.Close()
+		}
 		n.shutdownActors()
 		db.Close()
 		return nil, err
@@ -198,12 +204,26 @@ func Start(cfg Config) (*Node, error) {
 	raftViewCell.Store(raftView)
 	n.raftView = raftView
 
+	// An in-process connection for the member's own client (Lock and
+	// Election run etcd's recipes through it, as etcd does).
+	selfListener := bufconn.Listen(1 << 20)
+	n.self, err = clientv3.New(clientv3.Config{
+		Endpoints: []string{"127.0.0.1:0"}, // never dialled: the dialer below is
+		Logger:    lg.Named("self-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return selfListener.DialContext(ctx)
+		})},
+	})
+	if err != nil {
+		return fail(err)
+	}
 	gw := gateway.New(gateway.Config{
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
 		IDs: ids, Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+		Self: n.self,
 	})
 	n.grpc = gw.NewServer()
 	for _, u := range cfg.ListenClientURLs {
@@ -214,7 +234,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 		n.listeners = append(n.listeners, l)
 	}
-	for _, l := range n.listeners {
+	for _, l := range append([]net.Listener{selfListener}, n.listeners...) {
 		n.serveWG.Add(1)
 		go func(l net.Listener) {
 			defer n.serveWG.Done()
@@ -263,6 +283,9 @@ func (n *Node) Fatal() <-chan error { return n.fatal }
 // requests get a moment to finish.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		if n.self != nil {
+			n.self.Close()
+		}
 		if n.grpc != nil {
 			done := make(chan struct{})
 			go func() { n.grpc.GracefulStop(); close(done) }()
