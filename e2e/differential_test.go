@@ -1,20 +1,23 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand"
 	"os"
+	"sort"
 	"testing"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
 
-// TestDifferentialKV sends the same random sequence of KV requests to
+// TestDifferentialKV sends the same random sequence of KV (and lease) requests to
 // MetaStore and to the reference etcd and requires identical responses
 // (headers' cluster_id, member_id and raft_term aside) and identical errors.
 func TestDifferentialKV(t *testing.T) {
@@ -32,8 +35,7 @@ func TestDifferentialKV(t *testing.T) {
 func runDifferential(t *testing.T, seed int64, n int) {
 	ms := StartMetaStore(t)
 	ref := StartEtcd(t)
-	msKV := pb.NewKVClient(ms.Client(t).ActiveConnection())
-	refKV := pb.NewKVClient(ref.Client(t).ActiveConnection())
+	msKV, refKV := newKVClients(ms.Client(t)), newKVClients(ref.Client(t))
 
 	g := &kvGen{r: rand.New(rand.NewSource(seed)), rev: 1, compacted: 0}
 	for i := 0; i < n; i++ {
@@ -43,6 +45,9 @@ func runDifferential(t *testing.T, seed int64, n int) {
 		if d := diffResult(msResp, msErr, refResp, refErr); d != "" {
 			t.Fatalf("seed %d op %d: mismatch: %s\nrequest: %s\netcd:      %s\nmetastore: %s",
 				seed, i, d, fmtMsg(req), fmtRes(refResp, refErr), fmtRes(msResp, msErr))
+		}
+		if os.Getenv("DIFF_TRACE") != "" {
+			t.Logf("op %d: %s\n  -> %s", i, fmtMsg(req), fmtRes(refResp, refErr))
 		}
 		g.observe(req, refResp, refErr)
 	}
@@ -98,6 +103,17 @@ func normalize(m proto.Message) {
 		zeroHeader(r.GetHeader())
 	case *pb.CompactionResponse:
 		zeroHeader(r.GetHeader())
+	case *pb.LeaseGrantResponse:
+		zeroHeader(r.GetHeader())
+	case *pb.LeaseRevokeResponse:
+		zeroHeader(r.GetHeader())
+	case *pb.LeaseTimeToLiveResponse:
+		zeroHeader(r.GetHeader())
+		if r.TTL > 0 {
+			r.TTL = 1 // the seconds left depend on when each server was asked
+		}
+		// etcd lists a lease's keys in Go map order.
+		sort.Slice(r.Keys, func(i, j int) bool { return bytes.Compare(r.Keys[i], r.Keys[j]) < 0 })
 	case *pb.TxnResponse:
 		zeroHeader(r.GetHeader())
 		for _, op := range r.GetResponses() {
@@ -115,20 +131,36 @@ func normalize(m proto.Message) {
 	}
 }
 
-func doKV(kv pb.KVClient, req proto.Message) (proto.Message, error) {
+// kvClients are the services the differential sequences use.
+type kvClients struct {
+	kv    pb.KVClient
+	lease pb.LeaseClient
+}
+
+func newKVClients(c *clientv3.Client) kvClients {
+	return kvClients{pb.NewKVClient(c.ActiveConnection()), pb.NewLeaseClient(c.ActiveConnection())}
+}
+
+func doKV(c kvClients, req proto.Message) (proto.Message, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	switch r := req.(type) {
 	case *pb.RangeRequest:
-		return kv.Range(ctx, r)
+		return c.kv.Range(ctx, r)
 	case *pb.PutRequest:
-		return kv.Put(ctx, r)
+		return c.kv.Put(ctx, r)
 	case *pb.DeleteRangeRequest:
-		return kv.DeleteRange(ctx, r)
+		return c.kv.DeleteRange(ctx, r)
 	case *pb.TxnRequest:
-		return kv.Txn(ctx, r)
+		return c.kv.Txn(ctx, r)
 	case *pb.CompactionRequest:
-		return kv.Compact(ctx, r)
+		return c.kv.Compact(ctx, r)
+	case *pb.LeaseGrantRequest:
+		return c.lease.LeaseGrant(ctx, r)
+	case *pb.LeaseRevokeRequest:
+		return c.lease.LeaseRevoke(ctx, r)
+	case *pb.LeaseTimeToLiveRequest:
+		return c.lease.LeaseTimeToLive(ctx, r)
 	}
 	panic(fmt.Sprintf("unknown request %T", req))
 }
@@ -237,8 +269,35 @@ func (g *kvGen) rangeReq() *pb.RangeRequest {
 	return req
 }
 
+// leaseID picks no lease mostly, else one of a few ids the sequence grants
+// and revokes (7 is never granted).
+func (g *kvGen) leaseID() int64 {
+	if g.r.Intn(4) != 0 {
+		return 0
+	}
+	return 1 + g.r.Int63n(7)
+}
+
+// leaseReq grants (long TTLs, so nothing expires during the run: short
+// ones are tested in lease_test.go; and a too large one), revokes or asks
+// the time-to-live of a lease.
+func (g *kvGen) leaseReq() proto.Message {
+	id := 1 + g.r.Int63n(7)
+	switch g.r.Intn(3) {
+	case 0:
+		ttl := []int64{600, 600, 600, 3600, 9000000001}[g.r.Intn(5)]
+		return &pb.LeaseGrantRequest{ID: id, TTL: ttl}
+	case 1:
+		return &pb.LeaseRevokeRequest{ID: id}
+	}
+	return &pb.LeaseTimeToLiveRequest{ID: id, Keys: true}
+}
+
 func (g *kvGen) putReq() *pb.PutRequest {
-	req := &pb.PutRequest{Key: g.key(), PrevKv: g.r.Intn(2) == 0}
+	req := &pb.PutRequest{Key: g.key(), PrevKv: g.r.Intn(2) == 0, Lease: g.leaseID()}
+	if req.Lease == 0 && g.r.Intn(10) == 0 {
+		req.IgnoreLease = true
+	}
 	if g.r.Intn(8) == 0 {
 		req.IgnoreValue = true
 	} else {
@@ -331,14 +390,16 @@ func (g *kvGen) next() proto.Message {
 	switch c := g.r.Intn(100); {
 	case c < 30:
 		return g.putReq()
-	case c < 60:
+	case c < 55:
 		return g.rangeReq()
-	case c < 70:
+	case c < 65:
 		return g.deleteReq()
-	case c < 97:
+	case c < 90:
 		g.inTxn = true
 		defer func() { g.inTxn = false }()
 		return g.txnReq(0)
+	case c < 97:
+		return g.leaseReq()
 	default:
 		rev := g.compacted + 1 + g.r.Int63n(g.rev-g.compacted+1)
 		if g.r.Intn(5) == 0 {
@@ -366,7 +427,7 @@ func (g *kvGen) observe(req proto.Message, resp proto.Message, err error) {
 func TestDifferentialTxnBranches(t *testing.T) {
 	ms := StartMetaStore(t)
 	ref := StartEtcd(t)
-	kvs := []pb.KVClient{pb.NewKVClient(ms.Client(t).ActiveConnection()), pb.NewKVClient(ref.Client(t).ActiveConnection())}
+	kvs := []kvClients{newKVClients(ms.Client(t)), newKVClients(ref.Client(t))}
 	for _, kv := range kvs {
 		for i := 0; i < 5; i++ {
 			if _, err := doKV(kv, &pb.PutRequest{Key: []byte("k"), Value: []byte(fmt.Sprint(i))}); err != nil {

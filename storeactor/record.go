@@ -68,17 +68,20 @@ func decodeRecord(b []byte) (record, error) {
 }
 
 // keyValue builds the client-facing KeyValue, copying the value out of
-// pebble's buffer unless keysOnly.
+// pebble's buffer. keysOnly is etcd's fast keys-only read, which answers
+// from its index alone: no value and no lease.
 func (r *record) keyValue(key []byte, main int64, keysOnly bool) *mvccpb.KeyValue {
 	kv := &mvccpb.KeyValue{
 		Key:            key,
 		CreateRevision: r.create,
 		ModRevision:    main,
 		Version:        r.version,
-		Lease:          r.lease,
 	}
-	if !keysOnly && len(r.value) > 0 {
-		kv.Value = append([]byte(nil), r.value...)
+	if !keysOnly {
+		kv.Lease = r.lease
+		if len(r.value) > 0 {
+			kv.Value = append([]byte(nil), r.value...)
+		}
 	}
 	return kv
 }
