@@ -19,6 +19,10 @@
 #   h  watch memory: 100k watchers over 1k streams (one put), the server's
 #      peak RSS growth per watcher over a freshly restarted process, sampled
 #      from /proc every 0.1 s
+#   i  lease keep-alive: benchmark lease-keepalive, 100 conns / 1000 clients
+#   j  mass lease expiry: scripts/massexpiry grants BENCH_LEASES leases with a
+#      key each, all expiring together; put p99 while idle and while they are
+#      revoked, and how long the revoking took
 #
 # Prints two tables (a-e: req/s of each, ratio metastore/etcd, p99 latency of
 # each; f-h: the watch measures and their ratio) and writes them as markdown
@@ -36,7 +40,7 @@
 #   BENCH_KEY_SPACE key space of b and e         (default 100000)
 #   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
-#   BENCH_WATCH_PUTS puts of f / of g            (defaults at scale 1: 2000 / 100)
+#   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
 #   BENCH_ONLY      scenario ids to run, e.g. "f g" (default: all)
 #   BENCH_PORT      client port; peer port is +1 (default 23790)
@@ -83,6 +87,8 @@ RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000 100)}"
 TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000 400)}"
 WLAT_PUTS="$(scaled 2000 200)"
 WFAN_PUTS="$(scaled 100 10)"
+KEEPALIVE_TOTAL="$(scaled 100000 1000)"
+LEASES="${BENCH_LEASES:-$(scaled 100000 1000)}"
 
 # ---- tools -------------------------------------------------------------------
 if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
@@ -186,6 +192,8 @@ SCENARIOS=(
   "f|watch-latency 10x10 watchers|--precise watch-latency --streams=10 --watchers-per-stream=10 --put-total=$WLAT_PUTS --put-rate=1000 --val-size=$VAL_SIZE"
   "g|watch fan-out 100x100 watchers|--conns=2 --clients=2 watch --streams=100 --watch-per-stream=100 --put-total=$WFAN_PUTS --key-space-size=1"
   "h|watch memory 1000x100 watchers|--conns=20 --clients=20 watch --streams=1000 --watch-per-stream=100 --put-total=1 --key-space-size=1"
+  "i|lease keep-alive ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS lease-keepalive --total=$KEEPALIVE_TOTAL"
+  "j|mass lease expiry ($LEASES leases)|massexpiry"
 )
 # Table rows: id | label | section of the benchmark output ("" or read/write).
 ROWS=(
@@ -196,13 +204,19 @@ ROWS=(
   "e|(e) txn-mixed reads, ${CLIENTS} clients|read"
   "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
 )
-# Watch table rows: id | label | section | measure (rps, avg or p99). Higher
-# is better only for rps; the h row (RSS per watcher) is added separately.
+# Second table rows: id | label | section | measure (rps, avg or p99 of a
+# benchmark section; kv: the value after a "name value" line of the output).
+# Higher is better only for rps; the h row (RSS per watcher) is added
+# separately.
 WROWS=(
   "f|(f) watch-latency: event latency avg, ms|^Watch events summary|avg"
   "f|(f) watch-latency: event latency p99, ms|^Watch events summary|p99"
   "f|(f) watch-latency: put latency p99, ms|^Put summary|p99"
   "g|(g) watch fan-out: events/s received|^Watch events received summary|rps"
+  "i|(i) lease keep-alive, ${CLIENTS} clients: req/s||rps"
+  "j|(j) mass expiry: put p99 while idle, ms|idle_put_p99_ms|kv"
+  "j|(j) mass expiry: put p99 while leases are revoked, ms|expiry_put_p99_ms|kv"
+  "j|(j) mass expiry: seconds to revoke them all|expiry_seconds|kv"
 )
 
 # parse <file> <section>: prints "<req/s> <p99 ms> <errors> <avg ms>"; "-" when
@@ -277,9 +291,14 @@ run_target() { # run_target <target>
       sampler=$!
     fi
     # In the background, so that a signal to this script is handled at once.
-    # shellcheck disable=SC2086 # args are deliberately word-split
-    timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
-      >"$out" 2>"$WORK/$name-$id.err" &
+    if [[ "$args" == massexpiry ]]; then
+      timeout "$BENCH_TIMEOUT" "$WORK/massexpiry" -endpoint "$ENDPOINT" -leases "$LEASES" -ttl 30 \
+        >"$out" 2>"$WORK/$name-$id.err" &
+    else
+      # shellcheck disable=SC2086 # args are deliberately word-split
+      timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
+        >"$out" 2>"$WORK/$name-$id.err" &
+    fi
     BENCH_PID=$!
     local ok=1
     wait "$BENCH_PID" || ok=0
@@ -312,6 +331,10 @@ run_target() { # run_target <target>
   for i in "${!WROWS[@]}"; do
     IFS='|' read -r rid _ sec measure <<<"${WROWS[$i]}"
     [[ -f "$WORK/$name-$rid.out" ]] || continue
+    if [[ "$measure" == kv ]]; then
+      WVAL[$name,$i]="$(awk -v k="$sec" '$1 == k { print $2 }' "$WORK/$name-$rid.out")"
+      continue
+    fi
     read -r rps p99 _ avg < <(parse "$WORK/$name-$rid.out" "$sec")
     case "$measure" in
       rps) WVAL[$name,$i]="$rps" ;;
@@ -324,6 +347,10 @@ run_target() { # run_target <target>
   [[ "${BENCH_KEEP:-0}" == 1 ]] || rm -rf "$WORK/$name/data"
   sync
 }
+
+if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" j "* ]]; then
+  (cd "$ROOT" && go build -o "$WORK/massexpiry" ./scripts/massexpiry) || die "cannot build scripts/massexpiry"
+fi
 
 log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"
 for target in $BENCH_TARGETS; do
@@ -356,7 +383,7 @@ for i in "${!ROWS[@]}"; do
   done
 done
 
-wheader=("watch measure" "metastore" "etcd" "ratio metastore/etcd")
+wheader=("watch and lease measure" "metastore" "etcd" "ratio metastore/etcd")
 wlines=()
 for i in "${!WROWS[@]}"; do
   IFS='|' read -r _ rlabel _ _ <<<"${WROWS[$i]}"
@@ -409,7 +436,8 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   done
   echo
   echo "Watch (f: 10 streams x 10 watchers, $WLAT_PUTS puts at up to 1000/s; g: 100 x 100 watchers on one key, $WFAN_PUTS puts;"
-  echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k). For latencies and RSS lower is better."
+  echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k; i: lease-keepalive, $KEEPALIVE_TOTAL requests;"
+  echo "j: $LEASES leases with a key each expiring together). For latencies, RSS and seconds lower is better."
   echo
   printf '| %s ' "${wheader[@]}"
   printf '|\n'
