@@ -186,6 +186,9 @@ func (l *Lessor) demote() {
 }
 
 func (l *Lessor) applied(m *storeactor.LeasesApplied) {
+	// A grant applied just after this member became primary must count
+	// down from now, not from the next tick's promotion.
+	l.checkPrimary()
 	for _, g := range m.Granted {
 		if _, ok := l.leases[g.ID]; !ok {
 			l.add(g)
