@@ -17,6 +17,7 @@ import (
 	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -54,6 +55,7 @@ type Config struct {
 	QuotaBytes                        int64
 	DBSize                            func() (total, inUse int64)
 	Version                           string // etcd API version reported by Status
+	BcryptCost                        int    // --bcrypt-cost
 }
 
 // Gateway holds what every handler needs.
@@ -69,17 +71,29 @@ func New(cfg Config) *Gateway {
 	if cfg.WatchStreamBytes <= 0 {
 		cfg.WatchStreamBytes = 1 << 20
 	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
 	if cfg.WatchTotalBytes <= 0 {
 		cfg.WatchTotalBytes = 256 << 20
 	}
 	return &Gateway{cfg: cfg, watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes)}
 }
 
-// NewServer builds the gRPC server with every etcd service registered:
-// the built ones and Unimplemented answers for the rest.
+// NewServer builds the gRPC server for clients with every etcd service
+// registered: the built ones and Unimplemented answers for the rest.
 func (g *Gateway) NewServer() *grpc.Server {
+	return g.newServer(g.cfg.MaxRequestBytes + grpcOverheadBytes)
+}
+
+// NewInProcessServer builds the server for the member's own client
+// (Config.Self). Like etcd's in-process client it has no gRPC size limit:
+// requests are held to --max-request-bytes when proposed, as any other.
+func (g *Gateway) NewInProcessServer() *grpc.Server { return g.newServer(math.MaxInt32) }
+
+func (g *Gateway) newServer(maxRecv int) *grpc.Server {
 	s := grpc.NewServer(
-		grpc.MaxRecvMsgSize(g.cfg.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
@@ -89,7 +103,7 @@ func (g *Gateway) NewServer() *grpc.Server {
 	pb.RegisterWatchServer(s, &watchServer{g: g})
 	pb.RegisterLeaseServer(s, &leaseServer{g: g})
 	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
-	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+	pb.RegisterAuthServer(s, &authServer{g: g})
 	lpb.RegisterLockServer(s, &lockServer{g: g})
 	epb.RegisterElectionServer(s, &electionServer{g: g})
 	return s

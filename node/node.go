@@ -55,6 +55,7 @@ type Config struct {
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
 	// like etcd, values below 100ms are raised to 100ms.
 	WatchProgressNotifyInterval time.Duration
+	BcryptCost                  int // --bcrypt-cost for password hashes
 	Logger                      *zap.Logger
 	Clock                       actors.Clock
 }
@@ -79,6 +80,7 @@ type Node struct {
 	grpc      *grpc.Server
 	listeners []net.Listener
 	self      *clientv3.Client // in-process client for the Lock and Election services
+	selfGRPC  *grpc.Server     // serves it
 	raftView  *raftactor.ViewRef
 	ready     chan struct{}
 	fatal     chan error
@@ -208,8 +210,9 @@ func Start(cfg Config) (*Node, error) {
 	// Election run etcd's recipes through it, as etcd does).
 	selfListener := bufconn.Listen(1 << 20)
 	n.self, err = clientv3.New(clientv3.Config{
-		Endpoints: []string{"127.0.0.1:0"}, // never dialled: the dialer below is
-		Logger:    lg.Named("self-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Endpoints:          []string{"127.0.0.1:0"}, // never dialled: the dialer below is
+		MaxCallSendMsgSize: math.MaxInt32,
+		Logger:             lg.Named("self-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return selfListener.DialContext(ctx)
 		})},
@@ -223,7 +226,7 @@ func Start(cfg Config) (*Node, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
-		Self: n.self,
+		Self: n.self, BcryptCost: cfg.BcryptCost,
 	})
 	n.grpc = gw.NewServer()
 	for _, u := range cfg.ListenClientURLs {
@@ -234,14 +237,19 @@ func Start(cfg Config) (*Node, error) {
 		}
 		n.listeners = append(n.listeners, l)
 	}
-	for _, l := range append([]net.Listener{selfListener}, n.listeners...) {
+	n.selfGRPC = gw.NewInProcessServer()
+	serve := func(srv *grpc.Server, l net.Listener) {
 		n.serveWG.Add(1)
-		go func(l net.Listener) {
+		go func() {
 			defer n.serveWG.Done()
-			if err := n.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				lg.Error("serving clients", zap.Error(err))
 			}
-		}(l)
+		}()
+	}
+	serve(n.selfGRPC, selfListener)
+	for _, l := range n.listeners {
+		serve(n.grpc, l)
 	}
 	go n.waitReady()
 	return n, nil
@@ -283,9 +291,9 @@ func (n *Node) Fatal() <-chan error { return n.fatal }
 // requests get a moment to finish.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
-		if n.self != nil {
-			n.self.Close()
-		}
+		// Clients first (requests still waiting, such as a blocked Lock,
+		// see the connection close), then the member's own client the
+		// Lock and Election handlers were using.
 		if n.grpc != nil {
 			done := make(chan struct{})
 			go func() { n.grpc.GracefulStop(); close(done) }()
@@ -294,6 +302,12 @@ func (n *Node) Stop() {
 			case <-time.After(2 * time.Second):
 				n.grpc.Stop()
 			}
+		}
+		if n.self != nil {
+			n.self.Close()
+		}
+		if n.selfGRPC != nil {
+			n.selfGRPC.Stop()
 		}
 		n.serveWG.Wait()
 		n.shutdownActors()
