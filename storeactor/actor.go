@@ -286,6 +286,10 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 			compacted = true
 		}
 	default:
+		if resp, err, ok := applyAuth(b, r); ok {
+			res = actors.Result{Resp: resp, Err: err}
+			break
+		}
 		res.Err = status.Error(codes.Unimplemented, "metastore: request type not supported yet")
 	}
 	if tw.changes > 0 {

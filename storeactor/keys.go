@@ -15,6 +15,8 @@ import (
 //	'm' name                    -> store metadata (revision, applied index, compaction)
 //	'e' id(8)                   -> lease: granted TTL(8)
 //	'a' id(8) enc(key)          -> (empty) key is attached to lease id
+//	'u' name                    -> authpb.User
+//	'o' name                    -> authpb.Role
 //
 // 'l' duplicates each key's newest version so that the common reads (at or
 // near the current revision) walk one entry per key and a put finds the
@@ -35,6 +37,8 @@ const (
 	prefixMeta    = 'm'
 	prefixLease   = 'e'
 	prefixAttach  = 'a'
+	prefixUser    = 'u'
+	prefixRole    = 'o'
 )
 
 var (

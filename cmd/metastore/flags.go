@@ -18,7 +18,7 @@ var (
 		memory-mlock peer-auto-tls peer-client-cert-auth peer-skip-client-san-verification
 		pre-vote socket-reuse-address socket-reuse-port strict-reconfig-check unsafe-no-fsync`)
 	etcdValueFlags = words(`auth-token auth-token-ttl auto-compaction-mode auto-compaction-retention
-		backend-batch-interval backend-batch-limit backend-bbolt-freelist-type bcrypt-cost
+		backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
 		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
 		config-file corrupt-check-time discovery-cacert discovery-cert discovery-dial-timeout

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metastore/metastore/node"
 )
@@ -47,6 +48,7 @@ func run(args []string) int {
 		maxReq       = fs.Uint("max-request-bytes", 1.5*1024*1024, "Maximum client request size in bytes the server will accept.")
 		maxTxnOps    = fs.Uint("max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
 		progressIvl  = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
+		bcryptCost   = fs.Uint("bcrypt-cost", uint(bcrypt.DefaultCost), "Specify bcrypt algorithm cost factor for auth password hashing.")
 		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
 		version      = fs.Bool("version", false, "Print the version and exit.")
@@ -101,6 +103,11 @@ func run(args []string) int {
 			zap.Uint("election-timeout", *election), zap.Uint("heartbeat-interval", *heartbeat))
 		return 1
 	}
+	if int(*bcryptCost) < bcrypt.MinCost || int(*bcryptCost) > bcrypt.MaxCost {
+		lg.Error("invalid --bcrypt-cost", zap.Uint("bcrypt-cost", *bcryptCost),
+			zap.Int("min", bcrypt.MinCost), zap.Int("max", bcrypt.MaxCost))
+		return 1
+	}
 	_ = listenPeer // peer listeners come with multi-member clusters
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
@@ -112,6 +119,7 @@ func run(args []string) int {
 		ElectionTimeout:   time.Duration(*election) * time.Millisecond,
 		QuotaBackendBytes: *quota, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
 		WatchProgressNotifyInterval: *progressIvl,
+		BcryptCost:                  int(*bcryptCost),
 		Logger:                      lg,
 	})
 	if err != nil {
