@@ -4,6 +4,7 @@
 #                 etcdctl/clientv3 and the reference etcd (built here from
 #                 the Go module proxy into .ref/, never committed)
 #   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
+#   make test-long - long differential, crash and watch-guarantee runs
 
 GO      ?= go
 REF_BIN := .ref/bin
@@ -29,7 +30,7 @@ test-race: build ref
 
 # Long differential and crash runs; not part of `make test`.
 test-long: build ref
-	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_LONG=1 $(GO) test -count=1 -timeout 60m -run 'Differential|Crash' ./e2e/...
+	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_LONG=1 $(GO) test -count=1 -timeout 60m -run 'Differential|Crash|WatchGuarantee' ./e2e/...
 
 bench: build ref
 	bash scripts/bench.sh
