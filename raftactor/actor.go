@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -68,13 +69,9 @@ type Node struct {
 	readyQueued bool
 	lastSaved   uint64 // last log index written to pebble
 
-	waiters map[uint64]waiter // proposal id -> client
-	pending []pendingEntry    // entries handed to the store with a waiter, in index order
-
-	reads      []chan<- error
-	readBatch  uint64
-	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
-	readWaits  []readWait                // confirmed, waiting for the store to apply
+	*clients
+	pending   []pendingEntry // entries handed to the store with a waiter, in index order
+	readBatch uint64
 
 	handedOff    uint64 // last index handed to the store
 	stalledTicks int    // ticks since the store last made progress while behind
@@ -84,6 +81,19 @@ type Node struct {
 	storeApplied uint64 // last Applied the store reported
 	snapIndex    uint64 // last truncation point
 	confState    *raftpb.ConfState
+}
+
+// clients are the requests waiting on this node. They outlive restarts of
+// the actor (created once, with the props): after a panic the new instance
+// answers them instead of leaving them to time out. Proposals still in the
+// log are answered when the store applies them; proposals the old instance
+// had not saved are gone, and get "leader changed" (retryable); waiting
+// reads are asked again of the new raft node.
+type clients struct {
+	waiters    map[uint64]waiter // proposal id -> client
+	reads      []chan<- error
+	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
+	readWaits  []readWait                // confirmed, waiting for the store to apply
 }
 
 type waiter struct {
@@ -123,7 +133,8 @@ func New(cfg Config) (*actor.Props, *ViewRef) {
 	}
 	ref := new(ViewRef)
 	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
-	return actor.PropsFromProducer(func() actor.Actor { return &Node{cfg: cfg, view: ref} }), ref
+	cl := &clients{waiters: map[uint64]waiter{}, readsByCtx: map[uint64][]chan<- error{}}
+	return actor.PropsFromProducer(func() actor.Actor { return &Node{cfg: cfg, view: ref, clients: cl} }), ref
 }
 
 func (n *Node) Receive(ctx actor.Context) {
@@ -190,8 +201,7 @@ func (n *Node) start(ctx actor.Context) {
 		panic(err)
 	}
 	n.ms = ms
-	n.waiters = map[uint64]waiter{}
-	n.readsByCtx = map[uint64][]chan<- error{}
+	n.recoverClients()
 	n.lastSaved, _ = ms.LastIndex()
 	snap, _ := ms.Snapshot()
 	n.snapIndex = snap.GetMetadata().GetIndex()
@@ -235,6 +245,46 @@ func (n *Node) start(ctx actor.Context) {
 	root := ctx.ActorSystem().Root
 	n.stopTck = n.cfg.Clock.Every(n.cfg.TickInterval, func() { root.Send(self, tick{}) })
 	n.queueReady(ctx)
+}
+
+// recoverClients takes over the clients of a previous instance (none on the
+// first start); see clients.
+func (n *Node) recoverClients() {
+	for _, ws := range n.readsByCtx {
+		n.reads = append(n.reads, ws...)
+	}
+	for _, rw := range n.readWaits {
+		n.reads = append(n.reads, rw.waiters...)
+	}
+	n.readsByCtx, n.readWaits = map[uint64][]chan<- error{}, nil
+	if len(n.waiters) == 0 {
+		return
+	}
+	inLog := map[uint64]bool{}
+	first, _ := n.ms.FirstIndex()
+	last, _ := n.ms.LastIndex()
+	if last >= first {
+		ents, err := n.ms.Entries(first, last+1, math.MaxUint64)
+		if err != nil {
+			panic(fmt.Errorf("raftactor: read log: %w", err))
+		}
+		for _, e := range ents {
+			if e.GetType() == raftpb.EntryNormal {
+				if id, err := proposalID(e.GetData()); err == nil {
+					inLog[id] = true
+				}
+			}
+		}
+	}
+	for id, w := range n.waiters {
+		if !inLog[id] {
+			actors.Reply(w.req.Reply, actors.Result{Err: rpctypes.ErrGRPCLeaderChanged})
+			delete(n.waiters, id)
+			continue
+		}
+		w.index = 0 // pending again once handed to the store
+		n.waiters[id] = w
+	}
 }
 
 func (n *Node) propose(m *Propose) {

@@ -1,6 +1,7 @@
 package raftactor_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/testkit"
 )
@@ -234,5 +237,72 @@ func TestGuardianReportsStoreThatKeepsFailing(t *testing.T) {
 		t.Logf("OnFatal: %v", err)
 	case <-time.After(wait):
 		t.Fatalf("no OnFatal after %d failures", actors.MaxRestarts+1)
+	}
+}
+
+// A panic in the raft actor: the guardian restarts it, and the clients it
+// was serving are answered, not left to time out: proposals in the saved
+// log when they are applied, the others with "leader changed" (and those
+// that arrive before the restarted node is leader again, "no leader").
+func TestRaftRestartAnswersItsClients(t *testing.T) {
+	n := startNode(t, nodeOpts{guardian: true, raftWrap: func(p *actor.Props) *actor.Props {
+		return testkit.PanicOn(p, func(m any) bool { _, ok := m.(*raftactor.Status); return ok })
+	}})
+	ev := n.kit.CaptureEvents()
+
+	const goroutines, each = 8, 40
+	var acked, leaderChanged atomic.Int64
+	errs := make(chan error, goroutines*each)
+	revs := make(chan int64, goroutines*each)
+	var started sync.WaitGroup
+	started.Add(goroutines)
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if i == 5 {
+					started.Done()
+				}
+				key := fmt.Sprintf("g%d/%02d", g, i)
+				res, err := await(n.send(putReq(key, key)), wait)
+				switch {
+				case err != nil:
+					errs <- fmt.Errorf("%s: %w", key, err) // never answered
+				case errors.Is(res.Err, rpctypes.ErrGRPCLeaderChanged), errors.Is(res.Err, rpctypes.ErrGRPCNoLeader):
+					leaderChanged.Add(1) // retryable: the restarted node was not leader yet, or lost it
+				case res.Err != nil:
+					errs <- fmt.Errorf("%s: %w", key, res.Err)
+				default:
+					acked.Add(1)
+					revs <- res.Resp.(*pb.PutResponse).Header.Revision
+				}
+			}
+		}(g)
+	}
+	started.Wait()
+	n.kit.Root().Send(n.raftPID, &raftactor.Status{Reply: make(chan raftactor.StatusInfo, 1)})
+	if se := ev.ExpectSupervisorEvent(wait); !se.Child.Equal(n.raftPID) {
+		t.Fatalf("supervisor event %+v", se)
+	}
+	wg.Wait()
+	close(errs)
+	close(revs)
+	for err := range errs {
+		t.Error(err)
+	}
+	seen := map[int64]bool{}
+	for r := range revs {
+		if seen[r] {
+			t.Errorf("revision %d acknowledged twice", r)
+		}
+		seen[r] = true
+	}
+	t.Logf("%d acknowledged, %d answered with a retryable error", acked.Load(), leaderChanged.Load())
+	// Still serving, reads included.
+	n.put("after", "1")
+	if err := <-n.readIndex(); err != nil {
+		t.Fatal(err)
 	}
 }
