@@ -4,7 +4,9 @@
 // package holds what is derived from them for the hot path.
 //
 // So far: Permissions, each user's merged key permissions, checked with
-// etcd's rules. Tokens, enabling auth and enforcement come next.
+// etcd's rules, and SimpleTokens, etcd's simple tokens with an idle TTL.
+// Enabling auth, JWT tokens and enforcement come next; until they are
+// wired in, the server answers AuthEnable with Unimplemented.
 package authactor
 
 import (

@@ -1,0 +1,158 @@
+package authactor
+
+import (
+	"crypto/rand"
+	"math/big"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/actors"
+)
+
+// SimpleTokens is the actor that owns etcd's "simple" tokens
+// (--auth-token=simple): random strings mapped to a user, valid until
+// --auth-token-ttl passes without them being used.
+//
+// Issuing and invalidating go through its mailbox; checking a token does
+// not: the actor publishes an immutable table (copy-on-write, rebuilt only
+// when tokens are issued or dropped), and a use refreshes the token's
+// deadline with an atomic store, so request paths on every core check
+// tokens without a mailbox round trip.
+type SimpleTokens struct {
+	cfg   TokensConfig
+	table *atomic.Pointer[tokenTable]
+	next  uint64
+	stop  func()
+}
+
+// TokensConfig is what SimpleTokens needs.
+type TokensConfig struct {
+	TTL    time.Duration // --auth-token-ttl (etcd: 300 s)
+	Clock  actors.Clock
+	Logger *zap.Logger
+}
+
+// Issue asks for a new token for User; Reply gets it.
+type Issue struct {
+	User  string
+	Reply chan<- string
+}
+
+// InvalidateUser drops every token of a user (deleted, or a new password).
+type InvalidateUser struct{ User string }
+
+type sweep struct{}
+
+type tokenTable map[string]*tokenEntry
+
+type tokenEntry struct {
+	user     string
+	deadline atomic.Int64 // unix nanoseconds
+}
+
+// TokenView checks tokens for request paths; it reads what the actor
+// publishes.
+type TokenView struct {
+	table *atomic.Pointer[tokenTable]
+	ttl   time.Duration
+	clock actors.Clock
+}
+
+// User returns the user a token was issued to, if it is known and has been
+// used within the TTL; a successful check counts as a use.
+func (v *TokenView) User(token string) (string, bool) {
+	e := (*v.table.Load())[token]
+	if e == nil {
+		return "", false
+	}
+	now := v.clock.Now()
+	if now.UnixNano() >= e.deadline.Load() {
+		return "", false
+	}
+	e.deadline.Store(now.Add(v.ttl).UnixNano())
+	return e.user, true
+}
+
+// NewSimpleTokens returns the actor's props and the view that checks its
+// tokens. The table outlives restarts of the actor, so tokens stay valid.
+func NewSimpleTokens(cfg TokensConfig) (*actor.Props, *TokenView) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = 300 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	table := new(atomic.Pointer[tokenTable])
+	table.Store(&tokenTable{})
+	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table} })
+	return props, &TokenView{table: table, ttl: cfg.TTL, clock: cfg.Clock}
+}
+
+func (s *SimpleTokens) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		s.stop = s.cfg.Clock.Every(s.cfg.TTL/2, func() { root.Send(self, sweep{}) })
+	case *actor.Stopping, *actor.Restarting:
+		if s.stop != nil {
+			s.stop()
+		}
+	case *Issue:
+		actors.Reply(m.Reply, s.issue(m.User))
+	case *InvalidateUser:
+		s.update(func(t tokenTable) {
+			for tok, e := range t {
+				if e.user == m.User {
+					delete(t, tok)
+				}
+			}
+		})
+	case sweep:
+		now := s.cfg.Clock.Now().UnixNano()
+		s.update(func(t tokenTable) {
+			for tok, e := range t {
+				if now >= e.deadline.Load() {
+					delete(t, tok)
+				}
+			}
+		})
+	}
+}
+
+// issue makes a token in etcd's simple-token shape: 16 random letters, a
+// dot and a sequence number.
+func (s *SimpleTokens) issue(user string) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	b := make([]byte, 16)
+	for i := range b {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(letters))))
+		if err != nil {
+			panic(err)
+		}
+		b[i] = letters[n.Int64()]
+	}
+	s.next++
+	tok := string(b) + "." + strconv.FormatUint(s.next, 10)
+	e := &tokenEntry{user: user}
+	e.deadline.Store(s.cfg.Clock.Now().Add(s.cfg.TTL).UnixNano())
+	s.update(func(t tokenTable) { t[tok] = e })
+	return tok
+}
+
+// update publishes a changed copy of the table.
+func (s *SimpleTokens) update(change func(tokenTable)) {
+	old := *s.table.Load()
+	t := make(tokenTable, len(old)+1)
+	for k, v := range old {
+		t[k] = v
+	}
+	change(t)
+	s.table.Store(&t)
+}
