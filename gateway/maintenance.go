@@ -11,7 +11,7 @@ import (
 )
 
 // maintenanceServer implements the parts of etcd's Maintenance service that
-// exist so far: Status. The rest answer Unimplemented until built.
+// exist so far: Status and Alarm. The rest answer Unimplemented until built.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	g *Gateway
@@ -41,6 +41,20 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	if st.Lead == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
 	}
+	for _, a := range s.g.cfg.Store.Alarms() {
+		resp.Errors = append(resp.Errors, a.String()) // as etcd reports them
+	}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+// Alarm goes through raft, as in etcd: every member agrees on the alarms.
+func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Alarm: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.AlarmResponse)
 	s.g.header(resp.Header)
 	return resp, nil
 }

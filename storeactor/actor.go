@@ -245,7 +245,12 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events}
 	var res actors.Result
 	compacted := false
+	if err := refusedByAlarm(next, r); err != nil {
+		return actors.Result{Err: err}, false
+	}
 	switch {
+	case r.Alarm != nil:
+		res.Resp = applyAlarm(b, r.Alarm, next)
 	case r.Put != nil:
 		if err := tw.checkPut(r.Put); err != nil {
 			res.Err = err

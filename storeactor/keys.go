@@ -17,6 +17,7 @@ import (
 //	'a' id(8) enc(key)          -> (empty) key is attached to lease id
 //	'u' name                    -> authpb.User
 //	'o' name                    -> authpb.Role
+//	'x' type(4) member(8)       -> (empty) an active alarm
 //
 // 'l' duplicates each key's newest version so that the common reads (at or
 // near the current revision) walk one entry per key and a put finds the
@@ -39,6 +40,7 @@ const (
 	prefixAttach  = 'a'
 	prefixUser    = 'u'
 	prefixRole    = 'o'
+	prefixAlarm   = 'x'
 )
 
 var (

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // View is the store's state as last published. It never changes once
@@ -25,6 +26,8 @@ type View struct {
 	CompactDone int64  // physical compaction has finished up to here; -1 if never
 	Applied     uint64 // last raft index applied
 	AppliedTerm uint64 // term of that entry
+	NoSpace     bool   // a NOSPACE alarm is active: writes are refused
+	Corrupt     bool   // a CORRUPT alarm is active: applies are refused
 }
 
 // OpenPebble opens the node's pebble DB in dir, or on an in-memory FS when
@@ -78,6 +81,8 @@ func loadView(db pebble.Reader) (View, error) {
 	} else if ok {
 		v.CompactDone = int64(binary.BigEndian.Uint64(b))
 	}
+	v.NoSpace = alarmActive(db, pb.AlarmType_NOSPACE)
+	v.Corrupt = alarmActive(db, pb.AlarmType_CORRUPT)
 	if b, ok, err := getMeta(db, metaApplied); err != nil {
 		return v, err
 	} else if ok {
