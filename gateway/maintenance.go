@@ -11,7 +11,8 @@ import (
 )
 
 // maintenanceServer implements the parts of etcd's Maintenance service that
-// exist so far: Status and Alarm. The rest answer Unimplemented until built.
+// exist so far: Status, Alarm and HashKV. The rest answer Unimplemented
+// until built.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	g *Gateway
@@ -55,6 +56,23 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 		return nil, err
 	}
 	resp := res.Resp.(*pb.AlarmResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+// HashKV hashes the MVCC key space up to a revision on this member, from
+// the store's published state (no raft round trip, as in etcd).
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, err := s.g.cfg.Store.HashKV(r.Revision)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.HashKVResponse{
+		Header:          &pb.ResponseHeader{Revision: h.CurrentRevision},
+		Hash:            h.Hash,
+		CompactRevision: h.CompactRevision,
+		HashRevision:    h.Revision,
+	}
 	s.g.header(resp.Header)
 	return resp, nil
 }
