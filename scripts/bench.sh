@@ -43,6 +43,10 @@
 #   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
 #   BENCH_ONLY      scenario ids to run, e.g. "f g" (default: all)
+#   BENCH_ROUNDS    rounds, the servers' order reversed every other round;
+#                   the table shows each measure's mean (default 2: each
+#                   server goes first once; about 12 min at scale 1). Which
+#                   server runs first moves single runs by up to 20 %.
 #   BENCH_PORT      client port; peer port is +1 (default 23790)
 #   BENCH_TIMEOUT   seconds per benchmark run    (default 600)
 #   BENCH_TMPDIR    parent of the temp work dir  (default $TMPDIR or /tmp)
@@ -64,6 +68,7 @@ REF_BIN="$(abspath "${REF_BIN:-$ROOT/.ref/bin}")"
 BENCH_OUT="$(abspath "${BENCH_OUT:-bench-results.md}")"
 BENCH_SCALE="${BENCH_SCALE:-1}"
 BENCH_TARGETS="${BENCH_TARGETS:-metastore etcd}"
+BENCH_ROUNDS="${BENCH_ROUNDS:-2}"
 BENCH_PORT="${BENCH_PORT:-23790}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-600}"
 CONNS="${BENCH_CONNS:-100}"
@@ -254,8 +259,29 @@ sample_rss() {
 }
 
 # shellcheck disable=SC2034 # filled by `read` and read through `get` (namerefs)
-declare -A RPS P99 ERRS AVG WVAL RSSW
+declare -A RPS P99 ERRS AVG WVAL RSSW SUMS CNTS
 FAILED=0
+
+# acc <array> <key> <value>: adds a round's value ("-" or empty: none).
+acc() {
+  [[ -n "$3" && "$3" != "-" ]] || return 0
+  SUMS["$1|$2"]="$(awk -v a="${SUMS["$1|$2"]:-0}" -v b="$3" 'BEGIN { print a + b }')"
+  CNTS["$1|$2"]=$((${CNTS["$1|$2"]:-0} + 1))
+}
+
+# finish_rounds sets every array entry to the mean over rounds (errors: the sum).
+finish_rounds() {
+  local k arr key v
+  for k in "${!SUMS[@]}"; do
+    arr="${k%%|*}" key="${k#*|}"
+    if [[ "$arr" == ERRS ]]; then
+      v="${SUMS[$k]}"
+    else
+      v="$(awk -v s="${SUMS[$k]}" -v n="${CNTS[$k]}" 'BEGIN { printf "%.2f", s / n }')"
+    fi
+    printf -v "${arr}[$key]" '%s' "$v"
+  done
+}
 
 run_target() { # run_target <target>
   local name="$1" bin flags
@@ -306,7 +332,7 @@ run_target() { # run_target <target>
       kill "$sampler" 2>/dev/null || true
       wait "$sampler" 2>/dev/null || true
       # bytes per watcher: peak growth over 100k watchers
-      RSSW[$name]="$(awk -v peak="$(cat "$WORK/$name-h.rss")" -v base="$base" 'BEGIN { printf "%.0f", (peak - base) * 1024 / 100000 }')"
+      acc RSSW "$name" "$(awk -v peak="$(cat "$WORK/$name-h.rss")" -v base="$base" 'BEGIN { printf "%.0f", (peak - base) * 1024 / 100000 }')"
     fi
     if ((!ok)); then
       log "$name: ($id) benchmark failed; its output and the server log follow"
@@ -325,21 +351,25 @@ run_target() { # run_target <target>
   for i in "${!ROWS[@]}"; do
     IFS='|' read -r rid _ sec <<<"${ROWS[$i]}"
     [[ -f "$WORK/$name-$rid.out" ]] || continue
-    read -r "RPS[$name,$i]" "P99[$name,$i]" "ERRS[$name,$i]" _ < <(parse "$WORK/$name-$rid.out" "$sec")
+    local rps p99 errs
+    read -r rps p99 errs _ < <(parse "$WORK/$name-$rid.out" "$sec")
+    acc RPS "$name,$i" "$rps"
+    acc P99 "$name,$i" "$p99"
+    acc ERRS "$name,$i" "$errs"
   done
   local measure rps p99 avg
   for i in "${!WROWS[@]}"; do
     IFS='|' read -r rid _ sec measure <<<"${WROWS[$i]}"
     [[ -f "$WORK/$name-$rid.out" ]] || continue
     if [[ "$measure" == kv ]]; then
-      WVAL[$name,$i]="$(awk -v k="$sec" '$1 == k { print $2 }' "$WORK/$name-$rid.out")"
+      acc WVAL "$name,$i" "$(awk -v k="$sec" '$1 == k { print $2 }' "$WORK/$name-$rid.out")"
       continue
     fi
     read -r rps p99 _ avg < <(parse "$WORK/$name-$rid.out" "$sec")
     case "$measure" in
-      rps) WVAL[$name,$i]="$rps" ;;
-      p99) WVAL[$name,$i]="$p99" ;;
-      avg) WVAL[$name,$i]="$avg" ;;
+      rps) acc WVAL "$name,$i" "$rps" ;;
+      p99) acc WVAL "$name,$i" "$p99" ;;
+      avg) acc WVAL "$name,$i" "$avg" ;;
     esac
   done
   stop_server
@@ -353,9 +383,16 @@ if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" j "* ]]; then
 fi
 
 log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"
-for target in $BENCH_TARGETS; do
-  run_target "$target"
+reversed="$(printf '%s\n' $BENCH_TARGETS | tac | tr '\n' ' ')"
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+  order="$BENCH_TARGETS"
+  ((round % 2 == 0)) && order="$reversed"
+  log "round $round of $BENCH_ROUNDS: $order"
+  for target in $order; do
+    run_target "$target"
+  done
 done
+finish_rounds
 
 # ---- report -------------------------------------------------------------------------
 get() { # get <array name> <target> <row index>: the value or "-"
@@ -421,7 +458,7 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
 {
   echo "# MetaStore vs etcd benchmark"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE"
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE; means of $BENCH_ROUNDS round(s), order alternating"
   echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
