@@ -6,7 +6,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"golang.org/x/crypto/bcrypt"
-	"google.golang.org/protobuf/proto"
 )
 
 // authServer implements etcd's Auth service. Every request goes through
@@ -19,21 +18,6 @@ type authServer struct {
 	g *Gateway
 }
 
-// authRequest proposes r and fills the answer's header.
-func authRequest[T interface {
-	proto.Message
-	GetHeader() *pb.ResponseHeader
-}](ctx context.Context, g *Gateway, r *pb.InternalRaftRequest) (T, error) {
-	var zero T
-	res, err := g.propose(ctx, r)
-	if err != nil {
-		return zero, err
-	}
-	resp := res.Resp.(T)
-	g.header(resp.GetHeader())
-	return resp, nil
-}
-
 // hash is etcd's API-layer step: bcrypt at --bcrypt-cost, base64 encoded.
 func (g *Gateway) hash(password string) (string, error) {
 	h, err := bcrypt.GenerateFromPassword([]byte(password), g.cfg.BcryptCost)
@@ -44,7 +28,7 @@ func (g *Gateway) hash(password string) (string, error) {
 }
 
 func (s *authServer) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
-	return authRequest[*pb.AuthStatusResponse](ctx, s.g, &pb.InternalRaftRequest{AuthStatus: r})
+	return proposeFor[*pb.AuthStatusResponse](ctx, s.g, &pb.InternalRaftRequest{AuthStatus: r})
 }
 
 func (s *authServer) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
@@ -55,11 +39,11 @@ func (s *authServer) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb
 		}
 		r.HashedPassword, r.Password = h, ""
 	}
-	return authRequest[*pb.AuthUserAddResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserAdd: r})
+	return proposeFor[*pb.AuthUserAddResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserAdd: r})
 }
 
 func (s *authServer) UserDelete(ctx context.Context, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
-	return authRequest[*pb.AuthUserDeleteResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserDelete: r})
+	return proposeFor[*pb.AuthUserDeleteResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserDelete: r})
 }
 
 func (s *authServer) UserChangePassword(ctx context.Context, r *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
@@ -70,45 +54,45 @@ func (s *authServer) UserChangePassword(ctx context.Context, r *pb.AuthUserChang
 		}
 		r.HashedPassword, r.Password = h, ""
 	}
-	return authRequest[*pb.AuthUserChangePasswordResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserChangePassword: r})
+	return proposeFor[*pb.AuthUserChangePasswordResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserChangePassword: r})
 }
 
 func (s *authServer) UserGrantRole(ctx context.Context, r *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrantRoleResponse, error) {
-	return authRequest[*pb.AuthUserGrantRoleResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserGrantRole: r})
+	return proposeFor[*pb.AuthUserGrantRoleResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserGrantRole: r})
 }
 
 func (s *authServer) UserRevokeRole(ctx context.Context, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
-	return authRequest[*pb.AuthUserRevokeRoleResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserRevokeRole: r})
+	return proposeFor[*pb.AuthUserRevokeRoleResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserRevokeRole: r})
 }
 
 func (s *authServer) UserGet(ctx context.Context, r *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
-	return authRequest[*pb.AuthUserGetResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserGet: r})
+	return proposeFor[*pb.AuthUserGetResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserGet: r})
 }
 
 func (s *authServer) UserList(ctx context.Context, r *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
-	return authRequest[*pb.AuthUserListResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserList: r})
+	return proposeFor[*pb.AuthUserListResponse](ctx, s.g, &pb.InternalRaftRequest{AuthUserList: r})
 }
 
 func (s *authServer) RoleAdd(ctx context.Context, r *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, error) {
-	return authRequest[*pb.AuthRoleAddResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleAdd: r})
+	return proposeFor[*pb.AuthRoleAddResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleAdd: r})
 }
 
 func (s *authServer) RoleDelete(ctx context.Context, r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
-	return authRequest[*pb.AuthRoleDeleteResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleDelete: r})
+	return proposeFor[*pb.AuthRoleDeleteResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleDelete: r})
 }
 
 func (s *authServer) RoleGet(ctx context.Context, r *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
-	return authRequest[*pb.AuthRoleGetResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleGet: r})
+	return proposeFor[*pb.AuthRoleGetResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleGet: r})
 }
 
 func (s *authServer) RoleList(ctx context.Context, r *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
-	return authRequest[*pb.AuthRoleListResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleList: r})
+	return proposeFor[*pb.AuthRoleListResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleList: r})
 }
 
 func (s *authServer) RoleGrantPermission(ctx context.Context, r *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
-	return authRequest[*pb.AuthRoleGrantPermissionResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleGrantPermission: r})
+	return proposeFor[*pb.AuthRoleGrantPermissionResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleGrantPermission: r})
 }
 
 func (s *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
-	return authRequest[*pb.AuthRoleRevokePermissionResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
+	return proposeFor[*pb.AuthRoleRevokePermissionResponse](ctx, s.g, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
 }

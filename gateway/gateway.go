@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
@@ -150,6 +151,22 @@ func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actor
 		return res, res.Err
 	}
 	return res, nil
+}
+
+// proposeFor proposes r and returns the store's answer, of type T, with its
+// header filled: the whole of most write handlers.
+func proposeFor[T interface {
+	proto.Message
+	GetHeader() *pb.ResponseHeader
+}](ctx context.Context, g *Gateway, r *pb.InternalRaftRequest) (T, error) {
+	var zero T
+	res, err := g.propose(ctx, r)
+	if err != nil {
+		return zero, err
+	}
+	resp := res.Resp.(T)
+	g.header(resp.GetHeader())
+	return resp, nil
 }
 
 // linearizableRead waits until the local store has applied everything

@@ -35,26 +35,14 @@ func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := checkPutRequest(r); err != nil {
 		return nil, err
 	}
-	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Put: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.Resp.(*pb.PutResponse)
-	s.g.header(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.PutResponse](ctx, s.g, &pb.InternalRaftRequest{Put: r})
 }
 
 func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	if err := checkDeleteRequest(r); err != nil {
 		return nil, err
 	}
-	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.Resp.(*pb.DeleteRangeResponse)
-	s.g.header(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.DeleteRangeResponse](ctx, s.g, &pb.InternalRaftRequest{DeleteRange: r})
 }
 
 func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {

@@ -24,23 +24,11 @@ func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	for r.ID == 0 { // etcd picks the id from its request id generator
 		r.ID = int64(s.g.cfg.IDs.Next() & (1<<63 - 1))
 	}
-	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.Resp.(*pb.LeaseGrantResponse)
-	s.g.header(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.LeaseGrantResponse](ctx, s.g, &pb.InternalRaftRequest{LeaseGrant: r})
 }
 
 func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.Resp.(*pb.LeaseRevokeResponse)
-	s.g.header(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.LeaseRevokeResponse](ctx, s.g, &pb.InternalRaftRequest{LeaseRevoke: r})
 }
 
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {

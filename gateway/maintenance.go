@@ -51,13 +51,7 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 
 // Alarm goes through raft, as in etcd: every member agrees on the alarms.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Alarm: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.Resp.(*pb.AlarmResponse)
-	s.g.header(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.AlarmResponse](ctx, s.g, &pb.InternalRaftRequest{Alarm: r})
 }
 
 // HashKV hashes the MVCC key space up to a revision on this member, from
