@@ -59,10 +59,10 @@ func applyAlarm(b *pebble.Batch, r *pb.AlarmRequest, next *View) *pb.AlarmRespon
 		must(b.Set(alarmKey(r.Alarm, r.MemberID), nil, nil))
 		resp.Alarms = []*pb.AlarmMember{m}
 	case pb.AlarmRequest_DEACTIVATE:
-		if _, closer, err := b.Get(alarmKey(r.Alarm, r.MemberID)); err != nil {
-			break // not active
-		} else {
-			closer.Close()
+		_, active, err := getValue(b, alarmKey(r.Alarm, r.MemberID))
+		must(err)
+		if !active {
+			break
 		}
 		must(b.Delete(alarmKey(r.Alarm, r.MemberID), nil))
 		resp.Alarms = []*pb.AlarmMember{m}

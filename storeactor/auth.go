@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,15 +31,13 @@ const (
 func userKey(name string) []byte { return append([]byte{prefixUser}, name...) }
 func roleKey(name string) []byte { return append([]byte{prefixRole}, name...) }
 
-func getProto[T proto.Message](r pebble.Reader, key []byte, m T) bool {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false
-	}
+func getProto(r pebble.Reader, key []byte, m proto.Message) bool {
+	v, ok, err := getValue(r, key)
 	must(err)
-	defer closer.Close()
-	must(proto.Unmarshal(v, m))
-	return true
+	if ok {
+		must(proto.Unmarshal(v, m))
+	}
+	return ok
 }
 
 func putProto(w pebble.Writer, key []byte, m proto.Message) {
@@ -80,7 +77,7 @@ func names(r pebble.Reader, prefix byte) []string {
 
 // authRevision is the current auth revision: 1 in a fresh store, as etcd.
 func authRevision(r pebble.Reader) uint64 {
-	b, ok, err := getMeta(r, metaAuthRev)
+	b, ok, err := getValue(r, metaAuthRev)
 	must(err)
 	if !ok {
 		return 1
@@ -146,13 +143,18 @@ func applyAuth(b *pebble.Batch, r *pb.InternalRaftRequest) (resp proto.Message, 
 	return resp, err, true
 }
 
-// hashedPassword is what the gateway made of the password.
-func hashedPassword(hashed string) ([]byte, error) {
+// setPassword stores the hash the gateway made (base64) as u's password,
+// unless u was created without one.
+func setPassword(u *authpb.User, hashed string) error {
+	if u.Options != nil && u.Options.NoPassword {
+		return nil
+	}
 	h, err := base64.StdEncoding.DecodeString(hashed)
 	if err != nil || len(h) == 0 {
-		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
+		return rpctypes.ErrGRPCInvalidAuthMgmt
 	}
-	return h, nil
+	u.Password = h
+	return nil
 }
 
 func userAdd(b *pebble.Batch, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
@@ -167,12 +169,8 @@ func userAdd(b *pebble.Batch, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse
 		opts = &authpb.UserAddOptions{}
 	}
 	u := &authpb.User{Name: []byte(r.Name), Options: opts}
-	if !opts.NoPassword {
-		h, err := hashedPassword(r.HashedPassword)
-		if err != nil {
-			return nil, err
-		}
-		u.Password = h
+	if err := setPassword(u, r.HashedPassword); err != nil {
+		return nil, err
 	}
 	putProto(b, userKey(r.Name), u)
 	bumpAuthRevision(b)
@@ -196,12 +194,8 @@ func userChangePassword(b *pebble.Batch, r *pb.AuthUserChangePasswordRequest) (*
 	if u == nil {
 		return nil, rpctypes.ErrGRPCUserNotFound
 	}
-	if u.Options == nil || !u.Options.NoPassword {
-		h, err := hashedPassword(r.HashedPassword)
-		if err != nil {
-			return nil, err
-		}
-		u.Password = h
+	if err := setPassword(u, r.HashedPassword); err != nil {
+		return nil, err
 	}
 	putProto(b, userKey(r.Name), u)
 	bumpAuthRevision(b)

@@ -72,7 +72,7 @@ func History(db *pebble.DB, fromMain, toMain int64) []HistoryEntry {
 
 // CompactDone is the persisted physical-compaction progress mark, -1 if none.
 func CompactDone(db *pebble.DB) int64 {
-	b, ok, err := getMeta(db, metaCompactDone)
+	b, ok, err := getValue(db, metaCompactDone)
 	if err != nil {
 		panic(err)
 	}

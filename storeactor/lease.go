@@ -2,7 +2,6 @@ package storeactor
 
 import (
 	"encoding/binary"
-	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -51,14 +50,11 @@ func attachKey(id int64, key []byte) []byte {
 
 // leaseTTL reads lease id's record.
 func leaseTTL(r pebble.Reader, id int64) (int64, bool) {
-	v, closer, err := r.Get(leaseKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
+	v, ok, err := getValue(r, leaseKey(id))
+	must(err)
+	if !ok {
 		return 0, false
 	}
-	if err != nil {
-		panic(err)
-	}
-	defer closer.Close()
 	if len(v) != 8 {
 		panic(errCorruptRecord)
 	}

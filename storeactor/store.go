@@ -66,24 +66,24 @@ func (quietLogger) Fatalf(format string, args ...any) {
 // loadView reads the persisted store state.
 func loadView(db pebble.Reader) (View, error) {
 	v := View{Rev: 1, CompactRev: -1, CompactDone: -1}
-	if b, ok, err := getMeta(db, metaRev); err != nil {
+	if b, ok, err := getValue(db, metaRev); err != nil {
 		return v, err
 	} else if ok {
 		v.Rev = int64(binary.BigEndian.Uint64(b))
 	}
-	if b, ok, err := getMeta(db, metaCompact); err != nil {
+	if b, ok, err := getValue(db, metaCompact); err != nil {
 		return v, err
 	} else if ok {
 		v.CompactRev = int64(binary.BigEndian.Uint64(b))
 	}
-	if b, ok, err := getMeta(db, metaCompactDone); err != nil {
+	if b, ok, err := getValue(db, metaCompactDone); err != nil {
 		return v, err
 	} else if ok {
 		v.CompactDone = int64(binary.BigEndian.Uint64(b))
 	}
 	v.NoSpace = alarmActive(db, pb.AlarmType_NOSPACE)
 	v.Corrupt = alarmActive(db, pb.AlarmType_CORRUPT)
-	if b, ok, err := getMeta(db, metaApplied); err != nil {
+	if b, ok, err := getValue(db, metaApplied); err != nil {
 		return v, err
 	} else if ok {
 		v.Applied = binary.BigEndian.Uint64(b[:8])
@@ -92,7 +92,8 @@ func loadView(db pebble.Reader) (View, error) {
 	return v, nil
 }
 
-func getMeta(db pebble.Reader, key []byte) ([]byte, bool, error) {
+// getValue reads a copy of key's value and whether it exists.
+func getValue(db pebble.Reader, key []byte) ([]byte, bool, error) {
 	b, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
