@@ -86,9 +86,10 @@ type Config struct {
 //   - physical compaction deletes only versions invisible at every
 //     revision >= view.CompactRev, so it can run interleaved with applies.
 type Store struct {
-	cfg  Config
-	view *viewRef
-	cur  View
+	cfg    Config
+	view   *viewRef
+	cur    View
+	latest *latestCache // see latestcache.go; a restarted Store starts a new one
 
 	replaying  bool // a Replay is outstanding; entries past a gap are dropped
 	compacting bool // a compactStep is queued
@@ -119,7 +120,7 @@ func New(cfg Config, r *Reader) *actor.Props {
 	if cfg.CompactChunk <= 0 {
 		cfg.CompactChunk = 10000
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: r.view} })
+	return actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: r.view, latest: newLatestCache(latestCacheHalf)} })
 }
 
 func (s *Store) Receive(ctx actor.Context) {
@@ -242,7 +243,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 // events is not nil, the request's changes are appended to it as watch
 // events; lease grants and revokes are noted in leases.
 func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest, events *[]*mvccpb.Event, leases *LeasesApplied) (actors.Result, bool) {
-	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events}
+	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events, cache: s.latest}
 	var res actors.Result
 	compacted := false
 	if err := refusedByAlarm(next, r); err != nil {

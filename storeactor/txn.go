@@ -20,6 +20,7 @@ type writeTxn struct {
 	changes  int64
 	buf      []byte
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
+	cache    *latestCache     // the Store's; nil for read-only txns
 
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
@@ -36,17 +37,35 @@ func (tw *writeTxn) rev() int64 {
 
 func (tw *writeTxn) put(key, value []byte, lease int64) {
 	main := tw.beginRev + 1
-	prev, _, found, err := latest(tw.r, key, tw.rev())
-	if err != nil {
-		panic(err)
-	}
+	prev := tw.latestMeta(key)
 	rec := record{sub: tw.changes, create: main, version: 1, lease: lease, value: value}
 	var prevLease int64
-	if found && !prev.tombstone {
+	if !prev.tombstone {
 		rec.create, rec.version, prevLease = prev.create, prev.version+1, prev.lease
 	}
 	tw.write(key, main, &rec)
 	tw.attach(key, prevLease, lease)
+}
+
+// latestMeta is key's newest version as the txn sees it; a key that has
+// none is reported as a tombstone (no live key), which is how the cache
+// remembers it too.
+func (tw *writeTxn) latestMeta(key []byte) latestMeta {
+	if tw.cache != nil {
+		if m, ok := tw.cache.get(key); ok {
+			return m
+		}
+	}
+	rec, main, found, err := latest(tw.r, key, tw.rev())
+	must(err)
+	m := latestMeta{tombstone: true}
+	if found {
+		m = latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone}
+	}
+	if tw.cache != nil {
+		tw.cache.set(key, m)
+	}
+	return m
 }
 
 // deleteRange writes a tombstone for every live key in [key, end) and
@@ -81,6 +100,9 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	lv := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(tw.buf)), uint64(main))
 	if err := tw.w.Set(latestKey(nil, key), append(lv, tw.buf...), nil); err != nil {
 		panic(err)
+	}
+	if tw.cache != nil {
+		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}
 	h := make([]byte, 0, 1+len(key))
 	if rec.tombstone {
