@@ -1,12 +1,14 @@
-// Package authactor will own authentication for MetaStore: users, roles,
-// permissions and tokens (issue 5). The user and role records themselves
-// are replicated state applied by the store (storeactor/auth.go); this
-// package holds what is derived from them for the hot path.
+// Package authactor owns authentication for MetaStore: what is derived
+// from the user and role records for the hot path, and tokens. The records
+// themselves are replicated state applied by the store
+// (storeactor/auth.go), in raft order with the keys they protect.
 //
-// So far: Permissions, each user's merged key permissions, checked with
-// etcd's rules, and SimpleTokens, etcd's simple tokens with an idle TTL.
-// Enabling auth, JWT tokens and enforcement come next; until they are
-// wired in, the server answers AuthEnable with Unimplemented.
+//   - Permissions: each user's merged key permissions, checked with etcd's
+//     rules; State: the published auth state with etcd's checks (CheckOp,
+//     CheckAdmin, CheckTxn, ...), used by the store at apply time for
+//     writes and by the gateway for reads, watches and admin RPCs.
+//   - SimpleTokens: the actor owning etcd's simple tokens, with an idle TTL,
+//     checked lock-free through a TokenView.
 package authactor
 
 import (
@@ -143,6 +145,9 @@ func (p *Permissions) Permitted(user string, key, end []byte, write bool) bool {
 	}
 	return covers(ivs, key, end)
 }
+
+// Known reports whether user exists.
+func (p *Permissions) Known(user string) bool { return p.users[user] != nil }
 
 // IsRoot reports whether user has the root role.
 func (p *Permissions) IsRoot(user string) bool {

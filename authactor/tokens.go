@@ -3,7 +3,6 @@ package authactor
 import (
 	"crypto/rand"
 	"math/big"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -15,9 +14,10 @@ import (
 
 // SimpleTokens is the actor that owns etcd's "simple" tokens
 // (--auth-token=simple): random strings mapped to a user, valid until
-// --auth-token-ttl passes without them being used.
+// --auth-token-ttl passes without them being used. They live in memory
+// only, as etcd's: after a restart clients authenticate again.
 //
-// Issuing and invalidating go through its mailbox; checking a token does
+// Assigning and dropping go through its mailbox (Apply, sent by the store); checking a token does
 // not: the actor publishes an immutable table (copy-on-write, rebuilt only
 // when tokens are issued or dropped), and a use refreshes the token's
 // deadline with an atomic store, so request paths on every core check
@@ -25,7 +25,6 @@ import (
 type SimpleTokens struct {
 	cfg   TokensConfig
 	table *atomic.Pointer[tokenTable]
-	next  uint64
 	stop  func()
 }
 
@@ -36,14 +35,32 @@ type TokensConfig struct {
 	Logger *zap.Logger
 }
 
-// Issue asks for a new token for User; Reply gets it.
-type Issue struct {
-	User  string
-	Reply chan<- string
+// Apply carries the token changes of one store apply batch, in log order,
+// and Then, run once they are in effect (the store answers the batch's
+// clients there): a client told it is authenticated can use its token at
+// once, and one told a password changed cannot use the old tokens any more.
+//
+// Tokens are assigned at apply, from the raft entry, so every member knows
+// every token, as etcd's simple tokens are.
+type Apply struct {
+	Ops  []TokenOp
+	Then func()
 }
 
-// InvalidateUser drops every token of a user (deleted, or a new password).
-type InvalidateUser struct{ User string }
+// TokenOp is one token change.
+type TokenOp struct {
+	Kind  TokenOpKind
+	Token string // AssignToken
+	User  string // AssignToken, DropUser
+}
+
+type TokenOpKind int
+
+const (
+	AssignToken TokenOpKind = iota // Token now names User
+	DropUser                       // every token of User ends (deleted, new password)
+	DropAll                        // every token ends (auth disabled)
+)
 
 type sweep struct{}
 
@@ -104,16 +121,15 @@ func (s *SimpleTokens) Receive(ctx actor.Context) {
 		if s.stop != nil {
 			s.stop()
 		}
-	case *Issue:
-		actors.Reply(m.Reply, s.issue(m.User))
-	case *InvalidateUser:
+	case *Apply:
 		s.update(func(t tokenTable) {
-			for tok, e := range t {
-				if e.user == m.User {
-					delete(t, tok)
-				}
+			for _, op := range m.Ops {
+				s.apply(t, op)
 			}
 		})
+		if m.Then != nil {
+			m.Then()
+		}
 	case sweep:
 		now := s.cfg.Clock.Now().UnixNano()
 		s.update(func(t tokenTable) {
@@ -126,9 +142,27 @@ func (s *SimpleTokens) Receive(ctx actor.Context) {
 	}
 }
 
-// issue makes a token in etcd's simple-token shape: 16 random letters, a
-// dot and a sequence number.
-func (s *SimpleTokens) issue(user string) string {
+func (s *SimpleTokens) apply(t tokenTable, op TokenOp) {
+	switch op.Kind {
+	case AssignToken:
+		e := &tokenEntry{user: op.User}
+		e.deadline.Store(s.cfg.Clock.Now().Add(s.cfg.TTL).UnixNano())
+		t[op.Token] = e
+	case DropUser:
+		for tok, e := range t {
+			if e.user == op.User {
+				delete(t, tok)
+			}
+		}
+	case DropAll:
+		clear(t)
+	}
+}
+
+// NewTokenPrefix is the random part of a simple token, made by the member
+// that proposes an Authenticate (etcd's shape: 16 letters; the entry's raft
+// index follows after a dot).
+func NewTokenPrefix() string {
 	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	b := make([]byte, 16)
 	for i := range b {
@@ -138,12 +172,7 @@ func (s *SimpleTokens) issue(user string) string {
 		}
 		b[i] = letters[n.Int64()]
 	}
-	s.next++
-	tok := string(b) + "." + strconv.FormatUint(s.next, 10)
-	e := &tokenEntry{user: user}
-	e.deadline.Store(s.cfg.Clock.Now().Add(s.cfg.TTL).UnixNano())
-	s.update(func(t tokenTable) { t[tok] = e })
-	return tok
+	return string(b)
 }
 
 // update publishes a changed copy of the table.

@@ -13,15 +13,19 @@ import (
 	"github.com/metastore/metastore/testkit"
 )
 
-func issue(t *testing.T, kit *testkit.Kit, pid *actor.PID, user string) string {
+// apply sends token ops and waits until they are in effect.
+func apply(t *testing.T, kit *testkit.Kit, pid *actor.PID, ops ...authactor.TokenOp) {
 	t.Helper()
-	tok, err := actors.Ask(context.Background(), kit.Root(), pid, func(r chan<- string) any {
-		return &authactor.Issue{User: user, Reply: r}
+	_, err := actors.Ask(context.Background(), kit.Root(), pid, func(r chan<- bool) any {
+		return &authactor.Apply{Ops: ops, Then: func() { r <- true }}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tok
+}
+
+func assign(token, user string) authactor.TokenOp {
+	return authactor.TokenOp{Kind: authactor.AssignToken, Token: token, User: user}
 }
 
 // Simple tokens: etcd's shape, valid while used within the TTL, dropped
@@ -33,10 +37,12 @@ func TestSimpleTokensExpireWhenIdle(t *testing.T) {
 	pid := kit.Spawn(props)
 	clock.WaitPending(1, 5*time.Second)
 
-	tok := issue(t, kit, pid, "alice")
-	if !regexp.MustCompile(`^[a-zA-Z]{16}\.[0-9]+$`).MatchString(tok) {
-		t.Fatalf("token %q is not etcd's simple-token shape", tok)
+	prefix := authactor.NewTokenPrefix()
+	if !regexp.MustCompile(`^[a-zA-Z]{16}$`).MatchString(prefix) {
+		t.Fatalf("token prefix %q is not etcd's simple-token shape", prefix)
 	}
+	tok := prefix + ".7"
+	apply(t, kit, pid, assign(tok, "alice"))
 	if u, ok := view.User(tok); !ok || u != "alice" {
 		t.Fatalf("fresh token: %q %v", u, ok)
 	}
@@ -55,14 +61,22 @@ func TestSimpleTokensExpireWhenIdle(t *testing.T) {
 		t.Fatal("unknown token accepted")
 	}
 
-	// Invalidating a user drops only that user's tokens.
-	a, b := issue(t, kit, pid, "alice"), issue(t, kit, pid, "bob")
-	kit.Root().Send(pid, &authactor.InvalidateUser{User: "alice"})
-	issue(t, kit, pid, "carol") // a round trip: the invalidation is handled
-	if _, ok := view.User(a); ok {
+	// Dropping a user drops only that user's tokens, in op order: a token
+	// assigned after the drop in the same batch stays.
+	apply(t, kit, pid, assign("a.1", "alice"), assign("b.2", "bob"),
+		authactor.TokenOp{Kind: authactor.DropUser, User: "alice"}, assign("a.3", "alice"))
+	if _, ok := view.User("a.1"); ok {
 		t.Fatal("alice's token survived her invalidation")
 	}
-	if u, ok := view.User(b); !ok || u != "bob" {
+	if u, ok := view.User("b.2"); !ok || u != "bob" {
 		t.Fatal("bob's token was dropped")
+	}
+	if u, ok := view.User("a.3"); !ok || u != "alice" {
+		t.Fatal("alice's later token was dropped")
+	}
+	// Auth disabled: every token ends.
+	apply(t, kit, pid, authactor.TokenOp{Kind: authactor.DropAll})
+	if _, ok := view.User("b.2"); ok {
+		t.Fatal("a token survived DropAll")
 	}
 }

@@ -2,19 +2,20 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc/status"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // TestAuthManagement runs the same user/role script through the real
 // etcdctl against MetaStore and the reference etcd and requires the same
-// outputs and errors. Auth itself stays off: enabling it comes with
-// enforcement.
+// outputs and errors, with auth off (TestAuthEnforcementScenario turns it
+// on).
 func TestAuthManagement(t *testing.T) {
 	ms := StartMetaStore(t)
 	ref := StartEtcd(t)
@@ -120,8 +121,8 @@ func TestAuthStateSurvivesRestart(t *testing.T) {
 	if err != nil || after.AuthRevision != before.AuthRevision {
 		t.Fatalf("auth revision %v -> %v (%v)", before.AuthRevision, after.GetAuthRevision(), err)
 	}
-	// Enabling auth is not built yet: it says so instead of pretending.
-	if _, err := auth.AuthEnable(ctx, &pb.AuthEnableRequest{}); status.Code(err).String() != "Unimplemented" {
-		t.Fatalf("AuthEnable: %v", err)
+	// There is no root user: auth cannot be turned on.
+	if _, err := auth.AuthEnable(ctx, &pb.AuthEnableRequest{}); !errors.Is(err, rpctypes.ErrGRPCRootUserNotExist) {
+		t.Fatalf("AuthEnable without root: %v", err)
 	}
 }

@@ -3,16 +3,20 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/metastore/metastore/authactor"
 )
 
 // authServer implements etcd's Auth service. Every request goes through
-// raft, as in etcd (the reads too, so they are linearizable); passwords
-// are hashed here, before proposing, so no plain password reaches the log.
-// AuthEnable, AuthDisable and Authenticate answer Unimplemented until
-// enforcement is built: auth can be managed but not switched on yet.
+// raft, as in etcd (the reads too, so they are linearizable), and the store
+// checks at apply that its user may make it; passwords are hashed here,
+// before proposing, so no plain password reaches the log.
 type authServer struct {
 	pb.UnimplementedAuthServer
 	g *Gateway
@@ -25,6 +29,65 @@ func (g *Gateway) hash(password string) (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(h), nil
+}
+
+func (s *authServer) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	return proposeFor[*pb.AuthEnableResponse](ctx, s.g, &pb.InternalRaftRequest{AuthEnable: r})
+}
+
+func (s *authServer) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	return proposeFor[*pb.AuthDisableResponse](ctx, s.g, &pb.InternalRaftRequest{AuthDisable: r})
+}
+
+// Authenticate is etcd's: the password is checked here, against the
+// linearizably read user record (bcrypt, outside every actor), then the
+// token is assigned through raft so every member knows it. If the auth
+// state changed in between, the check is done again.
+func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if err := s.g.linearizableRead(ctx); err != nil {
+		return nil, err
+	}
+	for {
+		checked, err := s.g.checkPassword(r.Name, r.Password)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := proposeFor[*pb.AuthenticateResponse](ctx, s.g, &pb.InternalRaftRequest{
+			Authenticate: &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: authactor.NewTokenPrefix()},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if checked == s.g.cfg.Store.Auth().Rev {
+			return resp, nil
+		}
+	}
+}
+
+// errNoPasswordUser is etcd's answer to a password login of a user created
+// with --no-password (not an rpctypes error: it reaches clients as Unknown).
+var errNoPasswordUser = errors.New("auth: authentication failed, password was given for no password user")
+
+// checkPassword is etcd's CheckPassword: the auth revision it checked at,
+// or why the user may not log in. Unknown users and wrong passwords get the
+// same error; bcrypt's comparison takes the same time for any wrong
+// password.
+func (g *Gateway) checkPassword(name, password string) (uint64, error) {
+	st := g.cfg.Store.Auth()
+	if !st.Enabled {
+		return 0, rpctypes.ErrGRPCAuthNotEnabled
+	}
+	u := g.cfg.Store.User(name)
+	switch {
+	case u == nil:
+		return 0, rpctypes.ErrGRPCAuthFailed
+	case u.Options != nil && u.Options.NoPassword:
+		return 0, errNoPasswordUser
+	case bcrypt.CompareHashAndPassword(u.Password, []byte(password)) != nil:
+		g.cfg.Logger.Info("invalid password", zap.String("user-name", name))
+		return 0, rpctypes.ErrGRPCAuthFailed
+	}
+	return st.Rev, nil
 }
 
 func (s *authServer) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/watchactor"
@@ -42,6 +43,7 @@ type Config struct {
 	Store    *storeactor.Reader
 	Watch    *actor.PID // the watchactor Hub
 	Leases   *actor.PID // the leaseactor Lessor
+	Tokens   *authactor.TokenView
 	// Self is a client of this member, in process: the Lock and Election
 	// services run etcd's concurrency recipes through it.
 	Self *clientv3.Client
@@ -141,6 +143,9 @@ const maxApplyLag = 5000
 func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actors.Result, error) {
 	if g.cfg.RaftView.Load().Committed > g.cfg.Store.View().Applied+maxApplyLag {
 		return actors.Result{}, rpctypes.ErrGRPCRequestTooManyRequests
+	}
+	if err := g.proposalHeader(ctx, r); err != nil {
+		return actors.Result{}, err
 	}
 	id := g.cfg.IDs.Next()
 	data, err := raftactor.EncodeProposal(id, r)

@@ -5,6 +5,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -23,7 +24,13 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 			return nil, err
 		}
 	}
-	resp, err := s.g.cfg.Store.Range(r)
+	var resp *pb.RangeResponse
+	err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+		return st.CheckOp(ai, r.Key, r.RangeEnd, false)
+	}, func() (err error) {
+		resp, err = s.g.cfg.Store.Range(r)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +71,13 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 				return nil, err
 			}
 		}
-		var err error
-		if resp, err = s.g.cfg.Store.Txn(r); err != nil {
+		err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+			return st.CheckTxn(ai, r, nil) // read-only: no puts, no lease keys to look at
+		}, func() (err error) {
+			resp, err = s.g.cfg.Store.Txn(r)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	} else {
@@ -80,6 +92,9 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 }
 
 func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err

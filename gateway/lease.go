@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/leaseactor"
 )
 
@@ -21,17 +22,37 @@ type leaseServer struct {
 }
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := s.g.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	for r.ID == 0 { // etcd picks the id from its request id generator
 		r.ID = int64(s.g.cfg.IDs.Next() & (1<<63 - 1))
 	}
 	return proposeFor[*pb.LeaseGrantResponse](ctx, s.g, &pb.InternalRaftRequest{LeaseGrant: r})
 }
 
+// LeaseRevoke needs a user; the store checks at apply that it may write
+// every key attached.
 func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if err := s.g.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	return proposeFor[*pb.LeaseRevokeResponse](ctx, s.g, &pb.InternalRaftRequest{LeaseRevoke: r})
 }
 
+// LeaseTimeToLive needs a user, and with keys, read permission on every
+// key attached (etcd's checkLeaseTimeToLive).
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := s.g.requireUser(ctx); err != nil {
+		return nil, err
+	}
+	if r.Keys {
+		if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+			return st.CheckLeaseRead(ai, r.ID, s.g.cfg.Store.LeaseKeys)
+		}, func() error { return nil }); err != nil {
+			return nil, err
+		}
+	}
 	res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.TTLResult) any {
 		return &leaseactor.TimeToLive{ID: r.ID, Reply: reply}
 	})
@@ -59,6 +80,19 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 	if err != nil {
 		return nil, s.g.ctxErr(ctx, err)
 	}
+	if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+		if err := st.CheckUser(ai); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := st.CheckLeaseRead(ai, id, s.g.cfg.Store.LeaseKeys); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() error { return nil }); err != nil {
+		return nil, err
+	}
 	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{}, Leases: make([]*pb.LeaseStatus, len(ids))}
 	for i, id := range ids {
 		resp.Leases[i] = &pb.LeaseStatus{ID: id}
@@ -82,6 +116,15 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		}
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
 		s.g.header(resp.Header)
+		// etcd's checkLeaseRenew: a user who may write every attached key.
+		if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+			if err := st.CheckUser(ai); err != nil {
+				return err
+			}
+			return st.CheckLeaseWrite(ai, req.ID, s.g.cfg.Store.LeaseKeys)
+		}, func() error { return nil }); err != nil {
+			return err
+		}
 		res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.RenewResult) any {
 			return &leaseactor.Renew{ID: req.ID, Reply: reply}
 		})

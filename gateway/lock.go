@@ -33,6 +33,7 @@ func (g *Gateway) session(ctx context.Context, lease int64) (*concurrency.Sessio
 }
 
 func (s *lockServer) Lock(ctx context.Context, r *lpb.LockRequest) (*lpb.LockResponse, error) {
+	ctx = asCaller(ctx)
 	sess, err := s.g.session(ctx, r.Lease)
 	if err != nil {
 		return nil, err
@@ -45,6 +46,7 @@ func (s *lockServer) Lock(ctx context.Context, r *lpb.LockRequest) (*lpb.LockRes
 }
 
 func (s *lockServer) Unlock(ctx context.Context, r *lpb.UnlockRequest) (*lpb.UnlockResponse, error) {
+	ctx = asCaller(ctx)
 	resp, err := s.g.cfg.Self.Delete(ctx, string(r.Key))
 	if err != nil {
 		return nil, err
@@ -61,6 +63,7 @@ type electionServer struct {
 var errMissingLeaderKey = errors.New(`"leader" field must be provided`)
 
 func (s *electionServer) Campaign(ctx context.Context, r *epb.CampaignRequest) (*epb.CampaignResponse, error) {
+	ctx = asCaller(ctx)
 	sess, err := s.g.session(ctx, r.Lease)
 	if err != nil {
 		return nil, err
@@ -87,6 +90,7 @@ func (s *electionServer) resume(ctx context.Context, l *epb.LeaderKey) (*concurr
 }
 
 func (s *electionServer) Proclaim(ctx context.Context, r *epb.ProclaimRequest) (*epb.ProclaimResponse, error) {
+	ctx = asCaller(ctx)
 	e, err := s.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -98,6 +102,7 @@ func (s *electionServer) Proclaim(ctx context.Context, r *epb.ProclaimRequest) (
 }
 
 func (s *electionServer) Resign(ctx context.Context, r *epb.ResignRequest) (*epb.ResignResponse, error) {
+	ctx = asCaller(ctx)
 	e, err := s.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -109,6 +114,7 @@ func (s *electionServer) Resign(ctx context.Context, r *epb.ResignRequest) (*epb
 }
 
 func (s *electionServer) Leader(ctx context.Context, r *epb.LeaderRequest) (*epb.LeaderResponse, error) {
+	ctx = asCaller(ctx)
 	// A session is needed only to name the election; -1 is etcd's "no
 	// lease" choice here too, so no lease is granted.
 	sess, err := s.g.session(ctx, -1)
@@ -123,7 +129,7 @@ func (s *electionServer) Leader(ctx context.Context, r *epb.LeaderRequest) (*epb
 }
 
 func (s *electionServer) Observe(r *epb.LeaderRequest, stream epb.Election_ObserveServer) error {
-	ctx := stream.Context()
+	ctx := asCaller(stream.Context())
 	sess, err := s.g.session(ctx, -1)
 	if err != nil {
 		return err

@@ -19,6 +19,9 @@ type maintenanceServer struct {
 }
 
 func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := s.g.requireUser(ctx); err != nil {
+		return nil, err
+	}
 	st, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Raft, func(reply chan<- raftactor.StatusInfo) any {
 		return &raftactor.Status{Reply: reply}
 	})
@@ -50,13 +53,24 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 }
 
 // Alarm goes through raft, as in etcd: every member agrees on the alarms.
+// Listing them needs a user, changing them the root role.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	check := s.g.requireAdmin
+	if r.Action == pb.AlarmRequest_GET {
+		check = s.g.requireUser
+	}
+	if err := check(ctx); err != nil {
+		return nil, err
+	}
 	return proposeFor[*pb.AlarmResponse](ctx, s.g, &pb.InternalRaftRequest{Alarm: r})
 }
 
 // HashKV hashes the MVCC key space up to a revision on this member, from
 // the store's published state (no raft round trip, as in etcd).
 func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	h, err := s.g.cfg.Store.HashKV(r.Revision)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/watchactor"
@@ -31,7 +30,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}()
 
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- recvWatch(stream, out, send, g.cfg.Logger) }()
+	go func() { recvErr <- g.recvWatch(stream, out, send) }()
 
 	ctx := stream.Context()
 	maxBytes := uint(g.cfg.MaxRequestBytes + grpcOverheadBytes)
@@ -70,7 +69,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 
 // recvWatch forwards the client's requests until it closes its side (nil)
 // or the stream breaks.
-func recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(any), lg *zap.Logger) error {
+func (g *Gateway) recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(any)) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -82,7 +81,7 @@ func recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(an
 		switch u := req.RequestUnion.(type) {
 		case *pb.WatchRequest_CreateRequest:
 			if u.CreateRequest != nil {
-				send(&watchactor.Create{Out: out, Req: u.CreateRequest})
+				send(&watchactor.Create{Out: out, Req: u.CreateRequest, Refused: g.watchRefusal(stream.Context(), u.CreateRequest)})
 			}
 		case *pb.WatchRequest_CancelRequest:
 			if u.CancelRequest != nil {
@@ -93,9 +92,30 @@ func recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(an
 				send(&watchactor.RequestProgress{Out: out})
 			}
 		default:
-			lg.Info("invalid watch request type received in gRPC stream")
+			g.cfg.Logger.Info("invalid watch request type received in gRPC stream")
 		}
 	}
+}
+
+// watchRefusal is why etcd would refuse to create the watch as the
+// stream's user (auth: read permission on the range, checked at creation),
+// or "".
+func (g *Gateway) watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
+	st, ai, err := g.requestAuth(ctx)
+	if err == nil {
+		key := r.Key
+		if len(key) == 0 {
+			key = []byte{0} // etcd checks the key it will watch
+		}
+		err = st.CheckOp(ai, key, r.RangeEnd, false)
+	}
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision), errors.Is(err, rpctypes.ErrGRPCUserEmpty):
+		return err.Error()
+	}
+	return rpctypes.ErrGRPCPermissionDenied.Error()
 }
 
 func watchCtxErr(err error) error {

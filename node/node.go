@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
@@ -55,7 +56,8 @@ type Config struct {
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
 	// like etcd, values below 100ms are raised to 100ms.
 	WatchProgressNotifyInterval time.Duration
-	BcryptCost                  int // --bcrypt-cost for password hashes
+	BcryptCost                  int           // --bcrypt-cost for password hashes
+	AuthTokenTTL                time.Duration // --auth-token-ttl for simple tokens
 	Logger                      *zap.Logger
 	Clock                       actors.Clock
 }
@@ -172,6 +174,9 @@ func Start(cfg Config) (*Node, error) {
 			return v != nil && v.Lead == v.ID && reader.View().AppliedTerm == v.Term
 		},
 		Propose: func(r *pb.InternalRaftRequest) {
+			// The member revokes expired leases as root, as etcd does:
+			// with auth on, the store checks every request's user.
+			r.Header = &pb.RequestHeader{Username: "root", AuthRevision: reader.Auth().Rev}
 			id := ids.Next()
 			data, err := raftactor.EncodeProposal(id, r)
 			if err != nil {
@@ -184,9 +189,16 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	tokensProps, tokens := authactor.NewSimpleTokens(authactor.TokensConfig{
+		TTL: cfg.AuthTokenTTL, Clock: cfg.Clock, Logger: lg.Named("auth"),
+	})
+	tokensPID, err := n.spawn("tokens", tokensProps)
+	if err != nil {
+		return fail(err)
+	}
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{
-		DB: db, Logger: lg.Named("store"), Watch: watchPID, Leases: leasePID,
+		DB: db, Logger: lg.Named("store"), Watch: watchPID, Leases: leasePID, Tokens: tokensPID,
 		MinLeaseTTL: minLeaseTTL(electionTicks, cfg.HeartbeatInterval),
 	}, reader))
 	if err != nil {
@@ -222,7 +234,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw := gateway.New(gateway.Config{
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
-		IDs: ids, Logger: lg.Named("gateway"),
+		Tokens: tokens, IDs: ids, Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,

@@ -3,6 +3,7 @@ package storeactor
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 )
 
 // Entry is one committed raft entry for the store. Data is the encoded
@@ -73,6 +75,10 @@ type Config struct {
 	// MinLeaseTTL is the smallest TTL a grant gets, in seconds (etcd:
 	// 1.5 election timeouts, rounded up).
 	MinLeaseTTL int64
+	// Tokens, when set, is the auth token actor (authactor.SimpleTokens):
+	// it is sent the token changes of every batch that has any, and then
+	// answers that batch's clients.
+	Tokens *actor.PID
 }
 
 // Store is the single writer of the MVCC key space.
@@ -86,10 +92,12 @@ type Config struct {
 //   - physical compaction deletes only versions invisible at every
 //     revision >= view.CompactRev, so it can run interleaved with applies.
 type Store struct {
-	cfg    Config
-	view   *viewRef
-	cur    View
-	latest *latestCache // see latestcache.go; a restarted Store starts a new one
+	cfg     Config
+	view    *viewRef
+	cur     View
+	auth    *authactor.State // as of the batch being applied; published with the View
+	latest  *latestCache     // see latestcache.go; a restarted Store starts a new one
+	authRef *atomic.Pointer[authactor.State]
 
 	replaying  bool // a Replay is outstanding; entries past a gap are dropped
 	compacting bool // a compactStep is queued
@@ -104,8 +112,9 @@ func NewReader(db *pebble.DB) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{db: db, view: new(viewRef)}
+	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State])}
 	r.view.Store(&v)
+	r.auth.Store(loadAuthState(db))
 	return r, nil
 }
 
@@ -120,7 +129,9 @@ func New(cfg Config, r *Reader) *actor.Props {
 	if cfg.CompactChunk <= 0 {
 		cfg.CompactChunk = 10000
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &Store{cfg: cfg, view: r.view, latest: newLatestCache(latestCacheHalf)} })
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, latest: newLatestCache(latestCacheHalf)}
+	})
 }
 
 func (s *Store) Receive(ctx actor.Context) {
@@ -141,6 +152,8 @@ func (s *Store) start(ctx actor.Context) {
 	}
 	s.cur = v
 	s.view.Store(&v)
+	s.auth = loadAuthState(s.cfg.DB)
+	s.authRef.Store(s.auth)
 	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true
@@ -178,11 +191,10 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	next := s.cur
 	var replies []pendingReply
 	var newCompaction bool
-	var events *[]*mvccpb.Event
+	out := &batchOut{}
 	if s.cfg.Watch != nil {
-		events = new([]*mvccpb.Event)
+		out.events = new([]*mvccpb.Event)
 	}
-	var leases LeasesApplied
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Index <= next.Applied {
@@ -195,7 +207,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 			}
 		}
 		if e.Req != nil {
-			res, compacted := s.applyRequest(b, &next, e.Req, events, &leases)
+			res, compacted := s.applyRequest(b, &next, e, out)
 			newCompaction = newCompaction || compacted
 			if e.Reply != nil {
 				replies = append(replies, pendingReply{e.Reply, res})
@@ -220,14 +232,21 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	from := s.cur.Rev + 1
 	s.cur = next
 	s.publish()
-	if events != nil && next.Rev >= from {
-		ctx.Send(s.cfg.Watch, &Committed{From: from, Rev: next.Rev, Events: *events})
+	if out.events != nil && next.Rev >= from {
+		ctx.Send(s.cfg.Watch, &Committed{From: from, Rev: next.Rev, Events: *out.events})
 	}
-	if s.cfg.Leases != nil && (len(leases.Granted) > 0 || len(leases.Revoked) > 0) {
-		ctx.Send(s.cfg.Leases, &leases)
+	if s.cfg.Leases != nil && (len(out.leases.Granted) > 0 || len(out.leases.Revoked) > 0) {
+		ctx.Send(s.cfg.Leases, &out.leases)
 	}
-	for _, r := range replies {
-		actors.Reply(r.ch, r.res)
+	answer := func() {
+		for _, r := range replies {
+			actors.Reply(r.ch, r.res)
+		}
+	}
+	if len(out.tokenOps) > 0 && s.cfg.Tokens != nil {
+		ctx.Send(s.cfg.Tokens, &authactor.Apply{Ops: out.tokenOps, Then: answer})
+	} else {
+		answer()
 	}
 	s.replaying = false
 	if ctx.Sender() != nil {
@@ -239,14 +258,26 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	}
 }
 
-// applyRequest applies one request into the batch and advances next. When
-// events is not nil, the request's changes are appended to it as watch
-// events; lease grants and revokes are noted in leases.
-func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequest, events *[]*mvccpb.Event, leases *LeasesApplied) (actors.Result, bool) {
-	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: events, cache: s.latest}
+// batchOut is what an apply batch hands on once it is committed.
+type batchOut struct {
+	events   *[]*mvccpb.Event // watch events, when a hub listens
+	leases   LeasesApplied
+	tokenOps []authactor.TokenOp
+}
+
+// applyRequest applies one entry's request into the batch and advances
+// next; what it means for watchers, the lessor and tokens goes to out.
+// Refusals come in etcd's order: alarms, then auth, then the request's own
+// checks.
+func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOut) (actors.Result, bool) {
+	r := e.Req
+	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest}
 	var res actors.Result
 	compacted := false
 	if err := refusedByAlarm(next, r); err != nil {
+		return actors.Result{Err: err}, false
+	}
+	if err := s.refusedByAuth(b, r); err != nil {
 		return actors.Result{Err: err}, false
 	}
 	switch {
@@ -267,13 +298,13 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 		resp, granted, err := applyLeaseGrant(b, r.LeaseGrant, s.cfg.MinLeaseTTL, next.Rev)
 		res = actors.Result{Resp: resp, Err: err}
 		if granted != nil {
-			leases.Granted = append(leases.Granted, *granted)
+			out.leases.Granted = append(out.leases.Granted, *granted)
 		}
 	case r.LeaseRevoke != nil:
 		resp, err := tw.applyLeaseRevoke(r.LeaseRevoke)
 		res = actors.Result{Resp: resp, Err: err}
 		if err == nil {
-			leases.Revoked = append(leases.Revoked, r.LeaseRevoke.ID)
+			out.leases.Revoked = append(out.leases.Revoked, r.LeaseRevoke.ID)
 		}
 	case r.Range != nil:
 		resp, err := executeRange(b, r.Range, next.Rev, next.CompactRev)
@@ -292,7 +323,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 			compacted = true
 		}
 	default:
-		if resp, err, ok := applyAuth(b, r); ok {
+		if resp, err, ok := s.applyAuth(b, e, out); ok {
 			res = actors.Result{Resp: resp, Err: err}
 			break
 		}
@@ -308,6 +339,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, r *pb.InternalRaftRequ
 func (s *Store) publish() {
 	v := s.cur
 	s.view.Store(&v)
+	s.authRef.Store(s.auth)
 }
 
 func must(err error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -11,6 +12,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/authactor"
 )
 
 // Auth state — users, roles with their key permissions, the enabled flag
@@ -21,7 +24,10 @@ import (
 // authpb.Role. Every change bumps the auth revision, which tokens will
 // carry so that a changed user or role invalidates them.
 
-var metaAuthRev = []byte("mauthrev")
+var (
+	metaAuthRev     = []byte("mauthrev")
+	metaAuthEnabled = []byte("mauthenabled") // 1 byte: 1 when auth is on
+)
 
 const (
 	rootUser = "root"
@@ -89,13 +95,176 @@ func bumpAuthRevision(b *pebble.Batch) {
 	must(putU64(b, metaAuthRev, authRevision(b)+1))
 }
 
-// authEnabled reports whether auth is on (AuthEnable comes with the
-// enforcement; until then it is never on).
-func authEnabled(pebble.Reader) bool { return false }
+// authEnabled reports whether auth is on.
+func authEnabled(r pebble.Reader) bool {
+	v, ok, err := getValue(r, metaAuthEnabled)
+	must(err)
+	return ok && len(v) == 1 && v[0] == 1
+}
 
-// applyAuth applies one Auth request; ok is false when r is not one.
-// Every change bumps the auth revision; reads and no-op grants do not.
-func applyAuth(b *pebble.Batch, r *pb.InternalRaftRequest) (resp proto.Message, err error, ok bool) {
+// loadAuthState builds the auth state requests are checked against from
+// the records in r.
+func loadAuthState(r pebble.Reader) *authactor.State {
+	var users []*authpb.User
+	for _, name := range names(r, prefixUser) {
+		users = append(users, getUser(r, name))
+	}
+	roles := map[string]*authpb.Role{}
+	for _, name := range names(r, prefixRole) {
+		roles[name] = getRole(r, name)
+	}
+	return &authactor.State{Enabled: authEnabled(r), Rev: authRevision(r), Perms: authactor.NewPermissions(users, roles)}
+}
+
+// authEnable is etcd's AuthEnable: a no-op when on; else the root user
+// must exist and hold the root role. It does not change the auth revision.
+func authEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
+	if !authEnabled(b) {
+		u := getUser(b, rootUser)
+		switch {
+		case u == nil:
+			return nil, rpctypes.ErrGRPCRootUserNotExist
+		case !hasRole(u, rootRole):
+			return nil, rpctypes.ErrGRPCRootRoleNotExist
+		}
+		must(b.Set(metaAuthEnabled, []byte{1}, nil))
+	}
+	return &pb.AuthEnableResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
+// authDisable is etcd's AuthDisable: it bumps the auth revision, and every
+// token ends (the caller drops them).
+func authDisable(b *pebble.Batch) *pb.AuthDisableResponse {
+	if authEnabled(b) {
+		must(b.Set(metaAuthEnabled, []byte{0}, nil))
+		bumpAuthRevision(b)
+	}
+	return &pb.AuthDisableResponse{Header: &pb.ResponseHeader{}}
+}
+
+// authenticate is the apply half of etcd's Authenticate (the gateway has
+// checked the password): the token is the proposer's random prefix and the
+// entry's index, so that every member assigns the same one.
+func authenticate(b *pebble.Batch, r *pb.InternalAuthenticateRequest, index uint64) (*pb.AuthenticateResponse, error) {
+	if !authEnabled(b) {
+		return nil, rpctypes.ErrGRPCAuthNotEnabled
+	}
+	u := getUser(b, r.Name)
+	if u == nil || (u.Options != nil && u.Options.NoPassword) {
+		return nil, rpctypes.ErrGRPCAuthFailed
+	}
+	return &pb.AuthenticateResponse{Header: &pb.ResponseHeader{}, Token: fmt.Sprintf("%s.%d", r.SimpleToken, index)}, nil
+}
+
+func hasRole(u *authpb.User, role string) bool {
+	i := sort.SearchStrings(u.Roles, role)
+	return i < len(u.Roles) && u.Roles[i] == role
+}
+
+// User returns the stored user record, or nil (the gateway checks
+// passwords against it).
+func (r *Reader) User(name string) *authpb.User { return getUser(r.db, name) }
+
+// Auth returns the auth state as of the last published batch.
+func (r *Reader) Auth() *authactor.State { return r.auth.Load() }
+
+// applyAuth applies one Auth request; ok is false when e's is not one.
+// Every change bumps the auth revision (AuthEnable excepted, as in etcd);
+// reads and no-op grants do not. After a change the store's auth state is
+// rebuilt at once, so the next entry of the batch is checked against it,
+// and the token changes it implies are queued for the batch's end.
+func (s *Store) applyAuth(b *pebble.Batch, e *Entry, out *batchOut) (resp proto.Message, err error, ok bool) {
+	r := e.Req
+	resp, err, ok = applyAuthRecords(b, r)
+	if !ok {
+		switch {
+		case r.AuthEnable != nil:
+			resp, err = authEnable(b)
+		case r.AuthDisable != nil:
+			resp = authDisable(b)
+		case r.Authenticate != nil:
+			var ar *pb.AuthenticateResponse
+			if ar, err = authenticate(b, r.Authenticate, e.Index); err == nil {
+				resp = ar
+				out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.AssignToken, Token: ar.Token, User: r.Authenticate.Name})
+			}
+		default:
+			return nil, nil, false
+		}
+	}
+	if err != nil {
+		return nil, err, true
+	}
+	switch {
+	case r.AuthDisable != nil:
+		out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.DropAll})
+	case r.AuthUserDelete != nil:
+		out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.DropUser, User: r.AuthUserDelete.Name})
+	case r.AuthUserChangePassword != nil:
+		out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.DropUser, User: r.AuthUserChangePassword.Name})
+	}
+	if authEnabled(b) != s.auth.Enabled || authRevision(b) != s.auth.Rev {
+		s.auth = loadAuthState(b)
+	}
+	return resp, nil, true
+}
+
+// refusedByAuth is etcd's auth applier: it checks a request, at apply, as
+// the user and auth revision its proposer put in the header. Writes are
+// checked here (not only at the gateway) so that a permission revoked by
+// an earlier entry is in force for every later one.
+func (s *Store) refusedByAuth(b *pebble.Batch, r *pb.InternalRaftRequest) error {
+	st := s.auth
+	if !st.Enabled {
+		return nil
+	}
+	ai := authactor.Info{User: r.Header.GetUsername(), Rev: r.Header.GetAuthRevision()}
+	keys := func(id int64) [][]byte { return attachedKeys(b, id) }
+	switch {
+	case needsAdmin(r):
+		return st.CheckAdmin(ai)
+	case r.Put != nil:
+		return st.CheckPut(ai, r.Put, keys)
+	case r.DeleteRange != nil:
+		return st.CheckDelete(ai, r.DeleteRange)
+	case r.Txn != nil:
+		return st.CheckTxn(ai, r.Txn, keys)
+	case r.Range != nil:
+		return st.CheckOp(ai, r.Range.Key, r.Range.RangeEnd, false)
+	case r.LeaseRevoke != nil:
+		return st.CheckLeaseWrite(ai, r.LeaseRevoke.ID, keys)
+	case r.AuthUserGet != nil:
+		// Anyone may read their own user record.
+		if err := st.CheckAdmin(ai); err != nil && r.AuthUserGet.Name != ai.User {
+			return err
+		}
+	case r.AuthRoleGet != nil:
+		// Anyone may read a role they hold.
+		if err := st.CheckAdmin(ai); err != nil && !userHasRole(b, ai.User, r.AuthRoleGet.Role) {
+			return err
+		}
+	}
+	return nil
+}
+
+func userHasRole(b pebble.Reader, user, role string) bool {
+	u := getUser(b, user)
+	return u != nil && hasRole(u, role)
+}
+
+// needsAdmin lists the requests only a root-role user may make (etcd's
+// needAdminPermission).
+func needsAdmin(r *pb.InternalRaftRequest) bool {
+	return r.AuthEnable != nil || r.AuthDisable != nil ||
+		r.AuthUserAdd != nil || r.AuthUserDelete != nil || r.AuthUserChangePassword != nil ||
+		r.AuthUserGrantRole != nil || r.AuthUserRevokeRole != nil || r.AuthUserList != nil ||
+		r.AuthRoleAdd != nil || r.AuthRoleDelete != nil || r.AuthRoleGrantPermission != nil ||
+		r.AuthRoleRevokePermission != nil || r.AuthRoleList != nil
+}
+
+// applyAuthRecords applies the requests that read or change users and
+// roles; ok is false when r is none of them.
+func applyAuthRecords(b *pebble.Batch, r *pb.InternalRaftRequest) (resp proto.Message, err error, ok bool) {
 	switch {
 	case r.AuthStatus != nil:
 		return &pb.AuthStatusResponse{Header: &pb.ResponseHeader{}, Enabled: authEnabled(b), AuthRevision: authRevision(b)}, nil, true
@@ -210,8 +379,7 @@ func userGrantRole(b *pebble.Batch, r *pb.AuthUserGrantRoleRequest) (*pb.AuthUse
 	if r.Role != rootRole && getRole(b, r.Role) == nil {
 		return nil, rpctypes.ErrGRPCRoleNotFound
 	}
-	i := sort.SearchStrings(u.Roles, r.Role)
-	if i < len(u.Roles) && u.Roles[i] == r.Role {
+	if hasRole(u, r.Role) {
 		return &pb.AuthUserGrantRoleResponse{Header: &pb.ResponseHeader{}}, nil // already granted
 	}
 	u.Roles = append(u.Roles, r.Role)

@@ -1,9 +1,13 @@
 package storeactor
 
 import (
+	"sync/atomic"
+
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/metastore/metastore/authactor"
 )
 
 // Reader serves reads concurrently on the caller's goroutine. It holds only
@@ -12,6 +16,7 @@ import (
 type Reader struct {
 	db   *pebble.DB
 	view *viewRef
+	auth *atomic.Pointer[authactor.State]
 }
 
 // View returns the latest published store state.

@@ -132,7 +132,7 @@ func (h *Hub) Receive(ctx actor.Context) {
 		}
 	case *Create:
 		if st := h.streams[m.Out]; st != nil {
-			h.create(st, m.Req)
+			h.create(st, m.Req, m.Refused)
 		}
 	case *Cancel:
 		if st := h.streams[m.Out]; st != nil {
@@ -168,11 +168,15 @@ func (h *Hub) header(rev int64) *pb.ResponseHeader { return &pb.ResponseHeader{R
 
 // create registers a watcher, checking the request as etcd's v3rpc and
 // mvcc layers do, in their order.
-func (h *Hub) create(st *streamState, req *pb.WatchCreateRequest) {
+func (h *Hub) create(st *streamState, req *pb.WatchCreateRequest, refused string) {
 	refuse := func(reason string) {
 		st.out.pushControl(&pb.WatchResponse{
 			Header: h.header(h.rev), WatchId: -1, Created: true, Canceled: true, CancelReason: reason,
 		})
+	}
+	if refused != "" {
+		refuse(refused)
+		return
 	}
 	if req.StartRevision < 0 {
 		refuse(rpctypes.ErrCompacted.Error())

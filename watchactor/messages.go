@@ -19,6 +19,10 @@ type CloseStream struct{ Out *Stream }
 type Create struct {
 	Out *Stream
 	Req *pb.WatchCreateRequest
+	// Refused, when set, is why the gateway refused the watch (auth): the
+	// Hub answers with etcd's created-and-canceled response, in order with
+	// the stream's other responses, and creates nothing.
+	Refused string
 }
 
 // Cancel is a WatchCancelRequest; an unknown id gets no answer, as in etcd.
