@@ -7,7 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metastore/metastore/authactor"
@@ -22,9 +21,25 @@ type authServer struct {
 	g *Gateway
 }
 
+// withBcryptSlot runs f, a bcrypt computation, when a slot is free.
+func (g *Gateway) withBcryptSlot(ctx context.Context, f func()) error {
+	select {
+	case g.bcryptSlots <- struct{}{}:
+	case <-ctx.Done():
+		return g.ctxErr(ctx, ctx.Err())
+	}
+	defer func() { <-g.bcryptSlots }()
+	f()
+	return nil
+}
+
 // hash is etcd's API-layer step: bcrypt at --bcrypt-cost, base64 encoded.
-func (g *Gateway) hash(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), g.cfg.BcryptCost)
+func (g *Gateway) hash(ctx context.Context, password string) (string, error) {
+	var h []byte
+	var err error
+	if serr := g.withBcryptSlot(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(password), g.cfg.BcryptCost) }); serr != nil {
+		return "", serr
+	}
 	if err != nil {
 		return "", err
 	}
@@ -41,22 +56,32 @@ func (s *authServer) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) 
 
 // Authenticate is etcd's: the password is checked here, against the
 // linearizably read user record (bcrypt, outside every actor), then the
-// token is assigned through raft so every member knows it. If the auth
-// state changed in between, the check is done again.
+// login goes through raft, where a simple token is assigned so that every
+// member knows it. If the auth state changed in between, the check is done
+// again.
 func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
 	if err := s.g.linearizableRead(ctx); err != nil {
 		return nil, err
 	}
 	for {
-		checked, err := s.g.checkPassword(r.Name, r.Password)
+		checked, err := s.g.checkPassword(ctx, r.Name, r.Password)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := proposeFor[*pb.AuthenticateResponse](ctx, s.g, &pb.InternalRaftRequest{
-			Authenticate: &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: authactor.NewTokenPrefix()},
-		})
+		ar := &pb.InternalAuthenticateRequest{Name: r.Name}
+		if s.g.cfg.JWT == nil {
+			ar.SimpleToken = authactor.NewTokenPrefix()
+		}
+		resp, err := proposeFor[*pb.AuthenticateResponse](ctx, s.g, &pb.InternalRaftRequest{Authenticate: ar})
 		if err != nil {
 			return nil, err
+		}
+		if s.g.cfg.JWT != nil {
+			// Signed here, by the member the client asked: a JWT needs no
+			// shared state, only the key.
+			if resp.Token, err = s.g.cfg.JWT.Assign(r.Name, s.g.cfg.Store.Auth().Rev); err != nil {
+				return nil, err
+			}
 		}
 		if checked == s.g.cfg.Store.Auth().Rev {
 			return resp, nil
@@ -72,7 +97,7 @@ var errNoPasswordUser = errors.New("auth: authentication failed, password was gi
 // or why the user may not log in. Unknown users and wrong passwords get the
 // same error; bcrypt's comparison takes the same time for any wrong
 // password.
-func (g *Gateway) checkPassword(name, password string) (uint64, error) {
+func (g *Gateway) checkPassword(ctx context.Context, name, password string) (uint64, error) {
 	st := g.cfg.Store.Auth()
 	if !st.Enabled {
 		return 0, rpctypes.ErrGRPCAuthNotEnabled
@@ -83,8 +108,12 @@ func (g *Gateway) checkPassword(name, password string) (uint64, error) {
 		return 0, rpctypes.ErrGRPCAuthFailed
 	case u.Options != nil && u.Options.NoPassword:
 		return 0, errNoPasswordUser
-	case bcrypt.CompareHashAndPassword(u.Password, []byte(password)) != nil:
-		g.cfg.Logger.Info("invalid password", zap.String("user-name", name))
+	}
+	var mismatch error
+	if err := g.withBcryptSlot(ctx, func() { mismatch = bcrypt.CompareHashAndPassword(u.Password, []byte(password)) }); err != nil {
+		return 0, err
+	}
+	if mismatch != nil {
 		return 0, rpctypes.ErrGRPCAuthFailed
 	}
 	return st.Rev, nil
@@ -96,7 +125,7 @@ func (s *authServer) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*
 
 func (s *authServer) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
 	if r.Options == nil || !r.Options.NoPassword {
-		h, err := s.g.hash(r.Password)
+		h, err := s.g.hash(ctx, r.Password)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +140,7 @@ func (s *authServer) UserDelete(ctx context.Context, r *pb.AuthUserDeleteRequest
 
 func (s *authServer) UserChangePassword(ctx context.Context, r *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
 	if r.Password != "" {
-		h, err := s.g.hash(r.Password)
+		h, err := s.g.hash(ctx, r.Password)
 		if err != nil {
 			return nil, err
 		}

@@ -30,6 +30,17 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 	if tok == "" {
 		return st, authactor.Info{}, nil
 	}
+	if g.cfg.JWT != nil {
+		// A JWT carries the auth revision it was issued at: a newer auth
+		// state refuses it as old (the client authenticates again).
+		user, rev, ok := g.cfg.JWT.Info(tok)
+		if !ok {
+			return st, authactor.Info{}, rpctypes.ErrGRPCInvalidAuthToken
+		}
+		return st, authactor.Info{User: user, Rev: rev}, nil
+	}
+	// A simple token is dropped when its user changes; it is checked at
+	// the current revision.
 	user, ok := g.cfg.Tokens.User(tok)
 	if !ok {
 		return st, authactor.Info{}, rpctypes.ErrGRPCInvalidAuthToken

@@ -43,7 +43,10 @@ type Config struct {
 	Store    *storeactor.Reader
 	Watch    *actor.PID // the watchactor Hub
 	Leases   *actor.PID // the leaseactor Lessor
-	Tokens   *authactor.TokenView
+	// Tokens checks simple tokens; JWT, when set (--auth-token=jwt),
+	// issues and checks JWTs instead.
+	Tokens *authactor.TokenView
+	JWT    *authactor.JWTTokens
 	// Self is a client of this member, in process: the Lock and Election
 	// services run etcd's concurrency recipes through it.
 	Self *clientv3.Client
@@ -58,14 +61,26 @@ type Config struct {
 	RequestTimeout                    time.Duration // etcd: 5s + 2 x election timeout
 	QuotaBytes                        int64
 	DBSize                            func() (total, inUse int64)
-	Version                           string // etcd API version reported by Status
-	BcryptCost                        int    // --bcrypt-cost
+	// Defragment reclaims space while reads and writes go on (a pebble
+	// manual compaction; etcd stops the world for it).
+	Defragment func(context.Context) error
+	// Members is the cluster's membership (one member until multi-member
+	// clusters are built).
+	Members    func() []*pb.Member
+	Version    string // etcd API version reported by Status
+	BcryptCost int    // --bcrypt-cost
+	// Audit receives the audit log (see audit.go); default: Logger's "audit".
+	Audit *zap.Logger
 }
 
 // Gateway holds what every handler needs.
 type Gateway struct {
 	cfg         Config
 	watchBudget *watchactor.Budget
+	// bcryptSlots bounds the password hashes and checks computed at once
+	// (half the cores): a flood of logins with wrong passwords costs the
+	// attacker waiting time, not everyone else's CPU.
+	bcryptSlots chan struct{}
 }
 
 func New(cfg Config) *Gateway {
@@ -81,7 +96,11 @@ func New(cfg Config) *Gateway {
 	if cfg.WatchTotalBytes <= 0 {
 		cfg.WatchTotalBytes = 256 << 20
 	}
-	return &Gateway{cfg: cfg, watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes)}
+	if cfg.Audit == nil {
+		cfg.Audit = cfg.Logger.Named("audit")
+	}
+	return &Gateway{cfg: cfg, watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
+		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 }
 
 // NewServer builds the gRPC server for clients with every etcd service
@@ -111,12 +130,14 @@ func (g *Gateway) newServer(maxRecv int) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.ChainUnaryInterceptor(g.auditUnary),
+		grpc.ChainStreamInterceptor(g.auditStream),
 	)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
 	pb.RegisterWatchServer(s, &watchServer{g: g})
 	pb.RegisterLeaseServer(s, &leaseServer{g: g})
-	pb.RegisterClusterServer(s, pb.UnimplementedClusterServer{})
+	pb.RegisterClusterServer(s, &clusterServer{g: g})
 	pb.RegisterAuthServer(s, &authServer{g: g})
 	lpb.RegisterLockServer(s, &lockServer{g: g})
 	epb.RegisterElectionServer(s, &electionServer{g: g})

@@ -5,14 +5,15 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
 )
 
 // maintenanceServer implements the parts of etcd's Maintenance service that
-// exist so far: Status, Alarm and HashKV. The rest answer Unimplemented
-// until built.
+// exist so far: Status, Alarm, HashKV and Defragment. The rest answer
+// Unimplemented until built.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	g *Gateway
@@ -83,4 +84,43 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	}
 	s.g.header(resp.Header)
 	return resp, nil
+}
+
+// Defragment needs the root role. Unlike etcd's, it does not stop the
+// world: pebble compacts in the background while requests are served.
+func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	s.g.cfg.Logger.Info("starting defragment")
+	if err := s.g.cfg.Defragment(ctx); err != nil {
+		s.g.cfg.Logger.Warn("failed to defragment", zap.Error(err))
+		return nil, s.g.ctxErr(ctx, err)
+	}
+	s.g.cfg.Logger.Info("finished defragment")
+	return &pb.DefragmentResponse{}, nil // etcd sends no header here
+}
+
+// clusterServer implements etcd's Cluster service as far as a single
+// member goes: MemberList. Changing membership comes with multi-member
+// clusters and answers Unimplemented until then.
+type clusterServer struct {
+	pb.UnimplementedClusterServer
+	g *Gateway
+}
+
+func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := s.g.linearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.g.requireUser(ctx); err != nil {
+		return nil, err
+	}
+	v := s.g.cfg.RaftView.Load()
+	return &pb.MemberListResponse{
+		Header:  &pb.ResponseHeader{ClusterId: v.ClusterID, MemberId: v.ID, RaftTerm: v.Term},
+		Members: s.g.cfg.Members(),
+	}, nil
 }

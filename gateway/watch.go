@@ -109,9 +109,11 @@ func (g *Gateway) watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) st
 		}
 		err = st.CheckOp(ai, key, r.RangeEnd, false)
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		return ""
+	}
+	g.audit(ctx, "/etcdserverpb.Watch/Watch", r, err)
+	switch {
 	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision), errors.Is(err, rpctypes.ErrGRPCUserEmpty):
 		return err.Error()
 	}

@@ -56,8 +56,10 @@ type Config struct {
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
 	// like etcd, values below 100ms are raised to 100ms.
 	WatchProgressNotifyInterval time.Duration
-	BcryptCost                  int           // --bcrypt-cost for password hashes
-	AuthTokenTTL                time.Duration // --auth-token-ttl for simple tokens
+	BcryptCost                  int                  // --bcrypt-cost for password hashes
+	AuthTokenTTL                time.Duration        // --auth-token-ttl for simple tokens
+	Audit                       *zap.Logger          // the audit log; default: Logger's "audit"
+	JWT                         *authactor.JWTTokens // --auth-token=jwt,...; nil: simple tokens
 	Logger                      *zap.Logger
 	Clock                       actors.Clock
 }
@@ -234,10 +236,14 @@ func Start(cfg Config) (*Node, error) {
 	}
 	gw := gateway.New(gateway.Config{
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
-		Tokens: tokens, IDs: ids, Logger: lg.Named("gateway"),
+		Tokens: tokens, JWT: cfg.JWT, IDs: ids, Audit: cfg.Audit, Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+		Defragment: func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
+		Members: func() []*pb.Member {
+			return []*pb.Member{{ID: memberID, Name: cfg.Name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}}
+		},
 		Self: n.self, BcryptCost: cfg.BcryptCost,
 	})
 	n.grpc = gw.NewServer()

@@ -23,8 +23,14 @@
 #   j  mass lease expiry: scripts/massexpiry grants BENCH_LEASES leases with a
 #      key each, all expiring together; put p99 while idle and while they are
 #      revoked, and how long the revoking took
+#   k  put as b, with auth on: scripts/authsetup enables auth with a user
+#      "bench" whose role may read and write every key (prefix "bench-" and
+#      from-key "\x00": the put keys are binary and share no prefix); the
+#      benchmark runs as that user (every request carries its token)
+#   l  range serializable as d, with auth on, as that user
+#      (k and l run last: auth stays on for the rest of the server's run)
 #
-# Prints two tables (a-e: req/s of each, ratio metastore/etcd, p99 latency of
+# Prints two tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
 # each; f-h: the watch measures and their ratio) and writes them as markdown
 # to BENCH_OUT.
 #
@@ -199,6 +205,8 @@ SCENARIOS=(
   "h|watch memory 1000x100 watchers|--conns=20 --clients=20 watch --streams=1000 --watch-per-stream=100 --put-total=1 --key-space-size=1"
   "i|lease keep-alive ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS lease-keepalive --total=$KEEPALIVE_TOTAL"
   "j|mass lease expiry ($LEASES leases)|massexpiry"
+  "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
+  "l|range serializable with auth ${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
 )
 # Table rows: id | label | section of the benchmark output ("" or read/write).
 ROWS=(
@@ -208,6 +216,8 @@ ROWS=(
   "d|(d) range serializable, ${CLIENTS} clients|"
   "e|(e) txn-mixed reads, ${CLIENTS} clients|read"
   "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
+  "k|(k) put with auth, ${CONNS} conns / ${CLIENTS} clients|"
+  "l|(l) range serializable with auth, ${CLIENTS} clients|"
 )
 # Second table rows: id | label | section | measure (rps, avg or p99 of a
 # benchmark section; kv: the value after a "name value" line of the output).
@@ -316,6 +326,11 @@ run_target() { # run_target <target>
       sample_rss "$SERVER_PID" "$WORK/$name-h.rss" &
       sampler=$!
     fi
+    if [[ ( "$id" == k || "$id" == l ) && ! -f "$WORK/$name.auth" ]]; then
+      "$WORK/authsetup" -endpoint "$ENDPOINT" -password benchpw >"$WORK/$name-authsetup.err" 2>&1 ||
+        { cat "$WORK/$name-authsetup.err" >&2; die "$name: auth setup failed"; }
+      touch "$WORK/$name.auth"
+    fi
     # In the background, so that a signal to this script is handled at once.
     if [[ "$args" == massexpiry ]]; then
       timeout "$BENCH_TIMEOUT" "$WORK/massexpiry" -endpoint "$ENDPOINT" -leases "$LEASES" -ttl 30 \
@@ -373,6 +388,7 @@ run_target() { # run_target <target>
     esac
   done
   stop_server
+  rm -f "$WORK/$name.auth"
   # Leave the disk quiet for the next server: drop this data dir, flush.
   [[ "${BENCH_KEEP:-0}" == 1 ]] || rm -rf "$WORK/$name/data"
   sync
@@ -380,6 +396,9 @@ run_target() { # run_target <target>
 
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" j "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/massexpiry" ./scripts/massexpiry) || die "cannot build scripts/massexpiry"
+fi
+if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" k "* || " $BENCH_ONLY " == *" l "* ]]; then
+  (cd "$ROOT" && go build -o "$WORK/authsetup" ./scripts/authsetup) || die "cannot build scripts/authsetup"
 fi
 
 log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"

@@ -143,8 +143,9 @@ func authDisable(b *pebble.Batch) *pb.AuthDisableResponse {
 }
 
 // authenticate is the apply half of etcd's Authenticate (the gateway has
-// checked the password): the token is the proposer's random prefix and the
-// entry's index, so that every member assigns the same one.
+// checked the password): a simple token is the proposer's random prefix and
+// the entry's index, so that every member assigns the same one. With JWTs
+// (no prefix) the gateway signs the token; none is assigned here.
 func authenticate(b *pebble.Batch, r *pb.InternalAuthenticateRequest, index uint64) (*pb.AuthenticateResponse, error) {
 	if !authEnabled(b) {
 		return nil, rpctypes.ErrGRPCAuthNotEnabled
@@ -153,7 +154,11 @@ func authenticate(b *pebble.Batch, r *pb.InternalAuthenticateRequest, index uint
 	if u == nil || (u.Options != nil && u.Options.NoPassword) {
 		return nil, rpctypes.ErrGRPCAuthFailed
 	}
-	return &pb.AuthenticateResponse{Header: &pb.ResponseHeader{}, Token: fmt.Sprintf("%s.%d", r.SimpleToken, index)}, nil
+	resp := &pb.AuthenticateResponse{Header: &pb.ResponseHeader{}}
+	if r.SimpleToken != "" {
+		resp.Token = fmt.Sprintf("%s.%d", r.SimpleToken, index)
+	}
+	return resp, nil
 }
 
 func hasRole(u *authpb.User, role string) bool {
@@ -186,7 +191,9 @@ func (s *Store) applyAuth(b *pebble.Batch, e *Entry, out *batchOut) (resp proto.
 			var ar *pb.AuthenticateResponse
 			if ar, err = authenticate(b, r.Authenticate, e.Index); err == nil {
 				resp = ar
-				out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.AssignToken, Token: ar.Token, User: r.Authenticate.Name})
+				if ar.Token != "" {
+					out.tokenOps = append(out.tokenOps, authactor.TokenOp{Kind: authactor.AssignToken, Token: ar.Token, User: r.Authenticate.Name})
+				}
 			}
 		default:
 			return nil, nil, false

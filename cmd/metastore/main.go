@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/node"
 )
 
@@ -51,6 +53,7 @@ func run(args []string) int {
 		bcryptCost   = fs.Uint("bcrypt-cost", uint(bcrypt.DefaultCost), "Specify bcrypt algorithm cost factor for auth password hashing.")
 		authToken    = fs.String("auth-token", "simple", "Specify auth token specific options.")
 		authTokenTTL = fs.Uint("auth-token-ttl", 300, "The lifetime in seconds of the auth token.")
+		auditLogPath = fs.String("audit-log-path", "", "File the audit log (auth changes, logins and auth refusals) is appended to, as JSON lines (default: the server log, logger \"audit\"). MetaStore only.")
 		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
 		version      = fs.Bool("version", false, "Print the version and exit.")
@@ -79,6 +82,14 @@ func run(args []string) int {
 		return 2
 	}
 	defer lg.Sync()
+	audit := lg.Named("audit")
+	if *auditLogPath != "" {
+		if audit, err = newAuditLogger(*auditLogPath); err != nil {
+			lg.Error("cannot open --audit-log-path", zap.Error(err))
+			return 1
+		}
+		defer audit.Sync()
+	}
 	for _, f := range ignored {
 		lg.Warn("flag accepted for etcd compatibility but not supported yet; ignored", zap.String("flag", "--"+f))
 	}
@@ -110,10 +121,16 @@ func run(args []string) int {
 			zap.Int("min", bcrypt.MinCost), zap.Int("max", bcrypt.MaxCost))
 		return 1
 	}
-	if *authToken != "simple" {
-		// JWT tokens are not built yet: refuse rather than run with
-		// different tokens than asked for.
-		lg.Error("unsupported --auth-token; only simple is supported so far", zap.String("auth-token", *authToken))
+	var jwt *authactor.JWTTokens
+	switch kind, opts, _ := strings.Cut(*authToken, ","); kind {
+	case "simple":
+	case "jwt":
+		if jwt, err = authactor.NewJWTTokens(opts, actors.RealClock); err != nil {
+			lg.Error("invalid --auth-token", zap.Error(err))
+			return 1
+		}
+	default:
+		lg.Error("unknown --auth-token; want simple or jwt,...", zap.String("auth-token", *authToken))
 		return 1
 	}
 	_ = listenPeer // peer listeners come with multi-member clusters
@@ -129,6 +146,8 @@ func run(args []string) int {
 		WatchProgressNotifyInterval: *progressIvl,
 		BcryptCost:                  int(*bcryptCost),
 		AuthTokenTTL:                time.Duration(*authTokenTTL) * time.Second,
+		Audit:                       audit,
+		JWT:                         jwt,
 		Logger:                      lg,
 	})
 	if err != nil {
@@ -151,6 +170,21 @@ func run(args []string) int {
 		n.Stop()
 		return 1
 	}
+}
+
+// newAuditLogger appends JSON audit records to path, every level kept.
+func newAuditLogger(path string) (*zap.Logger, error) {
+	cfg := zap.NewProductionConfig()
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	cfg.OutputPaths = []string{path}
+	cfg.ErrorOutputPaths = []string{"stderr"}
+	lg, err := cfg.Build()
+	if err != nil {
+		return nil, err
+	}
+	return lg.Named("audit"), nil
 }
 
 func newLogger(level, kind string) (*zap.Logger, error) {
