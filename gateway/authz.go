@@ -26,8 +26,8 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 	if !st.Enabled {
 		return st, authactor.Info{}, nil
 	}
-	tok := tokenFrom(ctx)
-	if tok == "" {
+	tok, sent := tokenFrom(ctx)
+	if !sent {
 		return st, authactor.Info{}, nil
 	}
 	if g.cfg.JWT != nil {
@@ -49,20 +49,21 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 }
 
 // tokenFrom is the token a client sent: etcd's "token" metadata, or the
-// HTTP gateway's "authorization" with an optional "Bearer " prefix.
-func tokenFrom(ctx context.Context) string {
+// HTTP gateway's "authorization" with an optional "Bearer " prefix. A key
+// sent with an empty value is a token (an invalid one), as in etcd.
+func tokenFrom(ctx context.Context) (token string, sent bool) {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
-		return ""
+		return "", false
 	}
 	ts := md.Get(rpctypes.TokenFieldNameGRPC)
 	if len(ts) == 0 {
 		ts = md.Get(rpctypes.TokenFieldNameSwagger)
 	}
 	if len(ts) == 0 {
-		return ""
+		return "", false
 	}
-	return strings.TrimPrefix(ts[0], "Bearer ")
+	return strings.TrimPrefix(ts[0], "Bearer "), true
 }
 
 // authorizedRead is etcd's doSerialize: check the request as its user,
@@ -126,7 +127,7 @@ func (g *Gateway) proposalHeader(ctx context.Context, r *pb.InternalRaftRequest)
 // the recipes touch are checked against the caller's permissions, as
 // etcd's v3lock and v3election are.
 func asCaller(ctx context.Context) context.Context {
-	if tok := tokenFrom(ctx); tok != "" {
+	if tok, sent := tokenFrom(ctx); sent {
 		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok)
 	}
 	return ctx
