@@ -51,14 +51,13 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 // tokenFrom is the token a client sent: etcd's "token" metadata, or the
 // HTTP gateway's "authorization" with an optional "Bearer " prefix. A key
 // sent with an empty value is a token (an invalid one), as in etcd.
+//
+// It looks the keys up without copying the request's metadata (a copy per
+// request was 5 % of the server's CPU in the range benchmark with auth).
 func tokenFrom(ctx context.Context) (token string, sent bool) {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return "", false
-	}
-	ts := md.Get(rpctypes.TokenFieldNameGRPC)
+	ts := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameGRPC)
 	if len(ts) == 0 {
-		ts = md.Get(rpctypes.TokenFieldNameSwagger)
+		ts = metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameSwagger)
 	}
 	if len(ts) == 0 {
 		return "", false

@@ -28,7 +28,8 @@
 #      from-key "\x00": the put keys are binary and share no prefix); the
 #      benchmark runs as that user (every request carries its token)
 #   l  range serializable as d, with auth on, as that user
-#      (k and l run last: auth stays on for the rest of the server's run)
+#      (k and l run last, on a freshly started server with a new data dir,
+#      so that they compare with b and d; auth stays on afterwards)
 #
 # Prints two tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
 # each; f-h: the watch measures and their ratio) and writes them as markdown
@@ -327,6 +328,14 @@ run_target() { # run_target <target>
       sampler=$!
     fi
     if [[ ( "$id" == k || "$id" == l ) && ! -f "$WORK/$name.auth" ]]; then
+      # A fresh server and data dir, as b and d had, so that the auth rows
+      # differ from them by auth alone (not by what j left behind).
+      stop_server
+      rm -rf "$WORK/$name/data"
+      # shellcheck disable=SC2086 # flags are deliberately word-split
+      start_server "$name" "$bin" $flags
+      "$REF_BIN/etcdctl" --endpoints="$ENDPOINT" put "$RANGE_KEY" "$value" >/dev/null ||
+        die "$name: etcdctl put $RANGE_KEY failed"
       "$WORK/authsetup" -endpoint "$ENDPOINT" -password benchpw >"$WORK/$name-authsetup.err" 2>&1 ||
         { cat "$WORK/$name-authsetup.err" >&2; die "$name: auth setup failed"; }
       touch "$WORK/$name.auth"
