@@ -81,6 +81,7 @@ type Gateway struct {
 	// (half the cores): a flood of logins with wrong passwords costs the
 	// attacker waiting time, not everyone else's CPU.
 	bcryptSlots chan struct{}
+	usage       spaceUsage // live bytes, for the quota
 }
 
 func New(cfg Config) *Gateway {

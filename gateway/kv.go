@@ -39,6 +39,9 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 }
 
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := s.g.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	if err := checkPutRequest(r); err != nil {
 		return nil, err
 	}
@@ -53,6 +56,9 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 }
 
 func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := s.g.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	if err := checkTxnRequest(r, s.g.cfg.MaxTxnOps); err != nil {
 		return nil, err
 	}

@@ -22,6 +22,9 @@ type leaseServer struct {
 }
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := s.g.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	if err := s.g.requireUser(ctx); err != nil {
 		return nil, err
 	}
