@@ -34,10 +34,17 @@ type View struct {
 // OpenPebble opens the node's pebble DB in dir, or on an in-memory FS when
 // inMemory is set (tests and demos run the same code without a disk).
 func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
-	opts := PebbleOptions()
+	fs := vfs.Default
 	if inMemory {
-		opts.FS = vfs.NewMem()
+		fs = vfs.NewMem()
 	}
+	return OpenPebbleFS(fs, dir)
+}
+
+// OpenPebbleFS opens the node's pebble DB in dir on fs.
+func OpenPebbleFS(fs vfs.FS, dir string) (*pebble.DB, error) {
+	opts := PebbleOptions()
+	opts.FS = fs
 	return pebble.Open(dir, opts)
 }
 
