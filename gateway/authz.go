@@ -65,6 +65,16 @@ func tokenFrom(ctx context.Context) (token string, sent bool) {
 	return strings.TrimPrefix(ts[0], "Bearer "), true
 }
 
+// authorize checks the request as its user against the published auth
+// state.
+func (g *Gateway) authorize(ctx context.Context, check func(*authactor.State, authactor.Info) error) error {
+	st, ai, err := g.requestAuth(ctx)
+	if err != nil {
+		return err
+	}
+	return check(st, ai)
+}
+
 // authorizedRead is etcd's doSerialize: check the request as its user,
 // read, and refuse the answer if the auth state changed in between (the
 // client then authenticates again and retries).
@@ -88,21 +98,13 @@ func (g *Gateway) authorizedRead(ctx context.Context, check func(*authactor.Stat
 // requireUser is etcd's requireAuthInfo: with auth on, the request must
 // come from an authenticated user.
 func (g *Gateway) requireUser(ctx context.Context) error {
-	st, ai, err := g.requestAuth(ctx)
-	if err != nil {
-		return err
-	}
-	return st.CheckUser(ai)
+	return g.authorize(ctx, (*authactor.State).CheckUser)
 }
 
 // requireAdmin is etcd's check for RPCs only a root-role user may call
 // (compaction, most of Maintenance).
 func (g *Gateway) requireAdmin(ctx context.Context) error {
-	st, ai, err := g.requestAuth(ctx)
-	if err != nil {
-		return err
-	}
-	return st.CheckAdmin(ai)
+	return g.authorize(ctx, (*authactor.State).CheckAdmin)
 }
 
 // proposalHeader is the header a proposal carries: the user and auth

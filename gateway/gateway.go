@@ -64,6 +64,8 @@ type Config struct {
 	// Defragment reclaims space while reads and writes go on (a pebble
 	// manual compaction; etcd stops the world for it).
 	Defragment func(context.Context) error
+	// Snapshots makes the copies Maintenance.Snapshot streams.
+	Snapshots *storeactor.Snapshotter
 	// Members is the cluster's membership (one member until multi-member
 	// clusters are built).
 	Members    func() []*pb.Member

@@ -46,15 +46,13 @@ func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 // LeaseTimeToLive needs a user, and with keys, read permission on every
 // key attached (etcd's checkLeaseTimeToLive).
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	if err := s.g.requireUser(ctx); err != nil {
-		return nil, err
-	}
-	if r.Keys {
-		if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
-			return st.CheckLeaseRead(ai, r.ID, s.g.cfg.Store.LeaseKeys)
-		}, func() error { return nil }); err != nil {
-			return nil, err
+	if err := s.g.authorize(ctx, func(st *authactor.State, ai authactor.Info) error {
+		if err := st.CheckUser(ai); err != nil || !r.Keys {
+			return err
 		}
+		return st.CheckLeaseRead(ai, r.ID, s.g.cfg.Store.LeaseKeys)
+	}); err != nil {
+		return nil, err
 	}
 	res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.TTLResult) any {
 		return &leaseactor.TimeToLive{ID: r.ID, Reply: reply}
@@ -83,7 +81,7 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 	if err != nil {
 		return nil, s.g.ctxErr(ctx, err)
 	}
-	if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+	if err := s.g.authorize(ctx, func(st *authactor.State, ai authactor.Info) error {
 		if err := st.CheckUser(ai); err != nil {
 			return err
 		}
@@ -93,7 +91,7 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 			}
 		}
 		return nil
-	}, func() error { return nil }); err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{}, Leases: make([]*pb.LeaseStatus, len(ids))}
@@ -120,12 +118,12 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
 		s.g.header(resp.Header)
 		// etcd's checkLeaseRenew: a user who may write every attached key.
-		if err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+		if err := s.g.authorize(ctx, func(st *authactor.State, ai authactor.Info) error {
 			if err := st.CheckUser(ai); err != nil {
 				return err
 			}
 			return st.CheckLeaseWrite(ai, req.ID, s.g.cfg.Store.LeaseKeys)
-		}, func() error { return nil }); err != nil {
+		}); err != nil {
 			return err
 		}
 		res, err := actors.Ask(ctx, s.g.cfg.Root, s.g.cfg.Leases, func(reply chan<- leaseactor.RenewResult) any {

@@ -2,6 +2,11 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -123,4 +128,68 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 		Header:  &pb.ResponseHeader{ClusterId: v.ClusterID, MemberId: v.ID, RaftTerm: v.Term},
 		Members: s.g.cfg.Members(),
 	}, nil
+}
+
+// snapshotChunk is the blob size of a Snapshot stream message (etcd's).
+const snapshotChunk = 32 * 1024
+
+// Snapshot streams a consistent copy of the member's data, in MetaStore's
+// snapshot format (storeactor/snapshot.go), the way etcd streams its own:
+// chunks with the bytes still to come, then one message with the SHA-256
+// of them all. It needs the root role. Reads and writes go on meanwhile:
+// the copy is a pebble checkpoint (hard links), not a locked read.
+func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	if err := s.g.requireAdmin(srv.Context()); err != nil {
+		return err
+	}
+	snap, err := s.g.cfg.Snapshots.Take()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		_, err := snap.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	defer func() {
+		pr.Close() // unblocks the writer if the client went away
+		<-written
+		snap.Close()
+	}()
+	version := storageVersion(s.g.cfg.Version)
+	total, sent := snap.Size(), int64(0)
+	s.g.cfg.Logger.Info("sending database snapshot to client", zap.Int64("total-bytes", total))
+	h := sha256.New()
+	for sent < total {
+		buf := make([]byte, snapshotChunk) // not reused: Send may still hold the last one
+		n, err := io.ReadFull(pr, buf)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("snapshot ended after %d of %d bytes", sent, total)
+		}
+		sent += int64(n)
+		h.Write(buf[:n])
+		if err := srv.Send(&pb.SnapshotResponse{RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: version}); err != nil {
+			return err
+		}
+	}
+	if err := srv.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: version}); err != nil {
+		return err
+	}
+	s.g.cfg.Logger.Info("sent database snapshot to client", zap.Int64("total-bytes", total))
+	return nil
+}
+
+// storageVersion is the storage version a snapshot reports: the API
+// version's major.minor, as etcd reports its schema version ("3.7.0").
+func storageVersion(api string) string {
+	parts := strings.SplitN(api, ".", 3)
+	if len(parts) < 2 {
+		return api
+	}
+	return parts[0] + "." + parts[1] + ".0"
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
+	"github.com/metastore/metastore/compactor"
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
@@ -62,6 +64,11 @@ type Config struct {
 	JWT                         *authactor.JWTTokens // --auth-token=jwt,...; nil: simple tokens
 	Logger                      *zap.Logger
 	Clock                       actors.Clock
+
+	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
+	// compactor.ParseRetention reads them; retention 0 turns it off.
+	AutoCompactionMode      string
+	AutoCompactionRetention time.Duration
 }
 
 // minLeaseTTL is etcd's smallest lease TTL in seconds: 1.5 election
@@ -111,7 +118,11 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	db, err := storeactor.OpenPebble(dir, cfg.InMemory)
+	fs := vfs.Default
+	if cfg.InMemory {
+		fs = vfs.NewMem()
+	}
+	db, err := storeactor.OpenPebbleFS(fs, dir)
 	if err != nil {
 		return nil, fmt.Errorf("open data dir: %w", err)
 	}
@@ -220,6 +231,12 @@ func Start(cfg Config) (*Node, error) {
 	raftViewCell.Store(raftView)
 	n.raftView = raftView
 
+	if cfg.AutoCompactionRetention != 0 {
+		if err := n.spawnCompactor(reader, raftPID, raftView, ids); err != nil {
+			return fail(err)
+		}
+	}
+
 	// An in-process connection for the member's own client (Lock and
 	// Election run etcd's recipes through it, as etcd does).
 	selfListener := bufconn.Listen(1 << 20)
@@ -240,6 +257,7 @@ func Start(cfg Config) (*Node, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+		Snapshots:  storeactor.NewSnapshotter(db, fs, filepath.Join(cfg.DataDir, "member", "snap")),
 		Defragment: func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
 		Members: func() []*pb.Member {
 			return []*pb.Member{{ID: memberID, Name: cfg.Name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}}
@@ -281,6 +299,35 @@ func (n *Node) spawn(name string, props *actor.Props) (*actor.PID, error) {
 		return nil, err
 	}
 	return res.PID, res.Err
+}
+
+// spawnCompactor starts etcd's auto-compaction: it proposes Compaction
+// requests to the raft actor like a client's Compact, and compacts only
+// while this member leads (etcd pauses it on followers).
+func (n *Node) spawnCompactor(reader *storeactor.Reader, raftPID *actor.PID, raftView *raftactor.ViewRef, ids *raftactor.IDGen) error {
+	props, err := compactor.New(compactor.Config{
+		Mode: n.cfg.AutoCompactionMode, Retention: n.cfg.AutoCompactionRetention,
+		Clock: n.cfg.Clock, Logger: n.lg, RequestTimeout: 5*time.Second + 2*n.cfg.ElectionTimeout,
+		Rev: func() int64 { return reader.View().Rev },
+		Leader: func() bool {
+			v := raftView.Load()
+			return v != nil && v.Lead == v.ID
+		},
+		Propose: func(r *pb.InternalRaftRequest, reply chan<- actors.Result) {
+			id := ids.Next()
+			data, err := raftactor.EncodeProposal(id, r)
+			if err != nil {
+				actors.Reply(reply, actors.Result{Err: err})
+				return
+			}
+			n.system.Root.Send(raftPID, &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply})
+		},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = n.spawn("compactor", props)
+	return err
 }
 
 // waitReady closes Ready once raft knows a leader: only then can the
