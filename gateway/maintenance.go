@@ -6,19 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
 )
 
-// maintenanceServer implements the parts of etcd's Maintenance service that
-// exist so far: Status, Alarm, HashKV and Defragment. The rest answer
-// Unimplemented until built.
+// maintenanceServer implements etcd's Maintenance service.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	g *Gateway
@@ -193,3 +195,95 @@ func storageVersion(api string) string {
 	}
 	return parts[0] + "." + parts[1] + ".0"
 }
+
+// Hash hashes everything the member's store holds (see storeactor Hash);
+// root only, as in etcd.
+func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	h, rev, err := s.g.cfg.Store.Hash()
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.HashResponse{Header: &pb.ResponseHeader{Revision: rev}, Hash: h}
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+// MoveLeader is etcd's: only the leader moves leadership, and only to a
+// voting member. With one member the only transferee is the leader itself,
+// which etcd answers at once with success.
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	v := s.g.cfg.RaftView.Load()
+	if v.Lead != v.ID {
+		return nil, rpctypes.ErrGRPCNotLeader
+	}
+	for _, m := range s.g.cfg.Members() {
+		if m.ID == r.TargetID && !m.IsLearner {
+			if r.TargetID != v.ID {
+				// Needs leadership transfer between members (issue 7).
+				return nil, status.Error(codes.Unimplemented, "metastore: moving leadership to another member is not supported yet")
+			}
+			resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
+			s.g.header(resp.Header)
+			return resp, nil
+		}
+	}
+	return nil, rpctypes.ErrGRPCBadLeaderTransferee
+}
+
+// Downgrade validates as etcd does: the target is major.minor(.patch) and
+// must be the minor version just below the cluster's. MetaStore cannot
+// become an etcd 3.6 member (its storage is not etcd's), so enabling a
+// valid downgrade is refused with a clear error; cancel answers as etcd
+// does when no downgrade is in flight.
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := s.g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	cluster := strings.TrimSuffix(storageVersion(s.g.cfg.Version), ".0") // "3.7", as etcd's cluster version
+	resp := &pb.DowngradeResponse{Header: &pb.ResponseHeader{}, Version: cluster}
+	s.g.header(resp.Header)
+	switch r.Action {
+	case pb.DowngradeRequest_CANCEL:
+		return resp, nil
+	case pb.DowngradeRequest_VALIDATE, pb.DowngradeRequest_ENABLE:
+	default:
+		return nil, errUnknownMethod
+	}
+	major, minor, ok := downgradeTarget(r.Version)
+	if !ok {
+		return nil, rpctypes.ErrGRPCWrongDowngradeVersionFormat
+	}
+	var cmajor, cminor int
+	fmt.Sscanf(cluster, "%d.%d", &cmajor, &cminor)
+	if major != cmajor || minor != cminor-1 {
+		return nil, rpctypes.ErrGRPCInvalidDowngradeTargetVersion
+	}
+	if r.Action == pb.DowngradeRequest_ENABLE {
+		return nil, status.Error(codes.FailedPrecondition, "metastore: downgrading to etcd "+r.Version+" is not supported (MetaStore's storage is not etcd's)")
+	}
+	return resp, nil
+}
+
+// downgradeVersion is a semantic version, or major.minor (etcd accepts
+// both and keeps major.minor).
+var downgradeVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?$`)
+
+func downgradeTarget(v string) (major, minor int, ok bool) {
+	m := downgradeVersion.FindStringSubmatch(v)
+	if m == nil {
+		return 0, 0, false
+	}
+	major, _ = strconv.Atoi(m[1])
+	minor, _ = strconv.Atoi(m[2])
+	return major, minor, true
+}
+
+// errUnknownMethod is etcd's answer to an unknown downgrade action (not an
+// rpctypes error: it reaches clients as Unknown).
+var errUnknownMethod = errors.New("etcdserver: unknown method")

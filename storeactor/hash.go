@@ -81,3 +81,34 @@ func hashVersions(db pebble.Reader, rev, compactRev int64) (uint32, error) {
 	}
 	return h.Sum32(), it.Error()
 }
+
+// Hash is Maintenance.Hash: a CRC-32C over every key and value the store
+// holds (versions, newest versions, history, metadata, leases, auth,
+// alarms) at one point in time, and the revision then. Like etcd's hash of
+// its whole backend it includes per-member state (the applied index), so
+// it is for comparing a member with itself over time, not members with
+// each other (HashKV is for that). The raft log and the member identity
+// are not part of it.
+func (r *Reader) Hash() (uint32, int64, error) {
+	snap := r.db.NewSnapshot()
+	defer snap.Close()
+	v, err := loadView(snap)
+	if err != nil {
+		return 0, 0, err
+	}
+	h := crc32.New(castagnoli)
+	for _, p := range []byte{prefixAttach, prefixLease, prefixHistory, prefixKey, prefixLatest, prefixMeta, prefixRole, prefixUser, prefixAlarm} {
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			return 0, 0, err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			h.Write(it.Key())
+			h.Write(it.Value())
+		}
+		if err := it.Close(); err != nil {
+			return 0, 0, err
+		}
+	}
+	return h.Sum32(), v.Rev, nil
+}
