@@ -17,8 +17,7 @@ var (
 		enable-log-rotation enable-pprof force-new-cluster initial-election-tick-advance
 		memory-mlock peer-auto-tls peer-client-cert-auth peer-skip-client-san-verification
 		pre-vote socket-reuse-address socket-reuse-port strict-reconfig-check unsafe-no-fsync`)
-	etcdValueFlags = words(`auth-token auth-token-ttl auto-compaction-mode auto-compaction-retention
-		backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
+	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
 		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
 		config-file corrupt-check-time discovery-cacert discovery-cert discovery-dial-timeout

@@ -20,6 +20,7 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
+	"github.com/metastore/metastore/compactor"
 	"github.com/metastore/metastore/node"
 )
 
@@ -53,6 +54,8 @@ func run(args []string) int {
 		bcryptCost   = fs.Uint("bcrypt-cost", uint(bcrypt.DefaultCost), "Specify bcrypt algorithm cost factor for auth password hashing.")
 		authToken    = fs.String("auth-token", "simple", "Specify auth token specific options.")
 		authTokenTTL = fs.Uint("auth-token-ttl", 300, "The lifetime in seconds of the auth token.")
+		compactMode  = fs.String("auto-compaction-mode", compactor.ModePeriodic, "interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+		compactKeep  = fs.String("auto-compaction-retention", "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
 		auditLogPath = fs.String("audit-log-path", "", "File the audit log (auth changes, logins and auth refusals) is appended to, as JSON lines (default: the server log, logger \"audit\"). MetaStore only.")
 		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
@@ -89,6 +92,12 @@ func run(args []string) int {
 			return 1
 		}
 		defer audit.Sync()
+	}
+	// etcd refuses a bad mode while checking its flags, whatever the
+	// retention, and exits 1.
+	if err := compactor.ValidateMode(*compactMode); err != nil {
+		lg.Warn("failed to verify flags", zap.Error(err))
+		return 1
 	}
 	for _, f := range ignored {
 		lg.Warn("flag accepted for etcd compatibility but not supported yet; ignored", zap.String("flag", "--"+f))
@@ -133,6 +142,13 @@ func run(args []string) int {
 		lg.Error("unknown --auth-token; want simple or jwt,...", zap.String("auth-token", *authToken))
 		return 1
 	}
+	// etcd parses the retention only when starting the server, and fails
+	// with this (odd, but etcd's) message and exit 1.
+	compactRetention, err := compactor.ParseRetention(*compactMode, *compactKeep)
+	if err != nil {
+		lg.Error("discovery failed", zap.Error(err))
+		return 1
+	}
 	_ = listenPeer // peer listeners come with multi-member clusters
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
@@ -148,6 +164,8 @@ func run(args []string) int {
 		AuthTokenTTL:                time.Duration(*authTokenTTL) * time.Second,
 		Audit:                       audit,
 		JWT:                         jwt,
+		AutoCompactionMode:          *compactMode,
+		AutoCompactionRetention:     compactRetention,
 		Logger:                      lg,
 	})
 	if err != nil {
