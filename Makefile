@@ -13,6 +13,7 @@ REF_BIN := .ref/bin
 
 build:
 	$(GO) build -o bin/metastore ./cmd/metastore
+	$(GO) build -o bin/metastoreutl ./cmd/metastoreutl
 
 run: build
 	./bin/metastore --name default --data-dir default.metastore \

@@ -68,9 +68,12 @@ type Config struct {
 	Snapshots *storeactor.Snapshotter
 	// Members is the cluster's membership (one member until multi-member
 	// clusters are built).
-	Members    func() []*pb.Member
-	Version    string // etcd API version reported by Status
-	BcryptCost int    // --bcrypt-cost
+	Members func() []*pb.Member
+	Version string // etcd API version reported by Status
+	// ClusterVersion (major.minor) is what Downgrade reports; StorageVersion
+	// (major.minor.0) is what snapshots carry.
+	ClusterVersion, StorageVersion string
+	BcryptCost                     int // --bcrypt-cost
 	// Audit receives the audit log (see audit.go); default: Logger's "audit".
 	Audit *zap.Logger
 }

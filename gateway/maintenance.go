@@ -8,7 +8,6 @@ import (
 	"io"
 	"regexp"
 	"strconv"
-	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -160,7 +159,7 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 		<-written
 		snap.Close()
 	}()
-	version := storageVersion(s.g.cfg.Version)
+	version := s.g.cfg.StorageVersion
 	total, sent := snap.Size(), int64(0)
 	s.g.cfg.Logger.Info("sending database snapshot to client", zap.Int64("total-bytes", total))
 	h := sha256.New()
@@ -184,16 +183,6 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 	}
 	s.g.cfg.Logger.Info("sent database snapshot to client", zap.Int64("total-bytes", total))
 	return nil
-}
-
-// storageVersion is the storage version a snapshot reports: the API
-// version's major.minor, as etcd reports its schema version ("3.7.0").
-func storageVersion(api string) string {
-	parts := strings.SplitN(api, ".", 3)
-	if len(parts) < 2 {
-		return api
-	}
-	return parts[0] + "." + parts[1] + ".0"
 }
 
 // Hash hashes everything the member's store holds (see storeactor Hash);
@@ -245,7 +234,7 @@ func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeReques
 	if err := s.g.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	cluster := strings.TrimSuffix(storageVersion(s.g.cfg.Version), ".0") // "3.7", as etcd's cluster version
+	cluster := s.g.cfg.ClusterVersion
 	resp := &pb.DowngradeResponse{Header: &pb.ResponseHeader{}, Version: cluster}
 	s.g.header(resp.Header)
 	switch r.Action {

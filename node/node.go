@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,14 @@ import (
 
 // APIVersion is the etcd API version MetaStore implements.
 const APIVersion = "3.7.3"
+
+// ClusterVersion is the cluster version etcd reports for APIVersion
+// (major.minor), and StorageVersion the storage version of snapshots
+// (major.minor.0).
+var (
+	ClusterVersion = strings.Join(strings.SplitN(APIVersion, ".", 3)[:2], ".")
+	StorageVersion = ClusterVersion + ".0"
+)
 
 // Config is one member's configuration (the etcd flags it honours).
 type Config struct {
@@ -257,6 +266,7 @@ func Start(cfg Config) (*Node, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+		ClusterVersion: ClusterVersion, StorageVersion: StorageVersion,
 		Snapshots:  storeactor.NewSnapshotter(db, fs, filepath.Join(cfg.DataDir, "member", "snap")),
 		Defragment: func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
 		Members: func() []*pb.Member {

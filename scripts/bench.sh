@@ -23,6 +23,11 @@
 #   j  mass lease expiry: scripts/massexpiry grants BENCH_LEASES leases with a
 #      key each, all expiring together; put p99 while idle and while they are
 #      revoked, and how long the revoking took
+#   m  maintenance: scripts/maintbench fills BENCH_MAINT_BYTES (1 GiB at
+#      scale 1) of 64 KiB values, overwrites a quarter, compacts; then the
+#      snapshot throughput (MB/s, written to a file as etcdctl snapshot
+#      save does), the defragmentation's duration and the put p99 while
+#      idle and while the defragmentation runs
 #   k  put as b, with auth on: scripts/authsetup enables auth with a user
 #      "bench" whose role may read and write every key (prefix "bench-" and
 #      from-key "\x00": the put keys are binary and share no prefix); the
@@ -48,6 +53,7 @@
 #   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
 #   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
+#   BENCH_MAINT_BYTES bytes written by m         (default at scale 1: 1 GiB)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
 #   BENCH_ONLY      scenario ids to run, e.g. "f g" (default: all)
 #   BENCH_ROUNDS    rounds, the servers' order reversed every other round;
@@ -101,6 +107,7 @@ WLAT_PUTS="$(scaled 2000 200)"
 WFAN_PUTS="$(scaled 100 10)"
 KEEPALIVE_TOTAL="$(scaled 100000 1000)"
 LEASES="${BENCH_LEASES:-$(scaled 100000 1000)}"
+MAINT_BYTES="${BENCH_MAINT_BYTES:-$(scaled 1073741824 67108864)}"
 
 # ---- tools -------------------------------------------------------------------
 if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
@@ -206,6 +213,7 @@ SCENARIOS=(
   "h|watch memory 1000x100 watchers|--conns=20 --clients=20 watch --streams=1000 --watch-per-stream=100 --put-total=1 --key-space-size=1"
   "i|lease keep-alive ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS lease-keepalive --total=$KEEPALIVE_TOTAL"
   "j|mass lease expiry ($LEASES leases)|massexpiry"
+  "m|maintenance on a $((MAINT_BYTES >> 20)) MiB store|maintbench"
   "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "l|range serializable with auth ${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
 )
@@ -222,7 +230,7 @@ ROWS=(
 )
 # Second table rows: id | label | section | measure (rps, avg or p99 of a
 # benchmark section; kv: the value after a "name value" line of the output).
-# Higher is better only for rps; the h row (RSS per watcher) is added
+# Higher is better only for rps and MB/s; the h row (RSS per watcher) is added
 # separately.
 WROWS=(
   "f|(f) watch-latency: event latency avg, ms|^Watch events summary|avg"
@@ -233,6 +241,10 @@ WROWS=(
   "j|(j) mass expiry: put p99 while idle, ms|idle_put_p99_ms|kv"
   "j|(j) mass expiry: put p99 while leases are revoked, ms|expiry_put_p99_ms|kv"
   "j|(j) mass expiry: seconds to revoke them all|expiry_seconds|kv"
+  "m|(m) snapshot save, MB/s|snapshot_mb_per_s|kv"
+  "m|(m) defragment, seconds|defrag_seconds|kv"
+  "m|(m) put p99 while idle, ms|idle_put_p99_ms|kv"
+  "m|(m) put p99 during defragment, ms|defrag_put_p99_ms|kv"
 )
 
 # parse <file> <section>: prints "<req/s> <p99 ms> <errors> <avg ms>"; "-" when
@@ -341,7 +353,10 @@ run_target() { # run_target <target>
       touch "$WORK/$name.auth"
     fi
     # In the background, so that a signal to this script is handled at once.
-    if [[ "$args" == massexpiry ]]; then
+    if [[ "$args" == maintbench ]]; then
+      timeout "$BENCH_TIMEOUT" "$WORK/maintbench" -endpoint "$ENDPOINT" -bytes "$MAINT_BYTES" \
+        -snapshot-file "$WORK/$name.snapshot" >"$out" 2>"$WORK/$name-$id.err" &
+    elif [[ "$args" == massexpiry ]]; then
       timeout "$BENCH_TIMEOUT" "$WORK/massexpiry" -endpoint "$ENDPOINT" -leases "$LEASES" -ttl 30 \
         >"$out" 2>"$WORK/$name-$id.err" &
     else
@@ -405,6 +420,9 @@ run_target() { # run_target <target>
 
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" j "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/massexpiry" ./scripts/massexpiry) || die "cannot build scripts/massexpiry"
+fi
+if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" m "* ]]; then
+  (cd "$ROOT" && go build -o "$WORK/maintbench" ./scripts/maintbench) || die "cannot build scripts/maintbench"
 fi
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" k "* || " $BENCH_ONLY " == *" l "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/authsetup" ./scripts/authsetup) || die "cannot build scripts/authsetup"

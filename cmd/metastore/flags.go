@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"strings"
 )
 
@@ -105,21 +104,4 @@ func (u *urlsFlag) Set(s string) error {
 	}
 	*u = out
 	return nil
-}
-
-// parseInitialCluster reads "name1=url1,name1=url2,name2=url3".
-func parseInitialCluster(s string) (map[string][]string, error) {
-	m := map[string][]string{}
-	for _, p := range strings.Split(s, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("invalid --initial-cluster entry %q (want name=peerURL)", p)
-		}
-		m[k] = append(m[k], v)
-	}
-	return m, nil
 }

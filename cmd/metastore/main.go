@@ -108,7 +108,7 @@ func run(args []string) int {
 	if *initCluster == "" {
 		*initCluster = *name + "=" + strings.Join(advPeer, ",")
 	}
-	cluster, err := parseInitialCluster(*initCluster)
+	cluster, err := node.ParseInitialCluster(*initCluster)
 	if err != nil {
 		lg.Error("invalid flag", zap.Error(err))
 		return 1
