@@ -94,7 +94,7 @@ func (r *Reader) PrevKV(key []byte, rev int64) *mvccpb.KeyValue {
 	if rev-1 < r.view.Load().CompactRev {
 		return nil
 	}
-	rec, main, found, err := latest(r.db, key, rev-1)
+	rec, main, found, err := latest(r.db, key, rev-1, true)
 	if err != nil || !found || rec.tombstone {
 		return nil
 	}

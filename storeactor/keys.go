@@ -10,7 +10,7 @@ import (
 // and a sync covers everything written before it.
 //
 //	'k' enc(key) ^main(8)       -> record (one version of a key)
-//	'l' enc(key)                -> main(8) + record: the key's newest version
+//	'l' enc(key)                -> main(8) + record without value: the key's newest version
 //	'h' main(8) sub(8)          -> history entry: flag + user key
 //	'm' name                    -> store metadata (revision, applied index, compaction)
 //	'e' id(8)                   -> lease: granted TTL(8)
@@ -19,12 +19,14 @@ import (
 //	'o' name                    -> authpb.Role
 //	'x' type(4) member(8)       -> (empty) an active alarm
 //
-// 'l' duplicates each key's newest version so that the common reads (at or
-// near the current revision) walk one entry per key and a put finds the
-// version it replaces with a point lookup. A read at revision R uses the
-// 'l' entry when its main <= R, and looks in 'k' otherwise. 'l' entries are
-// written with every version and removed only by compaction, together with
-// a tombstone they hold.
+// 'l' repeats each key's newest version, without its value, so that the
+// common reads (at or near the current revision) walk one small entry per
+// key — a count or a keys-only read never touches a value — and a put
+// finds the version it replaces with a point lookup. A read that returns
+// values gets each from its 'k' entry (main is known: a point lookup). A
+// read at revision R uses the 'l' entry when its main <= R, and looks in
+// 'k' otherwise. 'l' entries are written with every version and removed
+// only by compaction, together with a tombstone they hold.
 //
 // Versions of one key sort newest first (the main revision is stored
 // inverted), so the version visible at revision R is the first entry at or

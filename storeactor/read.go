@@ -28,7 +28,7 @@ func visitAt(r pebble.Reader, key, end []byte, rev int64, fn func(lkey []byte, m
 	switch {
 	case end == nil:
 		// One key: a point lookup, far cheaper than an iterator.
-		rec, main, found, err := latest(r, key, rev)
+		rec, main, found, err := latest(r, key, rev, false)
 		if err != nil || !found || rec.tombstone {
 			return err
 		}
@@ -90,10 +90,35 @@ func versionAt(r pebble.Reader, enc []byte, rev int64) (int64, []byte, bool, err
 	return main, append([]byte(nil), it.Value()...), true, nil
 }
 
+// errVersionGone: a version a newest-version entry points to is not in
+// 'k'. Only a compaction that overtook the read removes it (the read is
+// then retried or answered "compacted"); anything else is corruption.
+var errVersionGone = errors.New("storeactor: version of a newest-version entry is gone")
+
+// loadValue reads the value of key's version at main from 'k'; the result
+// is a copy.
+func loadValue(r pebble.Reader, key []byte, main int64) ([]byte, error) {
+	v, closer, err := r.Get(versionKey(nil, key, main))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, errVersionGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), rec.value...), nil
+}
+
 // latest returns the newest version of key at or below rev, tombstone or
-// not, and whether there is one. At the current revision (every apply)
-// this is one point lookup.
-func latest(r pebble.Reader, key []byte, rev int64) (rec record, main int64, found bool, err error) {
+// not, and whether there is one; with its value when withValue is set (or
+// when it came from 'k' anyway), else maybe without (rec.valueInK). At the
+// current revision (every apply) this is one point lookup, two with the
+// value.
+func latest(r pebble.Reader, key []byte, rev int64, withValue bool) (rec record, main int64, found bool, err error) {
 	v, closer, err := r.Get(latestKey(nil, key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return rec, 0, false, nil
@@ -115,7 +140,14 @@ func latest(r pebble.Reader, key []byte, rev int64) (rec record, main int64, fou
 	if err != nil {
 		return rec, 0, false, err
 	}
-	rec.value = append([]byte(nil), rec.value...)
+	if rec.valueInK && withValue {
+		if rec.value, err = loadValue(r, key, main); err != nil {
+			return rec, 0, false, err
+		}
+		rec.valueInK = false
+	} else {
+		rec.value = append([]byte(nil), rec.value...)
+	}
 	return rec, main, true, nil
 }
 
@@ -129,6 +161,7 @@ type rangeResult struct {
 
 func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
 	var rr rangeResult
+	var valueErr error
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
 		rr.count++
 		if countOnly || (limit > 0 && int64(len(rr.kvs)) >= limit) {
@@ -138,9 +171,18 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		if err != nil {
 			panic(err) // a corrupt record is a broken invariant, not a client error
 		}
-		rr.kvs = append(rr.kvs, rec.keyValue(decodeUserKey(lkey[1:]), main, keysOnly))
+		userKey := decodeUserKey(lkey[1:])
+		if rec.valueInK && !keysOnly {
+			if rec.value, valueErr = loadValue(r, userKey, main); valueErr != nil {
+				return false
+			}
+		}
+		rr.kvs = append(rr.kvs, rec.keyValue(userKey, main, keysOnly))
 		return true
 	})
+	if err == nil {
+		err = valueErr
+	}
 	return rr, err
 }
 

@@ -1,6 +1,7 @@
 package storeactor
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -34,6 +35,14 @@ func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	for {
 		v := r.view.Load()
 		resp, err := executeRange(r.db, req, v.Rev, v.CompactRev)
+		if errors.Is(err, errVersionGone) {
+			// A compaction overtook the read (see errVersionGone).
+			if retry, cerr := r.overtaken(req.Revision, v.Rev); cerr != nil {
+				return nil, cerr
+			} else if retry {
+				continue
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +61,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		v := r.view.Load()
 		tw := &writeTxn{r: r.db, beginRev: v.Rev}
 		resp, err := tw.applyTxn(req, v.CompactRev)
-		if err != nil {
+		if err != nil && !errors.Is(err, errVersionGone) {
 			return nil, err
 		}
 		retry := false
@@ -64,6 +73,9 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 				return nil, err
 			}
 			retry = retry || again
+		}
+		if !retry && err != nil {
+			return nil, err // gone without a compaction: corruption
 		}
 		if !retry {
 			return resp, nil

@@ -14,8 +14,15 @@ import (
 //
 // Encoding: flags(1) sub(uvarint) create(uvarint) version(uvarint)
 // lease(varint) value(rest).
+//
+// A newest-version ('l') entry stores the record without its value, with
+// flagValueInK set: the value is read from the version's 'k' entry when a
+// read returns it. So counting and keys-only reads walk small entries, and
+// a put writes its value once. ('l' entries written before this carry
+// their value and no flag; both are read.)
 type record struct {
 	tombstone bool
+	valueInK  bool // the value is in the version's 'k' entry, not here
 	sub       int64
 	create    int64
 	version   int64
@@ -23,7 +30,10 @@ type record struct {
 	value     []byte
 }
 
-const flagTombstone = 1
+const (
+	flagTombstone = 1
+	flagValueInK  = 2
+)
 
 var errCorruptRecord = errors.New("storeactor: corrupt record")
 
@@ -31,6 +41,9 @@ func (r *record) append(dst []byte) []byte {
 	var flags byte
 	if r.tombstone {
 		flags |= flagTombstone
+	}
+	if r.valueInK {
+		flags |= flagValueInK
 	}
 	dst = append(dst, flags)
 	dst = binary.AppendUvarint(dst, uint64(r.sub))
@@ -47,6 +60,7 @@ func decodeRecord(b []byte) (record, error) {
 		return r, errCorruptRecord
 	}
 	r.tombstone = b[0]&flagTombstone != 0
+	r.valueInK = b[0]&flagValueInK != 0
 	b = b[1:]
 	var vals [3]uint64
 	for i := range vals {

@@ -21,6 +21,7 @@ type writeTxn struct {
 	buf      []byte
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
+	readErr  error            // errVersionGone from a range of a read-only txn
 
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
@@ -56,7 +57,7 @@ func (tw *writeTxn) latestMeta(key []byte) latestMeta {
 			return m
 		}
 	}
-	rec, main, found, err := latest(tw.r, key, tw.rev())
+	rec, main, found, err := latest(tw.r, key, tw.rev(), false)
 	must(err)
 	m := latestMeta{tombstone: true}
 	if found {
@@ -97,8 +98,12 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	if err := tw.w.Set(vk, tw.buf, nil); err != nil {
 		panic(err)
 	}
-	lv := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(tw.buf)), uint64(main))
-	if err := tw.w.Set(latestKey(nil, key), append(lv, tw.buf...), nil); err != nil {
+	// The newest-version entry holds the record without its value (see
+	// record): the value is written once, in 'k'.
+	lrec := *rec
+	lrec.value, lrec.valueInK = nil, !rec.tombstone
+	lv := lrec.append(binary.BigEndian.AppendUint64(make([]byte, 0, 40), uint64(main)))
+	if err := tw.w.Set(latestKey(nil, key), lv, nil); err != nil {
 		panic(err)
 	}
 	if tw.cache != nil {
@@ -125,7 +130,7 @@ func (tw *writeTxn) getPrevKV(p *pb.PutRequest) *mvccpb.KeyValue {
 	if !p.PrevKv && !p.IgnoreValue && !p.IgnoreLease {
 		return nil
 	}
-	rec, main, found, err := latest(tw.r, p.Key, tw.rev())
+	rec, main, found, err := latest(tw.r, p.Key, tw.rev(), true)
 	if err != nil {
 		panic(err)
 	}
