@@ -60,7 +60,7 @@ type Config struct {
 	MaxTxnOps                         int
 	RequestTimeout                    time.Duration // etcd: 5s + 2 x election timeout
 	QuotaBytes                        int64
-	DBSize                            func() (total, inUse int64)
+	DBSize                            func() int64 // bytes the store takes on disk
 	// Defragment reclaims space while reads and writes go on (a pebble
 	// manual compaction; etcd stops the world for it).
 	Defragment func(context.Context) error
@@ -86,7 +86,6 @@ type Gateway struct {
 	// (half the cores): a flood of logins with wrong passwords costs the
 	// attacker waiting time, not everyone else's CPU.
 	bcryptSlots chan struct{}
-	usage       spaceUsage // live bytes, for the quota
 }
 
 func New(cfg Config) *Gateway {

@@ -35,7 +35,8 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	if err != nil {
 		return nil, s.g.ctxErr(ctx, err)
 	}
-	total, inUse := s.g.cfg.DBSize()
+	// In use: the MVCC data not compacted away (the quota's measure).
+	total, inUse := s.g.cfg.DBSize(), s.g.cfg.Store.View().LiveBytes
 	resp := &pb.StatusResponse{
 		Header:           &pb.ResponseHeader{},
 		Version:          s.g.cfg.Version,

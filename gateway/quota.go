@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"sync/atomic"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -15,10 +13,10 @@ import (
 // member agrees — and is refused with "database space exceeded"; from then
 // on the store refuses writes until the alarm is disarmed.
 //
-// Unlike etcd, the quota is measured on live data (pebble's tables plus
-// the write-ahead log not yet flushed into them), not on the size of a file
-// that never shrinks: deleting and compacting bring usage down by
-// themselves, without a defragmentation.
+// Unlike etcd, the quota is measured on live data — the MVCC versions and
+// history a compaction has not removed (storeactor.View.LiveBytes) — not
+// on the size of a file that never shrinks: deleting and compacting bring
+// usage down at once, without a defragmentation.
 
 // etcd's cost estimates of what a request adds to the store.
 const (
@@ -50,29 +48,6 @@ func quotaCost(r any) int64 {
 	return 0
 }
 
-// usageRefresh is how old the measured usage may be. Measuring asks pebble
-// for its metrics, too costly for every write; a write that slips past the
-// quota in between is caught by the next check.
-const usageRefresh = 100 * time.Millisecond
-
-// spaceUsage caches the store's live bytes.
-type spaceUsage struct {
-	bytes    atomic.Int64
-	measured atomic.Int64 // unix nanoseconds; 0: never
-}
-
-// current returns the live bytes, measuring again when the last measure
-// is older than usageRefresh (one caller measures; the others use the
-// previous value meanwhile).
-func (u *spaceUsage) current(measure func() int64) int64 {
-	now := time.Now().UnixNano()
-	last := u.measured.Load()
-	if now-last >= int64(usageRefresh) && u.measured.CompareAndSwap(last, now) {
-		u.bytes.Store(measure())
-	}
-	return u.bytes.Load()
-}
-
 // checkQuota refuses r with etcd's NOSPACE error, raising the alarm, when
 // it would take the store past the quota.
 func (g *Gateway) checkQuota(ctx context.Context, r any) error {
@@ -80,8 +55,7 @@ func (g *Gateway) checkQuota(ctx context.Context, r any) error {
 	if cost == 0 || g.cfg.QuotaBytes <= 0 {
 		return nil
 	}
-	used := g.usage.current(func() int64 { _, live := g.cfg.DBSize(); return live })
-	if used+cost < g.cfg.QuotaBytes {
+	if g.cfg.Store.View().LiveBytes+cost < g.cfg.QuotaBytes {
 		return nil
 	}
 	// As etcd: the alarm is raised best-effort; the write is refused

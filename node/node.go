@@ -410,19 +410,8 @@ func (n *Node) shutdownActors() {
 	n.system.Shutdown()
 }
 
-// dbSize is the space the store takes on disk, and the live part of it:
-// pebble's tables plus the write-ahead log not yet flushed into them. The
-// quota is held against the live part, which deletes and compactions
-// bring down by themselves.
-func (n *Node) dbSize() (int64, int64) {
-	m := n.db.Metrics()
-	total := int64(m.DiskSpaceUsage())
-	inUse := int64(m.Total().TablesSize) + int64(m.WAL.Size)
-	if inUse > total || inUse == 0 {
-		inUse = total
-	}
-	return total, inUse
-}
+// dbSize is the space the member's DB takes on disk.
+func (n *Node) dbSize() int64 { return int64(n.db.Metrics().DiskSpaceUsage()) }
 
 // ClientAddrs are the bound client listener addresses (useful with port 0).
 func (n *Node) ClientAddrs() []string {

@@ -224,6 +224,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	binary.BigEndian.PutUint64(applied[8:], next.AppliedTerm)
 	must(b.Set(metaApplied, applied[:], nil))
 	must(putU64(b, metaRev, uint64(next.Rev)))
+	must(putU64(b, metaLive, uint64(next.LiveBytes)))
 	// NoSync: the raft log entries being applied are already synced, and
 	// the raft actor's next synced write flushes this batch too. After a
 	// crash, whatever is lost here is re-applied from the log.
@@ -332,6 +333,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 	if tw.changes > 0 {
 		next.Rev = tw.beginRev + 1
 	}
+	next.LiveBytes += tw.live
 	return res, compacted
 }
 

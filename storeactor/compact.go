@@ -48,10 +48,15 @@ func (s *Store) compactStep(ctx actor.Context) {
 	must(it.Close())
 
 	b := s.cfg.DB.NewBatch()
+	var freed int64
 	for k := range keys {
-		compactKey(s.cfg.DB, b, []byte(k), target)
+		freed += compactKey(s.cfg.DB, b, []byte(k), target)
 	}
-	must(b.DeleteRange(historySpaceLow, historyKey(nil, min(reached+1, target), 0), nil))
+	histEnd := historyKey(nil, min(reached+1, target), 0)
+	freed += spanBytes(s.cfg.DB, historySpaceLow, histEnd)
+	must(b.DeleteRange(historySpaceLow, histEnd, nil))
+	s.cur.LiveBytes = max(0, s.cur.LiveBytes-freed)
+	must(putU64(b, metaLive, uint64(s.cur.LiveBytes)))
 	must(putU64(b, metaCompactDone, uint64(reached)))
 	must(b.Commit(pebble.NoSync))
 	must(b.Close())
@@ -65,19 +70,22 @@ func (s *Store) compactStep(ctx actor.Context) {
 }
 
 // compactKey deletes the versions of key that no read at or above target
-// can see.
-func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) {
+// can see, and returns their size (see View.LiveBytes).
+func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed int64) {
 	from := versionKey(nil, key, target)
 	end := afterKeyPrefix(nil, from[:len(from)-8])
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: end})
 	must(err)
 	defer it.Close()
 	if !it.First() {
-		return
+		return 0
 	}
 	_, main := splitVersionKey(it.Key())
 	v := it.Value()
 	if len(v) > 0 && v[0]&flagTombstone != 0 {
+		for ok := true; ok; ok = it.Next() {
+			freed += int64(len(it.Key()) + len(it.Value()))
+		}
 		must(b.DeleteRange(from, end, nil))
 		// The key is gone for good unless written again since: then its
 		// 'l' entry holds a newer version and stays.
@@ -88,9 +96,24 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) {
 				must(b.Delete(latestKey(nil, key), nil))
 			}
 		}
-		return
+		return freed
+	}
+	for it.Next() {
+		freed += int64(len(it.Key()) + len(it.Value()))
 	}
 	must(b.DeleteRange(versionKey(nil, key, main-1), end, nil))
+	return freed
+}
+
+// spanBytes is the size of the keys and values in [lo, hi).
+func spanBytes(db pebble.Reader, lo, hi []byte) (n int64) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	must(err)
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		n += int64(len(it.Key()) + len(it.Value()))
+	}
+	return n
 }
 
 func (s *Store) finishCompaction() { s.compacting = false }

@@ -2,6 +2,7 @@ package storeactor_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,5 +338,34 @@ func TestCompactionDropsLatestEntryOfDeletedKeys(t *testing.T) {
 	}
 	if got := h.get("back", 0); len(got) != 1 {
 		t.Fatalf("back = %v", got)
+	}
+}
+
+// LiveBytes counts the versions and history written, falls by what
+// physical compaction deletes, and survives a restart.
+func TestLiveBytesFollowWritesAndCompaction(t *testing.T) {
+	h := newHarness(t)
+	if got := h.reader.View().LiveBytes; got != 0 {
+		t.Fatalf("empty store: %d live bytes", got)
+	}
+	val := strings.Repeat("v", 1000)
+	for i := 0; i < 10; i++ {
+		h.put(fmt.Sprintf("k%d", i%5), val)
+	}
+	full := h.reader.View().LiveBytes
+	if full < 10*1000 || full > 10*1100 {
+		t.Fatalf("10 puts of 1000 bytes: %d live bytes", full)
+	}
+	h.must(delReq("k", "l"))
+	rev := h.rev()
+	h.must(compactReq(rev, true))
+	eventually(t, "physical compaction", func() bool { return h.reader.View().CompactDone >= rev })
+	after := h.reader.View().LiveBytes
+	if after > 200 {
+		t.Fatalf("after deleting everything and compacting: %d of %d live bytes left", after, full)
+	}
+	h.restart()
+	if got := h.reader.View().LiveBytes; got != after {
+		t.Fatalf("after restart: %d, want %d", got, after)
 	}
 }

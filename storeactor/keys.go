@@ -50,6 +50,7 @@ var (
 	metaApplied      = []byte("mapplied")      // last applied raft index (8) + term (8)
 	metaCompact      = []byte("mcompact")      // compaction revision clients see (scheduled)
 	metaCompactDone  = []byte("mcompact_done") // revision physical compaction finished at
+	metaLive         = []byte("mlive")         // live bytes (see View.LiveBytes)
 	latestSpaceUpper = []byte{prefixLatest + 1}
 	historySpaceLow  = []byte{prefixHistory}
 	historySpaceHigh = []byte{prefixHistory + 1}

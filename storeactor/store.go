@@ -27,8 +27,16 @@ type View struct {
 	CompactDone int64  // physical compaction has finished up to here; -1 if never
 	Applied     uint64 // last raft index applied
 	AppliedTerm uint64 // term of that entry
-	NoSpace     bool   // a NOSPACE alarm is active: writes are refused
-	Corrupt     bool   // a CORRUPT alarm is active: applies are refused
+	// LiveBytes is the size of the MVCC data a compaction has not removed:
+	// every version ('k' key and record) and history entry ('h') written,
+	// less what physical compaction deleted. It is the quota's measure
+	// (--quota-backend-bytes): unlike a file size it falls as soon as a
+	// compaction has run, without waiting for pebble to rewrite its files.
+	// Counted in the same batches as the writes and deletes it follows, so
+	// it survives crashes exactly.
+	LiveBytes int64
+	NoSpace   bool // a NOSPACE alarm is active: writes are refused
+	Corrupt   bool // a CORRUPT alarm is active: applies are refused
 }
 
 // OpenPebble opens the node's pebble DB in dir, or on an in-memory FS when
@@ -102,6 +110,15 @@ func loadView(db pebble.Reader) (View, error) {
 		return v, err
 	} else if ok {
 		v.CompactDone = int64(binary.BigEndian.Uint64(b))
+	}
+	if b, ok, err := getValue(db, metaLive); err != nil {
+		return v, err
+	} else if ok {
+		v.LiveBytes = int64(binary.BigEndian.Uint64(b))
+	} else {
+		// A store from before the count: measure it once.
+		v.LiveBytes = spanBytes(db, []byte{prefixKey}, []byte{prefixKey + 1}) +
+			spanBytes(db, historySpaceLow, historySpaceHigh)
 	}
 	v.NoSpace = alarmActive(db, pb.AlarmType_NOSPACE)
 	v.Corrupt = alarmActive(db, pb.AlarmType_CORRUPT)

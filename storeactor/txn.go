@@ -22,6 +22,7 @@ type writeTxn struct {
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
 	readErr  error            // errVersionGone from a range of a read-only txn
+	live     int64            // bytes of versions and history written (see View.LiveBytes)
 
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
@@ -109,6 +110,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	if tw.cache != nil {
 		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}
+	tw.live += int64(len(vk) + len(tw.buf))
 	h := make([]byte, 0, 1+len(key))
 	if rec.tombstone {
 		h = append(h, flagTombstone)
@@ -116,9 +118,11 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 		h = append(h, 0)
 	}
 	h = append(h, key...)
-	if err := tw.w.Set(historyKey(nil, main, rec.sub), h, nil); err != nil {
+	hk := historyKey(nil, main, rec.sub)
+	if err := tw.w.Set(hk, h, nil); err != nil {
 		panic(err)
 	}
+	tw.live += int64(len(hk) + len(h))
 	tw.changes++
 	if tw.events != nil {
 		*tw.events = append(*tw.events, rec.event(key, main))
