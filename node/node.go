@@ -71,8 +71,11 @@ type Config struct {
 	AuthTokenTTL                time.Duration        // --auth-token-ttl for simple tokens
 	Audit                       *zap.Logger          // the audit log; default: Logger's "audit"
 	JWT                         *authactor.JWTTokens // --auth-token=jwt,...; nil: simple tokens
-	Logger                      *zap.Logger
-	Clock                       actors.Clock
+	// InitialCorruptCheck (--feature-gates=InitialCorruptCheck=true): a
+	// member with data checks its store's consistency before serving.
+	InitialCorruptCheck bool
+	Logger              *zap.Logger
+	Clock               actors.Clock
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
@@ -165,6 +168,14 @@ func Start(cfg Config) (*Node, error) {
 	reader, err := storeactor.NewReader(db)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.InitialCorruptCheck && reader.View().Applied > 0 {
+		lg.Info("starting initial corruption check", zap.String("local-member-id", fmt.Sprintf("%x", memberID)))
+		if err := reader.CheckConsistency(); err != nil {
+			lg.Error("checkInitialHashKV failed", zap.Error(err))
+			return fail(fmt.Errorf("%x found data inconsistency: %w", memberID, err))
+		}
+		lg.Info("initial corruption checking passed; no corruption", zap.String("local-member-id", fmt.Sprintf("%x", memberID)))
 	}
 	progress := cfg.WatchProgressNotifyInterval
 	if progress > 0 && progress < minWatchProgressInterval {

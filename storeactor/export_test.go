@@ -99,3 +99,29 @@ func countRange(db *pebble.DB, lo, hi []byte) int {
 func LatestCount(db *pebble.DB) int {
 	return countRange(db, []byte{prefixLatest}, []byte{prefixLatest + 1})
 }
+
+// CorruptNewestVersion rewrites key's newest version entry in 'k' with
+// another create revision (for the consistency check's test).
+func CorruptNewestVersion(db *pebble.DB, key string) {
+	l, closer, err := db.Get(latestKey(nil, []byte(key)))
+	if err != nil {
+		panic(err)
+	}
+	main := int64(binary.BigEndian.Uint64(l[:8]))
+	closer.Close()
+	vk := versionKey(nil, []byte(key), main)
+	v, closer, err := db.Get(vk)
+	if err != nil {
+		panic(err)
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		panic(err)
+	}
+	rec.value = append([]byte(nil), rec.value...)
+	closer.Close()
+	rec.create++
+	if err := db.Set(vk, rec.append(nil), pebble.Sync); err != nil {
+		panic(err)
+	}
+}

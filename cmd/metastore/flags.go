@@ -32,7 +32,7 @@ var (
 		wal-dir warning-apply-duration warning-unary-request-duration
 		cipher-suites client-cert-allowed-hostname host-whitelist
 		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
-		listen-metrics-urls cors feature-gates discovery`)
+		listen-metrics-urls cors discovery`)
 )
 
 func words(s string) map[string]bool {

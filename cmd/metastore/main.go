@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/featuregate"
+	"go.etcd.io/etcd/server/v3/features"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/bcrypt"
@@ -60,6 +62,7 @@ func run(args []string) int {
 		logLevel     = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		logger       = fs.String("logger", "zap", "Currently only supports 'zap' for structured logging.")
 		version      = fs.Bool("version", false, "Print the version and exit.")
+		featureGates = fs.String("feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (etcd's; MetaStore acts on InitialCorruptCheck).")
 	)
 	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
@@ -149,6 +152,12 @@ func run(args []string) int {
 		lg.Error("discovery failed", zap.Error(err))
 		return 1
 	}
+	// etcd's own feature gate parser: same names, defaults and errors.
+	gates := features.NewDefaultServerFeatureGate("metastore", lg)
+	if err := gates.(featuregate.MutableFeatureGate).Set(*featureGates); err != nil {
+		lg.Error("invalid --feature-gates", zap.Error(err))
+		return 1
+	}
 	_ = listenPeer // peer listeners come with multi-member clusters
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
@@ -164,6 +173,7 @@ func run(args []string) int {
 		AuthTokenTTL:                time.Duration(*authTokenTTL) * time.Second,
 		Audit:                       audit,
 		JWT:                         jwt,
+		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
 		AutoCompactionMode:          *compactMode,
 		AutoCompactionRetention:     compactRetention,
 		Logger:                      lg,
