@@ -27,7 +27,7 @@
 #      scale 1) of 64 KiB values, overwrites a quarter, compacts; then the
 #      snapshot throughput (MB/s, written to a file as etcdctl snapshot
 #      save does), the defragmentation's duration and the put p99 while
-#      idle and while the defragmentation runs
+#      idle, during the snapshot and during the defragmentation
 #   k  put as b, with auth on: scripts/authsetup enables auth with a user
 #      "bench" whose role may read and write every key (prefix "bench-" and
 #      from-key "\x00": the put keys are binary and share no prefix); the
@@ -242,6 +242,7 @@ WROWS=(
   "j|(j) mass expiry: put p99 while leases are revoked, ms|expiry_put_p99_ms|kv"
   "j|(j) mass expiry: seconds to revoke them all|expiry_seconds|kv"
   "m|(m) snapshot save, MB/s|snapshot_mb_per_s|kv"
+  "m|(m) put p99 during snapshot save, ms|snapshot_put_p99_ms|kv"
   "m|(m) defragment, seconds|defrag_seconds|kv"
   "m|(m) put p99 while idle, ms|idle_put_p99_ms|kv"
   "m|(m) put p99 during defragment, ms|defrag_put_p99_ms|kv"
