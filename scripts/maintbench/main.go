@@ -13,13 +13,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/metastore/metastore/scripts/internal/putprobe"
 )
 
 func main() {
@@ -75,13 +76,14 @@ func main() {
 		secs = time.Since(start).Seconds()
 		snapDone.Store(true)
 	}()
-	duringSnap := putLatencies(ctx, cli, time.Time{}, &snapDone)
+	duringSnap := putprobe.Latencies(ctx, cli, "maint-probe", until(&snapDone), countPutError)
 	os.Remove(*file)
 	fmt.Printf("snapshot_mb_per_s %.1f\n", float64(size)/(1<<20)/secs)
 	fmt.Printf("snapshot_mb %.0f\n", float64(size)/(1<<20))
-	fmt.Printf("snapshot_put_p99_ms %.2f\n", p99(duringSnap))
+	fmt.Printf("snapshot_put_p99_ms %.2f\n", putprobe.P99(duringSnap))
 
-	idle := putLatencies(ctx, cli, time.Now().Add(2*time.Second), nil)
+	idleEnd := time.Now().Add(2 * time.Second)
+	idle := putprobe.Latencies(ctx, cli, "maint-probe", func(int) bool { return !time.Now().After(idleEnd) }, countPutError)
 	var done atomic.Bool
 	var defragSecs float64
 	go func() {
@@ -92,14 +94,14 @@ func main() {
 		defragSecs = time.Since(start).Seconds()
 		done.Store(true)
 	}()
-	during := putLatencies(ctx, cli, time.Time{}, &done)
+	during := putprobe.Latencies(ctx, cli, "maint-probe", until(&done), countPutError)
 	fmt.Printf("defrag_seconds %.2f\n", defragSecs)
-	fmt.Printf("idle_put_p99_ms %.2f\n", p99(idle))
-	fmt.Printf("defrag_put_p99_ms %.2f\n", p99(during))
+	fmt.Printf("idle_put_p99_ms %.2f\n", putprobe.P99(idle))
+	fmt.Printf("defrag_put_p99_ms %.2f\n", putprobe.P99(during))
 	fmt.Printf("puts_idle %d puts_during %d put_errors %d\n", len(idle), len(during), putErrors.Load())
 }
 
-// putErrors counts puts that failed (see putLatencies).
+// putErrors counts puts that failed (see countPutError).
 var putErrors atomic.Int64
 
 // snapshot streams a snapshot into file and returns its size.
@@ -124,32 +126,17 @@ func snapshot(ctx context.Context, cli *clientv3.Client, file string) int64 {
 	return n
 }
 
-// putLatencies puts one key after another until the deadline, or until
-// done is set (then at least one put); failed puts count with their time.
-func putLatencies(ctx context.Context, cli *clientv3.Client, until time.Time, done *atomic.Bool) []time.Duration {
-	var out []time.Duration
-	for n := 0; ; n++ {
-		if done != nil && done.Load() && n > 0 || done == nil && time.Now().After(until) {
-			return out
-		}
-		t := time.Now()
-		if _, err := cli.Put(ctx, "maint-probe", "v"); err != nil {
-			// A server that blocks writes longer than its request timeout
-			// (etcd during a long defragmentation) fails them: count the
-			// failure, its latency is how long it blocked.
-			putErrors.Add(1)
-			fmt.Fprintln(os.Stderr, "maintbench: put:", err)
-		}
-		out = append(out, time.Since(t))
-	}
+// countPutError counts a put that failed: a server that blocks writes
+// longer than its request timeout (etcd during a long defragmentation)
+// fails them; their latency is how long they blocked.
+func countPutError(err error) {
+	putErrors.Add(1)
+	fmt.Fprintln(os.Stderr, "maintbench: put:", err)
 }
 
-func p99(ds []time.Duration) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return float64(ds[(len(ds)*99)/100]) / float64(time.Millisecond)
+// until is putprobe's "more" for "until done is set, at least one put".
+func until(done *atomic.Bool) func(n int) bool {
+	return func(n int) bool { return n == 0 || !done.Load() }
 }
 
 func fail(err error) {

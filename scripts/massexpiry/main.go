@@ -10,12 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/metastore/metastore/scripts/internal/putprobe"
 )
 
 func main() {
@@ -57,13 +58,13 @@ func main() {
 		fail(fmt.Errorf("granting took %s, longer than the TTL: use a larger -ttl", time.Since(start)))
 	}
 
-	idle := putLatencies(ctx, cli, func(int) bool { return time.Now().Before(expiresAt.Add(-time.Second)) })
+	idle := putprobe.Latencies(ctx, cli, "massexpiry-probe", func(int) bool { return time.Now().Before(expiresAt.Add(-time.Second)) }, fail)
 	for time.Now().Before(expiresAt) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	expiryStart := time.Now()
 	deadline := expiryStart.Add(*limit)
-	during := putLatencies(ctx, cli, func(n int) bool {
+	during := putprobe.Latencies(ctx, cli, "massexpiry-probe", func(n int) bool {
 		if n%200 == 0 { // check the remaining keys now and then
 			r, err := cli.Get(ctx, "massexpiry/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {
@@ -72,32 +73,11 @@ func main() {
 			return r.Count > 0 && time.Now().Before(deadline)
 		}
 		return true
-	})
-	fmt.Printf("idle_put_p99_ms %.2f\n", p99(idle))
-	fmt.Printf("expiry_put_p99_ms %.2f\n", p99(during))
+	}, fail)
+	fmt.Printf("idle_put_p99_ms %.2f\n", putprobe.P99(idle))
+	fmt.Printf("expiry_put_p99_ms %.2f\n", putprobe.P99(during))
 	fmt.Printf("expiry_seconds %.1f\n", time.Since(expiryStart).Seconds())
 	fmt.Printf("puts_idle %d puts_during %d\n", len(idle), len(during))
-}
-
-// putLatencies puts one key after another while more(n) holds.
-func putLatencies(ctx context.Context, cli *clientv3.Client, more func(n int) bool) []time.Duration {
-	var out []time.Duration
-	for n := 0; more(n); n++ {
-		t := time.Now()
-		if _, err := cli.Put(ctx, "massexpiry-probe", "v"); err != nil {
-			fail(err)
-		}
-		out = append(out, time.Since(t))
-	}
-	return out
-}
-
-func p99(ds []time.Duration) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return float64(ds[(len(ds)*99)/100]) / float64(time.Millisecond)
 }
 
 func fail(err error) {
