@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/watchactor"
 )
 
@@ -101,14 +102,13 @@ func (g *Gateway) recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream,
 // stream's user (auth: read permission on the range, checked at creation),
 // or "".
 func (g *Gateway) watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
-	st, ai, err := g.requestAuth(ctx)
-	if err == nil {
-		key := r.Key
-		if len(key) == 0 {
-			key = []byte{0} // etcd checks the key it will watch
-		}
-		err = st.CheckOp(ai, key, r.RangeEnd, false)
+	key := r.Key
+	if len(key) == 0 {
+		key = []byte{0} // etcd checks the key it will watch
 	}
+	err := g.authorize(ctx, func(st *authactor.State, ai authactor.Info) error {
+		return st.CheckOp(ai, key, r.RangeEnd, false)
+	})
 	if err == nil {
 		return ""
 	}
