@@ -35,22 +35,19 @@ func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	for {
 		v := r.view.Load()
 		resp, err := executeRange(r.db, req, v.Rev, v.CompactRev)
-		if errors.Is(err, errVersionGone) {
-			// A compaction overtook the read (see errVersionGone).
-			if retry, cerr := r.overtaken(req.Revision, v.Rev); cerr != nil {
-				return nil, cerr
-			} else if retry {
-				continue
-			}
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errVersionGone) {
 			return nil, err
 		}
-		if retry, err := r.overtaken(req.Revision, v.Rev); err != nil {
-			return nil, err
-		} else if !retry {
-			return resp, nil
+		retry, cerr := r.overtaken(req.Revision, v.Rev)
+		switch {
+		case cerr != nil:
+			return nil, cerr
+		case retry:
+			continue
+		case err != nil:
+			return nil, err // a version gone without a compaction: corruption
 		}
+		return resp, nil
 	}
 }
 
@@ -74,12 +71,13 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 			}
 			retry = retry || again
 		}
-		if !retry && err != nil {
-			return nil, err // gone without a compaction: corruption
+		switch {
+		case retry:
+			continue
+		case err != nil:
+			return nil, err // a version gone without a compaction: corruption
 		}
-		if !retry {
-			return resp, nil
-		}
+		return resp, nil
 	}
 }
 
