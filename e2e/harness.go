@@ -324,6 +324,7 @@ type config struct {
 	peerPort        int
 	startTimeout    time.Duration
 	allowSignalExit *bool
+	initialCluster  string // --initial-cluster; default: this member alone
 }
 
 // WithName sets the member name (--name); by default "<kind>-<n>".
@@ -402,6 +403,33 @@ func StartEtcd(t testing.TB, opts ...Option) *Server {
 
 func start(t testing.TB, kind Kind, opts []Option) *Server {
 	t.Helper()
+	s := newServer(t, kind, opts)
+	autoPorts := s.cfg.clientPort == 0 && s.cfg.peerPort == 0
+	for attempt := 1; ; attempt++ {
+		s.ClientPort, s.PeerPort = s.cfg.clientPort, s.cfg.peerPort
+		if s.ClientPort == 0 {
+			s.ClientPort = FreePort(t)
+		}
+		if s.PeerPort == 0 {
+			s.PeerPort = FreePort(t)
+		}
+		err := s.launch()
+		if err == nil {
+			return s
+		}
+		// Another process may have taken a port between FreePort and bind.
+		if autoPorts && attempt < 3 && strings.Contains(s.Log(), "address already in use") {
+			t.Logf("e2e: %s: port clash, retrying with new ports", s.Name)
+			continue
+		}
+		t.Fatalf("e2e: start %s: %v (its log follows)", s.Name, err)
+	}
+}
+
+// newServer prepares a Server (name, binary, data dir, cleanup) without
+// starting it.
+func newServer(t testing.TB, kind Kind, opts []Option) *Server {
+	t.Helper()
 	var cfg config
 	for _, o := range opts {
 		o(&cfg)
@@ -448,26 +476,7 @@ func start(t testing.TB, kind Kind, opts []Option) *Server {
 			t.Logf("e2e: %s", s.logTail(logTailLines))
 		}
 	})
-	autoPorts := cfg.clientPort == 0 && cfg.peerPort == 0
-	for attempt := 1; ; attempt++ {
-		s.ClientPort, s.PeerPort = cfg.clientPort, cfg.peerPort
-		if s.ClientPort == 0 {
-			s.ClientPort = FreePort(t)
-		}
-		if s.PeerPort == 0 {
-			s.PeerPort = FreePort(t)
-		}
-		err := s.launch()
-		if err == nil {
-			return s
-		}
-		// Another process may have taken a port between FreePort and bind.
-		if autoPorts && attempt < 3 && strings.Contains(s.Log(), "address already in use") {
-			t.Logf("e2e: %s: port clash, retrying with new ports", s.Name)
-			continue
-		}
-		t.Fatalf("e2e: start %s: %v (its log follows)", s.Name, err)
-	}
+	return s
 }
 
 // Args returns the command-line arguments the server is started with.
@@ -481,6 +490,9 @@ func (s *Server) Args() []string {
 		"--listen-peer-urls=" + peer,
 		"--initial-advertise-peer-urls=" + peer,
 		"--initial-cluster=" + s.Name + "=" + peer,
+	}
+	if s.cfg.initialCluster != "" {
+		args[len(args)-1] = "--initial-cluster=" + s.cfg.initialCluster
 	}
 	return append(args, s.cfg.flags...)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
+	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/watchactor"
@@ -66,16 +67,35 @@ type Config struct {
 	Defragment func(context.Context) error
 	// Snapshots makes the copies Maintenance.Snapshot streams.
 	Snapshots *storeactor.Snapshotter
-	// Members is the cluster's membership (one member until multi-member
-	// clusters are built).
+	// Members is the cluster's membership.
 	Members func() []*pb.Member
-	Version string // etcd API version reported by Status
+	// LeaderLeases reaches the leader's lessor when this member is a
+	// follower: only the leader tracks expiry, so keep-alives and TTL
+	// queries go there (as etcd forwards them). Nil: a lone member.
+	LeaderLeases LeaderLeases
+	// LeaderPromote asks the leader to promote a learner (only the leader
+	// knows whether it has caught up), as etcd forwards MemberPromote.
+	LeaderPromote func(ctx context.Context, id uint64) ([]*pb.Member, error)
+	// Peers tells how long the connections to peers have been up (the
+	// raft transport), for the reconfiguration checks.
+	Peers PeerHealth
+	// StrictReconfigCheck is --strict-reconfig-check: refuse membership
+	// changes that could cost the cluster its quorum.
+	StrictReconfigCheck bool
+	Version             string // etcd API version reported by Status
 	// ClusterVersion (major.minor) is what Downgrade reports; StorageVersion
 	// (major.minor.0) is what snapshots carry.
 	ClusterVersion, StorageVersion string
 	BcryptCost                     int // --bcrypt-cost
 	// Audit receives the audit log (see audit.go); default: Logger's "audit".
 	Audit *zap.Logger
+}
+
+// LeaderLeases is the leader's lessor as seen from a follower.
+type LeaderLeases interface {
+	// Renew renews a lease; rpctypes.ErrGRPCLeaseNotFound when unknown.
+	Renew(ctx context.Context, id int64) (ttl int64, err error)
+	TimeToLive(ctx context.Context, id int64) (leaseactor.TTLResult, error)
 }
 
 // Gateway holds what every handler needs.
@@ -135,8 +155,8 @@ func (g *Gateway) newServer(maxRecv int) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.NumStreamWorkers(streamWorkers()),
-		grpc.ChainUnaryInterceptor(g.auditUnary),
-		grpc.ChainStreamInterceptor(g.auditStream),
+		grpc.ChainUnaryInterceptor(learnerUnary(g), g.auditUnary),
+		grpc.ChainStreamInterceptor(learnerStream(g), g.auditStream),
 	)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})

@@ -60,6 +60,11 @@ func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	if err == nil {
 		err = res.Err
 	}
+	if errors.Is(err, rpctypes.ErrGRPCNotLeader) && s.g.cfg.LeaderLeases != nil {
+		rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
+		res, err = s.g.cfg.LeaderLeases.TimeToLive(rctx, r.ID)
+		cancel()
+	}
 	if err != nil {
 		return nil, s.g.ctxErr(ctx, err)
 	}
@@ -131,6 +136,11 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		})
 		if err != nil {
 			return s.g.ctxErr(ctx, err)
+		}
+		if errors.Is(res.Err, rpctypes.ErrGRPCNotLeader) && s.g.cfg.LeaderLeases != nil {
+			rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
+			res.TTL, res.Err = s.g.cfg.LeaderLeases.Renew(rctx, req.ID)
+			cancel()
 		}
 		switch {
 		case errors.Is(res.Err, rpctypes.ErrGRPCLeaseNotFound):

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -108,30 +110,6 @@ func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequ
 	return &pb.DefragmentResponse{}, nil // etcd sends no header here
 }
 
-// clusterServer implements etcd's Cluster service as far as a single
-// member goes: MemberList. Changing membership comes with multi-member
-// clusters and answers Unimplemented until then.
-type clusterServer struct {
-	pb.UnimplementedClusterServer
-	g *Gateway
-}
-
-func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	if r.Linearizable {
-		if err := s.g.linearizableRead(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.g.requireUser(ctx); err != nil {
-		return nil, err
-	}
-	v := s.g.cfg.RaftView.Load()
-	return &pb.MemberListResponse{
-		Header:  &pb.ResponseHeader{ClusterId: v.ClusterID, MemberId: v.ID, RaftTerm: v.Term},
-		Members: s.g.cfg.Members(),
-	}, nil
-}
-
 // snapshotChunk is the blob size of a Snapshot stream message (etcd's).
 const snapshotChunk = 32 * 1024
 
@@ -202,8 +180,8 @@ func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 }
 
 // MoveLeader is etcd's: only the leader moves leadership, and only to a
-// voting member. With one member the only transferee is the leader itself,
-// which etcd answers at once with success.
+// voting member; it waits until the transferee leads, or answers etcd's
+// "leader transfer took too long" at the request timeout.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
 	if err := s.g.requireAdmin(ctx); err != nil {
 		return nil, err
@@ -212,19 +190,32 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	if v.Lead != v.ID {
 		return nil, rpctypes.ErrGRPCNotLeader
 	}
-	for _, m := range s.g.cfg.Members() {
-		if m.ID == r.TargetID && !m.IsLearner {
-			if r.TargetID != v.ID {
-				// Needs leadership transfer between members (issue 7).
-				return nil, status.Error(codes.Unimplemented, "metastore: moving leadership to another member is not supported yet")
+	target := slices.IndexFunc(s.g.cfg.Members(), func(m *pb.Member) bool { return m.ID == r.TargetID && !m.IsLearner })
+	if target < 0 {
+		return nil, rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if r.TargetID != v.ID {
+		s.g.cfg.Root.Send(s.g.cfg.Raft, &raftactor.TransferLeader{Target: r.TargetID})
+		cctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
+		defer cancel()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for s.g.cfg.RaftView.Load().Lead != r.TargetID {
+			select {
+			case <-cctx.Done():
+				return nil, errLeaderTransferTimeout
+			case <-tick.C:
 			}
-			resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
-			s.g.header(resp.Header)
-			return resp, nil
 		}
 	}
-	return nil, rpctypes.ErrGRPCBadLeaderTransferee
+	resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
+	s.g.header(resp.Header)
+	return resp, nil
 }
+
+// errLeaderTransferTimeout is etcd's ErrTimeoutLeaderTransfer, which has no
+// rpctypes counterpart: etcd sends it as codes.Unknown with this text.
+var errLeaderTransferTimeout = status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")
 
 // Downgrade validates as etcd does: the target is major.minor(.patch) and
 // must be the minor version just below the cluster's. MetaStore cannot

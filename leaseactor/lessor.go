@@ -197,6 +197,17 @@ func (l *Lessor) applied(m *storeactor.LeasesApplied) {
 	for _, id := range m.Revoked {
 		l.remove(id)
 	}
+	if m.Reset {
+		keep := make(map[int64]bool, len(m.Granted))
+		for _, g := range m.Granted {
+			keep[g.ID] = true
+		}
+		for id := range l.leases {
+			if !keep[id] {
+				l.remove(id)
+			}
+		}
+	}
 }
 
 func (l *Lessor) add(r storeactor.LeaseRecord) *lease {

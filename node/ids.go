@@ -5,20 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"sort"
-	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/metastore/metastore/storeactor"
 )
 
-// MemberID is etcd's member id for a member of a new cluster: the first 8
-// bytes of sha1(sorted peer URLs, joined, + cluster token). Same flags give
-// the same ids as etcd, so tools show the ids users expect.
-func MemberID(peerURLs []string, token string) uint64 {
-	urls := append([]string(nil), peerURLs...)
-	sort.Strings(urls)
-	h := sha1.Sum([]byte(strings.Join(urls, "") + token))
-	return binary.BigEndian.Uint64(h[:8])
-}
+// MemberID is etcd's member id for a member of a new cluster (see
+// storeactor.MemberID; the token is --initial-cluster-token).
+func MemberID(peerURLs []string, token string) uint64 { return storeactor.MemberID(peerURLs, token) }
 
 // ClusterID is etcd's cluster id: the first 8 bytes of sha1 over the sorted
 // member ids.

@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,7 +23,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
@@ -33,6 +37,7 @@ import (
 	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/transport"
 	"github.com/metastore/metastore/watchactor"
 )
 
@@ -54,11 +59,15 @@ type Config struct {
 	InMemory                 bool // --storage=memory: pebble on an in-memory FS
 	ListenClientURLs         []string
 	AdvertiseClientURLs      []string
+	ListenPeerURLs           []string // none: no peer listener (a lone in-process member)
 	InitialAdvertisePeerURLs []string
 	InitialCluster           map[string][]string
 	InitialClusterToken      string
 	InitialClusterState      string
 	SnapshotCount            uint64
+	SnapshotCatchUpEntries   uint64 // --snapshot-catchup-entries
+	StrictReconfigCheck      bool   // --strict-reconfig-check
+	MaxLearners              int    // --max-learners
 	HeartbeatInterval        time.Duration
 	ElectionTimeout          time.Duration
 	QuotaBackendBytes        int64
@@ -95,20 +104,25 @@ const minWatchProgressInterval = 100 * time.Millisecond
 
 // Node is a running member.
 type Node struct {
-	cfg       Config
-	lg        *zap.Logger
-	db        *pebble.DB
-	system    *actor.ActorSystem
-	guardian  *actor.PID
-	grpc      *grpc.Server
-	listeners []net.Listener
-	self      *clientv3.Client // in-process client for the Lock and Election services
-	selfGRPC  *grpc.Server     // serves it
-	raftView  *raftactor.ViewRef
-	ready     chan struct{}
-	fatal     chan error
-	stopOnce  sync.Once
-	serveWG   sync.WaitGroup
+	cfg         Config
+	lg          *zap.Logger
+	db          *pebble.DB
+	system      *actor.ActorSystem
+	guardian    *actor.PID
+	grpc        *grpc.Server
+	listeners   []net.Listener
+	self        *clientv3.Client // in-process client for the Lock and Election services
+	selfGRPC    *grpc.Server     // serves it
+	raftView    *raftactor.ViewRef
+	transport   *transport.Transport
+	peerServers []*http.Server
+	quit        chan struct{} // closed by Stop
+	removed     chan struct{} // closed when this member is removed from the cluster
+	removedOnce sync.Once
+	ready       chan struct{}
+	fatal       chan error
+	stopOnce    sync.Once
+	serveWG     sync.WaitGroup
 }
 
 // Start opens the data, starts the actors and begins serving clients.
@@ -120,9 +134,13 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Clock = actors.RealClock
 	}
 	lg := cfg.Logger
-	memberIDs, self, err := initialMembers(cfg)
+	initial, self, err := initialMembers(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.InitialAdvertisePeerURLs) > 0 && !sameURLs(cfg.InitialCluster[cfg.Name], cfg.InitialAdvertisePeerURLs) {
+		return nil, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+			cfg.Name, strings.Join(cfg.InitialCluster[cfg.Name], ","), strings.Join(cfg.InitialAdvertisePeerURLs, ","))
 	}
 	dir := filepath.Join(cfg.DataDir, "member", "pebble")
 	if !cfg.InMemory {
@@ -138,8 +156,25 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, lg: lg, db: db, ready: make(chan struct{}), fatal: make(chan error, 1)}
-	memberID, clusterID, err := loadOrSaveIdentity(db, self, ClusterID(memberIDs))
+	n := &Node{cfg: cfg, lg: lg, db: db, ready: make(chan struct{}), quit: make(chan struct{}), removed: make(chan struct{}), fatal: make(chan error, 1)}
+	// A new cluster bootstraps raft with the --initial-cluster members; a
+	// member joining an existing one takes its ids from the running
+	// members and bootstraps nothing.
+	clusterID, bootstrap := ClusterID(memberIDs(initial)), initial
+	var remote []*pb.Member
+	if cfg.InitialClusterState == "existing" {
+		bootstrap = nil
+		if has, err := hasIdentity(db); err != nil || !has {
+			if err == nil {
+				self, clusterID, remote, err = joinIdentity(cfg, initial)
+			}
+			if err != nil {
+				db.Close()
+				return nil, err
+			}
+		}
+	}
+	memberID, clusterID, err := loadOrSaveIdentity(db, self, clusterID)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -232,22 +267,80 @@ func Start(cfg Config) (*Node, error) {
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{
 		DB: db, Logger: lg.Named("store"), Watch: watchPID, Leases: leasePID, Tokens: tokensPID,
-		MinLeaseTTL: minLeaseTTL(electionTicks, cfg.HeartbeatInterval),
+		MinLeaseTTL: minLeaseTTL(electionTicks, cfg.HeartbeatInterval), MaxLearners: cfg.MaxLearners,
 	}, reader))
 	if err != nil {
 		return fail(err)
 	}
+	// The peer transport delivers to the raft actor, which sends through
+	// it: it reaches the actor through raftCell, set once it is spawned
+	// (messages arriving before are dropped; raft retransmits).
+	toRaft := func(m any) {
+		if pid := raftCell.Load(); pid != nil {
+			n.system.Root.Send(pid, m)
+		}
+	}
+	snapDir := filepath.Join(cfg.DataDir, "member", "snap")
+	snapshots := storeactor.NewSnapshotter(db, fs, snapDir)
+	n.transport = transport.New(transport.Config{
+		ID: memberID, ClusterID: clusterID, Logger: lg.Named("transport"),
+		Deliver:        func(m *raftpb.Message) { toRaft(&raftactor.Step{Msg: m}) },
+		Unreachable:    func(id uint64) { toRaft(&raftactor.ReportUnreachable{ID: id}) },
+		SnapshotStatus: func(id uint64, failure bool) { toRaft(&raftactor.ReportSnapshot{ID: id, Failure: failure}) },
+		IsRemoved:      func(id uint64) bool { return reader.Members().Removed[id] },
+		Removed:        func(uint64) { n.markRemoved() },
+		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return openCheckpoint(snapshots) },
+		ReceiveSnapshot: func(m *raftpb.Message, data io.Reader) error {
+			meta := m.GetSnapshot().GetMetadata()
+			dir := raftactor.ReceivedSnapshotDir(fs, snapDir, meta.GetIndex(), meta.GetTerm())
+			_ = fs.RemoveAll(dir)
+			return storeactor.ReceiveCheckpoint(fs, dir, data)
+		},
+	})
+	peers := reader.Members().List
+	switch {
+	case len(peers) > 0:
+	case remote != nil:
+		peers = remote // joining: the store learns them from the leader's log
+	case bootstrap != nil:
+		peers = bootstrap // new: the store learns them from the bootstrap entries
+	default: // joined, but restarted before learning the membership
+		if _, _, ms, err := joinIdentity(cfg, initial); err == nil {
+			peers = ms
+		}
+	}
+	for _, m := range peers {
+		if m.ID != memberID {
+			n.transport.AddPeer(m.ID, m.PeerURLs)
+		}
+	}
 	raftProps, raftView := raftactor.New(raftactor.Config{
-		DB: db, ID: memberID, ClusterID: clusterID, Peers: memberIDs,
-		Store: storePID, StoreView: reader.View, Clock: cfg.Clock, Logger: lg.Named("raft"),
-		TickInterval: cfg.HeartbeatInterval, ElectionTicks: electionTicks, SnapshotCount: cfg.SnapshotCount,
-		OnFatal: onFatal,
+		DB: db, ID: memberID, ClusterID: clusterID, Peers: bootstrapPeers(bootstrap),
+		Store: storePID, StoreView: reader.View, Transport: n.transport, Clock: cfg.Clock, Logger: lg.Named("raft"),
+		TickInterval: cfg.HeartbeatInterval, ElectionTicks: electionTicks, SnapshotCount: cfg.SnapshotCount, CatchUp: cfg.SnapshotCatchUpEntries,
+		SnapshotFS: fs, SnapshotRoot: snapDir,
+		OnConfChange: followConfChange(n.transport, memberID, n.markRemoved),
+		OnFatal:      onFatal,
 	})
 	raftPID, err := n.spawn("raft", raftProps)
 	if err != nil {
 		return fail(err)
 	}
 	raftCell.Store(raftPID)
+	peerMux := http.NewServeMux()
+	peerMux.Handle("/leases/", &leaseHandler{root: n.system.Root, lessor: leasePID})
+	peerMux.Handle(pathMembers, &membersHandler{clusterID: clusterID, members: reader.Members})
+	var gwCell atomic.Pointer[gateway.Gateway] // set once the gateway exists
+	peerMux.Handle(pathPromote, &promoteHandler{promote: func(ctx context.Context, id uint64) ([]*pb.Member, error) {
+		if gw := gwCell.Load(); gw != nil {
+			return gw.PromoteMember(ctx, id)
+		}
+		return nil, rpctypes.ErrGRPCNotLeader
+	}})
+	peerMux.Handle("/", n.transport.Handler())
+	if err := n.servePeers(peerMux); err != nil {
+		return fail(err)
+	}
 	raftViewCell.Store(raftView)
 	n.raftView = raftView
 
@@ -271,6 +364,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	leader := newLeaderPeer(memberID, raftView, reader.Members)
 	gw := gateway.New(gateway.Config{
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
 		Tokens: tokens, JWT: cfg.JWT, IDs: ids, Audit: cfg.Audit, Logger: lg.Named("gateway"),
@@ -278,13 +372,14 @@ func Start(cfg Config) (*Node, error) {
 		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
 		ClusterVersion: ClusterVersion, StorageVersion: StorageVersion,
-		Snapshots:  storeactor.NewSnapshotter(db, fs, filepath.Join(cfg.DataDir, "member", "snap")),
-		Defragment: func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
-		Members: func() []*pb.Member {
-			return []*pb.Member{{ID: memberID, Name: cfg.Name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}}
-		},
+		Snapshots:    snapshots,
+		Defragment:   func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
+		Members:      func() []*pb.Member { return reader.Members().List },
+		LeaderLeases: leader, LeaderPromote: leader.promoteAtLeader,
+		Peers: n.transport, StrictReconfigCheck: cfg.StrictReconfigCheck,
 		Self: n.self, BcryptCost: cfg.BcryptCost,
 	})
+	gwCell.Store(gw)
 	n.grpc = gw.NewServer()
 	for _, u := range cfg.ListenClientURLs {
 		l, err := listen(u)
@@ -309,6 +404,7 @@ func Start(cfg Config) (*Node, error) {
 		serve(n.grpc, l)
 	}
 	go n.waitReady()
+	go n.publish(n.system.Root, raftPID, ids, memberID)
 	return n, nil
 }
 
@@ -370,6 +466,19 @@ func (n *Node) waitReady() {
 // Ready is closed once the member can serve.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
+// markRemoved stops the member once it learns it was removed from the
+// cluster: from its own removal, applied, or from a peer refusing it.
+func (n *Node) markRemoved() {
+	n.removedOnce.Do(func() {
+		n.lg.Warn("the member has been permanently removed from the cluster")
+		close(n.removed)
+	})
+}
+
+// Removed is closed when this member has been removed from the cluster:
+// it should stop.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
+
 // Fatal delivers an error when a subsystem actor has stopped for good.
 func (n *Node) Fatal() <-chan error { return n.fatal }
 
@@ -377,6 +486,7 @@ func (n *Node) Fatal() <-chan error { return n.fatal }
 // requests get a moment to finish.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		close(n.quit)
 		// Clients first (requests still waiting, such as a blocked Lock,
 		// see the connection close), then the member's own client the
 		// Lock and Election handlers were using.
@@ -395,7 +505,13 @@ func (n *Node) Stop() {
 		if n.selfGRPC != nil {
 			n.selfGRPC.Stop()
 		}
+		for _, srv := range n.peerServers {
+			srv.Close()
+		}
 		n.serveWG.Wait()
+		if n.transport != nil {
+			n.transport.Stop()
+		}
 		n.shutdownActors()
 		// Make everything applied durable before closing.
 		if err := n.db.Flush(); err != nil {
@@ -449,21 +565,4 @@ func listen(raw string) (net.Listener, error) {
 		return net.Listen("unix", u.Host+u.Path)
 	}
 	return net.Listen("tcp", u.Host)
-}
-
-// initialMembers resolves --initial-cluster into member ids and finds this
-// member's id.
-func initialMembers(cfg Config) ([]uint64, uint64, error) {
-	self, ok := cfg.InitialCluster[cfg.Name]
-	if !ok {
-		return nil, 0, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
-	}
-	if len(cfg.InitialCluster) > 1 {
-		return nil, 0, errors.New("multi-member clusters are not supported yet: --initial-cluster must list only this member")
-	}
-	var ids []uint64
-	for _, urls := range cfg.InitialCluster {
-		ids = append(ids, MemberID(urls, cfg.InitialClusterToken))
-	}
-	return ids, MemberID(self, cfg.InitialClusterToken), nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // Helpers for `metastoreutl snapshot restore`, which gives a restored data
@@ -34,7 +35,8 @@ func ParseInitialCluster(s string) (map[string][]string, error) {
 type Identity struct {
 	MemberID  uint64
 	ClusterID uint64
-	Voters    []uint64 // every member of the initial cluster, this one included
+	Voters    []uint64     // every member of the initial cluster, this one included
+	Members   []*pb.Member // the same, with names and peer URLs
 }
 
 // NewIdentity computes the identity a member starting a new cluster gets
@@ -43,16 +45,17 @@ type Identity struct {
 // etcd's bootstrap check does, it wants this member's advertised peer URLs
 // to be the ones --initial-cluster gives its name.
 func NewIdentity(name string, cluster map[string][]string, advertisePeerURLs []string, token string) (Identity, error) {
-	voters, self, err := initialMembers(Config{Name: name, InitialCluster: cluster, InitialClusterToken: token})
+	members, self, err := initialMembers(Config{Name: name, InitialCluster: cluster, InitialClusterToken: token})
 	if err != nil {
 		return Identity{}, err
 	}
+	voters := memberIDs(members)
 	if !sameURLs(cluster[name], advertisePeerURLs) {
 		return Identity{}, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
 			name, strings.Join(cluster[name], ","), strings.Join(advertisePeerURLs, ","))
 	}
 	sort.Slice(voters, func(i, j int) bool { return voters[i] < voters[j] })
-	return Identity{MemberID: self, ClusterID: ClusterID(voters), Voters: voters}, nil
+	return Identity{MemberID: self, ClusterID: ClusterID(voters), Voters: voters, Members: members}, nil
 }
 
 func sameURLs(a, b []string) bool {

@@ -23,8 +23,8 @@ func TestNewIdentityAsFreshStart(t *testing.T) {
 		t.Fatalf("identity %x/%x voters %x", id.MemberID, id.ClusterID, id.Voters)
 	}
 	members, self, err := initialMembers(Config{Name: "default", InitialCluster: cluster, InitialClusterToken: "etcd-cluster"})
-	if err != nil || self != id.MemberID || ClusterID(members) != id.ClusterID {
-		t.Fatalf("Start would compute %x/%x (%v)", self, ClusterID(members), err)
+	if err != nil || self != id.MemberID || ClusterID(memberIDs(members)) != id.ClusterID {
+		t.Fatalf("Start would compute %x/%x (%v)", self, ClusterID(memberIDs(members)), err)
 	}
 
 	db, err := storeactor.OpenPebble("/db", true)
@@ -53,7 +53,7 @@ func TestNewIdentityRefusals(t *testing.T) {
 	}{
 		{"x", "default=http://localhost:2380", "http://localhost:2380", `couldn't find local name "x" in the initial cluster configuration`},
 		{"default", "default=http://localhost:2380", "http://1.2.3.4:2380", "--initial-cluster has default=http://localhost:2380 but missing from --initial-advertise-peer-urls=http://1.2.3.4:2380"},
-		{"a", "a=http://a:2380,b=http://b:2380", "http://a:2380", "multi-member"},
+		{"a", "a=http://a:2380,b=http://a:2380", "http://a:2380", "duplicate URL"},
 	} {
 		cluster, err := ParseInitialCluster(tc.cluster)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -21,10 +22,13 @@ import (
 
 // Config is what a raft actor needs.
 type Config struct {
-	DB            *pebble.DB
-	ID            uint64   // this member's id
-	ClusterID     uint64   // published in View for response headers
-	Peers         []uint64 // initial voters, for bootstrapping a new cluster
+	DB        *pebble.DB
+	ID        uint64 // this member's id
+	ClusterID uint64 // published in View for response headers
+	// Peers are the initial voters, for bootstrapping a new cluster: each
+	// Context is the member (storeactor.EncodeMemberContext), which the
+	// store records when it applies the bootstrap entries.
+	Peers         []raft.Peer
 	Store         *actor.PID
 	StoreView     func() *storeactor.View
 	Transport     Transport
@@ -34,6 +38,14 @@ type Config struct {
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
 	SnapshotCount uint64        // applied entries between raft log truncations
 	CatchUp       uint64        // entries kept behind a truncation for slow followers
+	// SnapshotFS and SnapshotRoot are where the transport unpacks the
+	// checkpoints that come with snapshots from the leader (see
+	// ReceivedSnapshotDir). A snapshot without one there stops the member.
+	SnapshotFS   vfs.FS
+	SnapshotRoot string
+	// OnConfChange is called (on the actor's goroutine) with every conf
+	// change applied to raft, so the transport can follow the membership.
+	OnConfChange func(cc *raftpb.ConfChange)
 	// OnFatal is called when the member cannot go on: the store failed to
 	// apply the same entry maxReplays times in a row. Nil: only logged.
 	OnFatal func(error)
@@ -81,6 +93,7 @@ type Node struct {
 	storeApplied uint64 // last Applied the store reported
 	snapIndex    uint64 // last truncation point
 	confState    *raftpb.ConfState
+	confApplied  uint64 // index of the last conf change applied to raft
 }
 
 // clients are the requests waiting on this node. They outlive restarts of
@@ -149,6 +162,9 @@ func (n *Node) Receive(ctx actor.Context) {
 	case *Propose:
 		n.propose(m)
 		n.queueReady(ctx)
+	case *ProposeConfChange:
+		n.proposeConfChange(m)
+		n.queueReady(ctx)
 	case *ReadIndex:
 		n.reads = append(n.reads, m.Reply)
 		n.queueReady(ctx)
@@ -161,19 +177,43 @@ func (n *Node) Receive(ctx actor.Context) {
 			n.cfg.Logger.Debug("raft step", zap.Error(err))
 		}
 		n.queueReady(ctx)
+	case *TransferLeader:
+		n.cfg.Logger.Info("leadership transfer starting", zap.String("transferee-member-id", fmt.Sprintf("%x", m.Target)))
+		n.rn.TransferLeader(m.Target)
+		n.queueReady(ctx)
+	case *ReportUnreachable:
+		n.rn.ReportUnreachable(m.ID)
+	case *ReportSnapshot:
+		st := raft.SnapshotFinish
+		if m.Failure {
+			st = raft.SnapshotFailure
+		}
+		n.rn.ReportSnapshot(m.ID, st)
+		n.queueReady(ctx)
 	case processReady:
 		n.readyQueued = false
 		n.handleReady(ctx)
 	case *storeactor.Applied:
+		if len(m.Conf) > 0 {
+			n.applyConf(m.Conf)
+			n.queueReady(ctx) // a lone voter may campaign now
+		}
 		n.applied(m.Index)
 	case *storeactor.Replay:
 		n.replay(ctx, m.From)
 	case *Status:
-		st := n.rn.BasicStatus()
-		actors.Reply(m.Reply, StatusInfo{
+		st := n.rn.Status()
+		info := StatusInfo{
 			ID: n.cfg.ID, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit(),
 			Applied: n.cfg.StoreView().Applied, IsLearner: st.RaftState == raft.StateFollower && n.isLearner(),
-		})
+		}
+		if len(st.Progress) > 0 {
+			info.Match = make(map[uint64]uint64, len(st.Progress))
+			for id, pr := range st.Progress {
+				info.Match[id] = pr.Match
+			}
+		}
+		actors.Reply(m.Reply, info)
 	}
 }
 
@@ -232,12 +272,10 @@ func (n *Node) start(ctx actor.Context) {
 		panic(fmt.Errorf("raftactor: %w", err))
 	}
 	n.rn = rn
-	if !exists {
-		peers := make([]raft.Peer, len(n.cfg.Peers))
-		for i, id := range n.cfg.Peers {
-			peers[i] = raft.Peer{ID: id}
-		}
-		if err := rn.Bootstrap(peers); err != nil {
+	if !exists && len(n.cfg.Peers) > 0 {
+		// A member joining an existing cluster (no Peers) starts empty:
+		// the leader sends it the log, or a snapshot, from the start.
+		if err := rn.Bootstrap(n.cfg.Peers); err != nil {
 			panic(fmt.Errorf("raftactor: bootstrap: %w", err))
 		}
 	}
@@ -302,6 +340,24 @@ func (n *Node) propose(m *Propose) {
 	n.waiters[m.ID] = waiter{req: m}
 }
 
+// proposeConfChange proposes a membership change; the store answers its
+// client once it is applied. Raft accepts one pending change at a time:
+// a second one is dropped (as etcd, the client's wait then times out).
+func (n *Node) proposeConfChange(m *ProposeConfChange) {
+	if n.lead == 0 {
+		actors.Reply(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
+		return
+	}
+	if err := n.rn.ProposeConfChange(m.CC); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = rpctypes.ErrGRPCNoLeader
+		}
+		actors.Reply(m.Reply, actors.Result{Err: err})
+		return
+	}
+	n.waiters[m.CC.GetId()] = waiter{req: &Propose{ID: m.CC.GetId(), Reply: m.Reply}}
+}
+
 func (n *Node) handleReady(ctx actor.Context) {
 	if len(n.reads) > 0 && n.lead != 0 {
 		n.readBatch++
@@ -316,7 +372,7 @@ func (n *Node) handleReady(ctx actor.Context) {
 	}
 	for n.rn.HasReady() {
 		rd := n.rn.Ready()
-		n.persist(rd)
+		n.persist(ctx, rd)
 		n.cfg.Transport.Send(rd.Messages)
 		if len(rd.CommittedEntries) > 0 {
 			n.handOff(ctx, rd.CommittedEntries)
@@ -380,11 +436,9 @@ func (n *Node) publish() {
 }
 
 // persist writes a Ready's entries and hard state in one pebble batch.
-func (n *Node) persist(rd raft.Ready) {
+func (n *Node) persist(ctx actor.Context, rd raft.Ready) {
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// Receiving a snapshot needs the state transfer that comes with
-		// multi-member clusters; a single member never gets one.
-		panic("raftactor: snapshot install not supported yet")
+		n.installSnapshot(ctx, rd.Snapshot)
 	}
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return
@@ -424,48 +478,107 @@ func (n *Node) persist(rd raft.Ready) {
 	}
 }
 
-// handOff turns committed entries into one Apply for the store, applying
-// conf changes to raft on the way.
+// installSnapshot makes this member's state the leader's snapshot: the
+// store installs the checkpoint that came with it (and is waited for:
+// nothing after the snapshot may be handed to it first), then the raft log
+// is replaced by the snapshot's point in one synced batch. A crash between
+// the two leaves a store ahead of its log, which the store's skipping of
+// applied entries tolerates.
+func (n *Node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) {
+	meta := snap.GetMetadata()
+	index, term := meta.GetIndex(), meta.GetTerm()
+	dir := ReceivedSnapshotDir(n.cfg.SnapshotFS, n.cfg.SnapshotRoot, index, term)
+	n.cfg.Logger.Info("applying snapshot from leader", zap.Uint64("index", index), zap.Uint64("term", term))
+	reply := make(chan error, 1)
+	ctx.Send(n.cfg.Store, &storeactor.InstallSnapshot{FS: n.cfg.SnapshotFS, Dir: dir, Reply: reply})
+	select {
+	case err := <-reply:
+		if err != nil {
+			panic(fmt.Errorf("raftactor: install snapshot %d: %w", index, err))
+		}
+	case <-time.After(installTimeout):
+		panic(fmt.Errorf("raftactor: the store did not install snapshot %d within %v", index, installTimeout))
+	}
+	data, err := proto.Marshal(meta)
+	must(err)
+	b := n.cfg.DB.NewBatch()
+	defer b.Close()
+	must(b.Set(keySnapshot, data, nil))
+	must(b.DeleteRange(entryKey(0), entryKey(max(n.lastSaved, index)+1), nil))
+	must(b.Commit(pebble.Sync))
+	if err := n.ms.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		panic(err)
+	}
+	_ = n.cfg.SnapshotFS.RemoveAll(dir)
+	n.lastSaved, n.snapIndex, n.confApplied = index, index, index
+	n.confState = meta.GetConfState()
+	n.handedOff = max(n.handedOff, index)
+	n.storeApplied = max(n.storeApplied, n.cfg.StoreView().Applied)
+}
+
+// installTimeout bounds the wait for the store to install a snapshot.
+const installTimeout = 10 * time.Minute
+
+// ReceivedSnapshotDir is where the checkpoint for the snapshot at index,
+// term is unpacked when it arrives.
+func ReceivedSnapshotDir(fs vfs.FS, root string, index, term uint64) string {
+	return fs.PathJoin(root, fmt.Sprintf("recv-%016x-%016x", term, index))
+}
+
+// handOff turns committed entries into one Apply for the store. Conf
+// changes go to the store too, which decides them; raft applies them when
+// the store reports its verdict (applied).
 func (n *Node) handOff(ctx actor.Context, ents []*raftpb.Entry) {
 	out := make([]storeactor.Entry, 0, len(ents))
 	for _, e := range ents {
-		se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
-		switch e.GetType() {
-		case raftpb.EntryType_EntryNormal:
-			if len(e.Data) > 0 {
-				n.attach(&se, e)
-			}
-		case raftpb.EntryType_EntryConfChange:
-			cc := new(raftpb.ConfChange)
-			must(proto.Unmarshal(e.Data, cc))
-			n.confState = n.rn.ApplyConfChange(cc)
-		case raftpb.EntryType_EntryConfChangeV2:
-			cc := new(raftpb.ConfChangeV2)
-			must(proto.Unmarshal(e.Data, cc))
-			n.confState = n.rn.ApplyConfChange(cc)
-		}
-		out = append(out, se)
+		out = append(out, n.storeEntry(e))
 	}
 	n.handedOff = max(n.handedOff, out[len(out)-1].Index)
 	ctx.Request(n.cfg.Store, &storeactor.Apply{Entries: out})
 }
 
-// attach fills a store entry from a normal raft entry, with the local
+// storeEntry is the store's view of a committed entry, with the local
 // client's waiter if this node proposed it.
-func (n *Node) attach(se *storeactor.Entry, e *raftpb.Entry) {
-	id, err := proposalID(e.Data)
-	if err != nil {
-		panic(fmt.Errorf("raftactor: entry %d: %w", e.GetIndex(), err))
-	}
-	se.Data = e.Data[8:]
-	if w, ok := n.waiters[id]; ok {
-		se.Req, se.Reply = w.req.Req, w.req.Reply
-		if w.index == 0 {
-			w.index = e.GetIndex()
-			n.waiters[id] = w
-			n.pending = append(n.pending, pendingEntry{index: w.index, id: id})
+func (n *Node) storeEntry(e *raftpb.Entry) storeactor.Entry {
+	se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
+	switch e.GetType() {
+	case raftpb.EntryType_EntryNormal:
+		if len(e.Data) == 0 {
+			break
 		}
+		id, err := proposalID(e.Data)
+		if err != nil {
+			panic(fmt.Errorf("raftactor: entry %d: %w", e.GetIndex(), err))
+		}
+		se.Data = e.Data[8:]
+		if w, ok := n.waiting(id, e.GetIndex()); ok {
+			se.Req, se.Reply = w.req.Req, w.req.Reply
+		}
+	case raftpb.EntryType_EntryConfChange:
+		cc := new(raftpb.ConfChange)
+		must(proto.Unmarshal(e.Data, cc))
+		se.ConfChange = cc
+		if w, ok := n.waiting(cc.GetId(), e.GetIndex()); ok && cc.GetId() != 0 {
+			se.Reply = w.req.Reply
+		}
+	case raftpb.EntryType_EntryConfChangeV2:
+		// MetaStore proposes only single-step changes (ConfChange, as
+		// etcd); a joint change would need the store to decide it.
+		panic(fmt.Errorf("raftactor: entry %d: ConfChangeV2 is not supported", e.GetIndex()))
 	}
+	return se
+}
+
+// waiting returns the local client waiting on proposal id, now known to be
+// at index.
+func (n *Node) waiting(id, index uint64) (waiter, bool) {
+	w, ok := n.waiters[id]
+	if ok && w.index == 0 {
+		w.index = index
+		n.waiters[id] = w
+		n.pending = append(n.pending, pendingEntry{index: index, id: id})
+	}
+	return w, ok
 }
 
 // releaseReads answers the linearizable reads whose read index the store
@@ -498,6 +611,20 @@ func (n *Node) checkStoreProgress(ctx actor.Context) {
 	if n.stalledTicks++; n.stalledTicks >= resendTicks {
 		n.stalledTicks = 0
 		n.replay(ctx, n.storeApplied+1)
+	}
+}
+
+// applyConf applies to raft the conf changes the store decided.
+func (n *Node) applyConf(verdicts []storeactor.ConfApplied) {
+	for _, v := range verdicts {
+		if v.Index <= n.confApplied {
+			continue // reported again after a replay
+		}
+		n.confApplied = v.Index
+		n.confState = n.rn.ApplyConfChange(v.CC)
+		if n.cfg.OnConfChange != nil && v.CC.GetNodeId() != 0 {
+			n.cfg.OnConfChange(v.CC)
+		}
 	}
 }
 
@@ -578,11 +705,7 @@ func (n *Node) replay(ctx actor.Context, from uint64) {
 	}
 	out := make([]storeactor.Entry, 0, len(ents))
 	for _, e := range ents {
-		se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
-		if e.GetType() == raftpb.EntryType_EntryNormal && len(e.Data) > 0 {
-			n.attach(&se, e)
-		}
-		out = append(out, se)
+		out = append(out, n.storeEntry(e))
 	}
 	n.cfg.Logger.Warn("replaying committed entries to the store", zap.Uint64("from", from), zap.Uint64("to", committed))
 	ctx.Request(n.cfg.Store, &storeactor.Apply{Entries: out})

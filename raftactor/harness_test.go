@@ -3,6 +3,7 @@ package raftactor_test
 import (
 	"context"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func startNode(t *testing.T, o nodeOpts) *node {
 	}
 	n.startStore(o.storeWrap)
 	n.cfg = raftactor.Config{
-		DB: n.db, ID: memberID, ClusterID: 0x1234, Peers: []uint64{memberID},
+		DB: n.db, ID: memberID, ClusterID: 0x1234, Peers: []raft.Peer{{ID: memberID}},
 		Clock: n.clock, TickInterval: 100 * time.Millisecond, ElectionTicks: 10,
 	}
 	if o.raftConfig != nil {

@@ -32,6 +32,16 @@ type Propose struct {
 	Reply chan<- actors.Result
 }
 
+// ProposeConfChange asks raft to change the membership. CC.Id must be a
+// fresh request id (it finds the waiting client) and CC.Context the member
+// (storeactor.EncodeMemberContext). Reply gets the store's answer: a
+// MemberListResponse with the membership after the change, or etcd's
+// error when the store refused it.
+type ProposeConfChange struct {
+	CC    *raftpb.ConfChange
+	Reply chan<- actors.Result
+}
+
 // ReadIndex asks for a linearizable read point: Reply gets nil once the
 // local store has applied everything committed when the request was
 // confirmed by a quorum, or an error.
@@ -48,10 +58,28 @@ type StatusInfo struct {
 	Committed uint64
 	Applied   uint64 // applied by the store
 	IsLearner bool
+	// Match is, on the leader, each member's last log index known to be
+	// replicated to it (raft's progress); nil on followers.
+	Match map[uint64]uint64
 }
 
 // Step delivers a raft message from a peer (through a Transport).
 type Step struct{ Msg *raftpb.Message }
+
+// TransferLeader asks the leader to hand leadership to Target (raft's
+// leadership transfer: Target is caught up, then told to campaign). The
+// caller watches View.Lead for the outcome.
+type TransferLeader struct{ Target uint64 }
+
+// ReportUnreachable tells raft a message to peer ID could not be sent, so
+// the leader stops pipelining to it and probes instead.
+type ReportUnreachable struct{ ID uint64 }
+
+// ReportSnapshot tells raft how sending a snapshot to peer ID ended.
+type ReportSnapshot struct {
+	ID      uint64
+	Failure bool
+}
 
 type tick struct{}
 

@@ -1,6 +1,7 @@
 package raftactor_test
 
 import (
+	"go.etcd.io/raft/v3"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func TestRestoredStateStartsAfterApplied(t *testing.T) {
 	n.kit = testkit.New(t)
 	n.ids = raftactor.NewIDGen(newID, n.clock.Now())
 	n.cfg = raftactor.Config{
-		DB: db, ID: newID, ClusterID: 0x5678, Peers: []uint64{newID},
+		DB: db, ID: newID, ClusterID: 0x5678, Peers: []raft.Peer{{ID: newID}},
 		Clock: n.clock, TickInterval: 100 * time.Millisecond, ElectionTicks: 10,
 	}
 	startAs := func() {

@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,7 +30,12 @@ type Entry struct {
 	Term  uint64
 	Data  []byte
 	Req   *pb.InternalRaftRequest
-	Reply chan<- actors.Result // nil when no client waits on this node
+	// ConfChange is set for a conf change entry (Data and Req are then
+	// empty): the store decides it (see members.go) and reports the verdict
+	// in Applied.Conf. Its client, if any, gets a MemberListResponse with
+	// the membership after it.
+	ConfChange *raftpb.ConfChange
+	Reply      chan<- actors.Result // nil when no client waits on this node
 }
 
 // Apply asks the store to apply committed entries, in log order. The
@@ -40,7 +46,14 @@ type Apply struct{ Entries []Entry }
 // Applied tells the raft actor how far the store has durably-with-the-log
 // applied: entries up to Index can be dropped from the raft log once a
 // synced write follows.
-type Applied struct{ Index uint64 }
+//
+// Conf are the verdicts on the conf change entries of the batch, in index
+// order, including those the store had applied before a restart and
+// skipped: the raft actor applies them to raft.
+type Applied struct {
+	Index uint64
+	Conf  []ConfApplied
+}
 
 // Replay asks the raft actor to send committed entries again from From on.
 type Replay struct{ From uint64 }
@@ -79,6 +92,9 @@ type Config struct {
 	// it is sent the token changes of every batch that has any, and then
 	// answers that batch's clients.
 	Tokens *actor.PID
+	// MaxLearners is --max-learners: learners the membership may hold
+	// (etcd's default 1).
+	MaxLearners int
 }
 
 // Store is the single writer of the MVCC key space.
@@ -92,12 +108,14 @@ type Config struct {
 //   - physical compaction deletes only versions invisible at every
 //     revision >= view.CompactRev, so it can run interleaved with applies.
 type Store struct {
-	cfg     Config
-	view    *viewRef
-	cur     View
-	auth    *authactor.State // as of the batch being applied; published with the View
-	latest  *latestCache     // see latestcache.go; a restarted Store starts a new one
-	authRef *atomic.Pointer[authactor.State]
+	cfg        Config
+	view       *viewRef
+	cur        View
+	auth       *authactor.State // as of the batch being applied; published with the View
+	members    *Members         // as of the batch being applied; published with the View
+	membersRef *membersRef
+	latest     *latestCache // see latestcache.go; a restarted Store starts a new one
+	authRef    *atomic.Pointer[authactor.State]
 
 	replaying  bool // a Replay is outstanding; entries past a gap are dropped
 	compacting bool // a compactStep is queued
@@ -112,9 +130,10 @@ func NewReader(db *pebble.DB) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State])}
+	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State]), members: new(membersRef)}
 	r.view.Store(&v)
 	r.auth.Store(loadAuthState(db))
+	r.members.Store(loadMembers(db))
 	return r, nil
 }
 
@@ -129,8 +148,11 @@ func New(cfg Config, r *Reader) *actor.Props {
 	if cfg.CompactChunk <= 0 {
 		cfg.CompactChunk = 10000
 	}
+	if cfg.MaxLearners <= 0 {
+		cfg.MaxLearners = 1
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, latest: newLatestCache(latestCacheHalf)}
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, latest: newLatestCache(latestCacheHalf)}
 	})
 }
 
@@ -142,6 +164,8 @@ func (s *Store) Receive(ctx actor.Context) {
 		s.apply(ctx, m)
 	case compactStep:
 		s.compactStep(ctx)
+	case *InstallSnapshot:
+		s.installSnapshot(ctx, m)
 	}
 }
 
@@ -154,6 +178,8 @@ func (s *Store) start(ctx actor.Context) {
 	s.view.Store(&v)
 	s.auth = loadAuthState(s.cfg.DB)
 	s.authRef.Store(s.auth)
+	s.members = loadMembers(s.cfg.DB)
+	s.membersRef.Store(s.members)
 	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true
@@ -198,7 +224,28 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Index <= next.Applied {
-			continue // applied before a restart or replay
+			// Applied before a restart or replay; raft still needs the
+			// verdict on a conf change.
+			if e.ConfChange != nil {
+				cc := recordedVerdict(b, e.Index)
+				if cc == nil {
+					cc = e.ConfChange // applied before verdicts were recorded
+				}
+				out.conf = append(out.conf, ConfApplied{Index: e.Index, CC: cc})
+			}
+			continue
+		}
+		if e.ConfChange != nil {
+			ms, verdict, err := applyConfChange(b, s.members, e.Index, e.ConfChange, s.cfg.MaxLearners)
+			s.members = ms
+			out.conf = append(out.conf, verdict)
+			if e.Reply != nil {
+				res := actors.Result{Err: err}
+				if err == nil {
+					res.Resp = &pb.MemberListResponse{Header: &pb.ResponseHeader{}, Members: ms.List}
+				}
+				replies = append(replies, pendingReply{e.Reply, res})
+			}
 		}
 		if e.Req == nil && len(e.Data) > 0 {
 			e.Req = new(pb.InternalRaftRequest)
@@ -217,6 +264,9 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	}
 	if next.Applied == s.cur.Applied {
 		b.Close()
+		if len(out.conf) > 0 && ctx.Sender() != nil {
+			ctx.Respond(&Applied{Index: s.cur.Applied, Conf: out.conf})
+		}
 		return
 	}
 	var applied [16]byte
@@ -251,7 +301,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	}
 	s.replaying = false
 	if ctx.Sender() != nil {
-		ctx.Respond(&Applied{Index: next.Applied})
+		ctx.Respond(&Applied{Index: next.Applied, Conf: out.conf})
 	}
 	if newCompaction && !s.compacting {
 		s.compacting = true
@@ -264,6 +314,7 @@ type batchOut struct {
 	events   *[]*mvccpb.Event // watch events, when a hub listens
 	leases   LeasesApplied
 	tokenOps []authactor.TokenOp
+	conf     []ConfApplied
 }
 
 // applyRequest applies one entry's request into the batch and advances
@@ -310,6 +361,9 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 	case r.Range != nil:
 		resp, err := executeRange(b, r.Range, next.Rev, next.CompactRev)
 		res = actors.Result{Resp: resp, Err: err}
+	case r.ClusterMemberAttrSet != nil:
+		s.members = applyMemberAttrSet(b, s.members, r.ClusterMemberAttrSet)
+		res.Resp = &pb.MemberListResponse{Header: &pb.ResponseHeader{}, Members: s.members.List}
 	case r.Compaction != nil:
 		rev := r.Compaction.Revision
 		switch {
@@ -342,6 +396,7 @@ func (s *Store) publish() {
 	v := s.cur
 	s.view.Store(&v)
 	s.authRef.Store(s.auth)
+	s.membersRef.Store(s.members)
 }
 
 func must(err error) {

@@ -28,6 +28,9 @@ const MaxLeaseTTL = 9000000000
 type LeasesApplied struct {
 	Granted []LeaseRecord
 	Revoked []int64
+	// Reset: the store's leases were replaced (a snapshot from the leader
+	// was installed); Granted is all of them, and any other is gone.
+	Reset bool
 }
 
 // LeaseRecord is a lease as the state machine knows it.
@@ -145,8 +148,10 @@ func (r *Reader) Lease(id int64) (LeaseRecord, bool) {
 }
 
 // Leases lists every lease.
-func (r *Reader) Leases() []LeaseRecord {
-	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLease}, UpperBound: []byte{prefixLease + 1}})
+func (r *Reader) Leases() []LeaseRecord { return listLeases(r.db) }
+
+func listLeases(r pebble.Reader) []LeaseRecord {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLease}, UpperBound: []byte{prefixLease + 1}})
 	must(err)
 	defer it.Close()
 	var out []LeaseRecord

@@ -15,9 +15,10 @@ import (
 // the DB handle and the View cell the Store publishes; any number of
 // goroutines may use one Reader.
 type Reader struct {
-	db   *pebble.DB
-	view *viewRef
-	auth *atomic.Pointer[authactor.State]
+	db      *pebble.DB
+	view    *viewRef
+	auth    *atomic.Pointer[authactor.State]
+	members *membersRef
 }
 
 // View returns the latest published store state.

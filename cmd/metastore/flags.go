@@ -15,7 +15,7 @@ var (
 		discovery-insecure-transport enable-distributed-tracing enable-grpc-gateway
 		enable-log-rotation enable-pprof force-new-cluster initial-election-tick-advance
 		memory-mlock peer-auto-tls peer-client-cert-auth peer-skip-client-san-verification
-		pre-vote socket-reuse-address socket-reuse-port strict-reconfig-check unsafe-no-fsync`)
+		pre-vote socket-reuse-address socket-reuse-port unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
 		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
@@ -25,7 +25,7 @@ var (
 		discovery-token discovery-user distributed-tracing-address distributed-tracing-instance-id
 		distributed-tracing-sampling-rate distributed-tracing-service-name downgrade-check-time
 		grpc-keepalive-interval grpc-keepalive-min-time grpc-keepalive-timeout key-file
-		log-format log-outputs log-rotation-config-json max-concurrent-streams max-learners
+		log-format log-outputs log-rotation-config-json max-concurrent-streams 
 		max-snapshots max-wals metrics peer-cert-file peer-client-cert-file peer-client-key-file
 		peer-crl-file peer-key-file peer-trusted-ca-file raft-read-timeout raft-write-timeout
 		self-signed-cert-validity tls-max-version tls-min-version trusted-ca-file v2-deprecation

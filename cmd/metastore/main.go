@@ -47,6 +47,7 @@ func run(args []string) int {
 		clusterState = fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
 		clusterToken = fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap.")
 		snapCount    = fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot (raft log truncation).")
+		catchUp      = fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
 		heartbeat    = fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 		election     = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
 		quota        = fs.Int64("quota-backend-bytes", 0, "Maximum size (in bytes) the backend may consume; 0 means the default 2GiB.")
@@ -64,6 +65,8 @@ func run(args []string) int {
 		version      = fs.Bool("version", false, "Print the version and exit.")
 		featureGates = fs.String("feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (etcd's; MetaStore acts on InitialCorruptCheck).")
 	)
+	strictReconfig := fs.Bool("strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
+	maxLearners := fs.Int("max-learners", 1, "Sets the maximum number of learners that can be available in the cluster membership.")
 	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
 	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
@@ -158,13 +161,13 @@ func run(args []string) int {
 		lg.Error("invalid --feature-gates", zap.Error(err))
 		return 1
 	}
-	_ = listenPeer // peer listeners come with multi-member clusters
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
 		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
-		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster,
+		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster, ListenPeerURLs: listenPeer,
 		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState,
-		SnapshotCount:     *snapCount,
+		SnapshotCount: *snapCount, SnapshotCatchUpEntries: *catchUp,
+		StrictReconfigCheck: *strictReconfig, MaxLearners: *maxLearners,
 		HeartbeatInterval: time.Duration(*heartbeat) * time.Millisecond,
 		ElectionTimeout:   time.Duration(*election) * time.Millisecond,
 		QuotaBackendBytes: *quota, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
@@ -191,6 +194,9 @@ func run(args []string) int {
 	select {
 	case s := <-sigs:
 		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		n.Stop()
+		return 0
+	case <-n.Removed():
 		n.Stop()
 		return 0
 	case err := <-n.Fatal():

@@ -203,6 +203,9 @@ func writeRestored(db *pebble.DB, id node.Identity) (storeactor.View, error) {
 	if err := node.WriteIdentity(b, id); err != nil {
 		return v, err
 	}
+	if err := storeactor.WriteMembers(b, id.Members); err != nil {
+		return v, err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return v, err
 	}

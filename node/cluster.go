@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/raftactor"
+	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/transport"
+)
+
+// initialMembers resolves --initial-cluster into the members of a new
+// cluster (ordered by id, with names and peer URLs; client URLs come when
+// each member publishes them) and finds this member's id.
+func initialMembers(cfg Config) ([]*pb.Member, uint64, error) {
+	selfURLs, ok := cfg.InitialCluster[cfg.Name]
+	if !ok {
+		return nil, 0, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
+	}
+	seen := map[string]string{}
+	var members []*pb.Member
+	for name, urls := range cfg.InitialCluster {
+		for _, u := range urls {
+			if other, dup := seen[u]; dup {
+				return nil, 0, fmt.Errorf("duplicate URL %q in --initial-cluster (members %q and %q)", u, other, name)
+			}
+			seen[u] = name
+		}
+		sorted := slices.Clone(urls)
+		slices.Sort(sorted)
+		members = append(members, &pb.Member{ID: MemberID(urls, cfg.InitialClusterToken), Name: name, PeerURLs: sorted})
+	}
+	slices.SortFunc(members, func(a, b *pb.Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return members, MemberID(selfURLs, cfg.InitialClusterToken), nil
+}
+
+func memberIDs(members []*pb.Member) []uint64 {
+	ids := make([]uint64, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// bootstrapPeers are raft's bootstrap entries for a new cluster: one
+// AddNode per member, carrying the member for the store to record.
+func bootstrapPeers(members []*pb.Member) []raft.Peer {
+	peers := make([]raft.Peer, len(members))
+	for i, m := range members {
+		peers[i] = raft.Peer{ID: m.ID, Context: storeactor.EncodeMemberContext(m)}
+	}
+	return peers
+}
+
+// followConfChange keeps the transport's peers in step with the
+// membership raft applies.
+// A member that sees itself removed stops (as etcd's does, exit 0).
+func followConfChange(tr *transport.Transport, self uint64, removed func()) func(cc *raftpb.ConfChange) {
+	return func(cc *raftpb.ConfChange) {
+		id := cc.GetNodeId()
+		if id == self {
+			if cc.GetType() == raftpb.ConfChangeRemoveNode {
+				removed()
+			}
+			return
+		}
+		m := new(pb.Member)
+		if len(cc.GetContext()) > 0 && string(cc.GetContext()) != string(storeactor.PromoteContext) {
+			if err := proto.Unmarshal(cc.GetContext(), m); err != nil {
+				return
+			}
+		}
+		switch cc.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			if len(m.PeerURLs) > 0 { // a promotion carries no URLs: the peer is known
+				tr.AddPeer(id, m.PeerURLs)
+			}
+		case raftpb.ConfChangeUpdateNode:
+			tr.UpdatePeer(id, m.PeerURLs)
+		case raftpb.ConfChangeRemoveNode:
+			tr.RemovePeer(id)
+		}
+	}
+}
+
+// servePeers listens on --listen-peer-urls and serves the raft transport.
+func (n *Node) servePeers(h http.Handler) error {
+	for _, raw := range n.cfg.ListenPeerURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
+		}
+		if u.Scheme != "http" {
+			return fmt.Errorf("listen-peer-urls %q: only http peer URLs are supported yet", raw)
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		n.peerServers = append(n.peerServers, srv)
+		n.serveWG.Add(1)
+		go func() {
+			defer n.serveWG.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.lg.Error("serving peers", zap.Error(err))
+			}
+		}()
+	}
+	return nil
+}
+
+// publish records this member's name and client URLs in the cluster
+// (etcd's publish): retried until it is applied or the member stops.
+func (n *Node) publish(root *actor.RootContext, raftPID *actor.PID, ids *raftactor.IDGen, memberID uint64) {
+	r := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+		Member_ID:        memberID,
+		MemberAttributes: &membershippb.Attributes{Name: n.cfg.Name, ClientUrls: n.cfg.AdvertiseClientURLs},
+	}}
+	timeout := 5*time.Second + 2*n.cfg.ElectionTimeout
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-n.ready:
+		}
+		id := ids.Next()
+		data, err := raftactor.EncodeProposal(id, r)
+		if err != nil {
+			n.lg.Error("encode member attributes", zap.Error(err))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		res, err := actors.Ask(ctx, root, raftPID, func(reply chan<- actors.Result) any {
+			return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
+		})
+		cancel()
+		if err == nil && res.Err == nil {
+			n.lg.Info("published local member to cluster through raft",
+				zap.String("local-member-id", fmt.Sprintf("%x", memberID)),
+				zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:[%s]}", n.cfg.Name, strings.Join(n.cfg.AdvertiseClientURLs, " "))))
+			return
+		}
+		if err == nil {
+			err = res.Err
+		}
+		n.lg.Warn("failed to publish local member to cluster through raft", zap.Error(err))
+		select {
+		case <-n.quit:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// openCheckpoint streams a fresh checkpoint of the member's DB, for a
+// follower that needs the leader's state (the transport sends it after a
+// MsgSnap).
+func openCheckpoint(snaps *storeactor.Snapshotter) (io.ReadCloser, error) {
+	snap, err := snaps.Take()
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := snap.WriteTo(pw)
+		snap.Close()
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}

@@ -1,0 +1,159 @@
+package storeactor
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// A follower too far behind the leader's log (or a new member) gets the
+// leader's state instead: a pebble checkpoint of the leader's DB, sent as
+// the archive Snapshot.WriteTo writes (without checksum: the transport is
+// the integrity boundary) and unpacked here by ReceiveCheckpoint. The store
+// then replaces its whole key space with the checkpoint's in one atomic
+// step — one ingested sstable holding range deletions over the store's key
+// space and every store key of the checkpoint (an ingested table's range
+// deletions shadow older data, not its own points) — and reloads.
+//
+// The checkpoint's store has applied some index A at least the raft
+// snapshot's index S; raft hands on the entries after S and the store skips
+// those up to A, as after a restart.
+//
+// Not copied: the raft key space ('r', the raft actor's own) and the node's
+// identity ('n').
+
+// InstallSnapshot asks the store to replace its state with the store key
+// space of the checkpoint in Dir (on FS). Reply gets nil once it is
+// installed and published, or why not (nothing changed then).
+type InstallSnapshot struct {
+	FS    vfs.FS
+	Dir   string
+	Reply chan<- error
+}
+
+// storeSpans are the key ranges the store owns in the shared DB.
+var storeSpans = [][2][]byte{{{0x00}, {'n'}}, {{'n' + 1}, {'r'}}, {{'r' + 1}, {0xff, 0xff}}}
+
+func inStoreSpace(key []byte) bool { return len(key) > 0 && key[0] != 'n' && key[0] != 'r' }
+
+func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
+	sst := m.FS.PathJoin(m.FS.PathDir(m.Dir), m.FS.PathBase(m.Dir)+".sst")
+	err := s.ingestCheckpoint(m.FS, m.Dir, sst)
+	_ = m.FS.Remove(sst)
+	if err != nil {
+		if m.Reply != nil {
+			m.Reply <- err
+		}
+		return
+	}
+	before := s.cur.Rev
+	s.latest = newLatestCache(latestCacheHalf)
+	s.start(ctx)
+	s.cfg.Logger.Info("installed snapshot from leader", zap.Uint64("applied-index", s.cur.Applied), zap.Int64("revision", s.cur.Rev))
+	if s.cfg.Watch != nil && s.cur.Rev > before {
+		// Watchers catch up from the new history (the hub sees a gap).
+		ctx.Send(s.cfg.Watch, &Committed{From: s.cur.Rev + 1, Rev: s.cur.Rev})
+	}
+	if s.cfg.Leases != nil {
+		ctx.Send(s.cfg.Leases, &LeasesApplied{Granted: listLeases(s.cfg.DB), Reset: true})
+	}
+	if m.Reply != nil {
+		m.Reply <- nil
+	}
+}
+
+// ingestCheckpoint writes the store key space of the checkpoint at dir
+// into one sstable at sst, with range deletions over the store's spans,
+// and ingests it.
+func (s *Store) ingestCheckpoint(fs vfs.FS, dir, sst string) error {
+	opts := PebbleOptions()
+	opts.FS = fs
+	opts.ReadOnly = true
+	src, err := pebble.Open(dir, opts)
+	if err != nil {
+		return fmt.Errorf("storeactor: open received checkpoint: %w", err)
+	}
+	defer src.Close()
+	f, err := fs.Create(sst, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{
+		TableFormat: s.cfg.DB.FormatMajorVersion().MaxTableFormat(),
+	})
+	for _, sp := range storeSpans {
+		if err := w.DeleteRange(sp[0], sp[1]); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	it, err := src.NewIter(nil)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !inStoreSpace(it.Key()) {
+			continue
+		}
+		if err := w.Set(it.Key(), it.Value()); err != nil {
+			it.Close()
+			w.Close()
+			return err
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return s.cfg.DB.Ingest(context.Background(), []string{sst})
+}
+
+// ReceiveCheckpoint unpacks an archive written by Snapshot.WriteTo into
+// dir (a new folder on fs): the checkpoint InstallSnapshot takes.
+func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("storeactor: checkpoint archive: %w", err)
+		}
+		name, ok := strings.CutPrefix(hdr.Name, SnapshotDir+"/")
+		if !ok || hdr.Typeflag != tar.TypeReg || name == "" || strings.ContainsAny(name, `/\`) || name == ".." {
+			return fmt.Errorf("storeactor: unexpected entry %q in checkpoint archive", hdr.Name)
+		}
+		out, err := fs.Create(fs.PathJoin(dir, name), vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, tr)
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
