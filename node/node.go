@@ -85,6 +85,9 @@ type Config struct {
 	InitialCorruptCheck bool
 	Logger              *zap.Logger
 	Clock               actors.Clock
+	// PeerCut is fault injection for in-process tests: raft messages to
+	// and from a peer it reports true for are dropped (a partition).
+	PeerCut func(peer uint64) bool
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
@@ -289,6 +292,7 @@ func Start(cfg Config) (*Node, error) {
 		SnapshotStatus: func(id uint64, failure bool) { toRaft(&raftactor.ReportSnapshot{ID: id, Failure: failure}) },
 		IsRemoved:      func(id uint64) bool { return reader.Members().Removed[id] },
 		Removed:        func(uint64) { n.markRemoved() },
+		Cut:            cfg.PeerCut,
 		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return openCheckpoint(snapshots) },
 		ReceiveSnapshot: func(m *raftpb.Message, data io.Reader) error {
 			meta := m.GetSnapshot().GetMetadata()

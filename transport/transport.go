@@ -95,6 +95,10 @@ type Config struct {
 	// Removed is called when a peer answers 410 Gone: this member was
 	// removed from the cluster (etcd stops the member then). May be nil.
 	Removed func(by uint64)
+	// Cut is fault injection for tests: while it reports true for a peer,
+	// raft messages to and from it are dropped, as a network partition
+	// would (connections stay up). Nil in production.
+	Cut func(peer uint64) bool
 	// TLS is the client TLS config for dialing https peers; nil = plain
 	// http (https URLs then fail with a clear error).
 	TLS    *tls.Config
@@ -146,6 +150,9 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 			continue
 		}
 		p := peers[m.GetTo()]
+		if t.cut(m.GetTo()) {
+			continue
+		}
 		if p == nil {
 			if ce := t.log.Check(zap.DebugLevel, "dropped message to unknown peer"); ce != nil {
 				ce.Write(zap.String("remote-peer-id", idString(m.GetTo())), zap.Stringer("type", m.GetType()))
@@ -272,6 +279,8 @@ func (t *Transport) Stop() {
 	t.inWG.Wait()
 }
 
+func (t *Transport) cut(peer uint64) bool { return t.cfg.Cut != nil && t.cfg.Cut(peer) }
+
 func (t *Transport) unreachable(id uint64) {
 	if t.cfg.Unreachable != nil {
 		t.cfg.Unreachable(id)
@@ -285,6 +294,9 @@ func (t *Transport) snapshotStatus(id uint64, failure bool) {
 }
 
 func (t *Transport) deliver(m *raftpb.Message) {
+	if t.cut(m.GetFrom()) {
+		return
+	}
 	if t.cfg.Deliver != nil {
 		t.cfg.Deliver(m)
 	}
