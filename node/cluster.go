@@ -142,7 +142,7 @@ func (n *Node) publish(root *actor.RootContext, raftPID *actor.PID, ids *raftact
 		Member_ID:        memberID,
 		MemberAttributes: &membershippb.Attributes{Name: n.cfg.Name, ClientUrls: n.cfg.AdvertiseClientURLs},
 	}}
-	timeout := 5*time.Second + 2*n.cfg.ElectionTimeout
+	timeout := n.requestTimeout()
 	for {
 		select {
 		case <-n.quit:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -27,8 +26,9 @@ import (
 //	POST /leases/renew  body pb.LeaseKeepAliveRequest  -> pb.LeaseKeepAliveResponse
 //	POST /leases/ttl    body pb.LeaseTimeToLiveRequest -> pb.LeaseTimeToLiveResponse
 //
-// 404 is an unknown lease, 503 "not the leader (any more)": the sender
-// looks the leader up again and retries until its deadline.
+// Refusals come back as the lessor's gRPC errors (409, see writeStatus):
+// an unknown lease, or "not leader" (any more), on which the sender looks
+// the leader up again and retries until its deadline.
 const (
 	pathLeaseRenew = "/leases/renew"
 	pathLeaseTTL   = "/leases/ttl"
@@ -66,7 +66,8 @@ func (h *leaseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = res.Err
 		}
-		if h.failed(w, err) {
+		if err != nil {
+			writeStatus(w, err)
 			return
 		}
 		resp = &pb.LeaseKeepAliveResponse{ID: id, TTL: res.TTL}
@@ -86,7 +87,8 @@ func (h *leaseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err == nil && !res.Found {
 			err = rpctypes.ErrGRPCLeaseNotFound
 		}
-		if h.failed(w, err) {
+		if err != nil {
+			writeStatus(w, err)
 			return
 		}
 		resp = &pb.LeaseTimeToLiveResponse{ID: id, TTL: res.TTL, GrantedTTL: res.GrantedTTL}
@@ -94,27 +96,7 @@ func (h *leaseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := proto.Marshal(resp)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/protobuf")
-	_, _ = w.Write(b)
-}
-
-func (h *leaseHandler) failed(w http.ResponseWriter, err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
-		http.Error(w, "lease not found", http.StatusNotFound)
-	case errors.Is(err, rpctypes.ErrGRPCNotLeader):
-		http.Error(w, "not leader", http.StatusServiceUnavailable)
-	default:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	}
-	return true
+	writeProto(w, resp)
 }
 
 // leaderPeer is the leader as a follower reaches it, over its peer URL:
@@ -193,26 +175,10 @@ func (l *leaderPeer) leaderURLs() []string {
 }
 
 func (l *leaderPeer) post(ctx context.Context, url string, body []byte, resp proto.Message) error {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	hr.Header.Set("Content-Type", "application/protobuf")
-	res, err := l.client.Do(hr)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<10))
-	if err != nil {
-		return err
-	}
-	switch res.StatusCode {
-	case http.StatusOK:
-		return proto.Unmarshal(b, resp)
-	case http.StatusNotFound:
-		return rpctypes.ErrGRPCLeaseNotFound
-	default:
-		return fmt.Errorf("leader answered %s: %s", res.Status, bytes.TrimSpace(b))
-	}
+	req.Header.Set("Content-Type", "application/protobuf")
+	return doProto(l.client, req, resp)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/compactor"
+	"github.com/metastore/metastore/corruption"
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
@@ -83,8 +84,11 @@ type Config struct {
 	// InitialCorruptCheck (--feature-gates=InitialCorruptCheck=true): a
 	// member with data checks its store's consistency before serving.
 	InitialCorruptCheck bool
-	Logger              *zap.Logger
-	Clock               actors.Clock
+	// CorruptCheckTime is --corrupt-check-time: how often the leader
+	// compares its hash with the followers' (0: never).
+	CorruptCheckTime time.Duration
+	Logger           *zap.Logger
+	Clock            actors.Clock
 	// PeerCut is fault injection for in-process tests: raft messages to
 	// and from a peer it reports true for are dropped (a partition).
 	PeerCut func(peer uint64) bool
@@ -207,13 +211,15 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.InitialCorruptCheck && reader.View().Applied > 0 {
-		lg.Info("starting initial corruption check", zap.String("local-member-id", fmt.Sprintf("%x", memberID)))
+	// The initial corruption check, first half: the store agrees with
+	// itself (newest-version entries against versions). The second half,
+	// against the peers, runs once the peer listener is up.
+	initialCheck := cfg.InitialCorruptCheck && reader.View().Applied > 0
+	if initialCheck {
 		if err := reader.CheckConsistency(); err != nil {
 			lg.Error("checkInitialHashKV failed", zap.Error(err))
 			return fail(fmt.Errorf("%x found data inconsistency: %w", memberID, err))
 		}
-		lg.Info("initial corruption checking passed; no corruption", zap.String("local-member-id", fmt.Sprintf("%x", memberID)))
 	}
 	progress := cfg.WatchProgressNotifyInterval
 	if progress > 0 && progress < minWatchProgressInterval {
@@ -268,6 +274,7 @@ func Start(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	requestTimeout := n.requestTimeout()
 	storePID, err := n.spawn("store", storeactor.New(storeactor.Config{
 		DB: db, Logger: lg.Named("store"), Watch: watchPID, Leases: leasePID, Tokens: tokensPID,
 		MinLeaseTTL: minLeaseTTL(electionTicks, cfg.HeartbeatInterval), MaxLearners: cfg.MaxLearners,
@@ -342,8 +349,49 @@ func Start(cfg Config) (*Node, error) {
 		return nil, rpctypes.ErrGRPCNotLeader
 	}})
 	peerMux.Handle("/", n.transport.Handler())
+	peerMux.Handle(pathHashKV, &hashKVHandler{self: memberID, cluster: clusterID, reader: reader})
 	if err := n.servePeers(peerMux); err != nil {
 		return fail(err)
+	}
+	hashes := corruption.Hashes{Self: memberID, Local: reader.HashKV,
+		Peers: func(ctx context.Context, rev int64) []corruption.PeerHash {
+			return peerHashes(ctx, memberID, reader.Members, rev)
+		}}
+	if initialCheck {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		err := corruption.InitialCheck(ctx, lg, hashes)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.CorruptCheckTime > 0 {
+		if _, err := n.spawn("corruption", corruption.New(corruption.Config{
+			Hashes: hashes, Interval: cfg.CorruptCheckTime, Timeout: requestTimeout, Clock: cfg.Clock, Logger: lg,
+			Leader: func() bool { v := raftView.Load(); return v.Lead == v.ID },
+			LinearizableRead: func(ctx context.Context) error {
+				rerr, err := actors.Ask(ctx, n.system.Root, raftPID, func(reply chan<- error) any {
+					return &raftactor.ReadIndex{Reply: reply}
+				})
+				if err == nil {
+					err = rerr
+				}
+				return err
+			},
+			Alarm: func(id uint64) {
+				r := &pb.InternalRaftRequest{Header: &pb.RequestHeader{Username: "root", AuthRevision: reader.Auth().Rev},
+					Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_CORRUPT}}
+				reqID := ids.Next()
+				data, err := raftactor.EncodeProposal(reqID, r)
+				if err != nil {
+					lg.Error("encode alarm", zap.Error(err))
+					return
+				}
+				n.system.Root.Send(raftPID, &raftactor.Propose{ID: reqID, Data: data, Req: r})
+			},
+		})); err != nil {
+			return fail(err)
+		}
 	}
 	raftViewCell.Store(raftView)
 	n.raftView = raftView
@@ -373,7 +421,7 @@ func Start(cfg Config) (*Node, error) {
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
 		Tokens: tokens, JWT: cfg.JWT, IDs: ids, Audit: cfg.Audit, Logger: lg.Named("gateway"),
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
-		RequestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		RequestTimeout: requestTimeout,
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
 		ClusterVersion: ClusterVersion, StorageVersion: StorageVersion,
 		Snapshots:    snapshots,
@@ -428,7 +476,7 @@ func (n *Node) spawn(name string, props *actor.Props) (*actor.PID, error) {
 func (n *Node) spawnCompactor(reader *storeactor.Reader, raftPID *actor.PID, raftView *raftactor.ViewRef, ids *raftactor.IDGen) error {
 	props, err := compactor.New(compactor.Config{
 		Mode: n.cfg.AutoCompactionMode, Retention: n.cfg.AutoCompactionRetention,
-		Clock: n.cfg.Clock, Logger: n.lg, RequestTimeout: 5*time.Second + 2*n.cfg.ElectionTimeout,
+		Clock: n.cfg.Clock, Logger: n.lg, RequestTimeout: n.requestTimeout(),
 		Rev: func() int64 { return reader.View().Rev },
 		Leader: func() bool {
 			v := raftView.Load()
@@ -450,6 +498,9 @@ func (n *Node) spawnCompactor(reader *storeactor.Reader, raftPID *actor.PID, raf
 	_, err = n.spawn("compactor", props)
 	return err
 }
+
+// requestTimeout is etcd's: 5 s plus two election timeouts.
+func (n *Node) requestTimeout() time.Duration { return 5*time.Second + 2*n.cfg.ElectionTimeout }
 
 // waitReady closes Ready once raft knows a leader: only then can the
 // member answer writes and linearizable reads.

@@ -19,7 +19,7 @@ var (
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
 		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
-		config-file corrupt-check-time discovery-cacert discovery-cert discovery-dial-timeout
+		config-file discovery-cacert discovery-cert discovery-dial-timeout
 		discovery-fallback discovery-keepalive-time discovery-keepalive-timeout discovery-key
 		discovery-password discovery-request-timeout discovery-srv discovery-srv-name
 		discovery-token discovery-user distributed-tracing-address distributed-tracing-instance-id

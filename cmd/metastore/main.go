@@ -66,6 +66,7 @@ func run(args []string) int {
 		featureGates = fs.String("feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (etcd's; MetaStore acts on InitialCorruptCheck).")
 	)
 	strictReconfig := fs.Bool("strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
+	corruptCheck := fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
 	maxLearners := fs.Int("max-learners", 1, "Sets the maximum number of learners that can be available in the cluster membership.")
 	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
@@ -177,6 +178,7 @@ func run(args []string) int {
 		Audit:                       audit,
 		JWT:                         jwt,
 		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
+		CorruptCheckTime:            *corruptCheck,
 		AutoCompactionMode:          *compactMode,
 		AutoCompactionRetention:     compactRetention,
 		Logger:                      lg,
