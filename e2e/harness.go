@@ -325,6 +325,28 @@ type config struct {
 	startTimeout    time.Duration
 	allowSignalExit *bool
 	initialCluster  string // --initial-cluster; default: this member alone
+	clientTLS       bool   // https client URLs
+	peerTLS         bool   // https peer URLs
+}
+
+func (c *config) clientScheme() string {
+	if c.clientTLS {
+		return "https"
+	}
+	return "http"
+}
+
+func (c *config) peerScheme() string {
+	if c.peerTLS {
+		return "https"
+	}
+	return "http"
+}
+
+// WithHTTPS makes the client and/or peer URLs https (pass the certificate
+// flags with WithFlags). Readiness is then seen in the log only.
+func WithHTTPS(client, peer bool) Option {
+	return func(c *config) { c.clientTLS, c.peerTLS = client, peer }
 }
 
 // WithName sets the member name (--name); by default "<kind>-<n>".
@@ -501,10 +523,12 @@ func (s *Server) Args() []string {
 func (s *Server) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(s.ClientPort) }
 
 // ClientURL is "http://127.0.0.1:<client port>".
-func (s *Server) ClientURL() string { return "http://" + s.Endpoint() }
+func (s *Server) ClientURL() string { return s.cfg.clientScheme() + "://" + s.Endpoint() }
 
 // PeerURL is "http://127.0.0.1:<peer port>".
-func (s *Server) PeerURL() string { return "http://127.0.0.1:" + strconv.Itoa(s.PeerPort) }
+func (s *Server) PeerURL() string {
+	return s.cfg.peerScheme() + "://127.0.0.1:" + strconv.Itoa(s.PeerPort)
+}
 
 // Pid is the process id of the current run (0 if never started).
 func (s *Server) Pid() int {
@@ -587,7 +611,9 @@ func (s *Server) launch() error {
 	// answers a Status call.
 	probeDone := make(chan struct{})
 	defer close(probeDone)
-	go s.probeStatus(probeDone, func() { readyOnce.Do(func() { close(ready) }) })
+	if !s.cfg.clientTLS {
+		go s.probeStatus(probeDone, func() { readyOnce.Do(func() { close(ready) }) })
+	}
 
 	timer := time.NewTimer(s.cfg.startTimeout)
 	defer timer.Stop()

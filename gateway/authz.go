@@ -6,7 +6,9 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/metastore/metastore/authactor"
 )
@@ -28,6 +30,11 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 	}
 	tok, sent := tokenFrom(ctx)
 	if !sent {
+		if g.cfg.ClientCertAuth {
+			if cn := commonName(ctx); cn != "" {
+				return st, authactor.Info{User: cn, Rev: st.Rev}, nil
+			}
+		}
 		return st, authactor.Info{}, nil
 	}
 	if g.cfg.JWT != nil {
@@ -46,6 +53,30 @@ func (g *Gateway) requestAuth(ctx context.Context) (*authactor.State, authactor.
 		return st, authactor.Info{}, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	return st, authactor.Info{User: user, Rev: st.Rev}, nil
+}
+
+// commonName is the common name of the client's verified certificate, if
+// it connected over TLS with one. Requests relayed by an HTTP gateway
+// (grpcgateway-accept metadata) use that proxy's certificate, never its
+// name, as in etcd.
+func commonName(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return ""
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return ""
+	}
+	if len(metadata.ValueFromIncomingContext(ctx, "grpcgateway-accept")) > 0 {
+		return ""
+	}
+	for _, chain := range ti.State.VerifiedChains {
+		if len(chain) > 0 {
+			return chain[0].Subject.CommonName
+		}
+	}
+	return ""
 }
 
 // tokenFrom is the token a client sent: etcd's "token" metadata, or the

@@ -79,6 +79,10 @@ type Config struct {
 	// Peers tells how long the connections to peers have been up (the
 	// raft transport), for the reconfiguration checks.
 	Peers PeerHealth
+	// ClientCertAuth is --client-cert-auth: with auth on, a request
+	// without a token is made as the user its verified client
+	// certificate's common name names (etcd's AuthInfoFromTLS).
+	ClientCertAuth bool
 	// StrictReconfigCheck is --strict-reconfig-check: refuse membership
 	// changes that could cost the cluster its quorum.
 	StrictReconfigCheck bool
@@ -130,8 +134,8 @@ func New(cfg Config) *Gateway {
 
 // NewServer builds the gRPC server for clients with every etcd service
 // registered: the built ones and Unimplemented answers for the rest.
-func (g *Gateway) NewServer() *grpc.Server {
-	return g.newServer(g.cfg.MaxRequestBytes + grpcOverheadBytes)
+func (g *Gateway) NewServer(opts ...grpc.ServerOption) *grpc.Server {
+	return g.newServer(g.cfg.MaxRequestBytes+grpcOverheadBytes, opts...)
 }
 
 // NewInProcessServer builds the server for the member's own client
@@ -148,8 +152,8 @@ func (g *Gateway) NewInProcessServer() *grpc.Server { return g.newServer(math.Ma
 // more CPU per request, 1024: no better, more memory).
 func streamWorkers() uint32 { return uint32(128 * runtime.GOMAXPROCS(0)) }
 
-func (g *Gateway) newServer(maxRecv int) *grpc.Server {
-	s := grpc.NewServer(
+func (g *Gateway) newServer(maxRecv int, extra ...grpc.ServerOption) *grpc.Server {
+	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -157,7 +161,7 @@ func (g *Gateway) newServer(maxRecv int) *grpc.Server {
 		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.ChainUnaryInterceptor(learnerUnary(g), g.auditUnary),
 		grpc.ChainStreamInterceptor(learnerStream(g), g.auditStream),
-	)
+	}, extra...)...)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
 	pb.RegisterWatchServer(s, &watchServer{g: g})

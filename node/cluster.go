@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -115,12 +116,15 @@ func (n *Node) servePeers(h http.Handler) error {
 		if err != nil {
 			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
 		}
-		if u.Scheme != "http" {
-			return fmt.Errorf("listen-peer-urls %q: only http peer URLs are supported yet", raw)
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("listen-peer-urls %q: URL scheme must be http or https", raw)
 		}
 		l, err := net.Listen("tcp", u.Host)
 		if err != nil {
 			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
+		}
+		if u.Scheme == "https" {
+			l = tls.NewListener(l, n.tls.peerServer)
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		n.peerServers = append(n.peerServers, srv)

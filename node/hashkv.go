@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -52,8 +51,7 @@ func (h *hashKVHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // peerHashes asks every other member for its hash at rev, at once.
-func peerHashes(ctx context.Context, self uint64, members func() *storeactor.Members, rev int64) []corruption.PeerHash {
-	client := &http.Client{Timeout: 5 * time.Second}
+func peerHashes(ctx context.Context, client *http.Client, self uint64, members func() *storeactor.Members, rev int64) []corruption.PeerHash {
 	var out []corruption.PeerHash
 	var mu sync.Mutex
 	var wg sync.WaitGroup

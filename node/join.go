@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -46,14 +45,14 @@ func (h *membersHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // joinIdentity finds this member's id and the cluster's id from the
 // members already running, and checks --initial-cluster against them as
 // etcd does: the same members, matched by peer URLs.
-func joinIdentity(cfg Config, initial []*pb.Member) (self, cluster uint64, members []*pb.Member, err error) {
+func joinIdentity(cfg Config, client *http.Client, initial []*pb.Member) (self, cluster uint64, members []*pb.Member, err error) {
 	var urls []string
 	for _, m := range initial {
 		if m.Name != cfg.Name {
 			urls = append(urls, m.PeerURLs...)
 		}
 	}
-	remote, err := fetchMembers(urls)
+	remote, err := fetchMembers(client, urls)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("cannot fetch cluster info from peer urls: %w", err)
 	}
@@ -82,12 +81,12 @@ func joinIdentity(cfg Config, initial []*pb.Member) (self, cluster uint64, membe
 }
 
 // fetchMembers asks each URL in turn for the cluster's membership.
-func fetchMembers(urls []string) (*pb.MemberListResponse, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
+func fetchMembers(client *http.Client, urls []string) (*pb.MemberListResponse, error) {
 	var last error = errors.New("no peer URLs")
 	for _, u := range urls {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		resp, err := getMembers(ctx, client, u+pathMembers)
+		resp := new(pb.MemberListResponse)
+		err := getProto(ctx, client, u+pathMembers, resp)
 		cancel()
 		if err == nil {
 			return resp, nil
@@ -95,27 +94,6 @@ func fetchMembers(urls []string) (*pb.MemberListResponse, error) {
 		last = err
 	}
 	return nil, fmt.Errorf("could not retrieve cluster information from the given URLs: %w", last)
-}
-
-func getMembers(ctx context.Context, client *http.Client, url string) (*pb.MemberListResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	res, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, res.Status)
-	}
-	out := new(pb.MemberListResponse)
-	return out, proto.Unmarshal(b, out)
 }
 
 // hasIdentity reports whether the data dir already belongs to a member.

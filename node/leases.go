@@ -109,8 +109,8 @@ type leaderPeer struct {
 	client  *http.Client
 }
 
-func newLeaderPeer(self uint64, raft *raftactor.ViewRef, members func() *storeactor.Members) *leaderPeer {
-	return &leaderPeer{self: self, raft: raft, members: members, client: &http.Client{Timeout: 5 * time.Second}}
+func newLeaderPeer(self uint64, client *http.Client, raft *raftactor.ViewRef, members func() *storeactor.Members) *leaderPeer {
+	return &leaderPeer{self: self, raft: raft, members: members, client: client}
 }
 
 // Renew renews lease id at the leader and returns its TTL.

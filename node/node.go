@@ -28,6 +28,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/metastore/metastore/actors"
@@ -67,13 +68,18 @@ type Config struct {
 	InitialClusterState      string
 	SnapshotCount            uint64
 	SnapshotCatchUpEntries   uint64 // --snapshot-catchup-entries
-	StrictReconfigCheck      bool   // --strict-reconfig-check
-	MaxLearners              int    // --max-learners
-	HeartbeatInterval        time.Duration
-	ElectionTimeout          time.Duration
-	QuotaBackendBytes        int64
-	MaxRequestBytes          int
-	MaxTxnOps                int
+	// ClientTLS and PeerTLS are the certificates of the client and peer
+	// listeners (and of dialing peers); SelfSignedCertValidity is the
+	// years auto TLS certificates are valid.
+	ClientTLS, PeerTLS     TLSFiles
+	SelfSignedCertValidity uint
+	StrictReconfigCheck    bool // --strict-reconfig-check
+	MaxLearners            int  // --max-learners
+	HeartbeatInterval      time.Duration
+	ElectionTimeout        time.Duration
+	QuotaBackendBytes      int64
+	MaxRequestBytes        int
+	MaxTxnOps              int
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
 	// like etcd, values below 100ms are raised to 100ms.
 	WatchProgressNotifyInterval time.Duration
@@ -123,6 +129,9 @@ type Node struct {
 	raftView    *raftactor.ViewRef
 	transport   *transport.Transport
 	peerServers []*http.Server
+	tls         tlsSetup
+	peerClient  *http.Client  // member-to-member requests besides raft's
+	grpcTLS     *grpc.Server  // serves the https client listeners
 	quit        chan struct{} // closed by Stop
 	removed     chan struct{} // closed when this member is removed from the cluster
 	removedOnce sync.Once
@@ -149,6 +158,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
 			cfg.Name, strings.Join(cfg.InitialCluster[cfg.Name], ","), strings.Join(cfg.InitialAdvertisePeerURLs, ","))
 	}
+	tlsCfg, err := setupTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(cfg.DataDir, "member", "pebble")
 	if !cfg.InMemory {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -163,7 +176,8 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, lg: lg, db: db, ready: make(chan struct{}), quit: make(chan struct{}), removed: make(chan struct{}), fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, lg: lg, db: db, ready: make(chan struct{}), quit: make(chan struct{}), removed: make(chan struct{}), fatal: make(chan error, 1),
+		tls: tlsCfg, peerClient: &http.Client{Transport: tlsCfg.peerTransport(), Timeout: 5 * time.Second}}
 	// A new cluster bootstraps raft with the --initial-cluster members; a
 	// member joining an existing one takes its ids from the running
 	// members and bootstraps nothing.
@@ -173,7 +187,7 @@ func Start(cfg Config) (*Node, error) {
 		bootstrap = nil
 		if has, err := hasIdentity(db); err != nil || !has {
 			if err == nil {
-				self, clusterID, remote, err = joinIdentity(cfg, initial)
+				self, clusterID, remote, err = joinIdentity(cfg, n.peerClient, initial)
 			}
 			if err != nil {
 				db.Close()
@@ -300,6 +314,7 @@ func Start(cfg Config) (*Node, error) {
 		IsRemoved:      func(id uint64) bool { return reader.Members().Removed[id] },
 		Removed:        func(uint64) { n.markRemoved() },
 		Cut:            cfg.PeerCut,
+		TLS:            tlsCfg.peerClient,
 		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return openCheckpoint(snapshots) },
 		ReceiveSnapshot: func(m *raftpb.Message, data io.Reader) error {
 			meta := m.GetSnapshot().GetMetadata()
@@ -316,7 +331,7 @@ func Start(cfg Config) (*Node, error) {
 	case bootstrap != nil:
 		peers = bootstrap // new: the store learns them from the bootstrap entries
 	default: // joined, but restarted before learning the membership
-		if _, _, ms, err := joinIdentity(cfg, initial); err == nil {
+		if _, _, ms, err := joinIdentity(cfg, n.peerClient, initial); err == nil {
 			peers = ms
 		}
 	}
@@ -355,7 +370,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	hashes := corruption.Hashes{Self: memberID, Local: reader.HashKV,
 		Peers: func(ctx context.Context, rev int64) []corruption.PeerHash {
-			return peerHashes(ctx, memberID, reader.Members, rev)
+			return peerHashes(ctx, n.peerClient, memberID, reader.Members, rev)
 		}}
 	if initialCheck {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -416,7 +431,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	leader := newLeaderPeer(memberID, raftView, reader.Members)
+	leader := newLeaderPeer(memberID, n.peerClient, raftView, reader.Members)
 	gw := gateway.New(gateway.Config{
 		Root: n.system.Root, Raft: raftPID, RaftView: raftView, Store: reader, Watch: watchPID, Leases: leasePID,
 		Tokens: tokens, JWT: cfg.JWT, IDs: ids, Audit: cfg.Audit, Logger: lg.Named("gateway"),
@@ -429,17 +444,23 @@ func Start(cfg Config) (*Node, error) {
 		Members:      func() []*pb.Member { return reader.Members().List },
 		LeaderLeases: leader, LeaderPromote: leader.promoteAtLeader,
 		Peers: n.transport, StrictReconfigCheck: cfg.StrictReconfigCheck,
-		Self: n.self, BcryptCost: cfg.BcryptCost,
+		ClientCertAuth: cfg.ClientTLS.ClientCertAuth,
+		Self:           n.self, BcryptCost: cfg.BcryptCost,
 	})
 	gwCell.Store(gw)
 	n.grpc = gw.NewServer()
+	if tlsCfg.client != nil {
+		n.grpcTLS = gw.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg.client)))
+	}
+	var secure []bool
 	for _, u := range cfg.ListenClientURLs {
-		l, err := listen(u)
+		l, tlsOn, err := listen(u, tlsCfg.client != nil)
 		if err != nil {
 			n.Stop()
 			return nil, err
 		}
 		n.listeners = append(n.listeners, l)
+		secure = append(secure, tlsOn)
 	}
 	n.selfGRPC = gw.NewInProcessServer()
 	serve := func(srv *grpc.Server, l net.Listener) {
@@ -452,8 +473,12 @@ func Start(cfg Config) (*Node, error) {
 		}()
 	}
 	serve(n.selfGRPC, selfListener)
-	for _, l := range n.listeners {
-		serve(n.grpc, l)
+	for i, l := range n.listeners {
+		if secure[i] {
+			serve(n.grpcTLS, l)
+		} else {
+			serve(n.grpc, l)
+		}
 	}
 	go n.waitReady()
 	go n.publish(n.system.Root, raftPID, ids, memberID)
@@ -545,13 +570,16 @@ func (n *Node) Stop() {
 		// Clients first (requests still waiting, such as a blocked Lock,
 		// see the connection close), then the member's own client the
 		// Lock and Election handlers were using.
-		if n.grpc != nil {
+		for _, srv := range []*grpc.Server{n.grpc, n.grpcTLS} {
+			if srv == nil {
+				continue
+			}
 			done := make(chan struct{})
-			go func() { n.grpc.GracefulStop(); close(done) }()
+			go func() { srv.GracefulStop(); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(2 * time.Second):
-				n.grpc.Stop()
+				srv.Stop()
 			}
 		}
 		if n.self != nil {
@@ -604,20 +632,26 @@ func (n *Node) ClientAddrs() []string {
 	return out
 }
 
-func listen(raw string) (net.Listener, error) {
+// listen opens a client listener: https and unixs ones are served with
+// TLS (haveCert: certificates are configured, which setupTLS checked).
+func listen(raw string, haveCert bool) (net.Listener, bool, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("listen-client-urls %q: %w", raw, err)
+		return nil, false, fmt.Errorf("listen-client-urls %q: %w", raw, err)
 	}
+	secure := false
 	switch u.Scheme {
-	case "http", "unix", "unixs":
-	case "https":
-		return nil, fmt.Errorf("listen-client-urls %q: TLS is not supported yet", raw)
+	case "http", "unix":
+	case "https", "unixs":
+		secure = haveCert
 	default:
-		return nil, fmt.Errorf("listen-client-urls %q: URL scheme must be http, https, unix or unixs", raw)
+		return nil, false, fmt.Errorf("listen-client-urls %q: URL scheme must be http, https, unix or unixs", raw)
 	}
+	var l net.Listener
 	if u.Scheme == "unix" || u.Scheme == "unixs" {
-		return net.Listen("unix", u.Host+u.Path)
+		l, err = net.Listen("unix", u.Host+u.Path)
+	} else {
+		l, err = net.Listen("tcp", u.Host)
 	}
-	return net.Listen("tcp", u.Host)
+	return l, secure, err
 }

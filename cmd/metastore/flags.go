@@ -11,26 +11,25 @@ import (
 // value) and reported in a warning rather than refused. Booleans take no
 // separate value argument.
 var (
-	etcdBoolFlags = words(`auto-tls client-cert-auth discovery-insecure-skip-tls-verify
-		discovery-insecure-transport enable-distributed-tracing enable-grpc-gateway
-		enable-log-rotation enable-pprof force-new-cluster initial-election-tick-advance
-		memory-mlock peer-auto-tls peer-client-cert-auth peer-skip-client-san-verification
-		pre-vote socket-reuse-address socket-reuse-port unsafe-no-fsync`)
+	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
+		enable-distributed-tracing enable-grpc-gateway enable-log-rotation enable-pprof
+		force-new-cluster initial-election-tick-advance memory-mlock
+		peer-skip-client-san-verification pre-vote socket-reuse-address socket-reuse-port
+		unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
-		bootstrap-defrag-threshold-megabytes cert-file client-cert-file client-crl-file
-		client-key-file compact-hash-check-time compaction-batch-limit compaction-sleep-interval
-		config-file discovery-cacert discovery-cert discovery-dial-timeout
-		discovery-fallback discovery-keepalive-time discovery-keepalive-timeout discovery-key
+		bootstrap-defrag-threshold-megabytes client-cert-file client-key-file
+		compact-hash-check-time compaction-batch-limit compaction-sleep-interval config-file
+		discovery-cacert discovery-cert discovery-dial-timeout discovery-fallback
+		discovery-keepalive-time discovery-keepalive-timeout discovery-key
 		discovery-password discovery-request-timeout discovery-srv discovery-srv-name
-		discovery-token discovery-user distributed-tracing-address distributed-tracing-instance-id
-		distributed-tracing-sampling-rate distributed-tracing-service-name downgrade-check-time
-		grpc-keepalive-interval grpc-keepalive-min-time grpc-keepalive-timeout key-file
-		log-format log-outputs log-rotation-config-json max-concurrent-streams 
-		max-snapshots max-wals metrics peer-cert-file peer-client-cert-file peer-client-key-file
-		peer-crl-file peer-key-file peer-trusted-ca-file raft-read-timeout raft-write-timeout
-		self-signed-cert-validity tls-max-version tls-min-version trusted-ca-file v2-deprecation
-		wal-dir warning-apply-duration warning-unary-request-duration
-		cipher-suites client-cert-allowed-hostname host-whitelist
+		discovery-token discovery-user distributed-tracing-address
+		distributed-tracing-instance-id distributed-tracing-sampling-rate
+		distributed-tracing-service-name downgrade-check-time grpc-keepalive-interval
+		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
+		log-rotation-config-json max-concurrent-streams max-snapshots max-wals metrics
+		peer-client-cert-file peer-client-key-file raft-read-timeout raft-write-timeout
+		tls-max-version tls-min-version v2-deprecation wal-dir warning-apply-duration
+		warning-unary-request-duration client-cert-allowed-hostname host-whitelist
 		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
 		listen-metrics-urls cors discovery`)
 )

@@ -68,6 +68,21 @@ func run(args []string) int {
 	strictReconfig := fs.Bool("strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
 	corruptCheck := fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
 	maxLearners := fs.Int("max-learners", 1, "Sets the maximum number of learners that can be available in the cluster membership.")
+	var clientTLS, peerTLS node.TLSFiles
+	fs.StringVar(&clientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
+	fs.StringVar(&clientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
+	fs.StringVar(&clientTLS.TrustedCAFile, "trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.")
+	fs.BoolVar(&clientTLS.ClientCertAuth, "client-cert-auth", false, "Enable client cert authentication.")
+	fs.StringVar(&clientTLS.CRLFile, "client-crl-file", "", "Path to the client certificate revocation list file.")
+	fs.BoolVar(&clientTLS.AutoTLS, "auto-tls", false, "Client TLS using generated certificates")
+	fs.StringVar(&peerTLS.CertFile, "peer-cert-file", "", "Path to the peer server TLS cert file.")
+	fs.StringVar(&peerTLS.KeyFile, "peer-key-file", "", "Path to the peer server TLS key file.")
+	fs.StringVar(&peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.")
+	fs.BoolVar(&peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
+	fs.StringVar(&peerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
+	fs.BoolVar(&peerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using generated certificates")
+	cipherSuites := fs.String("cipher-suites", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+	certValidity := fs.Uint("self-signed-cert-validity", 1, "The validity period of the client and peer certificates, unit is year")
 	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
 	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
@@ -149,6 +164,14 @@ func run(args []string) int {
 		lg.Error("unknown --auth-token; want simple or jwt,...", zap.String("auth-token", *authToken))
 		return 1
 	}
+	if *cipherSuites != "" {
+		ids, err := node.ParseCipherSuites(strings.Split(*cipherSuites, ","))
+		if err != nil {
+			lg.Error("invalid --cipher-suites", zap.Error(err))
+			return 1
+		}
+		clientTLS.CipherSuites, peerTLS.CipherSuites = ids, ids
+	}
 	// etcd parses the retention only when starting the server, and fails
 	// with this (odd, but etcd's) message and exit 1.
 	compactRetention, err := compactor.ParseRetention(*compactMode, *compactKeep)
@@ -179,9 +202,10 @@ func run(args []string) int {
 		JWT:                         jwt,
 		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
 		CorruptCheckTime:            *corruptCheck,
-		AutoCompactionMode:          *compactMode,
-		AutoCompactionRetention:     compactRetention,
-		Logger:                      lg,
+		ClientTLS:                   clientTLS, PeerTLS: peerTLS, SelfSignedCertValidity: *certValidity,
+		AutoCompactionMode:      *compactMode,
+		AutoCompactionRetention: compactRetention,
+		Logger:                  lg,
 	})
 	if err != nil {
 		lg.Error("failed to start", zap.Error(err))

@@ -1,0 +1,342 @@
+package node
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// TLSFiles are one side's certificate options, etcd's --cert-file,
+// --key-file, --trusted-ca-file, --client-cert-auth, --client-crl-file,
+// --auto-tls (or their --peer-* twins) and --cipher-suites.
+type TLSFiles struct {
+	CertFile, KeyFile string
+	TrustedCAFile     string
+	CRLFile           string
+	ClientCertAuth    bool
+	AutoTLS           bool
+	CipherSuites      []uint16
+	// SkipVerify: the certificates are self-signed (auto TLS): a member
+	// dialing a peer does not verify the peer's chain, as etcd.
+	SkipVerify bool
+}
+
+// Empty reports whether no certificate is configured.
+func (f TLSFiles) Empty() bool { return f.CertFile == "" && f.KeyFile == "" }
+
+// keyPair loads the certificate on each handshake that needs it, from
+// files reread when they change, so certificates rotate without a restart
+// (as etcd's do).
+type keyPair struct {
+	cert, key string
+	mu        sync.Mutex
+	modCert   time.Time
+	modKey    time.Time
+	pair      *tls.Certificate
+}
+
+func (k *keyPair) get() (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ci, err := os.Stat(k.cert)
+	if err != nil {
+		return nil, err
+	}
+	ki, err := os.Stat(k.key)
+	if err != nil {
+		return nil, err
+	}
+	if k.pair != nil && ci.ModTime().Equal(k.modCert) && ki.ModTime().Equal(k.modKey) {
+		return k.pair, nil
+	}
+	pair, err := tls.LoadX509KeyPair(k.cert, k.key)
+	if err != nil {
+		return nil, err
+	}
+	k.pair, k.modCert, k.modKey = &pair, ci.ModTime(), ki.ModTime()
+	return k.pair, nil
+}
+
+// baseConfig is what the server and client sides share: the key pair
+// (checked now, so a bad file fails the start), TLS 1.2 at least, and the
+// cipher suites.
+func (f TLSFiles) baseConfig() (*tls.Config, *keyPair, error) {
+	if f.CertFile == "" || f.KeyFile == "" {
+		return nil, nil, fmt.Errorf("KeyFile and CertFile must both be present[key: %v, cert: %v]", f.KeyFile, f.CertFile)
+	}
+	kp := &keyPair{cert: f.CertFile, key: f.KeyFile}
+	if _, err := kp.get(); err != nil {
+		return nil, nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(f.CipherSuites) > 0 {
+		cfg.CipherSuites = f.CipherSuites
+	}
+	return cfg, kp, nil
+}
+
+func (f TLSFiles) caPool() (*x509.CertPool, error) {
+	pem, err := os.ReadFile(f.TrustedCAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificates in %s", f.TrustedCAFile)
+	}
+	return pool, nil
+}
+
+// ServerConfig is the listener's TLS: as etcd, a trusted CA or
+// --client-cert-auth makes a verified client certificate mandatory, and
+// a CRL file refuses revoked ones.
+func (f TLSFiles) ServerConfig() (*tls.Config, error) {
+	cfg, kp, err := f.baseConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get() }
+	if f.TrustedCAFile != "" || f.ClientCertAuth {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if f.TrustedCAFile != "" {
+		if cfg.ClientCAs, err = f.caPool(); err != nil {
+			return nil, err
+		}
+	}
+	if f.CRLFile != "" {
+		revoked, err := loadCRL(f.CRLFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+			for _, chain := range chains {
+				for _, c := range chain {
+					if revoked[c.SerialNumber.String()] {
+						return fmt.Errorf("certificate %s (CN %q) is revoked", c.SerialNumber, c.Subject.CommonName)
+					}
+				}
+			}
+			return nil
+		}
+	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return cfg, nil
+}
+
+// ClientConfig is the TLS a member dials its peers with: it presents its
+// own certificate (peers may require one) and trusts the peer CA.
+func (f TLSFiles) ClientConfig() (*tls.Config, error) {
+	cfg, kp, err := f.baseConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
+	if f.TrustedCAFile != "" {
+		if cfg.RootCAs, err = f.caPool(); err != nil {
+			return nil, err
+		}
+	}
+	cfg.InsecureSkipVerify = f.SkipVerify
+	return cfg, nil
+}
+
+func loadCRL(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	crl, err := x509.ParseRevocationList(b)
+	if err != nil {
+		return nil, fmt.Errorf("client-crl-file %s: %w", path, err)
+	}
+	out := map[string]bool{}
+	for _, e := range crl.RevokedCertificateEntries {
+		out[e.SerialNumber.String()] = true
+	}
+	return out, nil
+}
+
+// ParseCipherSuites reads --cipher-suites: Go's names of TLS 1.2 suites
+// (TLS 1.3 suites are not configurable), comma separated.
+func ParseCipherSuites(names []string) ([]uint16, error) {
+	known := map[string]uint16{}
+	for _, s := range tls.CipherSuites() {
+		known[s.Name] = s.ID
+	}
+	for _, s := range tls.InsecureCipherSuites() {
+		known[s.Name] = s.ID
+	}
+	var out []uint16
+	for _, n := range names {
+		id, ok := known[n]
+		if !ok {
+			return nil, fmt.Errorf("unexpected TLS cipher suite %q", n)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// autoTLS is etcd's --auto-tls / --peer-auto-tls: a self-signed
+// certificate for the listen URLs' hosts in dir (made once, reused on
+// restart), valid for validityYears.
+func autoTLS(lg *zap.Logger, f TLSFiles, dir string, listenURLs []string, validityYears uint) (TLSFiles, error) {
+	if !f.AutoTLS {
+		return f, nil
+	}
+	if !f.Empty() {
+		lg.Warn("ignoring auto TLS since certs given")
+		return f, nil
+	}
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	f.CertFile, f.KeyFile, f.SkipVerify = certPath, keyPath, true
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		return f, nil
+	}
+	if validityYears == 0 {
+		validityYears = 1
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return f, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return f, err
+	}
+	tmpl := x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{Organization: []string{"metastore"}},
+		NotBefore:    time.Now(),
+		NotAfter:     time.Now().AddDate(int(validityYears), 0, 0),
+		KeyUsage:     x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, raw := range listenURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		host := u.Hostname()
+		if ip := net.ParseIP(host); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if host != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, host)
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return f, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, &key.PublicKey, key)
+	if err != nil {
+		return f, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return f, err
+	}
+	lg.Info("created self-signed certificate", zap.String("path", certPath))
+	return f, nil
+}
+
+// errNeedCert is etcd's refusal of an https URL without certificates.
+func errNeedCert(flagPrefix, raw string) error {
+	return fmt.Errorf("TLS key/cert (--%scert-file, --%skey-file) must be provided for %s with HTTPS scheme", flagPrefix, flagPrefix, raw)
+}
+
+// tlsSetup is the member's TLS, from its flags.
+type tlsSetup struct {
+	client     *tls.Config // https client listeners; nil: none
+	peerServer *tls.Config // https peer listeners; nil: none
+	peerClient *tls.Config // dialing https peers; nil: plain http only
+}
+
+// peerTransport is the HTTP transport of member-to-member requests.
+func (t tlsSetup) peerTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = t.peerClient
+	return tr
+}
+
+// setupTLS builds the TLS configurations etcd's flags ask for: auto TLS
+// certificates are made under <data-dir>/fixtures/{client,peer}; an https
+// URL without certificates is refused, certificates with only http URLs
+// are ignored with a warning, as etcd does.
+func setupTLS(cfg Config) (tlsSetup, error) {
+	lg := cfg.Logger
+	var out tlsSetup
+	hasScheme := func(urls []string, schemes ...string) bool {
+		for _, raw := range urls {
+			if u, err := url.Parse(raw); err == nil && slices.Contains(schemes, u.Scheme) {
+				return true
+			}
+		}
+		return false
+	}
+	client, err := autoTLS(lg, cfg.ClientTLS, filepath.Join(cfg.DataDir, "fixtures", "client"), cfg.ListenClientURLs, cfg.SelfSignedCertValidity)
+	if err != nil {
+		return out, err
+	}
+	switch {
+	case hasScheme(cfg.ListenClientURLs, "https", "unixs"):
+		if client.Empty() {
+			for _, raw := range cfg.ListenClientURLs {
+				if hasScheme([]string{raw}, "https", "unixs") {
+					return out, errNeedCert("", "client url "+raw)
+				}
+			}
+		}
+		if out.client, err = client.ServerConfig(); err != nil {
+			return out, err
+		}
+	case !client.Empty():
+		lg.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files", zap.Strings("client-urls", cfg.ListenClientURLs))
+	}
+	peer, err := autoTLS(lg, cfg.PeerTLS, filepath.Join(cfg.DataDir, "fixtures", "peer"), cfg.ListenPeerURLs, cfg.SelfSignedCertValidity)
+	if err != nil {
+		return out, err
+	}
+	if hasScheme(cfg.ListenPeerURLs, "https") {
+		if peer.Empty() {
+			return out, errNeedCert("peer-", "peer url "+strings.Join(cfg.ListenPeerURLs, ","))
+		}
+		if out.peerServer, err = peer.ServerConfig(); err != nil {
+			return out, err
+		}
+	} else if !peer.Empty() {
+		lg.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files", zap.Strings("peer-urls", cfg.ListenPeerURLs))
+	}
+	if !peer.Empty() {
+		if out.peerClient, err = peer.ClientConfig(); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
