@@ -372,8 +372,20 @@ func (n *Node) handleReady(ctx actor.Context) {
 	}
 	for n.rn.HasReady() {
 		rd := n.rn.Ready()
+		// A leader sends its appends before its own write (raft thesis
+		// 10.2.1; etcd does the same): the followers' fsyncs overlap its
+		// own, and an entry counts as committed only once a quorum —
+		// this member included, after persist — has it durably. Its hard
+		// state carries no vote to protect (that was persisted when it
+		// campaigned). Everyone else sends only after persisting.
+		leading := n.lead == n.cfg.ID && (rd.SoftState == nil || rd.SoftState.RaftState == raft.StateLeader)
+		if leading {
+			n.cfg.Transport.Send(rd.Messages)
+		}
 		n.persist(ctx, rd)
-		n.cfg.Transport.Send(rd.Messages)
+		if !leading {
+			n.cfg.Transport.Send(rd.Messages)
+		}
 		if len(rd.CommittedEntries) > 0 {
 			n.handOff(ctx, rd.CommittedEntries)
 		}
