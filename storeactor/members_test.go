@@ -1,0 +1,154 @@
+package storeactor_test
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/testkit"
+)
+
+// confChange applies one conf change entry and returns the store's answer
+// to its client and the verdict it reports to raft.
+func (h *harness) confChange(cc *raftpb.ConfChange) (actors.Result, storeactor.ConfApplied) {
+	h.t.Helper()
+	h.index++
+	reply := make(chan actors.Result, 1)
+	h.applyRaw(storeactor.Entry{Index: h.index, Term: 1, ConfChange: cc, Reply: reply})
+	res := <-reply
+	applied := testkit.Expect[*storeactor.Applied](h.raft, wait)
+	if len(applied.Conf) != 1 || applied.Conf[0].Index != h.index {
+		h.t.Fatalf("Applied %+v: want one verdict for %d", applied, h.index)
+	}
+	return res, applied.Conf[0]
+}
+
+func addNode(id uint64, learner bool, urls ...string) *raftpb.ConfChange {
+	t := raftpb.ConfChangeAddNode
+	if learner {
+		t = raftpb.ConfChangeAddLearnerNode
+	}
+	return &raftpb.ConfChange{Type: t.Enum(), NodeId: proto.Uint64(id),
+		Context: storeactor.EncodeMemberContext(&pb.Member{ID: id, Name: "", PeerURLs: urls})}
+}
+
+// Conf changes are decided with etcd's rules; a refused one reaches raft
+// as a no-op (node id 0) and changes nothing; verdicts survive restarts.
+func TestConfChangeRules(t *testing.T) {
+	h := newHarness(t)
+	check := func(cc *raftpb.ConfChange, wantErr error) storeactor.ConfApplied {
+		t.Helper()
+		res, v := h.confChange(cc)
+		if wantErr == nil && res.Err != nil || wantErr != nil && res.Err != wantErr {
+			t.Fatalf("%v: error %v, want %v", cc, res.Err, wantErr)
+		}
+		if (wantErr != nil) != (v.CC.GetNodeId() == 0) {
+			t.Fatalf("%v: verdict %v", cc, v.CC)
+		}
+		return v
+	}
+	check(addNode(1, false, "http://a:1"), nil)
+	check(addNode(2, false, "http://b:1"), nil)
+	check(addNode(2, false, "http://c:1"), rpctypes.ErrGRPCMemberExist)
+	check(addNode(3, false, "http://b:1"), rpctypes.ErrGRPCPeerURLExist)
+	check(addNode(3, true, "http://c:1"), nil)
+	check(addNode(4, true, "http://d:1"), rpctypes.ErrGRPCTooManyLearners)
+	promote := func(id uint64) *raftpb.ConfChange {
+		return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: storeactor.PromoteContext}
+	}
+	check(promote(2), rpctypes.ErrGRPCMemberNotLearner)
+	check(promote(9), rpctypes.ErrGRPCMemberNotFound)
+	check(promote(3), nil)
+	remove := &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(2)}
+	v := check(remove, nil)
+	check(remove, rpctypes.ErrGRPCMemberNotFound)
+	check(addNode(2, false, "http://b:1"), rpctypes.ErrGRPCMemberNotFound) // a removed id never comes back
+
+	ms := h.reader.Members()
+	if len(ms.List) != 2 || ms.List[0].ID != 1 || ms.List[1].ID != 3 || ms.List[1].IsLearner || !ms.Removed[2] {
+		t.Fatalf("members %v removed %v", ms.List, ms.Removed)
+	}
+	// After a restart the store reports the recorded verdict of an entry
+	// it skips, so raft rebuilds the same configuration.
+	h.restart()
+	h.applyRaw(storeactor.Entry{Index: v.Index, Term: 1, ConfChange: remove})
+	again := testkit.Expect[*storeactor.Applied](h.raft, wait)
+	if len(again.Conf) != 1 || again.Conf[0].CC.GetNodeId() != 2 || again.Conf[0].CC.GetType() != raftpb.ConfChangeRemoveNode {
+		t.Fatalf("replayed verdict %+v", again.Conf)
+	}
+}
+
+// A leader's checkpoint installed on another store replaces its whole key
+// space: keys, leases, members; the other store's own keys are gone.
+func TestInstallSnapshot(t *testing.T) {
+	fs := vfs.NewMem()
+	open := func(dir string) func(*storeactor.Config) {
+		return func(c *storeactor.Config) {
+			db, err := storeactor.OpenPebbleFS(fs, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			c.DB = db
+		}
+	}
+	leader := newHarness(t, open("/leader"))
+	leader.confChange(addNode(1, false, "http://a:1"))
+	leader.put("a", "1")
+	leader.put("b", "2")
+	leader.must(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 60}})
+	leader.put("a", "3")
+	follower := newHarness(t, open("/follower"))
+	follower.put("stale", "x")
+
+	snap, err := storeactor.NewSnapshotter(leader.cfg.DB, fs, "/snap").Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
+	if err := storeactor.ReceiveCheckpoint(fs, "/recv/1", pr); err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	reply := make(chan error, 1)
+	follower.kit.Root().Send(follower.pid, &storeactor.InstallSnapshot{FS: fs, Dir: "/recv/1", Reply: reply})
+	if err := <-reply; err != nil {
+		t.Fatal(err)
+	}
+	lv, fv := leader.reader.View(), follower.reader.View()
+	if fv.Rev != lv.Rev || fv.Applied != lv.Applied {
+		t.Fatalf("follower at rev %d index %d, leader %d %d", fv.Rev, fv.Applied, lv.Rev, lv.Applied)
+	}
+	lh, _, _ := leader.reader.Hash()
+	fh, _, _ := follower.reader.Hash()
+	if lh != fh {
+		t.Fatalf("hash %x, leader %x", fh, lh)
+	}
+	if got := follower.get("a", 0); len(got) != 1 || !strings.HasPrefix(got[0], `"a"="3"`) {
+		t.Fatalf("a: %v", got)
+	}
+	if got := follower.get("stale", 0); len(got) != 0 {
+		t.Fatalf("stale key survived: %v", got)
+	}
+	if _, ok := follower.reader.Lease(7); !ok {
+		t.Fatal("lease 7 missing")
+	}
+	if ms := follower.reader.Members(); len(ms.List) != 1 || ms.List[0].ID != 1 {
+		t.Fatalf("members %v", ms.List)
+	}
+	// It goes on applying after the snapshot's index.
+	follower.index = fv.Applied
+	follower.put("c", "4")
+	if got := follower.get("c", 0); len(got) != 1 {
+		t.Fatalf("c: %v", got)
+	}
+}
