@@ -114,7 +114,7 @@ type Store struct {
 	auth       *authactor.State // as of the batch being applied; published with the View
 	members    *Members         // as of the batch being applied; published with the View
 	membersRef *membersRef
-	latest     *latestCache // see latestcache.go; a restarted Store starts a new one
+	latest     *latestCache // see latestcache.go; rebuilt by every start
 	authRef    *atomic.Pointer[authactor.State]
 
 	replaying  bool // a Replay is outstanding; entries past a gap are dropped
@@ -152,7 +152,7 @@ func New(cfg Config, r *Reader) *actor.Props {
 		cfg.MaxLearners = 1
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, latest: newLatestCache(latestCacheHalf)}
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members}
 	})
 }
 
@@ -180,6 +180,8 @@ func (s *Store) start(ctx actor.Context) {
 	s.authRef.Store(s.auth)
 	s.members = loadMembers(s.cfg.DB)
 	s.membersRef.Store(s.members)
+	s.latest = newLatestCache(latestCacheHalf)
+	s.latest.keys = loadKeyFilter(s.cfg.DB)
 	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true

@@ -57,7 +57,6 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 		return
 	}
 	before := s.cur.Rev
-	s.latest = newLatestCache(latestCacheHalf)
 	s.start(ctx)
 	s.cfg.Logger.Info("installed snapshot from leader", zap.Uint64("applied-index", s.cur.Applied), zap.Int64("revision", s.cur.Rev))
 	if s.cfg.Watch != nil && s.cur.Rev > before {

@@ -23,6 +23,9 @@ package storeactor
 type latestCache struct {
 	cur, old map[string]latestMeta
 	half     int
+	// keys, when set, knows the keys that never had an 'l' entry: those
+	// are answered as "no live key" without a lookup (see keyfilter.go).
+	keys *keyFilter
 }
 
 // latestMeta is a key's newest version, without its value.
@@ -46,8 +49,12 @@ func (c *latestCache) get(key []byte) (latestMeta, bool) {
 	m, ok := c.old[string(key)]
 	if ok {
 		c.set(key, m) // keep what is still used
+		return m, true
 	}
-	return m, ok
+	if c.keys != nil && !c.keys.mayContain(key) {
+		return latestMeta{tombstone: true}, true
+	}
+	return m, false
 }
 
 func (c *latestCache) set(key []byte, m latestMeta) {
@@ -55,4 +62,7 @@ func (c *latestCache) set(key []byte, m latestMeta) {
 		c.old, c.cur = c.cur, make(map[string]latestMeta, c.half)
 	}
 	c.cur[string(key)] = m
+	if c.keys != nil {
+		c.keys.add(key)
+	}
 }

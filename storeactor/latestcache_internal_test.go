@@ -84,19 +84,32 @@ func dumpSpace(t *testing.T, db *pebble.DB) []byte {
 	return out
 }
 
-// BenchmarkPutApply measures the store's apply cost of a put to one of
-// 100k keys, batches of 100, with and without the latest cache.
+// BenchmarkPutApply is the store's apply cost of a put of 256 B: to one of
+// 100k keys that all exist (the latest cache's case), and to new keys
+// (keys=10M: the key filter's case), in batches of 100.
 func BenchmarkPutApply(b *testing.B) {
-	for _, withCache := range []bool{false, true} {
-		b.Run(fmt.Sprintf("cache=%v", withCache), func(b *testing.B) {
+	for _, tc := range []struct {
+		name          string
+		cache, filter bool
+		keys          int
+	}{
+		{"cache=false", false, false, 100_000},
+		{"cache=true", true, false, 100_000},
+		{"new-keys/filter=false", true, false, 10_000_000},
+		{"new-keys/filter=true", true, true, 10_000_000},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			db, err := OpenPebble("/db", true)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer db.Close()
 			var cache *latestCache
-			if withCache {
+			if tc.cache {
 				cache = newLatestCache(latestCacheHalf)
+				if tc.filter {
+					cache.keys = newKeyFilter()
+				}
 			}
 			rng := rand.New(rand.NewSource(1))
 			val := make([]byte, 256)
@@ -105,7 +118,7 @@ func BenchmarkPutApply(b *testing.B) {
 				bt := db.NewIndexedBatch()
 				for i := 0; i < n; i++ {
 					tw := &writeTxn{r: bt, w: bt, beginRev: rev, cache: cache}
-					tw.put([]byte(fmt.Sprintf("%08d", rng.Intn(100000))), val, 0)
+					tw.put([]byte(fmt.Sprintf("%08d", rng.Intn(tc.keys))), val, 0)
 					rev++
 				}
 				must(bt.Commit(pebble.NoSync))

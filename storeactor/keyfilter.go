@@ -1,0 +1,115 @@
+package storeactor
+
+import (
+	"hash/maphash"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// keyFilter answers "has this key never had a newest-version ('l') entry?"
+// without touching pebble. A put to a new key otherwise looks up its 'l'
+// entry to find nothing: a seek through the 64 MiB memtable's skiplist (a
+// cache miss per level) and the bloom filters of the sstables — the largest
+// cost of applying a put to a new key, paid by every member.
+//
+// It is a scalable blocked Bloom filter: layers of 512-bit blocks (one
+// cache line: one miss per layer per lookup), each layer four times the
+// previous one's capacity, so no rebuild is ever needed as the key count
+// grows; about 10 bits per key (1.25 bytes — the MVCC index etcd keeps in
+// memory costs ~100 bytes a key).
+//
+// Invariants: every key written to 'l' through writeTxn.write is added
+// (no false negatives); the filter belongs to one Store instance, built
+// from pebble's 'l' entries when it starts (after a restart or a snapshot
+// install), so keys of a batch that was never committed only add false
+// positives. Compaction removing 'l' entries leaves stale positives, which
+// are only a lookup more.
+type keyFilter struct {
+	layers []*filterLayer
+}
+
+type filterLayer struct {
+	blocks   [][8]uint64
+	keys     int // added so far
+	capacity int
+}
+
+const (
+	filterFirstCapacity = 1 << 16
+	filterGrowth        = 4
+	filterBitsPerKey    = 10
+	filterProbes        = 7
+)
+
+var filterSeed = maphash.MakeSeed()
+
+func newKeyFilter() *keyFilter { return &keyFilter{} }
+
+func newFilterLayer(capacity int) *filterLayer {
+	blocks := (capacity*filterBitsPerKey + 511) / 512
+	return &filterLayer{blocks: make([][8]uint64, blocks), capacity: capacity}
+}
+
+// add records key.
+func (f *keyFilter) add(key []byte) {
+	h := maphash.Bytes(filterSeed, key)
+	if n := len(f.layers); n > 0 && f.layers[n-1].mayContain(h) {
+		return
+	}
+	if n := len(f.layers); n == 0 || f.layers[n-1].keys >= f.layers[n-1].capacity {
+		capacity := filterFirstCapacity
+		if n > 0 {
+			capacity = f.layers[n-1].capacity * filterGrowth
+		}
+		f.layers = append(f.layers, newFilterLayer(capacity))
+	}
+	f.layers[len(f.layers)-1].add(h)
+}
+
+// mayContain is false only for a key never added.
+func (f *keyFilter) mayContain(key []byte) bool {
+	h := maphash.Bytes(filterSeed, key)
+	for i := len(f.layers) - 1; i >= 0; i-- {
+		if f.layers[i].mayContain(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// The block is chosen by the hash's high half; the filterProbes bits
+// within it by double hashing of the low bits.
+func (l *filterLayer) add(h uint64) {
+	block := &l.blocks[(uint64(uint32(h>>32))*uint64(len(l.blocks)))>>32]
+	h1, h2 := uint32(h), uint32(h>>29)|1
+	for i := uint32(0); i < filterProbes; i++ {
+		pos := (h1 + i*h2) & 511
+		block[pos>>6] |= 1 << (pos & 63)
+	}
+	l.keys++
+}
+
+func (l *filterLayer) mayContain(h uint64) bool {
+	block := &l.blocks[(uint64(uint32(h>>32))*uint64(len(l.blocks)))>>32]
+	h1, h2 := uint32(h), uint32(h>>29)|1
+	for i := uint32(0); i < filterProbes; i++ {
+		pos := (h1 + i*h2) & 511
+		if block[pos>>6]&(1<<(pos&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// loadKeyFilter builds the filter from every 'l' entry in r.
+func loadKeyFilter(r pebble.Reader) *keyFilter {
+	f := newKeyFilter()
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLatest}, UpperBound: latestSpaceUpper})
+	must(err)
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		f.add(decodeUserKey(it.Key()[1:]))
+	}
+	must(it.Error())
+	return f
+}
