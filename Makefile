@@ -5,6 +5,8 @@
 #                 the Go module proxy into .ref/, never committed)
 #   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
 #   make test-long - long differential, crash and watch-guarantee runs
+#   make cluster - a local 3-member cluster (scripts/cluster.sh)
+#   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
 GO      ?= go
 REF_BIN := .ref/bin
@@ -35,6 +37,19 @@ test-long: build ref
 
 bench: build ref
 	bash scripts/bench.sh
+
+.PHONY: cluster bench-cluster
+
+# A local 3-member cluster in the foreground (infra1..3, client ports
+# 2379/22379/32379, peer ports 2380/22380/32380, data in ./cluster.metastore);
+# Ctrl-C stops it. The same members as the Procfile (goreman start).
+cluster: build
+	bash scripts/cluster.sh
+
+# 3-member MetaStore vs 3-member reference etcd on loopback: put, linearizable
+# range and leader failover (BENCH_SCALE, BENCH_ROUNDS, BENCH_OUT, ... as bench).
+bench-cluster: build ref
+	bash scripts/bench-cluster.sh
 
 clean:
 	rm -rf bin .ref/bin

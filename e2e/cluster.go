@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // StartCluster starts a new cluster of n members of kind on loopback, all
@@ -48,4 +50,47 @@ func Endpoints(servers []*Server) []string {
 		out[i] = s.Endpoint()
 	}
 	return out
+}
+
+// NewMember prepares (without starting) a server of kind with free ports
+// and a fresh data dir, to be added to a running cluster: `member add
+// <s.Name> --peer-urls=<s.PeerURL()>` first, then s.Join.
+func NewMember(t testing.TB, kind Kind, name string, opts ...Option) *Server {
+	t.Helper()
+	s := newServer(t, kind, append([]Option{WithName(name)}, opts...))
+	s.ClientPort, s.PeerPort = FreePort(t), FreePort(t)
+	s.cfg.clientPort, s.cfg.peerPort = s.ClientPort, s.PeerPort
+	return s
+}
+
+// Join starts s (from NewMember) as a new member of the cluster of members
+// (those in the cluster's membership, running or not): --initial-cluster
+// lists them and s, --initial-cluster-state is "existing". It waits until
+// s serves clients (a learner too). Restarts keep these flags.
+func (s *Server) Join(t testing.TB, members []*Server) {
+	t.Helper()
+	var initial []string
+	for _, m := range members {
+		initial = append(initial, m.Name+"="+m.PeerURL())
+	}
+	initial = append(initial, s.Name+"="+s.PeerURL())
+	s.cfg.initialCluster = strings.Join(initial, ",")
+	s.cfg.flags = append([]string{"--initial-cluster-state=existing"}, s.cfg.flags...)
+	if err := s.launch(); err != nil {
+		t.Fatalf("e2e: join %s: %v", s.Name, err)
+	}
+}
+
+// WaitExit waits up to within for the process to end on its own and
+// returns its exit state, or nil if it still runs.
+func (s *Server) WaitExit(within time.Duration) *os.ProcessState {
+	if s.done == nil {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return s.state
+	case <-time.After(within):
+		return nil
+	}
 }

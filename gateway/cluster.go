@@ -188,7 +188,8 @@ func (s *clusterServer) connected(ms []*pb.Member) int {
 }
 
 // mayAddMember is etcd's: a voter may be added only with a quorum of the
-// new membership started and this member connected to every voter.
+// new membership started, and any member only while this member is
+// connected to a quorum of the voters plus the new one (counted as down).
 func (s *clusterServer) mayAddMember(m *pb.Member) error {
 	if !s.g.cfg.StrictReconfigCheck {
 		return nil
@@ -209,8 +210,8 @@ func (s *clusterServer) mayAddMember(m *pb.Member) error {
 			return rpctypes.ErrGRPCMemberNotEnoughStarted
 		}
 	}
-	if s.connected(voters) != len(voters) {
-		s.g.cfg.Logger.Warn("rejecting member add request; local member has not been connected to all peers, reconfigure breaks active quorum")
+	if len(voters) > 1 && s.connected(voters) < (len(voters)+1)/2+1 {
+		s.g.cfg.Logger.Warn("rejecting member add request; local member has not been connected to majority peers, reconfigure breaks active quorum")
 		return rpctypes.ErrGRPCUnhealthy
 	}
 	return nil

@@ -299,12 +299,11 @@ func (c *cluster) converge(via *member) int64 {
 		hashes[m.name] = h.Hash
 	}
 	first := hashes[c.members[0].name]
-	for name, h := range hashes {
+	for _, h := range hashes {
 		if h != first {
 			c.t.Errorf("HashKV at revision %d differs: %v", rev, hashes)
 			break
 		}
-		_ = name
 	}
 	c.t.Logf("converged at revision %d, HashKV %08x on all members", rev, first)
 	return rev
@@ -376,7 +375,7 @@ func TestPartitionIsolatedFollower(t *testing.T) {
 	cutAt := time.Now()
 
 	// The majority serves, through both of its members.
-	for i, m := range c.others(iso) {
+	for _, m := range c.others(iso) {
 		for j := 0; j < 5; j++ {
 			k := fmt.Sprintf("during/%s/%d", m.name, j)
 			if err := put(m, k); err != nil {
@@ -389,7 +388,6 @@ func TestPartitionIsolatedFollower(t *testing.T) {
 		if err != nil || len(r.Kvs) != 1 {
 			t.Fatalf("linearizable read through %s (majority) during the partition: %v", m.name, err)
 		}
-		_ = i
 	}
 	if l := c.leaderOf(leader); l != leader.id {
 		t.Errorf("leader changed to %x when a follower was cut off", l)

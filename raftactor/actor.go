@@ -272,6 +272,10 @@ func (n *Node) start(ctx actor.Context) {
 		panic(fmt.Errorf("raftactor: %w", err))
 	}
 	n.rn = rn
+	// A restarted instance knows no leader yet: the View must not go on
+	// naming the old instance's (the lessor and compactor act on it).
+	st := rn.BasicStatus()
+	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Term: st.GetTerm(), Committed: st.GetCommit()})
 	if !exists && len(n.cfg.Peers) > 0 {
 		// A member joining an existing cluster (no Peers) starts empty:
 		// the leader sends it the log, or a snapshot, from the start.

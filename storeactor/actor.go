@@ -238,7 +238,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 			continue
 		}
 		if e.ConfChange != nil {
-			ms, verdict, err := applyConfChange(b, s.members, e.Index, e.ConfChange, s.cfg.MaxLearners)
+			ms, verdict, err := applyConfChange(b, s.members, e.Index, e.Term, e.ConfChange, s.cfg.MaxLearners)
 			s.members = ms
 			out.conf = append(out.conf, verdict)
 			if e.Reply != nil {

@@ -188,14 +188,21 @@ func isPromotion(cc *raftpb.ConfChange) bool {
 // index, recording the verdict. ms is the membership before it; the
 // result is the membership after it (ms itself is never modified: it may be
 // published).
-func applyConfChange(b *pebble.Batch, ms *Members, index uint64, cc *raftpb.ConfChange, maxLearners int) (*Members, ConfApplied, error) {
+//
+// A bootstrap entry (raft writes them at term 1, the only entries of that
+// term) is never refused: raft put its members in its configuration when
+// it bootstrapped, and the membership must say the same.
+func applyConfChange(b *pebble.Batch, ms *Members, index, term uint64, cc *raftpb.ConfChange, maxLearners int) (*Members, ConfApplied, error) {
 	m := new(pb.Member)
 	if len(cc.GetContext()) > 0 && !isPromotion(cc) {
 		must(proto.Unmarshal(cc.GetContext(), m))
 	}
 	m.ID = cc.GetNodeId()
 	verdict := ConfApplied{Index: index, CC: cc}
-	err := validateConfChange(ms, cc, m, maxLearners)
+	var err error
+	if term != 1 {
+		err = validateConfChange(ms, cc, m, maxLearners)
+	}
 	if err != nil {
 		verdict.CC = &raftpb.ConfChange{Type: cc.Type, NodeId: proto.Uint64(0), Id: cc.Id}
 		must(b.Set(verdictKey(index), mustMarshal(verdict.CC), nil))

@@ -20,9 +20,15 @@ import (
 // to its client and the verdict it reports to raft.
 func (h *harness) confChange(cc *raftpb.ConfChange) (actors.Result, storeactor.ConfApplied) {
 	h.t.Helper()
+	return h.confChangeAt(2, cc)
+}
+
+// confChangeAt applies cc in an entry of term (1: a bootstrap entry).
+func (h *harness) confChangeAt(term uint64, cc *raftpb.ConfChange) (actors.Result, storeactor.ConfApplied) {
+	h.t.Helper()
 	h.index++
 	reply := make(chan actors.Result, 1)
-	h.applyRaw(storeactor.Entry{Index: h.index, Term: 1, ConfChange: cc, Reply: reply})
+	h.applyRaw(storeactor.Entry{Index: h.index, Term: term, ConfChange: cc, Reply: reply})
 	res := <-reply
 	applied := testkit.Expect[*storeactor.Applied](h.raft, wait)
 	if len(applied.Conf) != 1 || applied.Conf[0].Index != h.index {
@@ -55,8 +61,15 @@ func TestConfChangeRules(t *testing.T) {
 		}
 		return v
 	}
-	check(addNode(1, false, "http://a:1"), nil)
-	check(addNode(2, false, "http://b:1"), nil)
+	// Bootstrap entries (term 1) are never refused: raft already runs with
+	// their members.
+	for _, cc := range []*raftpb.ConfChange{addNode(1, false, "http://a:1"), addNode(2, false, "http://a:1")} {
+		if res, v := h.confChangeAt(1, cc); res.Err != nil || v.CC.GetNodeId() != cc.GetNodeId() {
+			t.Fatalf("bootstrap %v: %v, verdict %v", cc, res.Err, v.CC)
+		}
+	}
+	check(&raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(2),
+		Context: storeactor.EncodeMemberContext(&pb.Member{ID: 2, PeerURLs: []string{"http://b:1"}})}, nil)
 	check(addNode(2, false, "http://c:1"), rpctypes.ErrGRPCMemberExist)
 	check(addNode(3, false, "http://b:1"), rpctypes.ErrGRPCPeerURLExist)
 	check(addNode(3, true, "http://c:1"), nil)
@@ -79,7 +92,7 @@ func TestConfChangeRules(t *testing.T) {
 	// After a restart the store reports the recorded verdict of an entry
 	// it skips, so raft rebuilds the same configuration.
 	h.restart()
-	h.applyRaw(storeactor.Entry{Index: v.Index, Term: 1, ConfChange: remove})
+	h.applyRaw(storeactor.Entry{Index: v.Index, Term: 2, ConfChange: remove})
 	again := testkit.Expect[*storeactor.Applied](h.raft, wait)
 	if len(again.Conf) != 1 || again.Conf[0].CC.GetNodeId() != 2 || again.Conf[0].CC.GetType() != raftpb.ConfChangeRemoveNode {
 		t.Fatalf("replayed verdict %+v", again.Conf)
