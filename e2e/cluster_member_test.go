@@ -85,7 +85,8 @@ type idNames map[string]string
 
 func (ids idNames) norm(kind Kind, s string) string {
 	for hex, name := range ids {
-		s = regexp.MustCompile(`\b`+hex+`\b`).ReplaceAllString(s, name)
+		// etcdctl prints lease ids zero-padded (%016x).
+		s = regexp.MustCompile(`\b0*`+hex+`\b`).ReplaceAllString(s, name)
 	}
 	s = hexIDRE.ReplaceAllString(s, "<ID>")
 	s = portRE.ReplaceAllString(s, "127.0.0.1:<port>")
