@@ -82,8 +82,9 @@ type Node struct {
 	lastSaved   uint64 // last log index written to pebble
 
 	*clients
-	pending   []pendingEntry // entries handed to the store with a waiter, in index order
-	readBatch uint64
+	pending       []pendingEntry // entries handed to the store with a waiter, in index order
+	readBatch     uint64
+	readWaitTicks int // ticks the read index in flight has been waited for
 
 	handedOff    uint64 // last index handed to the store
 	stalledTicks int    // ticks since the store last made progress while behind
@@ -169,6 +170,9 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.reads = append(n.reads, m.Reply)
 		n.queueReady(ctx)
 	case tick:
+		if len(n.readsByCtx) > 0 {
+			n.readWaitTicks++
+		}
 		n.rn.Tick()
 		n.checkStoreProgress(ctx)
 		n.queueReady(ctx)
@@ -362,18 +366,31 @@ func (n *Node) proposeConfChange(m *ProposeConfChange) {
 	n.waiters[m.CC.GetId()] = waiter{req: &Propose{ID: m.CC.GetId(), Reply: m.Reply}}
 }
 
-func (n *Node) handleReady(ctx actor.Context) {
-	if len(n.reads) > 0 && n.lead != 0 {
-		n.readBatch++
-		n.readsByCtx[n.readBatch] = n.reads
-		n.reads = nil
-		n.rn.ReadIndex(be64(n.readBatch))
-	} else if len(n.reads) > 0 {
+// issueReadIndex asks raft for one read index for every read waiting. As
+// etcd's read loop, one request is in flight at a time: reads that come
+// meanwhile wait for the next, so a burst costs one quorum round (one
+// heartbeat round, or one forward to the leader and back), not one per
+// Ready. A request unanswered for an election timeout (dropped with a
+// lost message) no longer holds the next one back.
+func (n *Node) issueReadIndex() {
+	switch {
+	case len(n.reads) == 0:
+	case n.lead == 0:
 		for _, r := range n.reads {
 			actors.Reply(r, rpctypes.ErrGRPCNoLeader)
 		}
 		n.reads = nil
+	case len(n.readsByCtx) == 0 || n.readWaitTicks >= n.cfg.ElectionTicks:
+		n.readBatch++
+		n.readsByCtx[n.readBatch] = n.reads
+		n.reads = nil
+		n.readWaitTicks = 0
+		n.rn.ReadIndex(be64(n.readBatch))
 	}
+}
+
+func (n *Node) handleReady(ctx actor.Context) {
+	n.issueReadIndex()
 	for n.rn.HasReady() {
 		rd := n.rn.Ready()
 		// A leader sends its appends before its own write (raft thesis
@@ -399,6 +416,10 @@ func (n *Node) handleReady(ctx actor.Context) {
 				delete(n.readsByCtx, id)
 				n.readWaits = append(n.readWaits, readWait{index: rs.Index, waiters: w})
 			}
+		}
+		if len(rd.ReadStates) > 0 {
+			n.readWaitTicks = 0
+			n.issueReadIndex() // the reads that queued behind it
 		}
 		if rd.SoftState != nil {
 			n.setLead(rd.SoftState.Lead)

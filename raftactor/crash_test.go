@@ -300,7 +300,8 @@ func TestRaftRestartAnswersItsClients(t *testing.T) {
 		seen[r] = true
 	}
 	t.Logf("%d acknowledged, %d answered with a retryable error", acked.Load(), leaderChanged.Load())
-	// Still serving, reads included.
+	// Still serving, reads included, once it leads again.
+	n.waitLeader()
 	n.put("after", "1")
 	if err := <-n.readIndex(); err != nil {
 		t.Fatal(err)
