@@ -281,7 +281,12 @@ type tlsSetup struct {
 // peerTransport is the HTTP transport of member-to-member requests.
 func (t tlsSetup) peerTransport() *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = t.peerClient
+	if t.peerClient != nil {
+		// Its own copy: an HTTP/2-capable transport adds "h2" to the
+		// config's NextProtos, which must not leak into the raft
+		// transport's HTTP/1.1 streams.
+		tr.TLSClientConfig = t.peerClient.Clone()
+	}
 	return tr
 }
 

@@ -113,6 +113,10 @@ func newPeer(t *Transport, id uint64, urls []string) *peer {
 	}
 	if t.cfg.TLS != nil {
 		p.ht.TLSClientConfig = t.cfg.TLS.Clone()
+		// Streams are HTTP/1.1 (a chunked body per stream): offer only
+		// that, whatever the config was given (an HTTP/2 client sharing
+		// it adds "h2", which the server would then pick).
+		p.ht.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
 	p.client = &http.Client{Transport: p.ht}
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
