@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"errors"
 	"fmt"
 	"sort"
@@ -261,5 +262,58 @@ func TestClusterLeaderKill(t *testing.T) {
 		if len(hashes) != 1 {
 			t.Fatalf("members disagree at revision %d: hashes %v", rev, hashes)
 		}
+	})
+}
+
+// TestClusterWrongToken: a member whose data dir is lost and which is
+// started again with another --initial-cluster-token bootstraps a cluster
+// of its own (another cluster id); the running members refuse its traffic
+// ("request cluster ID mismatch" in their logs, as etcd's) and go on
+// serving, unharmed.
+func TestClusterWrongToken(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		servers := StartCluster(t, kind, 3)
+		waitLeader(t, servers, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cli := clusterClient(t, servers[:2])
+		if _, err := cli.Put(ctx, "before", "1"); err != nil {
+			t.Fatal(err)
+		}
+		stray := servers[2]
+		stray.Kill()
+		if err := os.RemoveAll(stray.DataDir); err != nil {
+			t.Fatal(err)
+		}
+		stray.cfg.flags = append(stray.cfg.flags, "--initial-cluster-token=another-token")
+		go stray.launch() // it never becomes ready: it has no quorum
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if strings.Contains(servers[0].Log()+servers[1].Log(), "request cluster ID mismatch") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(`no "request cluster ID mismatch" in the running members' logs`)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// The two survivors still form a quorum and serve (after an
+		// election if the stray one led).
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := cli.Put(pctx, "after", "2")
+			pcancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("put after the stray member came up: %v", err)
+			}
+		}
+		ml, err := cli.MemberList(ctx)
+		if err != nil || len(ml.Members) != 3 {
+			t.Fatalf("member list %v %v", ml, err)
+		}
+		stray.Kill()
 	})
 }
