@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -33,7 +33,8 @@ func clusterClient(t *testing.T, servers []*Server) *clientv3.Client {
 func leaderOf(t *testing.T, servers []*Server) int {
 	t.Helper()
 	var lead uint64
-	for _, s := range servers {
+	found := -1
+	for i, s := range servers {
 		if !s.Running() {
 			continue
 		}
@@ -46,21 +47,11 @@ func leaderOf(t *testing.T, servers []*Server) int {
 			return -1
 		}
 		lead = st.Leader
-	}
-	for i, s := range servers {
-		if !s.Running() {
-			continue
-		}
-		cli := s.Client(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := cli.Status(ctx, s.Endpoint())
-		cancel()
-		cli.Close()
-		if err == nil && st.Header.MemberId == lead {
-			return i
+		if st.Header.MemberId == lead {
+			found = i
 		}
 	}
-	return -1
+	return found
 }
 
 func waitLeader(t *testing.T, servers []*Server, within time.Duration) int {

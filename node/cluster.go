@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -48,15 +49,7 @@ func initialMembers(cfg Config) ([]*pb.Member, uint64, error) {
 		slices.Sort(sorted)
 		members = append(members, &pb.Member{ID: MemberID(urls, cfg.InitialClusterToken), Name: name, PeerURLs: sorted})
 	}
-	slices.SortFunc(members, func(a, b *pb.Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(members, func(a, b *pb.Member) int { return cmp.Compare(a.ID, b.ID) })
 	return members, MemberID(selfURLs, cfg.InitialClusterToken), nil
 }
 

@@ -1,6 +1,7 @@
 package storeactor
 
 import (
+	"cmp"
 	"crypto/sha1"
 	"encoding/binary"
 	"slices"
@@ -212,7 +213,7 @@ func applyConfChange(b *pebble.Batch, ms *Members, index, term uint64, cc *raftp
 	put := func(m *pb.Member) {
 		next.List = slices.DeleteFunc(next.List, func(o *pb.Member) bool { return o.ID == m.ID })
 		next.List = append(next.List, m)
-		slices.SortFunc(next.List, func(a, b *pb.Member) int { return cmpU64(a.ID, b.ID) })
+		slices.SortFunc(next.List, func(a, b *pb.Member) int { return cmp.Compare(a.ID, b.ID) })
 		must(b.Set(memberKey(m.ID), mustMarshal(m), nil))
 	}
 	cur := ms.Get(m.ID)
@@ -297,14 +298,4 @@ func mustMarshal(m proto.Message) []byte {
 	b, err := proto.Marshal(m)
 	must(err)
 	return b
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -77,13 +78,13 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_VALUE:
 		result = bytes.Compare(kv.Value, c.GetValue())
 	case pb.Compare_CREATE:
-		result = cmp64(kv.CreateRevision, c.GetCreateRevision())
+		result = cmp.Compare(kv.CreateRevision, c.GetCreateRevision())
 	case pb.Compare_MOD:
-		result = cmp64(kv.ModRevision, c.GetModRevision())
+		result = cmp.Compare(kv.ModRevision, c.GetModRevision())
 	case pb.Compare_VERSION:
-		result = cmp64(kv.Version, c.GetVersion())
+		result = cmp.Compare(kv.Version, c.GetVersion())
 	case pb.Compare_LEASE:
-		result = cmp64(kv.Lease, c.GetLease())
+		result = cmp.Compare(kv.Lease, c.GetLease())
 	}
 	switch c.Result {
 	case pb.Compare_EQUAL:
@@ -96,16 +97,6 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		return result < 0
 	}
 	return true
-}
-
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkTxn validates the ops on the chosen path against the state before

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,7 +151,7 @@ func (p *peer) stop() {
 
 func (p *peer) setURLs(urls []string) {
 	next := normalizeURLs(urls)
-	if equalStrings(*p.urls.Load(), *next) {
+	if slices.Equal(*p.urls.Load(), *next) {
 		return
 	}
 	p.urls.Store(next)
@@ -164,18 +165,6 @@ func (p *peer) setURLs(urls []string) {
 	case p.kick <- struct{}{}:
 	default:
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // send is Send's per-message step; it must not block.
