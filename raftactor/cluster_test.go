@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -35,6 +36,7 @@ const (
 type cnode struct {
 	id       uint64
 	db       *pebble.DB
+	fs       vfs.FS
 	guardian *actor.PID
 	storePID *actor.PID
 	reader   *storeactor.Reader
@@ -66,10 +68,23 @@ func startCluster(t *testing.T) *rcluster {
 // in its bootstrap context.
 func startClusterURLs(t *testing.T, url func(i int) string) *rcluster {
 	t.Helper()
+	return startClusterWith(t, url, nil)
+}
+
+// startClusterWith starts the cluster with each raft actor's Config
+// adjusted by adjust (when set).
+func startClusterWith(t *testing.T, url func(i int) string, adjust func(*raftactor.Config)) *rcluster {
+	t.Helper()
 	c := &rcluster{t: t, clock: testkit.NewFakeClock(epoch)}
 	// DBs first: their cleanups run after the actors have stopped.
 	for _, id := range clusterIDs {
-		c.nodes = append(c.nodes, &cnode{id: id, db: openDB(t), fatal: make(chan error, 4)})
+		fs := vfs.NewMem()
+		db, err := storeactor.OpenPebbleFS(fs, "/db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		c.nodes = append(c.nodes, &cnode{id: id, db: db, fs: fs, fatal: make(chan error, 4)})
 	}
 	c.kit = testkit.New(t)
 	c.ev = c.kit.CaptureEvents()
@@ -101,17 +116,22 @@ func startClusterURLs(t *testing.T, url func(i int) string) *rcluster {
 		n.reader = reader
 		n.storePID = c.spawn(n, "store", storeactor.New(storeactor.Config{DB: n.db}, reader))
 		n.ids = raftactor.NewIDGen(n.id, c.clock.Now())
-		props, view := raftactor.New(raftactor.Config{
+		cfg := raftactor.Config{
 			DB: n.db, ID: n.id, ClusterID: 0x1234, Peers: peers,
 			Store: n.storePID, StoreView: reader.View, Transport: c.net.transport(n.id),
 			Clock: c.clock, TickInterval: tickEvery, ElectionTicks: elecTicks, Logger: c.logger(n.id),
+			SnapshotFS: n.fs, SnapshotRoot: snapRoot,
 			OnFatal: func(err error) {
 				select {
 				case n.fatal <- err:
 				default:
 				}
 			},
-		})
+		}
+		if adjust != nil {
+			adjust(&cfg)
+		}
+		props, view := raftactor.New(cfg)
 		props = testkit.PanicOn(props, func(m any) bool {
 			_, ok := m.(*raftactor.Status)
 			return ok && n.panicOnStatus.CompareAndSwap(true, false)
@@ -119,6 +139,7 @@ func startClusterURLs(t *testing.T, url func(i int) string) *rcluster {
 		n.view = view
 		n.raftPID = c.spawn(n, "raft", props)
 		c.net.register(n.id, n.raftPID)
+		c.net.registerDB(n.id, n.db, n.fs)
 	}
 	return c
 }
@@ -664,4 +685,49 @@ func (c *rcluster) waitLeaderNot(not uint64) *cnode {
 		return l != 0 && l != not
 	})
 	return c.node(agreedLeader(c.nodes))
+}
+
+// A follower cut off while the leader truncates its log past what the
+// follower has gets a snapshot when the link heals: the leader's
+// checkpoint is installed by its store, raft records the snapshot, and it
+// goes on from there with the same data as the others.
+func TestClusterSnapshotInstall(t *testing.T) {
+	c := startClusterWith(t, func(i int) string { return fmt.Sprintf("http://n%d", i) }, func(cfg *raftactor.Config) {
+		cfg.SnapshotCount, cfg.CatchUp = 20, 5
+	})
+	lead := c.waitLeader(c.nodes)
+	f := c.followers(lead)[0]
+	c.put(lead, "before", "0")
+	c.net.isolate(f.id, clusterIDs...)
+	var rev int64
+	for i := 0; i < 80; i++ {
+		rev = c.put(lead, fmt.Sprintf("k%02d", i), fmt.Sprint(i))
+	}
+	if first, _, ok := read(f, "k79"); ok {
+		t.Fatalf("the isolated follower has k79=%s", first)
+	}
+	c.net.heal()
+	c.waitApplied(c.nodes, "k79", "79", rev)
+	for _, n := range c.nodes {
+		for _, k := range []string{"before", "k00", "k40"} {
+			if _, _, ok := read(n, k); !ok {
+				t.Fatalf("node %x lacks %s after the snapshot", n.id, k)
+			}
+		}
+	}
+	lh, _, err := lead.reader.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, _, err := f.reader.Hash()
+	if err != nil || fh != lh {
+		t.Fatalf("follower hash %x (%v), leader %x", fh, err, lh)
+	}
+	// It takes writes after the snapshot like the others.
+	rev = c.put(lead, "after", "1")
+	c.waitApplied(c.nodes, "after", "1", rev)
+	if snaps := c.net.snapshots.Load(); snaps == 0 {
+		t.Fatal("no snapshot was sent: the follower caught up from the log")
+	}
+	c.noFatal()
 }
