@@ -231,6 +231,7 @@ func TestClusterTLSMembership(t *testing.T) {
 		flags := WithFlags(
 			"--cert-file="+srvCert, "--key-file="+srvKey, "--trusted-ca-file="+ca.file, "--client-cert-auth",
 			"--peer-cert-file="+srvCert, "--peer-key-file="+srvKey, "--peer-trusted-ca-file="+ca.file, "--peer-client-cert-auth",
+			"--snapshot-count=100", "--snapshot-catchup-entries=10",
 		)
 		servers := StartCluster(t, kind, 3, WithHTTPS(true, true), flags)
 		eps := Endpoints(servers)
@@ -291,8 +292,44 @@ func TestClusterTLSMembership(t *testing.T) {
 			t.Errorf("%s still runs after its removal", learner.Name)
 		}
 
+		// A member stopped while the log moves past what it has catches up
+		// by a snapshot sent over the TLS peer connection.
+		behind := servers[2]
+		behind.Stop()
+		cli, err := tlsClient(t, Endpoints(servers[:2]), ca.file, rootCert, rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 300; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := cli.Put(ctx, fmt.Sprintf("snap-%03d", i), "v")
+			cancel()
+			if err != nil {
+				t.Fatalf("put while a member is down: %v", err)
+			}
+		}
+		behind.Restart(t)
+		bc, err := tlsClient(t, []string{behind.Endpoint()}, ca.file, rootCert, rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			resp, err := bc.Get(ctx, "snap-299", clientv3.WithSerializable())
+			cancel()
+			if err == nil && len(resp.Kvs) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not catch up after its restart: %v %v", behind.Name, resp, err)
+			}
+		}
+		if kind == KindMetaStore && !strings.Contains(behind.Log(), "installed snapshot from leader") {
+			t.Errorf("%s caught up without a snapshot", behind.Name)
+		}
+
 		// Kill -9 the leader under 8 writers; nothing acknowledged is lost.
-		cli, err := tlsClient(t, Endpoints(servers), ca.file, rootCert, rootKey)
+		cli, err = tlsClient(t, Endpoints(servers), ca.file, rootCert, rootKey)
 		if err != nil {
 			t.Fatal(err)
 		}
