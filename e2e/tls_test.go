@@ -40,7 +40,7 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -433,4 +433,68 @@ func memberIDOf(t *testing.T, statusJSON string) string {
 		t.Fatalf("member_id in %s: %v", statusJSON, err)
 	}
 	return strconv.FormatUint(id, 16)
+}
+
+// revoke writes a CRL signed by ca revoking certFile's certificate.
+func (ca *testCA) revoke(t *testing.T, certFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:     big.NewInt(1),
+		ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now()}},
+	}, ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ca.dir, "revoked.crl") // DER, as etcd reads it
+	if err := os.WriteFile(path, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestTLSClientCRL: with --client-crl-file, a client whose certificate is
+// revoked is refused; others are served.
+func TestTLSClientCRL(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		dir := t.TempDir()
+		ca := newTestCA(t, dir, "crl")
+		srvCert, srvKey := ca.issue(t, "server")
+		goodCert, goodKey := ca.issue(t, "good")
+		badCert, badKey := ca.issue(t, "bad")
+		crl := ca.revoke(t, badCert)
+		start := StartMetaStore
+		if kind == KindEtcd {
+			start = StartEtcd
+		}
+		s := start(t, WithHTTPS(true, false), WithFlags("--cert-file="+srvCert, "--key-file="+srvKey,
+			"--trusted-ca-file="+ca.file, "--client-cert-auth", "--client-crl-file="+crl))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		good, err := tlsClient(t, []string{s.Endpoint()}, ca.file, goodCert, goodKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := good.Put(ctx, "k", "v"); err != nil {
+			t.Fatalf("unrevoked certificate: %v", err)
+		}
+		short, cancelShort := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancelShort()
+		bad, err := tlsClient(t, []string{s.Endpoint()}, ca.file, badCert, badKey)
+		if err == nil {
+			_, err = bad.Get(short, "k")
+		}
+		if err == nil {
+			t.Fatal("a revoked certificate was served")
+		}
+	})
 }
