@@ -217,6 +217,12 @@ func Start(cfg Config) (*Node, error) {
 		if n.self != nil {
 			n.self.Close()
 		}
+		for _, srv := range n.peerServers {
+			srv.Close()
+		}
+		if n.transport != nil {
+			n.transport.Stop()
+		}
 		n.shutdownActors()
 		db.Close()
 		return nil, err
