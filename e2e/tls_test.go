@@ -435,22 +435,28 @@ func memberIDOf(t *testing.T, statusJSON string) string {
 	return strconv.FormatUint(id, 16)
 }
 
-// revoke writes a CRL signed by ca revoking certFile's certificate.
-func (ca *testCA) revoke(t *testing.T, certFile string) string {
+// revoke writes (or rewrites) a CRL signed by ca revoking the certificates
+// of certFiles.
+func (ca *testCA) revoke(t *testing.T, certFiles ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
+	var entries []x509.RevocationListEntry
+	for _, f := range certFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: cert.SerialNumber, RevocationTime: time.Now()})
 	}
-	blk, _ := pem.Decode(b)
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certSerial.Add(certSerial, big.NewInt(1))
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:     big.NewInt(1),
+		Number:     new(big.Int).Set(certSerial),
 		ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now()}},
+		RevokedCertificateEntries: entries,
 	}, ca.cert, ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -495,6 +501,17 @@ func TestTLSClientCRL(t *testing.T) {
 		}
 		if err == nil {
 			t.Fatal("a revoked certificate was served")
+		}
+		// Revoking another certificate takes effect without a restart.
+		ca.revoke(t, badCert, goodCert)
+		later, cancelLater := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancelLater()
+		again, err := tlsClient(t, []string{s.Endpoint()}, ca.file, goodCert, goodKey)
+		if err == nil {
+			_, err = again.Get(later, "k")
+		}
+		if err == nil {
+			t.Fatal("a certificate revoked while running was served to a new connection")
 		}
 	})
 }

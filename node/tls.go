@@ -122,11 +122,15 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 		}
 	}
 	if f.CRLFile != "" {
-		revoked, err := loadCRL(f.CRLFile)
-		if err != nil {
+		crl := &crlFile{path: f.CRLFile}
+		if _, err := crl.revoked(); err != nil {
 			return nil, err
 		}
 		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+			revoked, err := crl.revoked()
+			if err != nil {
+				return err // fail closed, as etcd does on an unreadable CRL
+			}
 			for _, chain := range chains {
 				for _, c := range chain {
 					if revoked[c.SerialNumber.String()] {
@@ -156,6 +160,34 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	}
 	cfg.InsecureSkipVerify = f.SkipVerify
 	return cfg, nil
+}
+
+// crlFile is a revocation list reread when its file changes, so that
+// revoking a certificate takes effect without a restart (etcd reads it on
+// every connection).
+type crlFile struct {
+	path string
+	mu   sync.Mutex
+	mod  time.Time
+	set  map[string]bool
+}
+
+func (c *crlFile) revoked() (map[string]bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := os.Stat(c.path)
+	if err != nil {
+		return nil, err
+	}
+	if c.set != nil && st.ModTime().Equal(c.mod) {
+		return c.set, nil
+	}
+	set, err := loadCRL(c.path)
+	if err != nil {
+		return nil, err
+	}
+	c.set, c.mod = set, st.ModTime()
+	return set, nil
 }
 
 func loadCRL(path string) (map[string]bool, error) {
