@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -122,29 +123,41 @@ func (s *Store) ingestCheckpoint(fs vfs.FS, dir, sst string) error {
 }
 
 // ReceiveCheckpoint unpacks an archive written by Snapshot.WriteTo into
-// dir (a new folder on fs): the checkpoint InstallSnapshot takes.
+// dir (created if missing, on fs): the checkpoint InstallSnapshot takes,
+// or the DB `metastoreutl snapshot restore` starts from. Only "db/<file>"
+// entries are accepted, each once (another folder, a link, a path that
+// climbs out is refused: a snapshot holds a flat checkpoint and nothing
+// more); the files and the folder are synced.
 func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	tr := tar.NewReader(r)
+	files := 0
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
-		if err != nil {
-			return fmt.Errorf("storeactor: checkpoint archive: %w", err)
-		}
-		name, ok := strings.CutPrefix(hdr.Name, SnapshotDir+"/")
-		if !ok || hdr.Typeflag != tar.TypeReg || name == "" || strings.ContainsAny(name, `/\`) || name == ".." {
-			return fmt.Errorf("storeactor: unexpected entry %q in checkpoint archive", hdr.Name)
-		}
-		out, err := fs.Create(fs.PathJoin(dir, name), vfs.WriteCategoryUnspecified)
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(out, tr)
+		name := path.Clean(hdr.Name)
+		if path.Dir(name) != SnapshotDir || hdr.Typeflag != tar.TypeReg || strings.Contains(path.Base(name), "..") {
+			return fmt.Errorf("unexpected entry %q", hdr.Name)
+		}
+		file := fs.PathJoin(dir, path.Base(name))
+		if _, err := fs.Stat(file); err == nil {
+			return fmt.Errorf("duplicate entry %q", hdr.Name)
+		}
+		out, err := fs.Create(file, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(out, tr)
+		if err == nil && n != hdr.Size {
+			err = io.ErrUnexpectedEOF
+		}
 		if err == nil {
 			err = out.Sync()
 		}
@@ -154,5 +167,15 @@ func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
 		if err != nil {
 			return err
 		}
+		files++
 	}
+	if files == 0 {
+		return errors.New("no database files")
+	}
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

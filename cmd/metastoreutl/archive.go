@@ -1,18 +1,15 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
-	"path"
-	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/metastore/metastore/storeactor"
 )
@@ -85,7 +82,7 @@ func (s *snapshotFile) unpack(dir string, verify bool, progress func(read, total
 	h := sha256.New()
 	cr := &progressReader{r: io.LimitReader(s.f, s.archive), total: s.archive, progress: progress}
 	in := io.TeeReader(cr, h)
-	tarErr := extract(tar.NewReader(in), dir)
+	tarErr := storeactor.ReceiveCheckpoint(vfs.Default, dir, in)
 	// Hash what the tar reader did not consume (padding, the end blocks, or
 	// everything after a broken entry).
 	if _, err := io.Copy(io.Discard, in); err != nil && tarErr == nil {
@@ -111,60 +108,6 @@ func (s *snapshotFile) verify(h hash.Hash) error {
 		return fmt.Errorf("%s: expected sha256 %v, got %v", errIntegrity, s.checksum, got)
 	}
 	return nil
-}
-
-// extract copies every "db/<file>" entry into dir. Anything else (another
-// folder, a link, a path that climbs out) is refused: snapshots hold a
-// flat checkpoint and nothing more.
-func extract(tr *tar.Reader, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	files := 0
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean(hdr.Name)
-		if path.Dir(name) != storeactor.SnapshotDir || hdr.Typeflag != tar.TypeReg || strings.Contains(path.Base(name), "..") {
-			return fmt.Errorf("unexpected entry %q", hdr.Name)
-		}
-		out, err := os.OpenFile(filepath.Join(dir, path.Base(name)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		n, err := io.Copy(out, tr)
-		if err == nil && n != hdr.Size {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == nil {
-			err = out.Sync()
-		}
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		files++
-	}
-	if files == 0 {
-		return errors.New("no database files")
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // progressReader reports how much has been read, at most every
