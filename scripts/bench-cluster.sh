@@ -58,10 +58,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_NAME=bench-cluster
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
-abspath() { # abspath <path>: relative to the caller's cwd
-  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
-}
 
 METASTORE_BIN="$(abspath "${METASTORE_BIN:-$ROOT/bin/metastore}")"
 REF_BIN="$(abspath "${REF_BIN:-$ROOT/.ref/bin}")"
@@ -85,32 +85,15 @@ FO_KEY="bench-failover-key"
 MEMBERS=3
 TOKEN="bench-cluster"
 
-die() { echo "bench-cluster: $*" >&2; exit 1; }
-log() { echo "bench-cluster: $*" >&2; }
 
-scaled() { # scaled <n> <min>: n * BENCH_SCALE, rounded, at least min (>= 100 for a p99)
-  awk -v n="$1" -v s="$BENCH_SCALE" -v min="$2" 'BEGIN { v = int(n * s + 0.5); if (v < min) v = min; print v }'
-}
-awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "BENCH_SCALE must be a positive number, got '$BENCH_SCALE'"
+check_scale
 PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000 100)}"
 RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000 100)}"
 
 # ---- tools -------------------------------------------------------------------
-if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
-  [[ "$REF_BIN" == "$ROOT/.ref/bin" ]] || die "REF_BIN=$REF_BIN lacks etcd, etcdctl or benchmark"
-  log "reference tools missing; running scripts/build-ref.sh"
-  bash "$ROOT/scripts/build-ref.sh" >/dev/null
-fi
+ensure_tools
 ETCDCTL="$REF_BIN/etcdctl"
-for target in $BENCH_TARGETS; do
-  case "$target" in
-    metastore) [[ -x "$METASTORE_BIN" ]] || die "no MetaStore binary at $METASTORE_BIN (go build -o bin/metastore ./cmd/metastore, or set METASTORE_BIN)" ;;
-    etcd) ;;
-    *) die "unknown target '$target' in BENCH_TARGETS (want metastore and/or etcd)" ;;
-  esac
-done
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 CLIENT_PORTS=() PEER_PORTS=() EPS=()
 INITIAL_CLUSTER=""
 for ((i = 0; i < MEMBERS; i++)); do
@@ -303,26 +286,7 @@ declare -A RPS P99 ERRS FO SUMS CNTS
 declare -A PER_ROUND # "<target>|<measure>" -> the rounds' values, space-separated
 FAILED=0
 
-# acc <array> <key> <value>: adds a round's value ("-" or empty: none).
-acc() {
-  [[ -n "$3" && "$3" != "-" ]] || return 0
-  SUMS["$1|$2"]="$(awk -v a="${SUMS["$1|$2"]:-0}" -v b="$3" 'BEGIN { print a + b }')"
-  CNTS["$1|$2"]=$((${CNTS["$1|$2"]:-0} + 1))
-}
 
-# finish_rounds sets every array entry to the mean over rounds (errors: the sum).
-finish_rounds() {
-  local k arr key v
-  for k in "${!SUMS[@]}"; do
-    arr="${k%%|*}" key="${k#*|}"
-    if [[ "$arr" == ERRS ]]; then
-      v="${SUMS[$k]}"
-    else
-      v="$(awk -v s="${SUMS[$k]}" -v n="${CNTS[$k]}" 'BEGIN { printf "%.2f", s / n }')"
-    fi
-    printf -v "${arr}[$key]" '%s' "$v"
-  done
-}
 
 # failover <target>: scenario f on the running cluster. Records FO[<target>,fo]
 # and FO[<target>,rj]; returns 1 when a step failed.
@@ -510,9 +474,6 @@ get() { # get <array name> <key>: the value or "-"
   local -n arr="$1"
   local v="${arr[$2]-}"
   printf '%s' "${v:--}"
-}
-ratio() {
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
 }
 
 header=("scenario" "metastore req/s" "etcd req/s" "ratio metastore/etcd" "metastore p99 ms" "etcd p99 ms")

@@ -1,0 +1,66 @@
+# shellcheck shell=bash
+# Functions shared by scripts/bench.sh and scripts/bench-cluster.sh (sourced
+# by both; defines functions only). The caller sets BENCH_NAME (the log
+# prefix) and, before calling check_scale and ensure_tools, BENCH_SCALE,
+# REF_BIN, METASTORE_BIN, BENCH_TARGETS and ROOT.
+
+abspath() { # abspath <path>: relative to the caller's cwd
+  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+log() { echo "$BENCH_NAME: $*" >&2; }
+
+scaled() { # scaled <n> <min>: n * BENCH_SCALE, rounded, at least min (>= 100 for a p99)
+  awk -v n="$1" -v s="$BENCH_SCALE" -v min="$2" 'BEGIN { v = int(n * s + 0.5); if (v < min) v = min; print v }'
+}
+
+check_scale() {
+  awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "BENCH_SCALE must be a positive number, got '$BENCH_SCALE'"
+}
+
+# ensure_tools builds the reference tools when missing (default REF_BIN
+# only) and checks BENCH_TARGETS and the MetaStore binary.
+ensure_tools() {
+  if [[ ! -x "$REF_BIN/etcd" || ! -x "$REF_BIN/etcdctl" || ! -x "$REF_BIN/benchmark" ]]; then
+    [[ "$REF_BIN" == "$ROOT/.ref/bin" ]] || die "REF_BIN=$REF_BIN lacks etcd, etcdctl or benchmark"
+    log "reference tools missing; running scripts/build-ref.sh"
+    bash "$ROOT/scripts/build-ref.sh" >/dev/null
+  fi
+  local target
+  for target in $BENCH_TARGETS; do
+    case "$target" in
+      metastore) [[ -x "$METASTORE_BIN" ]] || die "no MetaStore binary at $METASTORE_BIN (go build -o bin/metastore ./cmd/metastore, or set METASTORE_BIN)" ;;
+      etcd) ;;
+      *) die "unknown target '$target' in BENCH_TARGETS (want metastore and/or etcd)" ;;
+    esac
+  done
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# acc <array> <key> <value>: adds a round's value ("-" or empty: none) to
+# SUMS/CNTS (associative arrays the caller declares).
+acc() {
+  [[ -n "$3" && "$3" != "-" ]] || return 0
+  SUMS["$1|$2"]="$(awk -v a="${SUMS["$1|$2"]:-0}" -v b="$3" 'BEGIN { print a + b }')"
+  CNTS["$1|$2"]=$((${CNTS["$1|$2"]:-0} + 1))
+}
+
+# finish_rounds sets every array entry to the mean over rounds (errors: the sum).
+finish_rounds() {
+  local k arr key v
+  for k in "${!SUMS[@]}"; do
+    arr="${k%%|*}" key="${k#*|}"
+    if [[ "$arr" == ERRS ]]; then
+      v="${SUMS[$k]}"
+    else
+      v="$(awk -v s="${SUMS[$k]}" -v n="${CNTS[$k]}" 'BEGIN { printf "%.2f", s / n }')"
+    fi
+    printf -v "${arr}[$key]" '%s' "$v"
+  done
+}
+
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
+}
