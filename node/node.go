@@ -78,8 +78,11 @@ type Config struct {
 	HeartbeatInterval      time.Duration
 	ElectionTimeout        time.Duration
 	QuotaBackendBytes      int64
-	MaxRequestBytes        int
-	MaxTxnOps              int
+	// DefragRateBytes is --defrag-rate-bytes: how fast a defragmentation
+	// writes while clients write (0: unpaced; see storeactor.Defragmenter).
+	DefragRateBytes int64
+	MaxRequestBytes int
+	MaxTxnOps       int
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval;
 	// like etcd, values below 100ms are raised to 100ms.
 	WatchProgressNotifyInterval time.Duration
@@ -172,7 +175,8 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.InMemory {
 		fs = vfs.NewMem()
 	}
-	db, err := storeactor.OpenPebbleFS(fs, dir)
+	pacer := storeactor.NewCompactionPacer()
+	db, err := storeactor.OpenPebbleFS(pacer.FS(fs), dir)
 	if err != nil {
 		return nil, fmt.Errorf("open data dir: %w", err)
 	}
@@ -446,7 +450,7 @@ func Start(cfg Config) (*Node, error) {
 		QuotaBytes:     cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
 		ClusterVersion: ClusterVersion, StorageVersion: StorageVersion,
 		Snapshots:    snapshots,
-		Defragment:   func(ctx context.Context) error { return db.Compact(ctx, []byte{0}, []byte{0xff}, true) },
+		Defragment:   (&storeactor.Defragmenter{DB: db, Pacer: pacer, Rate: cfg.DefragRateBytes}).Defragment,
 		Members:      func() []*pb.Member { return reader.Members().List },
 		LeaderLeases: leader, LeaderPromote: leader.promoteAtLeader,
 		Peers: n.transport, StrictReconfigCheck: cfg.StrictReconfigCheck,

@@ -168,6 +168,39 @@ func TestPhysicalCompactionKeepsLatest(t *testing.T) {
 	}
 }
 
+// Keys with more doomed versions than compaction deletes one by one (it
+// then writes a range tombstone) end the same as keys with few.
+func TestPhysicalCompactionOfManyVersions(t *testing.T) {
+	h := newHarness(t)
+	for i := 0; i < 40; i++ {
+		h.put("many", fmt.Sprint(i)) // 2..41
+	}
+	for i := 0; i < 30; i++ {
+		h.put("gone", fmt.Sprint(i)) // 42..71
+	}
+	h.must(delReq("gone", "")) // 72
+	h.put("few", "1")          // 73
+	h.put("few", "2")          // 74
+	h.put("many", "last")      // 75
+	h.must(compactReq(74, true))
+	eventually(t, "physical compaction", func() bool { return h.reader.View().CompactDone == 74 })
+	for key, want := range map[string]string{"many": "[75 41]", "gone": "[]", "few": "[74]"} {
+		var mains []int64
+		for _, v := range storeactor.StoredVersions(h.db, key) {
+			mains = append(mains, v.Main)
+		}
+		if fmt.Sprint(mains) != want && !(want == "[]" && len(mains) == 0) {
+			t.Errorf("%s versions = %v, want %s", key, mains, want)
+		}
+	}
+	if got := h.get("many", 74); !equal(got, []string{kvAt("many", "39", 2, 41, 40)}) {
+		t.Errorf("many at 74 = %v", got)
+	}
+	if n := storeactor.LatestCount(h.db); n != 2 {
+		t.Errorf("%d latest entries, want 2 (many, few)", n)
+	}
+}
+
 // With a tiny chunk, physical compaction takes many steps interleaved with
 // applies; a physical=true client is answered only once all are done,
 // while physical=false is answered at once.

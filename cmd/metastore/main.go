@@ -62,6 +62,7 @@ func run(args []string) int {
 		heartbeat    = fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 		election     = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
 		quota        = fs.Int64("quota-backend-bytes", 0, "Maximum size (in bytes) the backend may consume; 0 means the default 2GiB.")
+		defragRate   = fs.Int64("defrag-rate-bytes", 12<<20, "Bytes per second a defragmentation may write while clients are writing (it runs at full speed when they are not); 0 means unpaced. MetaStore only.")
 		maxReq       = fs.Uint("max-request-bytes", 1.5*1024*1024, "Maximum client request size in bytes the server will accept.")
 		maxTxnOps    = fs.Uint("max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
 		progressIvl  = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
@@ -205,7 +206,7 @@ func run(args []string) int {
 		StrictReconfigCheck: *strictReconfig, MaxLearners: *maxLearners,
 		HeartbeatInterval: time.Duration(*heartbeat) * time.Millisecond,
 		ElectionTimeout:   time.Duration(*election) * time.Millisecond,
-		QuotaBackendBytes: *quota, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
+		QuotaBackendBytes: *quota, DefragRateBytes: *defragRate, MaxRequestBytes: int(*maxReq), MaxTxnOps: int(*maxTxnOps),
 		WatchProgressNotifyInterval: *progressIvl,
 		BcryptCost:                  int(*bcryptCost),
 		AuthTokenTTL:                time.Duration(*authTokenTTL) * time.Second,
