@@ -105,6 +105,7 @@ type LeaderLeases interface {
 // Gateway holds what every handler needs.
 type Gateway struct {
 	cfg         Config
+	timeouts    *requestTimeouts // RequestTimeout for proposals and read indexes
 	watchBudget *watchactor.Budget
 	// bcryptSlots bounds the password hashes and checks computed at once
 	// (half the cores): a flood of logins with wrong passwords costs the
@@ -128,7 +129,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Audit == nil {
 		cfg.Audit = cfg.Logger.Named("audit")
 	}
-	return &Gateway{cfg: cfg, watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
+	return &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
 		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 }
 
@@ -205,9 +206,7 @@ func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actor
 	if raftactor.RequestSize(data) > g.cfg.MaxRequestBytes {
 		return actors.Result{}, rpctypes.ErrGRPCRequestTooLarge
 	}
-	cctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
-	defer cancel()
-	res, err := actors.Ask(cctx, g.cfg.Root, g.cfg.Raft, func(reply chan<- actors.Result) any {
+	res, err := actors.AskWithin(ctx, g.timeouts.after(), g.cfg.Root, g.cfg.Raft, func(reply chan<- actors.Result) any {
 		return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
 	})
 	if err != nil {
@@ -238,9 +237,7 @@ func proposeFor[T interface {
 // linearizableRead waits until the local store has applied everything
 // committed when the read arrived (raft ReadIndex).
 func (g *Gateway) linearizableRead(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
-	defer cancel()
-	rerr, err := actors.Ask(cctx, g.cfg.Root, g.cfg.Raft, func(reply chan<- error) any {
+	rerr, err := actors.AskWithin(ctx, g.timeouts.after(), g.cfg.Root, g.cfg.Raft, func(reply chan<- error) any {
 		return &raftactor.ReadIndex{Reply: reply}
 	})
 	if err != nil {
