@@ -278,6 +278,7 @@ run_target() { # run_target <target>
     etcd) bin="$REF_BIN/etcd"; flags="${ETCD_FLAGS:-}" ;;
   esac
   log "starting $name ($bin) on $ENDPOINT, data in $WORK/$name/data"
+  rm -rf "$WORK/$name/data" # every round starts empty (BENCH_KEEP keeps the last)
   # shellcheck disable=SC2086 # flags are deliberately word-split
   start_server "$name" "$bin" $flags
 

@@ -107,6 +107,8 @@ type pacedFS struct {
 	p *CompactionPacer
 }
 
+func (fs pacedFS) Unwrap() vfs.FS { return fs.FS }
+
 func (fs pacedFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
 	return fs.wrap(f, err, category)
