@@ -75,12 +75,12 @@ func (s *Store) compactStep(ctx actor.Context) {
 // A key with few doomed versions (the common case: a key overwritten a
 // few times between compactions) gets one point tombstone per version;
 // only a key with many gets a range tombstone. pebble estimates what point
-// tombstones free from the table's properties, but what a
-// range tombstone frees by reading the index of every table beneath it,
-// again for each table a compaction writes it into: with one range
-// tombstone per compacted key, that estimation took a core away from
-// client requests while pebble compacted (it was a third of the CPU of a
-// defragmentation after a large compaction).
+// tombstones free from the table's properties, but what a range tombstone
+// frees by reading the index of every table beneath it, again for each
+// table a compaction writes it into: with one range tombstone per
+// compacted key, that estimation took a core away from client requests
+// while pebble compacted (a third of the CPU of a defragmentation after a
+// large compaction).
 func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed int64) {
 	from := versionKey(nil, key, target)
 	end := afterKeyPrefix(nil, from[:len(from)-8])
