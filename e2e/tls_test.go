@@ -515,3 +515,61 @@ func TestTLSClientCRL(t *testing.T) {
 		}
 	})
 }
+
+// TestTLSVersions: --tls-min-version / --tls-max-version bound the TLS
+// versions the client listener speaks, as etcd's; bad values make both
+// servers exit 1 with etcd's message and error.
+func TestTLSVersions(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "versions")
+	srvCert, srvKey := ca.issue(t, "server")
+	pool := x509.NewCertPool()
+	pemCA, err := os.ReadFile(ca.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pemCA)
+	// negotiated is the TLS version a handshake with a client allowing
+	// [1.2, maxV] ends with (0: refused).
+	negotiated := func(s *Server, maxV uint16) uint16 {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", s.Endpoint(),
+			&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12, MaxVersion: maxV, NextProtos: []string{"h2"}})
+		if err != nil {
+			return 0
+		}
+		defer c.Close()
+		return c.ConnectionState().Version
+	}
+	eachKind(t, func(t *testing.T, kind Kind) {
+		start := StartMetaStore
+		if kind == KindEtcd {
+			start = StartEtcd
+		}
+		certs := []string{"--cert-file=" + srvCert, "--key-file=" + srvKey}
+		only13 := start(t, WithHTTPS(true, false), WithFlags(append(certs, "--tls-min-version=TLS1.3")...))
+		if v := negotiated(only13, tls.VersionTLS12); v != 0 {
+			t.Errorf("--tls-min-version=TLS1.3: a TLS 1.2 client got in (version %x)", v)
+		}
+		if v := negotiated(only13, 0); v != tls.VersionTLS13 {
+			t.Errorf("--tls-min-version=TLS1.3: negotiated %x, want TLS 1.3", v)
+		}
+		only12 := start(t, WithHTTPS(true, false), WithFlags(append(certs, "--tls-max-version=TLS1.2")...))
+		if v := negotiated(only12, 0); v != tls.VersionTLS12 {
+			t.Errorf("--tls-max-version=TLS1.2: negotiated %x, want TLS 1.2", v)
+		}
+	})
+	for _, args := range [][]string{
+		{"--tls-min-version=TLS1.1"},
+		{"--tls-max-version=tls1.3"},
+		{"--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"},
+		{"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+	} {
+		ms := failedStart(t, MetaStoreBin(t), args)
+		ref := failedStart(t, RefBin(t, "etcd"), args)
+		if ms != ref {
+			t.Errorf("%v: differs from etcd\netcd:      %s\nmetastore: %s", args, ref, ms)
+		} else {
+			t.Logf("%v: both %s", args, ms)
+		}
+	}
+}

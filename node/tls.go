@@ -25,7 +25,8 @@ import (
 
 // TLSFiles are one side's certificate options, etcd's --cert-file,
 // --key-file, --trusted-ca-file, --client-cert-auth, --client-crl-file,
-// --auto-tls (or their --peer-* twins) and --cipher-suites.
+// --auto-tls (or their --peer-* twins), --cipher-suites and
+// --tls-min-version / --tls-max-version.
 type TLSFiles struct {
 	CertFile, KeyFile string
 	TrustedCAFile     string
@@ -33,6 +34,9 @@ type TLSFiles struct {
 	ClientCertAuth    bool
 	AutoTLS           bool
 	CipherSuites      []uint16
+	// MinVersion and MaxVersion bound the TLS versions (0: TLS 1.2 and
+	// Go's highest).
+	MinVersion, MaxVersion uint16
 	// SkipVerify: the certificates are self-signed (auto TLS): a member
 	// dialing a peer does not verify the peer's chain, as etcd.
 	SkipVerify bool
@@ -85,7 +89,7 @@ func (f TLSFiles) baseConfig() (*tls.Config, *keyPair, error) {
 	if _, err := kp.get(); err != nil {
 		return nil, nil, err
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: max(f.MinVersion, tls.VersionTLS12), MaxVersion: f.MaxVersion}
 	if len(f.CipherSuites) > 0 {
 		cfg.CipherSuites = f.CipherSuites
 	}
@@ -207,6 +211,36 @@ func loadCRL(path string) (map[string]bool, error) {
 		out[e.SerialNumber.String()] = true
 	}
 	return out, nil
+}
+
+// ParseTLSVersions reads --tls-min-version and --tls-max-version with
+// etcd's values (TLS1.2, TLS1.3; an empty max is Go's highest) and checks
+// them, and the cipher suites, as etcd does.
+func ParseTLSVersions(minName, maxName string, cipherSuites []uint16) (minV, maxV uint16, err error) {
+	parse := func(name string) (uint16, error) {
+		switch name {
+		case "":
+			return 0, nil
+		case "TLS1.2":
+			return tls.VersionTLS12, nil
+		case "TLS1.3":
+			return tls.VersionTLS13, nil
+		}
+		return 0, fmt.Errorf("unexpected TLS version %q (must be one of: TLS1.2, TLS1.3)", name)
+	}
+	if minV, err = parse(minName); err != nil {
+		return 0, 0, err
+	}
+	if maxV, err = parse(maxName); err != nil {
+		return 0, 0, err
+	}
+	if maxV != 0 && minV > maxV {
+		return 0, 0, fmt.Errorf("min version (%s) is greater than max version (%s)", minName, maxName)
+	}
+	if minV == tls.VersionTLS13 && len(cipherSuites) > 0 {
+		return 0, 0, fmt.Errorf("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	return minV, maxV, nil
 }
 
 // ParseCipherSuites reads --cipher-suites: Go's names of TLS 1.2 suites

@@ -28,7 +28,7 @@ var (
 		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
 		log-rotation-config-json max-concurrent-streams max-snapshots max-wals metrics
 		peer-client-cert-file peer-client-key-file raft-read-timeout raft-write-timeout
-		tls-max-version tls-min-version v2-deprecation wal-dir warning-apply-duration
+		v2-deprecation wal-dir warning-apply-duration
 		warning-unary-request-duration client-cert-allowed-hostname host-whitelist
 		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
 		listen-metrics-urls cors discovery`)

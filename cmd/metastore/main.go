@@ -93,6 +93,8 @@ func run(args []string) int {
 	fs.BoolVar(&peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
 	fs.StringVar(&peerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
 	fs.BoolVar(&peerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using generated certificates")
+	tlsMin := fs.String("tls-min-version", "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
+	tlsMax := fs.String("tls-max-version", "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
 	cipherSuites := fs.String("cipher-suites", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
 	certValidity := fs.Uint("self-signed-cert-validity", 1, "The validity period of the client and peer certificates, unit is year")
 	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
@@ -184,6 +186,12 @@ func run(args []string) int {
 		}
 		clientTLS.CipherSuites, peerTLS.CipherSuites = ids, ids
 	}
+	// etcd checks the versions with its flags, after the cipher suites.
+	if clientTLS.MinVersion, clientTLS.MaxVersion, err = node.ParseTLSVersions(*tlsMin, *tlsMax, clientTLS.CipherSuites); err != nil {
+		lg.Warn("failed to verify flags", zap.Error(err))
+		return 1
+	}
+	peerTLS.MinVersion, peerTLS.MaxVersion = clientTLS.MinVersion, clientTLS.MaxVersion
 	// etcd parses the retention only when starting the server, and fails
 	// with this (odd, but etcd's) message and exit 1.
 	compactRetention, err := compactor.ParseRetention(*compactMode, *compactKeep)
