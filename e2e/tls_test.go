@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -571,5 +572,79 @@ func TestTLSVersions(t *testing.T) {
 		} else {
 			t.Logf("%v: both %s", args, ms)
 		}
+	}
+}
+
+// TestTLSAllowedNames: --client-cert-allowed-hostname and
+// --peer-cert-allowed-cn admit only certificates with an allowed SAN or
+// CN, as etcd's; both flags together are refused.
+func TestTLSAllowedNames(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "allowed")
+	srvCert, srvKey := ca.issue(t, "server")
+	member, memberKey := ca.issue(t, "member")
+	intruder, intruderKey := ca.issue(t, "intruder")
+	// peerGet fetches /members from s's peer listener with a client
+	// certificate: the status code, or 0 when the handshake was refused.
+	peerGet := func(s *Server, cert, key string) int {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pemCA, _ := os.ReadFile(ca.file)
+		pool.AppendCertsFromPEM(pemCA)
+		hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+		resp, err := hc.Get(s.PeerURL() + "/members")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	eachKind(t, func(t *testing.T, kind Kind) {
+		start := StartMetaStore
+		if kind == KindEtcd {
+			start = StartEtcd
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		clientFlags := []string{"--cert-file=" + srvCert, "--key-file=" + srvKey,
+			"--trusted-ca-file=" + ca.file, "--client-cert-auth"}
+		for _, c := range []struct {
+			hostname string
+			served   bool
+		}{{"localhost", true}, {"other.example", false}} {
+			s := start(t, WithHTTPS(true, false), WithFlags(append(clientFlags, "--client-cert-allowed-hostname="+c.hostname)...))
+			cli, err := tlsClient(t, []string{s.Endpoint()}, ca.file, member, memberKey)
+			if err == nil {
+				short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+				_, err = cli.Get(short, "k")
+				cancelShort()
+			}
+			if served := err == nil; served != c.served {
+				t.Errorf("--client-cert-allowed-hostname=%s: served %v (%v), want %v", c.hostname, served, err, c.served)
+			}
+			s.Stop()
+		}
+		s := start(t, WithHTTPS(false, true), WithFlags("--peer-cert-file="+srvCert, "--peer-key-file="+srvKey,
+			"--peer-trusted-ca-file="+ca.file, "--peer-client-cert-auth", "--peer-cert-allowed-cn=member,server"))
+		if code := peerGet(s, member, memberKey); code != http.StatusOK {
+			t.Errorf("peer certificate with an allowed CN: status %d", code)
+		}
+		if code := peerGet(s, intruder, intruderKey); code != 0 {
+			t.Errorf("peer certificate with CN intruder: status %d, want the handshake refused", code)
+		}
+	})
+	args := []string{"--listen-peer-urls=https://127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		"--peer-cert-file=" + srvCert, "--peer-key-file=" + srvKey,
+		"--peer-cert-allowed-cn=member", "--peer-cert-allowed-hostname=localhost"}
+	ms := failedStart(t, MetaStoreBin(t), args)
+	ref := failedStart(t, RefBin(t, "etcd"), args)
+	if ms != ref {
+		t.Errorf("both allowed CNs and hostnames: differs from etcd\netcd:      %s\nmetastore: %s", ref, ms)
+	} else {
+		t.Logf("both allowed CNs and hostnames: both %s", ms)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -37,6 +38,12 @@ type TLSFiles struct {
 	// MinVersion and MaxVersion bound the TLS versions (0: TLS 1.2 and
 	// Go's highest).
 	MinVersion, MaxVersion uint16
+	// AllowedCNs / AllowedHostnames (--peer-cert-allowed-cn,
+	// --peer-cert-allowed-hostname, --client-cert-allowed-hostname): the
+	// other side's verified certificate must have one of these common
+	// names, or be valid for one of these hostnames. As etcd, the check
+	// applies to both sides of a connection.
+	AllowedCNs, AllowedHostnames []string
 	// SkipVerify: the certificates are self-signed (auto TLS): a member
 	// dialing a peer does not verify the peer's chain, as etcd.
 	SkipVerify bool
@@ -89,11 +96,37 @@ func (f TLSFiles) baseConfig() (*tls.Config, *keyPair, error) {
 	if _, err := kp.get(); err != nil {
 		return nil, nil, err
 	}
+	if len(f.AllowedCNs) > 0 && len(f.AllowedHostnames) > 0 {
+		return nil, nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", f.AllowedCNs, f.AllowedHostnames)
+	}
 	cfg := &tls.Config{MinVersion: max(f.MinVersion, tls.VersionTLS12), MaxVersion: f.MaxVersion}
 	if len(f.CipherSuites) > 0 {
 		cfg.CipherSuites = f.CipherSuites
 	}
+	cfg.VerifyPeerCertificate = f.verifyAllowed
 	return cfg, kp, nil
+}
+
+// verifyAllowed is the AllowedCNs / AllowedHostnames check: some verified
+// chain's leaf must match (none configured: nothing to check).
+func (f TLSFiles) verifyAllowed(_ [][]byte, chains [][]*x509.Certificate) error {
+	if len(f.AllowedCNs) == 0 && len(f.AllowedHostnames) == 0 {
+		return nil
+	}
+	for _, chain := range chains {
+		if len(chain) == 0 {
+			continue
+		}
+		if slices.Contains(f.AllowedCNs, chain[0].Subject.CommonName) {
+			return nil
+		}
+		for _, h := range f.AllowedHostnames {
+			if chain[0].VerifyHostname(h) == nil {
+				return nil
+			}
+		}
+	}
+	return errors.New("client certificate authentication failed")
 }
 
 func (f TLSFiles) caPool() (*x509.CertPool, error) {
@@ -130,7 +163,10 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 		if _, err := crl.revoked(); err != nil {
 			return nil, err
 		}
-		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+		cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if err := f.verifyAllowed(raw, chains); err != nil {
+				return err
+			}
 			revoked, err := crl.revoked()
 			if err != nil {
 				return err // fail closed, as etcd does on an unreadable CRL

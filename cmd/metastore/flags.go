@@ -29,8 +29,7 @@ var (
 		log-rotation-config-json max-concurrent-streams max-snapshots max-wals metrics
 		peer-client-cert-file peer-client-key-file raft-read-timeout raft-write-timeout
 		v2-deprecation wal-dir warning-apply-duration
-		warning-unary-request-duration client-cert-allowed-hostname host-whitelist
-		peer-cert-allowed-cn peer-cert-allowed-hostname listen-client-http-urls
+		warning-unary-request-duration host-whitelist listen-client-http-urls
 		listen-metrics-urls cors discovery`)
 )
 
@@ -86,6 +85,12 @@ func isBoolFlag(fs *flag.FlagSet, name string) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
+
+// listFlag is a comma-separated list flag, split as etcd's StringsValue.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = strings.Split(s, ","); return nil }
 
 // urlsFlag is a comma-separated URL list flag.
 type urlsFlag []string

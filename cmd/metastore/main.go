@@ -93,6 +93,9 @@ func run(args []string) int {
 	fs.BoolVar(&peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
 	fs.StringVar(&peerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
 	fs.BoolVar(&peerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using generated certificates")
+	fs.Var((*listFlag)(&peerTLS.AllowedCNs), "peer-cert-allowed-cn", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
+	fs.Var((*listFlag)(&peerTLS.AllowedHostnames), "peer-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.")
+	fs.Var((*listFlag)(&clientTLS.AllowedHostnames), "client-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for client cert authentication.")
 	tlsMin := fs.String("tls-min-version", "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
 	tlsMax := fs.String("tls-max-version", "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
 	cipherSuites := fs.String("cipher-suites", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
@@ -228,7 +231,14 @@ func run(args []string) int {
 		Logger:                  lg,
 	})
 	if err != nil {
-		lg.Error("failed to start", zap.Error(err))
+		// etcd's words for a server that cannot start: "failed to start"
+		// for an --initial-cluster that lacks this member, "discovery
+		// failed" for anything else.
+		msg := "discovery failed"
+		if strings.Contains(err.Error(), "include") && strings.Contains(err.Error(), "--initial-cluster") {
+			msg = "failed to start"
+		}
+		lg.Error(msg, zap.Error(err))
 		return 1
 	}
 	if addr := os.Getenv("METASTORE_PPROF_ADDR"); addr != "" {
