@@ -59,6 +59,12 @@ var certSerial = big.NewInt(100)
 // 127.0.0.1) and its key; it returns their paths.
 func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
 	t.Helper()
+	return ca.issueFor(t, cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+// issueFor issues a certificate for cn usable only as eku says.
+func (ca *testCA) issueFor(t *testing.T, cn string, eku ...x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +74,7 @@ func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
 		SerialNumber: new(big.Int).Set(certSerial), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: eku,
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
@@ -646,5 +652,54 @@ func TestTLSAllowedNames(t *testing.T) {
 		t.Errorf("both allowed CNs and hostnames: differs from etcd\netcd:      %s\nmetastore: %s", ref, ms)
 	} else {
 		t.Logf("both allowed CNs and hostnames: both %s", ms)
+	}
+}
+
+// TestClusterPeerClientCert: with --peer-client-cert-file a member dials
+// its peers with that certificate: here the peer server certificate is
+// not valid for client authentication, so the members only form a
+// cluster if they present the client one (as etcd's).
+func TestClusterPeerClientCert(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		dir := t.TempDir()
+		ca := newTestCA(t, dir, "peers")
+		srvCert, srvKey := ca.issueFor(t, "peer-server", x509.ExtKeyUsageServerAuth)
+		cliCert, cliKey := ca.issueFor(t, "peer-client", x509.ExtKeyUsageClientAuth)
+		servers := StartCluster(t, kind, 2, WithHTTPS(false, true), WithFlags(
+			"--peer-cert-file="+srvCert, "--peer-key-file="+srvKey, "--peer-trusted-ca-file="+ca.file,
+			"--peer-client-cert-auth", "--peer-client-cert-file="+cliCert, "--peer-client-key-file="+cliKey,
+		))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cli := servers[0].Client(t)
+		for {
+			st, err := cli.Status(ctx, servers[0].Endpoint())
+			if err == nil && st.Leader != 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no leader elected: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := cli.Put(ctx, "k", "v"); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+		resp, err := servers[1].Client(t).Get(ctx, "k")
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get through the other member: %v %v", resp, err)
+		}
+	})
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "bad")
+	srvCert, srvKey := ca.issue(t, "server")
+	args := []string{"--listen-peer-urls=https://127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		"--peer-cert-file=" + srvCert, "--peer-key-file=" + srvKey, "--peer-client-cert-file=" + srvCert}
+	ms := failedStart(t, MetaStoreBin(t), args)
+	ref := failedStart(t, RefBin(t, "etcd"), args)
+	if ms != ref {
+		t.Errorf("client cert without key: differs from etcd\netcd:      %s\nmetastore: %s", ref, ms)
+	} else {
+		t.Logf("client cert without key: both %s", ms)
 	}
 }

@@ -30,11 +30,14 @@ import (
 // --tls-min-version / --tls-max-version.
 type TLSFiles struct {
 	CertFile, KeyFile string
-	TrustedCAFile     string
-	CRLFile           string
-	ClientCertAuth    bool
-	AutoTLS           bool
-	CipherSuites      []uint16
+	// ClientCertFile / ClientKeyFile (--peer-client-cert-file, ...): the
+	// certificate a member presents when it dials; CertFile when unset.
+	ClientCertFile, ClientKeyFile string
+	TrustedCAFile                 string
+	CRLFile                       string
+	ClientCertAuth                bool
+	AutoTLS                       bool
+	CipherSuites                  []uint16
 	// MinVersion and MaxVersion bound the TLS versions (0: TLS 1.2 and
 	// Go's highest).
 	MinVersion, MaxVersion uint16
@@ -95,6 +98,14 @@ func (f TLSFiles) baseConfig() (*tls.Config, *keyPair, error) {
 	kp := &keyPair{cert: f.CertFile, key: f.KeyFile}
 	if _, err := kp.get(); err != nil {
 		return nil, nil, err
+	}
+	if (f.ClientKeyFile == "") != (f.ClientCertFile == "") {
+		return nil, nil, fmt.Errorf("ClientKeyFile and ClientCertFile must both be present or both absent: key: %v, cert: %v]", f.ClientKeyFile, f.ClientCertFile)
+	}
+	if f.ClientCertFile != "" {
+		if _, err := (&keyPair{cert: f.ClientCertFile, key: f.ClientKeyFile}).get(); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(f.AllowedCNs) > 0 && len(f.AllowedHostnames) > 0 {
 		return nil, nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", f.AllowedCNs, f.AllowedHostnames)
@@ -191,6 +202,9 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	cfg, kp, err := f.baseConfig()
 	if err != nil {
 		return nil, err
+	}
+	if f.ClientCertFile != "" {
+		kp = &keyPair{cert: f.ClientCertFile, key: f.ClientKeyFile}
 	}
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
 	if f.TrustedCAFile != "" {

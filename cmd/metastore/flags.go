@@ -17,7 +17,7 @@ var (
 		peer-skip-client-san-verification pre-vote socket-reuse-address socket-reuse-port
 		unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
-		bootstrap-defrag-threshold-megabytes client-cert-file client-key-file
+		bootstrap-defrag-threshold-megabytes
 		compact-hash-check-time compaction-batch-limit compaction-sleep-interval config-file
 		discovery-cacert discovery-cert discovery-dial-timeout discovery-fallback
 		discovery-keepalive-time discovery-keepalive-timeout discovery-key
@@ -27,7 +27,7 @@ var (
 		distributed-tracing-service-name downgrade-check-time grpc-keepalive-interval
 		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
 		log-rotation-config-json max-concurrent-streams max-snapshots max-wals metrics
-		peer-client-cert-file peer-client-key-file raft-read-timeout raft-write-timeout
+		raft-read-timeout raft-write-timeout
 		v2-deprecation wal-dir warning-apply-duration
 		warning-unary-request-duration host-whitelist listen-client-http-urls
 		listen-metrics-urls cors discovery`)
