@@ -65,6 +65,12 @@ func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
 // issueFor issues a certificate for cn usable only as eku says.
 func (ca *testCA) issueFor(t *testing.T, cn string, eku ...x509.ExtKeyUsage) (certFile, keyFile string) {
 	t.Helper()
+	return ca.issueSANs(t, cn, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, eku...)
+}
+
+// issueSANs issues a certificate for cn with these IP and DNS SANs.
+func (ca *testCA) issueSANs(t *testing.T, cn string, ips []net.IP, dns []string, eku ...x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +81,7 @@ func (ca *testCA) issueFor(t *testing.T, cn string, eku ...x509.ExtKeyUsage) (ce
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: eku,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		IPAddresses: ips, DNSNames: dns,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -702,4 +708,65 @@ func TestClusterPeerClientCert(t *testing.T) {
 	} else {
 		t.Logf("client cert without key: both %s", ms)
 	}
+}
+
+// TestPeerClientSANs: a peer listener refuses a client certificate whose
+// SANs do not name the address it connects from, unless
+// --peer-skip-client-san-verification, as etcd's.
+func TestPeerClientSANs(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "sans")
+	srvCert, srvKey := ca.issue(t, "server")
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	here, hereKey := ca.issueSANs(t, "here", []net.IP{net.ParseIP("127.0.0.1")}, nil, both...)
+	named, namedKey := ca.issueSANs(t, "named", nil, []string{"localhost"}, both...)
+	elsewhere, elsewhereKey := ca.issueSANs(t, "elsewhere", []net.IP{net.ParseIP("10.9.9.9")}, nil, both...)
+	pool := x509.NewCertPool()
+	pemCA, err := os.ReadFile(ca.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pemCA)
+	// served reports whether s's peer listener answers /members to a
+	// client presenting cert.
+	served := func(s *Server, cert, key string) bool {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+		resp, err := hc.Get(s.PeerURL() + "/members")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	eachKind(t, func(t *testing.T, kind Kind) {
+		start := StartMetaStore
+		if kind == KindEtcd {
+			start = StartEtcd
+		}
+		flags := []string{"--peer-cert-file=" + srvCert, "--peer-key-file=" + srvKey,
+			"--peer-trusted-ca-file=" + ca.file, "--peer-client-cert-auth"}
+		s := start(t, WithHTTPS(false, true), WithFlags(flags...))
+		for name, c := range map[string]struct {
+			cert, key string
+			want      bool
+		}{
+			"IP SAN of the source address": {here, hereKey, true},
+			"DNS SAN resolving to it":      {named, namedKey, true},
+			"IP SAN of another address":    {elsewhere, elsewhereKey, false},
+		} {
+			if got := served(s, c.cert, c.key); got != c.want {
+				t.Errorf("%s: served %v, want %v", name, got, c.want)
+			}
+		}
+		s.Stop()
+		skip := start(t, WithHTTPS(false, true), WithFlags(append(flags, "--peer-skip-client-san-verification")...))
+		if !served(skip, elsewhere, elsewhereKey) {
+			t.Error("--peer-skip-client-san-verification: a certificate for another address was refused")
+		}
+	})
 }

@@ -71,13 +71,16 @@ type Config struct {
 	// ClientTLS and PeerTLS are the certificates of the client and peer
 	// listeners (and of dialing peers); SelfSignedCertValidity is the
 	// years auto TLS certificates are valid.
-	ClientTLS, PeerTLS     TLSFiles
-	SelfSignedCertValidity uint
-	StrictReconfigCheck    bool // --strict-reconfig-check
-	MaxLearners            int  // --max-learners
-	HeartbeatInterval      time.Duration
-	ElectionTimeout        time.Duration
-	QuotaBackendBytes      int64
+	ClientTLS, PeerTLS TLSFiles
+	// PeerSkipClientSANVerify is --peer-skip-client-san-verification: do
+	// not check that a peer's certificate names its address.
+	PeerSkipClientSANVerify bool
+	SelfSignedCertValidity  uint
+	StrictReconfigCheck     bool // --strict-reconfig-check
+	MaxLearners             int  // --max-learners
+	HeartbeatInterval       time.Duration
+	ElectionTimeout         time.Duration
+	QuotaBackendBytes       int64
 	// DefragRateBytes is --defrag-rate-bytes: how fast a defragmentation
 	// writes while clients write (0: unpaced; see storeactor.Defragmenter).
 	DefragRateBytes int64

@@ -451,6 +451,9 @@ func setupTLS(cfg Config) (tlsSetup, error) {
 		if out.peerServer, err = peer.ServerConfig(); err != nil {
 			return out, err
 		}
+		if !cfg.PeerSkipClientSANVerify {
+			out.peerServer = checkPeerSANs(out.peerServer)
+		}
 	} else if !peer.Empty() {
 		lg.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files", zap.Strings("peer-urls", cfg.ListenPeerURLs))
 	}

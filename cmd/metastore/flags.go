@@ -14,7 +14,7 @@ var (
 	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
 		enable-distributed-tracing enable-grpc-gateway enable-log-rotation enable-pprof
 		force-new-cluster initial-election-tick-advance memory-mlock
-		peer-skip-client-san-verification pre-vote socket-reuse-address socket-reuse-port
+		pre-vote socket-reuse-address socket-reuse-port
 		unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes

@@ -100,6 +100,7 @@ func run(args []string) int {
 	fs.Var((*listFlag)(&peerTLS.AllowedCNs), "peer-cert-allowed-cn", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
 	fs.Var((*listFlag)(&peerTLS.AllowedHostnames), "peer-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.")
 	fs.Var((*listFlag)(&clientTLS.AllowedHostnames), "client-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for client cert authentication.")
+	peerSkipSAN := fs.Bool("peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections.")
 	tlsMin := fs.String("tls-min-version", "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
 	tlsMax := fs.String("tls-max-version", "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
 	cipherSuites := fs.String("cipher-suites", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
@@ -229,7 +230,7 @@ func run(args []string) int {
 		JWT:                         jwt,
 		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
 		CorruptCheckTime:            *corruptCheck,
-		ClientTLS:                   clientTLS, PeerTLS: peerTLS, SelfSignedCertValidity: *certValidity,
+		ClientTLS:                   clientTLS, PeerTLS: peerTLS, PeerSkipClientSANVerify: *peerSkipSAN, SelfSignedCertValidity: *certValidity,
 		AutoCompactionMode:      *compactMode,
 		AutoCompactionRetention: compactRetention,
 		Logger:                  lg,
