@@ -132,13 +132,7 @@ func TestAutoCompactBadFlags(t *testing.T) {
 		{"--auto-compaction-retention=-1"},
 		{"--auto-compaction-mode=revision", "--auto-compaction-retention=10x"},
 	} {
-		ms := failedStart(t, MetaStoreBin(t), args)
-		ref := failedStart(t, RefBin(t, "etcd"), args)
-		if ms != ref {
-			t.Errorf("%v: differs from etcd\netcd:      %s\nmetastore: %s", args, ref, ms)
-		} else {
-			t.Logf("%v: both %s", args, ms)
-		}
+		sameFailedStart(t, fmt.Sprint(args), args)
 	}
 }
 
@@ -176,6 +170,19 @@ func failedStart(t *testing.T, bin string, args []string) string {
 		}
 	}
 	return fmt.Sprintf("exit %d, %s", code, last)
+}
+
+// sameFailedStart checks that MetaStore and etcd both refuse to start
+// with args, the same way (exit code, message and error).
+func sameFailedStart(t *testing.T, what string, args []string) {
+	t.Helper()
+	ms := failedStart(t, MetaStoreBin(t), args)
+	ref := failedStart(t, RefBin(t, "etcd"), args)
+	if ms != ref {
+		t.Errorf("%s: differs from etcd\netcd:      %s\nmetastore: %s", what, ref, ms)
+	} else {
+		t.Logf("%s: both %s", what, ms)
+	}
 }
 
 // lastLine is the last non-empty line of s (etcdctl's error, after any
