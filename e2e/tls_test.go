@@ -127,6 +127,20 @@ func tlsClient(t *testing.T, endpoints []string, ca, cert, key string) (*clientv
 	return cli, err
 }
 
+// tlsGet reads a key through a new TLS client (trusting ca, presenting
+// cert if not empty), within 3 seconds: nil if the request was served.
+func tlsGet(t *testing.T, endpoints []string, ca, cert, key string) error {
+	t.Helper()
+	cli, err := tlsClient(t, endpoints, ca, cert, key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = cli.Get(ctx, "k")
+	return err
+}
+
 // TestClusterTLS: a 3-member cluster with https client and peer URLs and
 // client certificate authentication on both: it replicates, etcdctl with
 // the CA and a client certificate works, a client without a certificate or
@@ -175,22 +189,14 @@ func TestClusterTLS(t *testing.T) {
 			t.Fatalf("etcdctl get over TLS: %q %v", out, err)
 		}
 		// No client certificate, or a certificate from another CA: refused.
-		short, cancelShort := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancelShort()
 		for name, c := range map[string][2]string{"no certificate": {"", ""}, "another CA's certificate": {strangerCert, strangerKey}} {
-			cli, err := tlsClient(t, eps[:1], ca.file, c[0], c[1])
-			if err == nil {
-				_, err = cli.Get(short, "k")
-			}
-			if err == nil {
+			if tlsGet(t, eps[:1], ca.file, c[0], c[1]) == nil {
 				t.Errorf("%s: request accepted", name)
 			}
 		}
 		// Trusting another CA: the server's certificate is refused.
-		if cli, err := tlsClient(t, eps[:1], other.file, rootCert, rootKey); err == nil {
-			if _, err := cli.Get(short, "k"); err == nil {
-				t.Error("a client trusting another CA accepted the server")
-			}
+		if tlsGet(t, eps[:1], other.file, rootCert, rootKey) == nil {
+			t.Error("a client trusting another CA accepted the server")
 		}
 		// With auth on, the certificate's CN is the user.
 		for _, args := range [][]string{
@@ -506,24 +512,12 @@ func TestTLSClientCRL(t *testing.T) {
 		if _, err := good.Put(ctx, "k", "v"); err != nil {
 			t.Fatalf("unrevoked certificate: %v", err)
 		}
-		short, cancelShort := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancelShort()
-		bad, err := tlsClient(t, []string{s.Endpoint()}, ca.file, badCert, badKey)
-		if err == nil {
-			_, err = bad.Get(short, "k")
-		}
-		if err == nil {
+		if tlsGet(t, []string{s.Endpoint()}, ca.file, badCert, badKey) == nil {
 			t.Fatal("a revoked certificate was served")
 		}
 		// Revoking another certificate takes effect without a restart.
 		ca.revoke(t, badCert, goodCert)
-		later, cancelLater := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancelLater()
-		again, err := tlsClient(t, []string{s.Endpoint()}, ca.file, goodCert, goodKey)
-		if err == nil {
-			_, err = again.Get(later, "k")
-		}
-		if err == nil {
+		if tlsGet(t, []string{s.Endpoint()}, ca.file, goodCert, goodKey) == nil {
 			t.Fatal("a certificate revoked while running was served to a new connection")
 		}
 	})
@@ -595,8 +589,6 @@ func TestTLSAllowedNames(t *testing.T) {
 		if kind == KindEtcd {
 			start = StartEtcd
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
 		clientFlags := []string{"--cert-file=" + srvCert, "--key-file=" + srvKey,
 			"--trusted-ca-file=" + ca.file, "--client-cert-auth"}
 		for _, c := range []struct {
@@ -604,12 +596,7 @@ func TestTLSAllowedNames(t *testing.T) {
 			served   bool
 		}{{"localhost", true}, {"other.example", false}} {
 			s := start(t, WithHTTPS(true, false), WithFlags(append(clientFlags, "--client-cert-allowed-hostname="+c.hostname)...))
-			cli, err := tlsClient(t, []string{s.Endpoint()}, ca.file, member, memberKey)
-			if err == nil {
-				short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
-				_, err = cli.Get(short, "k")
-				cancelShort()
-			}
+			err := tlsGet(t, []string{s.Endpoint()}, ca.file, member, memberKey)
 			if served := err == nil; served != c.served {
 				t.Errorf("--client-cert-allowed-hostname=%s: served %v (%v), want %v", c.hostname, served, err, c.served)
 			}

@@ -174,8 +174,9 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 		if _, err := crl.revoked(); err != nil {
 			return nil, err
 		}
+		allowed := cfg.VerifyPeerCertificate // baseConfig's check, then the CRL
 		cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
-			if err := f.verifyAllowed(raw, chains); err != nil {
+			if err := allowed(raw, chains); err != nil {
 				return err
 			}
 			revoked, err := crl.revoked()
