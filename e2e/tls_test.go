@@ -497,12 +497,8 @@ func TestTLSClientCRL(t *testing.T) {
 		goodCert, goodKey := ca.issue(t, "good")
 		badCert, badKey := ca.issue(t, "bad")
 		crl := ca.revoke(t, badCert)
-		start := StartMetaStore
-		if kind == KindEtcd {
-			start = StartEtcd
-		}
-		s := start(t, WithHTTPS(true, false), WithFlags("--cert-file="+srvCert, "--key-file="+srvKey,
-			"--trusted-ca-file="+ca.file, "--client-cert-auth", "--client-crl-file="+crl))
+		s := start(t, kind, []Option{WithHTTPS(true, false), WithFlags("--cert-file="+srvCert, "--key-file="+srvKey,
+			"--trusted-ca-file="+ca.file, "--client-cert-auth", "--client-crl-file="+crl)})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		good, err := tlsClient(t, []string{s.Endpoint()}, ca.file, goodCert, goodKey)
@@ -548,19 +544,15 @@ func TestTLSVersions(t *testing.T) {
 		return c.ConnectionState().Version
 	}
 	eachKind(t, func(t *testing.T, kind Kind) {
-		start := StartMetaStore
-		if kind == KindEtcd {
-			start = StartEtcd
-		}
 		certs := []string{"--cert-file=" + srvCert, "--key-file=" + srvKey}
-		only13 := start(t, WithHTTPS(true, false), WithFlags(append(certs, "--tls-min-version=TLS1.3")...))
+		only13 := start(t, kind, []Option{WithHTTPS(true, false), WithFlags(append(certs, "--tls-min-version=TLS1.3")...)})
 		if v := negotiated(only13, tls.VersionTLS12); v != 0 {
 			t.Errorf("--tls-min-version=TLS1.3: a TLS 1.2 client got in (version %x)", v)
 		}
 		if v := negotiated(only13, 0); v != tls.VersionTLS13 {
 			t.Errorf("--tls-min-version=TLS1.3: negotiated %x, want TLS 1.3", v)
 		}
-		only12 := start(t, WithHTTPS(true, false), WithFlags(append(certs, "--tls-max-version=TLS1.2")...))
+		only12 := start(t, kind, []Option{WithHTTPS(true, false), WithFlags(append(certs, "--tls-max-version=TLS1.2")...)})
 		if v := negotiated(only12, 0); v != tls.VersionTLS12 {
 			t.Errorf("--tls-max-version=TLS1.2: negotiated %x, want TLS 1.2", v)
 		}
@@ -585,25 +577,21 @@ func TestTLSAllowedNames(t *testing.T) {
 	member, memberKey := ca.issue(t, "member")
 	intruder, intruderKey := ca.issue(t, "intruder")
 	eachKind(t, func(t *testing.T, kind Kind) {
-		start := StartMetaStore
-		if kind == KindEtcd {
-			start = StartEtcd
-		}
 		clientFlags := []string{"--cert-file=" + srvCert, "--key-file=" + srvKey,
 			"--trusted-ca-file=" + ca.file, "--client-cert-auth"}
 		for _, c := range []struct {
 			hostname string
 			served   bool
 		}{{"localhost", true}, {"other.example", false}} {
-			s := start(t, WithHTTPS(true, false), WithFlags(append(clientFlags, "--client-cert-allowed-hostname="+c.hostname)...))
+			s := start(t, kind, []Option{WithHTTPS(true, false), WithFlags(append(clientFlags, "--client-cert-allowed-hostname="+c.hostname)...)})
 			err := tlsGet(t, []string{s.Endpoint()}, ca.file, member, memberKey)
 			if served := err == nil; served != c.served {
 				t.Errorf("--client-cert-allowed-hostname=%s: served %v (%v), want %v", c.hostname, served, err, c.served)
 			}
 			s.Stop()
 		}
-		s := start(t, WithHTTPS(false, true), WithFlags("--peer-cert-file="+srvCert, "--peer-key-file="+srvKey,
-			"--peer-trusted-ca-file="+ca.file, "--peer-client-cert-auth", "--peer-cert-allowed-cn=member,server"))
+		s := start(t, kind, []Option{WithHTTPS(false, true), WithFlags("--peer-cert-file="+srvCert, "--peer-key-file="+srvKey,
+			"--peer-trusted-ca-file="+ca.file, "--peer-client-cert-auth", "--peer-cert-allowed-cn=member,server")})
 		if code := peerMembers(t, s, ca.file, member, memberKey); code != http.StatusOK {
 			t.Errorf("peer certificate with an allowed CN: status %d", code)
 		}
@@ -672,13 +660,9 @@ func TestPeerClientSANs(t *testing.T) {
 	named, namedKey := ca.issueSANs(t, "named", nil, []string{"localhost"}, both...)
 	elsewhere, elsewhereKey := ca.issueSANs(t, "elsewhere", []net.IP{net.ParseIP("10.9.9.9")}, nil, both...)
 	eachKind(t, func(t *testing.T, kind Kind) {
-		start := StartMetaStore
-		if kind == KindEtcd {
-			start = StartEtcd
-		}
 		flags := []string{"--peer-cert-file=" + srvCert, "--peer-key-file=" + srvKey,
 			"--peer-trusted-ca-file=" + ca.file, "--peer-client-cert-auth"}
-		s := start(t, WithHTTPS(false, true), WithFlags(flags...))
+		s := start(t, kind, []Option{WithHTTPS(false, true), WithFlags(flags...)})
 		for name, c := range map[string]struct {
 			cert, key string
 			want      bool
@@ -692,7 +676,7 @@ func TestPeerClientSANs(t *testing.T) {
 			}
 		}
 		s.Stop()
-		skip := start(t, WithHTTPS(false, true), WithFlags(append(flags, "--peer-skip-client-san-verification")...))
+		skip := start(t, kind, []Option{WithHTTPS(false, true), WithFlags(append(flags, "--peer-skip-client-san-verification")...)})
 		if peerMembers(t, skip, ca.file, elsewhere, elsewhereKey) != http.StatusOK {
 			t.Error("--peer-skip-client-san-verification: a certificate for another address was refused")
 		}
