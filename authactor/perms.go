@@ -139,11 +139,18 @@ func (p *Permissions) Permitted(user string, key, end []byte, write bool) bool {
 	}
 	switch {
 	case len(end) == 0:
-		end = pointEnd(key)
+		return coversKey(ivs, key)
 	case len(end) == 1 && end[0] == 0:
 		end = nil
 	}
 	return covers(ivs, key, end)
+}
+
+// coversKey is covers(ivs, key, pointEnd(key)) without building the end:
+// [key, key+"\x00") lies in [start, end) exactly when start <= key < end.
+func coversKey(ivs []interval, key []byte) bool {
+	i := sort.Search(len(ivs), func(i int) bool { return bytes.Compare(ivs[i].start, key) > 0 }) - 1
+	return i >= 0 && (ivs[i].end == nil || bytes.Compare(key, ivs[i].end) < 0)
 }
 
 // Known reports whether user exists.

@@ -317,6 +317,7 @@ type batchOut struct {
 	leases   LeasesApplied
 	tokenOps []authactor.TokenOp
 	conf     []ConfApplied
+	tw       writeTxn // each request's write txn in turn: its scratch buffers are reused
 }
 
 // applyRequest applies one entry's request into the batch and advances
@@ -325,7 +326,8 @@ type batchOut struct {
 // checks.
 func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOut) (actors.Result, bool) {
 	r := e.Req
-	tw := &writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest}
+	tw := &out.tw
+	*tw = writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest, buf: tw.buf[:0], key: tw.key[:0]}
 	var res actors.Result
 	compacted := false
 	if err := refusedByAlarm(next, r); err != nil {

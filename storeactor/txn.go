@@ -18,7 +18,7 @@ type writeTxn struct {
 	w        pebble.Writer
 	beginRev int64
 	changes  int64
-	buf      []byte
+	buf, key []byte           // scratch for the values and keys write sets
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
 	readErr  error            // errVersionGone from a range of a read-only txn
@@ -94,35 +94,36 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 }
 
 func (tw *writeTxn) write(key []byte, main int64, rec *record) {
+	// pebble copies keys and values into the batch: one scratch buffer
+	// (tw.key) serves every key written, tw.buf every value.
 	tw.buf = rec.append(tw.buf[:0])
-	vk := versionKey(nil, key, main)
-	if err := tw.w.Set(vk, tw.buf, nil); err != nil {
+	tw.key = versionKey(tw.key[:0], key, main)
+	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
 		panic(err)
 	}
+	tw.live += int64(len(tw.key) + len(tw.buf))
 	// The newest-version entry holds the record without its value (see
 	// record): the value is written once, in 'k'.
 	lrec := *rec
 	lrec.value, lrec.valueInK = nil, !rec.tombstone
-	lv := lrec.append(binary.BigEndian.AppendUint64(make([]byte, 0, 40), uint64(main)))
-	if err := tw.w.Set(latestKey(nil, key), lv, nil); err != nil {
+	tw.buf = lrec.append(binary.BigEndian.AppendUint64(tw.buf[:0], uint64(main)))
+	tw.key = latestKey(tw.key[:0], key)
+	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
 		panic(err)
 	}
 	if tw.cache != nil {
 		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}
-	tw.live += int64(len(vk) + len(tw.buf))
-	h := make([]byte, 0, 1+len(key))
+	flag := byte(0)
 	if rec.tombstone {
-		h = append(h, flagTombstone)
-	} else {
-		h = append(h, 0)
+		flag = flagTombstone
 	}
-	h = append(h, key...)
-	hk := historyKey(nil, main, rec.sub)
-	if err := tw.w.Set(hk, h, nil); err != nil {
+	tw.buf = append(append(tw.buf[:0], flag), key...)
+	tw.key = historyKey(tw.key[:0], main, rec.sub)
+	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
 		panic(err)
 	}
-	tw.live += int64(len(hk) + len(h))
+	tw.live += int64(len(tw.key) + len(tw.buf))
 	tw.changes++
 	if tw.events != nil {
 		*tw.events = append(*tw.events, rec.event(key, main))
