@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# abrace.sh: A/B two server binaries on the put path by racing them.
+#
+#   scripts/abrace.sh [rounds] <binary-A> <binary-B>
+#
+# Both servers run at once (ports 23790 and 23792); each round starts
+# etcd's benchmark tool against both at the same moment (put, 1000 clients,
+# 8 B keys, 256 B values over 100k keys) and prints each side's req/s, their
+# ratio B/A and each server's CPU ticks (1/100 s) for the round.
+#
+# Why race: on a small shared VM the same binary's put throughput drifts by
+# +-15 % from one run to the next (both the server's and the benchmark
+# tool's CPU per request move together), so sequential A/B runs cannot see
+# a 5 % change. Racing puts both servers under the same conditions at the
+# same time: an A/A run gives ratios within about +-3 % and CPU ticks within
+# about 2 %, so a change of a few percent in CPU per put is visible.
+#
+# Either binary may be a wrapper script that sets environment variables
+# (e.g. GOGC) and execs a server. Env: BENCH (the benchmark tool, default
+# .ref/bin/benchmark), ABRACE_TOTAL (puts per side per round, default 50000),
+# ABRACE_DIR (scratch data, default a temp dir).
+set -euo pipefail
+
+rounds=5
+if [[ $# -eq 3 ]]; then rounds=$1; shift; fi
+if [[ $# -ne 2 ]]; then
+	echo "usage: $0 [rounds] <binary-A> <binary-B>" >&2
+	exit 2
+fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+bench=${BENCH:-$root/.ref/bin/benchmark}
+total=${ABRACE_TOTAL:-50000}
+dir=${ABRACE_DIR:-$(mktemp -d)}
+put=(--conns=100 --clients=1000 put --total="$total" --key-size=8 --val-size=256 --key-space-size=100000)
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+bins=("$1" "$2")
+for i in 0 1; do
+	c=$((23790 + 2 * i)) p=$((23800 + 2 * i))
+	rm -rf "$dir/s$i"
+	"${bins[$i]}" --data-dir "$dir/s$i" \
+		--listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+		--listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+		--initial-cluster "default=http://127.0.0.1:$p" >"$dir/s$i.log" 2>&1 &
+	pids+=($!)
+done
+sleep 2
+for i in 0 1; do
+	if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+		echo "server ${bins[$i]} did not start: $dir/s$i.log" >&2
+		exit 1
+	fi
+	"$bench" --endpoints "127.0.0.1:$((23790 + 2 * i))" "${put[@]}" >/dev/null 2>&1 # warm up
+done
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rps() { awk '/Requests\/sec/ {printf "%d", $2}' "$1"; }
+for ((r = 0; r < rounds; r++)); do
+	a0=$(ticks "${pids[0]}") b0=$(ticks "${pids[1]}")
+	"$bench" --endpoints 127.0.0.1:23790 "${put[@]}" >"$dir/a.out" 2>&1 &
+	ba=$!
+	"$bench" --endpoints 127.0.0.1:23792 "${put[@]}" >"$dir/b.out" 2>&1 &
+	bb=$!
+	wait "$ba" "$bb"
+	a1=$(ticks "${pids[0]}") b1=$(ticks "${pids[1]}")
+	ra=$(rps "$dir/a.out") rb=$(rps "$dir/b.out")
+	printf 'round %d  A %6d req/s %4d ticks  B %6d req/s %4d ticks  B/A %s\n' \
+		"$r" "$ra" $((a1 - a0)) "$rb" $((b1 - b0)) "$(awk -v a="$ra" -v b="$rb" 'BEGIN {printf "%.3f", b / a}')"
+done
