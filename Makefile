@@ -11,10 +11,20 @@
 GO      ?= go
 REF_BIN := .ref/bin
 
+# The server runs with goroutine stack shrinking off (a runtime GODEBUG
+# setting, which only the environment or the link-time default can set).
+# gRPC's stream workers (gateway.streamWorkers) then keep the stacks a
+# request grew instead of having the GC halve them while they wait and
+# every next request copy them back up: 3.6 % less server CPU per put
+# (scripts/abrace.sh), at the cost of the workers' grown stacks staying
+# resident (~15-25 MB at 1000 clients). A plain `go build` works too, just
+# without this.
+SERVER_LDFLAGS := -X=runtime.godebugDefault=gcshrinkstackoff=1
+
 .PHONY: build run test test-race test-long ref bench clean
 
 build:
-	$(GO) build -o bin/metastore ./cmd/metastore
+	$(GO) build -ldflags='$(SERVER_LDFLAGS)' -o bin/metastore ./cmd/metastore
 	$(GO) build -o bin/metastoreutl ./cmd/metastoreutl
 
 run: build
