@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"encoding/binary"
+	"slices"
 )
 
 // The store's part of the pebble key space. One pebble DB holds the raft log
@@ -84,22 +85,28 @@ func decodeUserKey(enc []byte) []byte {
 	return out
 }
 
+// growForKey makes room in dst for an encoded key of len(key) bytes (no
+// zero bytes) plus extra, so that building it allocates at most once.
+func growForKey(dst, key []byte, extra int) []byte {
+	return slices.Grow(dst, 1+len(key)+2+extra)
+}
+
 // versionKey is 'k' enc(key) ^main.
 func versionKey(dst, key []byte, main int64) []byte {
-	dst = append(dst, prefixKey)
+	dst = append(growForKey(dst, key, 8), prefixKey)
 	dst = appendEncodedKey(dst, key)
 	return binary.BigEndian.AppendUint64(dst, ^uint64(main))
 }
 
 // keyPrefix is 'k' enc(key): every version of key starts with it.
 func keyPrefix(dst, key []byte) []byte {
-	dst = append(dst, prefixKey)
+	dst = append(growForKey(dst, key, 0), prefixKey)
 	return appendEncodedKey(dst, key)
 }
 
 // latestKey is 'l' enc(key).
 func latestKey(dst, key []byte) []byte {
-	dst = append(dst, prefixLatest)
+	dst = append(growForKey(dst, key, 0), prefixLatest)
 	return appendEncodedKey(dst, key)
 }
 

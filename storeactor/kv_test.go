@@ -256,6 +256,10 @@ func TestRange(t *testing.T) {
 	}{
 		{name: "single key", req: &q{Key: []byte("a")}, want: []string{fa}, wantCount: 1},
 		{name: "missing single key", req: &q{Key: []byte("aa")}, wantCount: 0},
+		{name: "single key with a zero byte", req: &q{Key: []byte("a\x00b")}, want: []string{fa0b}, wantCount: 1},
+		{name: "single key count only", req: &q{Key: []byte("b"), CountOnly: true}, wantCount: 1},
+		{name: "single key keys only", req: &q{Key: []byte("b"), KeysOnly: true}, want: []string{kvAt("b", "", 3, 8, 3)}, wantCount: 1},
+		{name: "single key before it existed", req: &q{Key: []byte("e"), Revision: 8}, wantCount: 0},
 		{name: "prefix a", req: &q{Key: []byte("a"), RangeEnd: []byte("b")}, want: []string{fa, fa0b}, wantCount: 2},
 		{name: "prefix b (0xff byte inside)", req: &q{Key: []byte("b"), RangeEnd: []byte("c")}, want: []string{fb, fbff}, wantCount: 2},
 		{name: "prefix a\\x00 (zero byte in keys)", req: &q{Key: []byte("a\x00"), RangeEnd: []byte("a\x01")}, want: []string{fa0b}, wantCount: 1},

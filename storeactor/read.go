@@ -160,6 +160,9 @@ type rangeResult struct {
 }
 
 func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
+	if end == nil {
+		return rangeOneKey(r, key, rev, countOnly, keysOnly)
+	}
 	var rr rangeResult
 	var valueErr error
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
@@ -184,6 +187,30 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		err = valueErr
 	}
 	return rr, err
+}
+
+// rangeOneKey is rangeKeys for a single key (the most common read): the
+// newest version at rev from one point lookup, its value from a second
+// when the read returns values, and nothing decoded or copied twice.
+func rangeOneKey(r pebble.Reader, key []byte, rev int64, countOnly, keysOnly bool) (rangeResult, error) {
+	var rr rangeResult
+	rec, main, found, err := latest(r, key, rev, !countOnly && !keysOnly)
+	if err != nil || !found || rec.tombstone {
+		return rr, err
+	}
+	rr.count = 1
+	if countOnly {
+		return rr, nil
+	}
+	kv := &mvccpb.KeyValue{Key: append([]byte(nil), key...), CreateRevision: rec.create, ModRevision: main, Version: rec.version}
+	if !keysOnly {
+		kv.Lease = rec.lease
+		if len(rec.value) > 0 {
+			kv.Value = rec.value // latest returns its own copy
+		}
+	}
+	rr.kvs = append(rr.kvs, kv)
+	return rr, nil
 }
 
 // checkRev resolves a request's revision against the store: 0 or less means
