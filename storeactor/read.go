@@ -175,10 +175,14 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 			panic(err) // a corrupt record is a broken invariant, not a client error
 		}
 		userKey := decodeUserKey(lkey[1:])
-		if rec.valueInK && !keysOnly {
+		switch {
+		case keysOnly:
+		case rec.valueInK:
 			if rec.value, valueErr = loadValue(r, userKey, main); valueErr != nil {
 				return false
 			}
+		default:
+			rec.value = append([]byte(nil), rec.value...) // decoded in place from the iterator's buffer
 		}
 		rr.kvs = append(rr.kvs, rec.keyValue(userKey, main, keysOnly))
 		return true
@@ -202,14 +206,7 @@ func rangeOneKey(r pebble.Reader, key []byte, rev int64, countOnly, keysOnly boo
 	if countOnly {
 		return rr, nil
 	}
-	kv := &mvccpb.KeyValue{Key: append([]byte(nil), key...), CreateRevision: rec.create, ModRevision: main, Version: rec.version}
-	if !keysOnly {
-		kv.Lease = rec.lease
-		if len(rec.value) > 0 {
-			kv.Value = rec.value // latest returns its own copy
-		}
-	}
-	rr.kvs = append(rr.kvs, kv)
+	rr.kvs = append(rr.kvs, rec.keyValue(append([]byte(nil), key...), main, keysOnly))
 	return rr, nil
 }
 

@@ -81,9 +81,11 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// keyValue builds the client-facing KeyValue, copying the value out of
-// pebble's buffer. keysOnly is etcd's fast keys-only read, which answers
-// from its index alone: no value and no lease.
+// keyValue builds the client-facing KeyValue. It keeps r.value as it is:
+// the caller's record must own its value (latest and loadValue return
+// copies; a record decoded in place from pebble's buffer does not).
+// keysOnly is etcd's fast keys-only read, which answers from its index
+// alone: no value and no lease.
 func (r *record) keyValue(key []byte, main int64, keysOnly bool) *mvccpb.KeyValue {
 	kv := &mvccpb.KeyValue{
 		Key:            key,
@@ -94,7 +96,7 @@ func (r *record) keyValue(key []byte, main int64, keysOnly bool) *mvccpb.KeyValu
 	if !keysOnly {
 		kv.Lease = r.lease
 		if len(r.value) > 0 {
-			kv.Value = append([]byte(nil), r.value...)
+			kv.Value = r.value
 		}
 	}
 	return kv
