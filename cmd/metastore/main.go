@@ -237,7 +237,8 @@ func run(args []string) int {
 	})
 	if err != nil {
 		// etcd's words for a server that cannot start: "failed to start"
-		// for an --initial-cluster that lacks this member, "discovery
+		// when the error's text mentions both "include" and
+		// "--initial-cluster" (etcd tests exactly that), "discovery
 		// failed" for anything else.
 		msg := "discovery failed"
 		if strings.Contains(err.Error(), "include") && strings.Contains(err.Error(), "--initial-cluster") {
