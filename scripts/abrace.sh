@@ -34,6 +34,15 @@ bench=${BENCH:-$root/.ref/bin/benchmark}
 total=${ABRACE_TOTAL:-50000}
 dir=${ABRACE_DIR:-$(mktemp -d)}
 put=(--conns=100 --clients=1000 put --total="$total" --key-size=8 --val-size=256 --key-space-size=100000)
+op=("${put[@]}")
+if [[ ${ABRACE_OP:-put} == range ]]; then
+	op=(--conns=100 --clients=1000 range bench-range-key --consistency=s --total="$total")
+fi
+user=()
+if [[ ${ABRACE_AUTH:-} == 1 ]]; then
+	(cd "$root" && go build -o "$dir/authsetup" ./scripts/authsetup)
+	user=(--user=bench:benchpw)
+fi
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -54,7 +63,12 @@ for i in 0 1; do
 		echo "server ${bins[$i]} did not start: $dir/s$i.log" >&2
 		exit 1
 	fi
-	"$bench" --endpoints "127.0.0.1:$((23790 + 2 * i))" "${put[@]}" >/dev/null 2>&1 # warm up
+	ep=127.0.0.1:$((23790 + 2 * i))
+	"$(dirname "$bench")/etcdctl" --endpoints "$ep" put bench-range-key "$(printf '%0256d' 0)" >/dev/null
+	if [[ ${ABRACE_AUTH:-} == 1 ]]; then
+		"$dir/authsetup" -endpoint "$ep" -password benchpw
+	fi
+	"$bench" --endpoints "$ep" "${user[@]}" "${op[@]}" >/dev/null 2>&1 # warm up
 done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -62,9 +76,9 @@ rps() { awk '/Requests\/sec/ {printf "%d", $2}' "$1"; }
 toolticks() { awk '/^tool-cpu/ {printf "%d", ($2 + $3) * 100}' "$1"; }
 for ((r = 0; r < rounds; r++)); do
 	a0=$(ticks "${pids[0]}") b0=$(ticks "${pids[1]}")
-	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23790 "${put[@]}") >"$dir/a.out" 2>&1 &
+	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23790 "${user[@]}" "${op[@]}") >"$dir/a.out" 2>&1 &
 	ba=$!
-	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23792 "${put[@]}") >"$dir/b.out" 2>&1 &
+	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23792 "${user[@]}" "${op[@]}") >"$dir/b.out" 2>&1 &
 	bb=$!
 	wait "$ba" "$bb"
 	a1=$(ticks "${pids[0]}") b1=$(ticks "${pids[1]}")
