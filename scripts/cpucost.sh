@@ -14,7 +14,7 @@
 # of both costs, so this splits a req/s ratio into what the server controls
 # and what it does not. Each round first runs the tool for 1000 requests
 # and subtracts that run's CPU: creating the tool's 100 clients costs 100
-# bcrypt checks (about 0.6 s of server CPU here), done before the tool
+# bcrypt checks (about 6 s of server CPU here), done before the tool
 # starts timing.
 #
 # Env: BENCH (the benchmark tool, default .ref/bin/benchmark),
