@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# abrace.sh: A/B two server binaries on the put path by racing them.
+# abrace.sh: A/B two server binaries on the put or range path by racing them.
 #
 #   scripts/abrace.sh [rounds] <binary-A> <binary-B>
 #
@@ -19,8 +19,13 @@
 #
 # Either binary may be a wrapper script that sets environment variables
 # (e.g. GOGC) and execs a server. Env: BENCH (the benchmark tool, default
-# .ref/bin/benchmark), ABRACE_TOTAL (puts per side per round, default 50000),
-# ABRACE_DIR (scratch data, default a temp dir).
+# .ref/bin/benchmark), ABRACE_TOTAL (requests per side per round, default
+# 50000), ABRACE_DIR (scratch data, default a temp dir), ABRACE_OP (put, the
+# default, or range: serializable ranges of one 256 B key, as bench.sh's d),
+# ABRACE_AUTH=1 (auth on as in bench.sh's k and l: scripts/authsetup, then
+# the tool runs as its user; each round's ticks then include the tool's 100
+# logins, bcrypt, ~6 s of server CPU: scripts/cpucost.sh subtracts them).
+# A binary may also be the reference etcd.
 set -euo pipefail
 
 rounds=5
