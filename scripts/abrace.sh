@@ -4,11 +4,11 @@
 #   scripts/abrace.sh [rounds] <binary-A> <binary-B>
 #
 # Both servers run at once (ports 23790 and 23792); each round starts
-# etcd's benchmark tool against both at the same moment (put, 1000 clients,
-# 8 B keys, 256 B values over 100k keys) and prints each side's req/s, their
-# ratio B/A and each server's CPU ticks (1/100 s) for the round, with the
-# CPU ticks of the benchmark tool that drove it (it shares the cores, so
-# what a server makes its clients spend counts too).
+# etcd's benchmark tool against both at the same moment (by default put,
+# 1000 clients, 8 B keys, 256 B values over 100k keys) and prints each
+# side's req/s, their ratio B/A and each server's CPU ticks (1/100 s) for
+# the round, with the CPU ticks of the benchmark tool that drove it (it
+# shares the cores, so what a server makes its clients spend counts too).
 #
 # Why race: on a small shared VM the same binary's put throughput drifts by
 # +-15 % from one run to the next (both the server's and the benchmark
@@ -38,8 +38,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bench=${BENCH:-$root/.ref/bin/benchmark}
 total=${ABRACE_TOTAL:-50000}
 dir=${ABRACE_DIR:-$(mktemp -d)}
-put=(--conns=100 --clients=1000 put --total="$total" --key-size=8 --val-size=256 --key-space-size=100000)
-op=("${put[@]}")
+op=(--conns=100 --clients=1000 put --total="$total" --key-size=8 --val-size=256 --key-space-size=100000)
 if [[ ${ABRACE_OP:-put} == range ]]; then
 	op=(--conns=100 --clients=1000 range bench-range-key --consistency=s --total="$total")
 fi
