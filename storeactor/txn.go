@@ -98,9 +98,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	// (tw.key) serves every key written, tw.buf every value.
 	tw.buf = rec.append(tw.buf[:0])
 	tw.key = versionKey(tw.key[:0], key, main)
-	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
-		panic(err)
-	}
+	must(tw.w.Set(tw.key, tw.buf, nil))
 	tw.live += int64(len(tw.key) + len(tw.buf))
 	// The newest-version entry holds the record without its value (see
 	// record): the value is written once, in 'k'.
@@ -108,9 +106,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	lrec.value, lrec.valueInK = nil, !rec.tombstone
 	tw.buf = lrec.append(binary.BigEndian.AppendUint64(tw.buf[:0], uint64(main)))
 	tw.key = latestKey(tw.key[:0], key)
-	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
-		panic(err)
-	}
+	must(tw.w.Set(tw.key, tw.buf, nil))
 	if tw.cache != nil {
 		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}
@@ -120,9 +116,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	}
 	tw.buf = append(append(tw.buf[:0], flag), key...)
 	tw.key = historyKey(tw.key[:0], main, rec.sub)
-	if err := tw.w.Set(tw.key, tw.buf, nil); err != nil {
-		panic(err)
-	}
+	must(tw.w.Set(tw.key, tw.buf, nil))
 	tw.live += int64(len(tw.key) + len(tw.buf))
 	tw.changes++
 	if tw.events != nil {
