@@ -35,17 +35,16 @@ if [[ $# -ne 2 ]]; then
 	exit 2
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/race-lib.sh
+source "$root/scripts/race-lib.sh"
 bench=${BENCH:-$root/.ref/bin/benchmark}
-total=${ABRACE_TOTAL:-50000}
 dir=${ABRACE_DIR:-$(mktemp -d)}
-op=(--conns=100 --clients=1000 put --total="$total" --key-size=8 --val-size=256 --key-space-size=100000)
-if [[ ${ABRACE_OP:-put} == range ]]; then
-	op=(--conns=100 --clients=1000 range bench-range-key --consistency=s --total="$total")
-fi
-user=()
+scenario "${ABRACE_OP:-put}" "${ABRACE_TOTAL:-50000}"
+op=("${SCENARIO[@]}")
+user=() authsetup=""
 if [[ ${ABRACE_AUTH:-} == 1 ]]; then
 	(cd "$root" && go build -o "$dir/authsetup" ./scripts/authsetup)
-	user=(--user=bench:benchpw)
+	user=(--user=bench:benchpw) authsetup=$dir/authsetup
 fi
 
 pids=()
@@ -53,12 +52,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 bins=("$1" "$2")
 for i in 0 1; do
-	c=$((23790 + 2 * i)) p=$((23800 + 2 * i))
-	rm -rf "$dir/s$i"
-	"${bins[$i]}" --data-dir "$dir/s$i" \
-		--listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-		--listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-		--initial-cluster "default=http://127.0.0.1:$p" >"$dir/s$i.log" 2>&1 &
+	start_member "${bins[$i]}" "$dir/s$i" $((23790 + 2 * i)) $((23800 + 2 * i)) "$dir/s$i.log"
 	pids+=($!)
 done
 sleep 2
@@ -68,24 +62,20 @@ for i in 0 1; do
 		exit 1
 	fi
 	ep=127.0.0.1:$((23790 + 2 * i))
-	"$(dirname "$bench")/etcdctl" --endpoints "$ep" put bench-range-key "$(printf '%0256d' 0)" >/dev/null
-	if [[ ${ABRACE_AUTH:-} == 1 ]]; then
-		"$dir/authsetup" -endpoint "$ep" -password benchpw
-	fi
+	prepare_member "$(dirname "$bench")/etcdctl" "$ep" "$authsetup"
 	"$bench" --endpoints "$ep" "${user[@]}" "${op[@]}" >/dev/null 2>&1 # warm up
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rps() { awk '/Requests\/sec/ {printf "%d", $2}' "$1"; }
 toolticks() { awk '/^tool-cpu/ {printf "%d", ($2 + $3) * 100}' "$1"; }
 for ((r = 0; r < rounds; r++)); do
-	a0=$(ticks "${pids[0]}") b0=$(ticks "${pids[1]}")
+	a0=$(proc_ticks "${pids[0]}") b0=$(proc_ticks "${pids[1]}")
 	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23790 "${user[@]}" "${op[@]}") >"$dir/a.out" 2>&1 &
 	ba=$!
 	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints 127.0.0.1:23792 "${user[@]}" "${op[@]}") >"$dir/b.out" 2>&1 &
 	bb=$!
 	wait "$ba" "$bb"
-	a1=$(ticks "${pids[0]}") b1=$(ticks "${pids[1]}")
+	a1=$(proc_ticks "${pids[0]}") b1=$(proc_ticks "${pids[1]}")
 	ra=$(rps "$dir/a.out") rb=$(rps "$dir/b.out")
 	printf 'round %d  A %6d req/s %4d ticks (tool %4d)  B %6d req/s %4d ticks (tool %4d)  B/A %s\n' \
 		"$r" "$ra" $((a1 - a0)) "$(toolticks "$dir/a.out")" "$rb" $((b1 - b0)) "$(toolticks "$dir/b.out")" \

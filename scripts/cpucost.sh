@@ -30,40 +30,35 @@ if [[ $# -ne 2 || ( $2 != put && $2 != range ) ]]; then
 fi
 bin=$1 op=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/race-lib.sh
+source "$root/scripts/race-lib.sh"
 bench=${BENCH:-$root/.ref/bin/benchmark}
 total=${CPUCOST_TOTAL:-200000}
 dir=${CPUCOST_DIR:-$(mktemp -d)}
 ep=127.0.0.1:23790
 
 (cd "$root" && go build -o "$dir/authsetup" ./scripts/authsetup)
-rm -rf "$dir/data"
-"$bin" --data-dir "$dir/data" \
-	--listen-client-urls "http://$ep" --advertise-client-urls "http://$ep" \
-	--listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
-	--initial-cluster default=http://127.0.0.1:23800 >"$dir/server.log" 2>&1 &
+start_member "$bin" "$dir/data" 23790 23800 "$dir/server.log"
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 sleep 2
 kill -0 "$pid" 2>/dev/null || { echo "server did not start: $dir/server.log" >&2; exit 1; }
-"$(dirname "$bench")/etcdctl" --endpoints "$ep" put bench-range-key "$(printf '%0256d' 0)" >/dev/null
-"$dir/authsetup" -endpoint "$ep" -password benchpw
+prepare_member "$(dirname "$bench")/etcdctl" "$ep" "$dir/authsetup"
 
 # run <n> <out>: the tool for n requests; its CPU seconds on the last line of out.
 run() {
-	local args=(--conns=100 --clients=1000 put --total="$1" --key-size=8 --val-size=256 --key-space-size=100000)
-	[[ $op == range ]] && args=(--conns=100 --clients=1000 range bench-range-key --consistency=s --total="$1")
-	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints "$ep" --user=bench:benchpw "${args[@]}") >"$2" 2>&1
+	scenario "$op" "$1"
+	(TIMEFORMAT='tool-cpu %U %S' && time "$bench" --endpoints "$ep" --user=bench:benchpw "${SCENARIO[@]}") >"$2" 2>&1
 }
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 toolsec() { awk '/^tool-cpu/ {print $2 + $3}' "$1"; }
 
 run "$total" "$dir/warm" # warm up: key space filled, caches hot
 for ((r = 0; r < rounds; r++)); do
-	t0=$(ticks)
+	t0=$(proc_ticks "$pid")
 	run 1000 "$dir/setup"
-	t1=$(ticks)
+	t1=$(proc_ticks "$pid")
 	run "$total" "$dir/out"
-	t2=$(ticks)
+	t2=$(proc_ticks "$pid")
 	awk -v n="$total" -v setup=$((t1 - t0)) -v all=$((t2 - t1)) \
 		-v tsetup="$(toolsec "$dir/setup")" -v tall="$(toolsec "$dir/out")" \
 		-v rps="$(awk '/Requests\/sec/ {print $2}' "$dir/out")" -v r="$r" 'BEGIN {
