@@ -115,6 +115,7 @@ type Store struct {
 	members    *Members         // as of the batch being applied; published with the View
 	membersRef *membersRef
 	latest     *latestCache // see latestcache.go; rebuilt by every start
+	reads      *readCache   // the Reader's (readcache.go); emptied by every start
 	authRef    *atomic.Pointer[authactor.State]
 
 	replaying  bool // a Replay is outstanding; entries past a gap are dropped
@@ -130,7 +131,7 @@ func NewReader(db *pebble.DB) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State]), members: new(membersRef)}
+	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State]), members: new(membersRef), reads: newReadCache(admitMask)}
 	r.view.Store(&v)
 	r.auth.Store(loadAuthState(db))
 	r.members.Store(loadMembers(db))
@@ -152,7 +153,7 @@ func New(cfg Config, r *Reader) *actor.Props {
 		cfg.MaxLearners = 1
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members}
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads}
 	})
 }
 
@@ -175,6 +176,7 @@ func (s *Store) start(ctx actor.Context) {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
 	s.cur = v
+	s.reads.clear()
 	s.view.Store(&v)
 	s.auth = loadAuthState(s.cfg.DB)
 	s.authRef.Store(s.auth)
@@ -282,6 +284,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	// crash, whatever is lost here is re-applied from the log.
 	must(b.Commit(pebble.NoSync))
 	b.Close()
+	s.reads.invalidate(out.written)
 	from := s.cur.Rev + 1
 	s.cur = next
 	s.publish()
@@ -317,6 +320,7 @@ type batchOut struct {
 	leases   LeasesApplied
 	tokenOps []authactor.TokenOp
 	conf     []ConfApplied
+	written  [][]byte // every key a version was written for, for the read cache
 	tw       writeTxn // each request's write txn in turn: its scratch buffers are reused
 }
 
@@ -327,7 +331,7 @@ type batchOut struct {
 func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOut) (actors.Result, bool) {
 	r := e.Req
 	tw := &out.tw
-	*tw = writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest, buf: tw.buf[:0], key: tw.key[:0]}
+	*tw = writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest, written: &out.written, buf: tw.buf[:0], key: tw.key[:0]}
 	var res actors.Result
 	compacted := false
 	if err := refusedByAlarm(next, r); err != nil {
@@ -363,7 +367,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 			out.leases.Revoked = append(out.leases.Revoked, r.LeaseRevoke.ID)
 		}
 	case r.Range != nil:
-		resp, err := executeRange(b, r.Range, next.Rev, next.CompactRev)
+		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev)
 		res = actors.Result{Resp: resp, Err: err}
 	case r.ClusterMemberAttrSet != nil:
 		s.members = applyMemberAttrSet(b, s.members, r.ClusterMemberAttrSet)

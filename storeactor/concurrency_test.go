@@ -205,3 +205,78 @@ func TestPhysicalCompactionProgressSurvivesStoreRestart(t *testing.T) {
 	eventually(t, "resumed compaction", func() bool { return storeactor.CompactDone(h.db) == rev })
 	eventually(t, "published progress after restart", func() bool { return h.reader.View().CompactDone == rev })
 }
+
+// Single-key reads go through the read cache (every miss inserted) while
+// the Store writes that key at every revision: revision r is a delete when
+// r%5 == 0, else a put of the value r, with several revisions per Apply.
+// A read at revision R (the current one, or an explicit one at or below
+// it) must answer exactly what revision R holds: a cached version that a
+// later write should have replaced shows up as a mod revision below R.
+func TestReaderSingleKeyReadsThroughCacheSeeEveryWrite(t *testing.T) {
+	h := newHarness(t)
+	h.reader.CacheEveryRead()
+	req := func(rev int64) *pb.InternalRaftRequest {
+		if rev%5 == 0 {
+			return delReq("hot", "")
+		}
+		return putReq("hot", fmt.Sprint(rev))
+	}
+	h.must(req(2))
+	check := func(r *pb.RangeResponse, at int64) error {
+		switch {
+		case at%5 == 0 && len(r.Kvs) != 0:
+			return fmt.Errorf("at %d (a delete): %v", at, kvs(r.Kvs))
+		case at%5 == 0:
+			return nil
+		case len(r.Kvs) != 1 || r.Kvs[0].ModRevision != at || string(r.Kvs[0].Value) != fmt.Sprint(at):
+			return fmt.Errorf("at %d: %v", at, kvs(r.Kvs))
+		}
+		return nil
+	}
+	var stop atomic.Bool
+	var reads atomic.Int64
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				r, err := h.reader.Range(&pb.RangeRequest{Key: []byte("hot")})
+				if err == nil {
+					err = check(r, r.Header.Revision)
+				}
+				if err == nil && g%2 == 1 && r.Header.Revision > 2 {
+					// An explicit revision at or below the current one.
+					at := 2 + int64(i)%(r.Header.Revision-1)
+					var past *pb.RangeResponse
+					if past, err = h.reader.Range(&pb.RangeRequest{Key: []byte("hot"), Revision: at}); err == nil {
+						err = check(past, at)
+					}
+				}
+				if err != nil {
+					errc <- fmt.Errorf("reader %d: %w", g, err)
+					stop.Store(true)
+					return
+				}
+				reads.Add(1)
+			}
+		}(g)
+	}
+	for i := 0; i < 300 && !stop.Load(); i++ {
+		n := 1 + i%3
+		reqs := make([]*pb.InternalRaftRequest, n)
+		for j := range reqs {
+			reqs[j] = req(h.rev() + 1 + int64(j))
+		}
+		h.apply(reqs...)
+	}
+	stop.Store(true)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
+	t.Logf("%d reads during %d revisions", reads.Load(), h.rev())
+}

@@ -125,3 +125,8 @@ func CorruptNewestVersion(db *pebble.DB, key string) {
 		panic(err)
 	}
 }
+
+// CacheEveryRead makes the read cache insert every eligible miss instead of
+// a sample, so that tests exercise it on every read. Call it before the
+// Reader is shared.
+func (r *Reader) CacheEveryRead() { r.reads.admit = 0 }

@@ -197,17 +197,25 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 // newest version at rev from one point lookup, its value from a second
 // when the read returns values, and nothing decoded or copied twice.
 func rangeOneKey(r pebble.Reader, key []byte, rev int64, countOnly, keysOnly bool) (rangeResult, error) {
-	var rr rangeResult
 	rec, main, found, err := latest(r, key, rev, !countOnly && !keysOnly)
-	if err != nil || !found || rec.tombstone {
-		return rr, err
+	if err != nil {
+		return rangeResult{}, err
+	}
+	return oneKeyResult(key, rec, main, found, countOnly, keysOnly), nil
+}
+
+// oneKeyResult is the rangeResult of a single-key read that found rec at
+// main (found: any version at all).
+func oneKeyResult(key []byte, rec record, main int64, found, countOnly, keysOnly bool) rangeResult {
+	var rr rangeResult
+	if !found || rec.tombstone {
+		return rr
 	}
 	rr.count = 1
-	if countOnly {
-		return rr, nil
+	if !countOnly {
+		rr.kvs = []*mvccpb.KeyValue{rec.keyValue(append([]byte(nil), key...), main, keysOnly)}
 	}
-	rr.kvs = append(rr.kvs, rec.keyValue(append([]byte(nil), key...), main, keysOnly))
-	return rr, nil
+	return rr
 }
 
 // checkRev resolves a request's revision against the store: 0 or less means
@@ -228,7 +236,8 @@ func checkRev(reqRev, curRev, compactRev int64) (int64, error) {
 // executeRange answers a RangeRequest the way etcd does: read at the
 // resolved revision, filter by revision bounds, sort, then apply the limit.
 // The header's revision is the store's current revision, not the one read at.
-func executeRange(r pebble.Reader, req *pb.RangeRequest, curRev, compactRev int64) (*pb.RangeResponse, error) {
+// rc, when set, answers single-key reads (only for r = the DB: see readCache).
+func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, compactRev int64) (*pb.RangeResponse, error) {
 	rev, err := checkRev(req.Revision, curRev, compactRev)
 	if err != nil {
 		return nil, err
@@ -237,7 +246,13 @@ func executeRange(r pebble.Reader, req *pb.RangeRequest, curRev, compactRev int6
 	if len(end) == 1 && end[0] == 0 {
 		end = []byte{}
 	}
-	rr, err := rangeKeys(r, req.Key, end, rev, rangeLimit(req), req.CountOnly, req.KeysOnly && req.SortTarget != pb.RangeRequest_VALUE)
+	keysOnly := req.KeysOnly && req.SortTarget != pb.RangeRequest_VALUE
+	var rr rangeResult
+	if rc != nil && end == nil {
+		rr, err = rc.rangeOneKey(r, req.Key, rev, req.CountOnly, keysOnly)
+	} else {
+		rr, err = rangeKeys(r, req.Key, end, rev, rangeLimit(req), req.CountOnly, keysOnly)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ type Reader struct {
 	view    *viewRef
 	auth    *atomic.Pointer[authactor.State]
 	members *membersRef
+	reads   *readCache // hot keys' newest versions (readcache.go)
 }
 
 // View returns the latest published store state.
@@ -35,7 +36,7 @@ func (r *Reader) View() *View { return r.view.Load() }
 func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	for {
 		v := r.view.Load()
-		resp, err := executeRange(r.db, req, v.Rev, v.CompactRev)
+		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev)
 		if err != nil && !errors.Is(err, errVersionGone) {
 			return nil, err
 		}

@@ -21,6 +21,7 @@ type writeTxn struct {
 	buf, key []byte           // scratch for the values and keys write sets
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
+	written  *[][]byte        // when set, every key written is appended (see readCache)
 	readErr  error            // errVersionGone from a range of a read-only txn
 	live     int64            // bytes of versions and history written (see View.LiveBytes)
 
@@ -107,6 +108,9 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	tw.buf = lrec.append(binary.BigEndian.AppendUint64(tw.buf[:0], uint64(main)))
 	tw.key = latestKey(tw.key[:0], key)
 	must(tw.w.Set(tw.key, tw.buf, nil))
+	if tw.written != nil {
+		*tw.written = append(*tw.written, key)
+	}
 	if tw.cache != nil {
 		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}

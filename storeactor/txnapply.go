@@ -216,7 +216,7 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 	for i, op := range ops {
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
-			r, err := executeRange(tw.r, v.RequestRange, tw.rev(), compactRev)
+			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev)
 			if errors.Is(err, errVersionGone) {
 				// Only a read-only txn on the DB, overtaken by a
 				// compaction, gets here: Reader.Txn does it again.
