@@ -130,3 +130,11 @@ func CorruptNewestVersion(db *pebble.DB, key string) {
 // a sample, so that tests exercise it on every read. Call it before the
 // Reader is shared.
 func (r *Reader) CacheEveryRead() { r.reads.admit = 0 }
+
+// BreakRevision overwrites the store's revision record with one that cannot
+// be decoded: a store loading this state panics.
+func BreakRevision(db *pebble.DB) {
+	if err := db.Set(metaRev, []byte{1}, pebble.Sync); err != nil {
+		panic(err)
+	}
+}

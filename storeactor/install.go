@@ -48,6 +48,17 @@ var storeSpans = [][2][]byte{{{0x00}, {'n'}}, {{'n' + 1}, {'r'}}, {{'r' + 1}, {0
 func inStoreSpace(key []byte) bool { return len(key) > 0 && key[0] != 'n' && key[0] != 'r' }
 
 func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
+	if m.Reply != nil {
+		// The raft actor waits on Reply and hands the store nothing else
+		// meanwhile: a panic here (the actor is then restarted) is an error
+		// to it now, not silence until its installTimeout.
+		defer func() {
+			if p := recover(); p != nil {
+				m.Reply <- fmt.Errorf("storeactor: install snapshot: panic: %v", p)
+				panic(p)
+			}
+		}()
+	}
 	sst := m.FS.PathJoin(m.FS.PathDir(m.Dir), m.FS.PathBase(m.Dir)+".sst")
 	err := s.ingestCheckpoint(m.FS, m.Dir, sst)
 	_ = m.FS.Remove(sst)

@@ -4,7 +4,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -163,5 +165,48 @@ func TestInstallSnapshot(t *testing.T) {
 	follower.put("c", "4")
 	if got := follower.get("c", 0); len(got) != 1 {
 		t.Fatalf("c: %v", got)
+	}
+}
+
+// A store that panics while installing a snapshot (here: the checkpoint's
+// revision record cannot be decoded) answers the waiting raft actor with an
+// error at once, instead of leaving it blocked until its install timeout.
+func TestInstallSnapshotPanicAnswersTheWaiter(t *testing.T) {
+	fs := vfs.NewMem()
+	open := func(dir string) *pebble.DB {
+		db, err := storeactor.OpenPebbleFS(fs, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	leaderDB := open("/leader")
+	leader := newHarness(t, func(c *storeactor.Config) { c.DB = leaderDB })
+	leader.put("a", "1")
+	leader.stop()
+	storeactor.BreakRevision(leaderDB)
+	snap, err := storeactor.NewSnapshotter(leaderDB, fs, "/snap").Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
+	if err := storeactor.ReceiveCheckpoint(fs, "/recv/1", pr); err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+
+	followerDB := open("/follower")
+	follower := newHarness(t, func(c *storeactor.Config) { c.DB = followerDB })
+	reply := make(chan error, 1)
+	follower.kit.Root().Send(follower.pid, &storeactor.InstallSnapshot{FS: fs, Dir: "/recv/1", Reply: reply})
+	select {
+	case err := <-reply:
+		if err == nil || !strings.Contains(err.Error(), "panic") {
+			t.Fatalf("install answered %v, want the panic as an error", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("no answer from a store that panicked during the install")
 	}
 }
