@@ -95,6 +95,8 @@ type Node struct {
 	snapIndex    uint64 // last truncation point
 	confState    *raftpb.ConfState
 	confApplied  uint64 // index of the last conf change applied to raft
+
+	entryBuf, keyBuf []byte // persist's scratch: pebble copies what is Set
 }
 
 // clients are the requests waiting on this node. They outlive restarts of
@@ -514,9 +516,11 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) {
 	b := n.cfg.DB.NewBatch()
 	defer b.Close()
 	for _, e := range rd.Entries {
-		data, err := proto.Marshal(e)
+		var err error
+		n.entryBuf, err = proto.MarshalOptions{}.MarshalAppend(n.entryBuf[:0], e)
 		must(err)
-		must(b.Set(entryKey(e.GetIndex()), data, nil))
+		n.keyBuf = appendEntryKey(n.keyBuf[:0], e.GetIndex())
+		must(b.Set(n.keyBuf, n.entryBuf, nil))
 	}
 	if k := len(rd.Entries); k > 0 {
 		last := rd.Entries[k-1].GetIndex()

@@ -27,8 +27,10 @@ var (
 	entryPrefix  = []byte("re")
 )
 
-func entryKey(index uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte("re"), index)
+func entryKey(index uint64) []byte { return appendEntryKey(nil, index) }
+
+func appendEntryKey(dst []byte, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, entryPrefix...), index)
 }
 
 // loadLog rebuilds the in-memory raft storage from pebble. It reports
