@@ -107,6 +107,10 @@ type Config struct {
 //     a reader never sees a revision whose data is not readable.
 //   - physical compaction deletes only versions invisible at every
 //     revision >= view.CompactRev, so it can run interleaved with applies.
+//   - the Reader's read cache holds no version that a published view has
+//     superseded: every key a batch wrote is invalidated between the
+//     batch's commit and its publish, and start clears the cache before
+//     publishing (see readcache.go).
 type Store struct {
 	cfg        Config
 	view       *viewRef

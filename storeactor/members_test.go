@@ -105,16 +105,7 @@ func TestConfChangeRules(t *testing.T) {
 // space: keys, leases, members; the other store's own keys are gone.
 func TestInstallSnapshot(t *testing.T) {
 	fs := vfs.NewMem()
-	open := func(dir string) func(*storeactor.Config) {
-		return func(c *storeactor.Config) {
-			db, err := storeactor.OpenPebbleFS(fs, dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			c.DB = db
-		}
-	}
+	open := func(dir string) func(*storeactor.Config) { return onMemFS(t, fs, dir) }
 	leader := newHarness(t, open("/leader"))
 	leader.confChange(addNode(1, false, "http://a:1"))
 	leader.put("a", "1")
@@ -124,16 +115,7 @@ func TestInstallSnapshot(t *testing.T) {
 	follower := newHarness(t, open("/follower"))
 	follower.put("stale", "x")
 
-	snap, err := storeactor.NewSnapshotter(leader.cfg.DB, fs, "/snap").Take()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
-	if err := storeactor.ReceiveCheckpoint(fs, "/recv/1", pr); err != nil {
-		t.Fatal(err)
-	}
-	snap.Close()
+	shipCheckpoint(t, leader.cfg.DB, fs, "/recv/1")
 	reply := make(chan error, 1)
 	follower.kit.Root().Send(follower.pid, &storeactor.InstallSnapshot{FS: fs, Dir: "/recv/1", Reply: reply})
 	if err := <-reply; err != nil {
@@ -173,32 +155,12 @@ func TestInstallSnapshot(t *testing.T) {
 // error at once, instead of leaving it blocked until its install timeout.
 func TestInstallSnapshotPanicAnswersTheWaiter(t *testing.T) {
 	fs := vfs.NewMem()
-	open := func(dir string) *pebble.DB {
-		db, err := storeactor.OpenPebbleFS(fs, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	leaderDB := open("/leader")
-	leader := newHarness(t, func(c *storeactor.Config) { c.DB = leaderDB })
+	leader := newHarness(t, onMemFS(t, fs, "/leader"))
 	leader.put("a", "1")
 	leader.stop()
-	storeactor.BreakRevision(leaderDB)
-	snap, err := storeactor.NewSnapshotter(leaderDB, fs, "/snap").Take()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
-	if err := storeactor.ReceiveCheckpoint(fs, "/recv/1", pr); err != nil {
-		t.Fatal(err)
-	}
-	snap.Close()
-
-	followerDB := open("/follower")
-	follower := newHarness(t, func(c *storeactor.Config) { c.DB = followerDB })
+	storeactor.BreakRevision(leader.cfg.DB)
+	shipCheckpoint(t, leader.cfg.DB, fs, "/recv/1")
+	follower := newHarness(t, onMemFS(t, fs, "/follower"))
 	reply := make(chan error, 1)
 	follower.kit.Root().Send(follower.pid, &storeactor.InstallSnapshot{FS: fs, Dir: "/recv/1", Reply: reply})
 	select {
@@ -208,5 +170,33 @@ func TestInstallSnapshotPanicAnswersTheWaiter(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("no answer from a store that panicked during the install")
+	}
+}
+
+// onMemFS opens the store's DB at dir on fs (closed at the test's end).
+func onMemFS(t *testing.T, fs vfs.FS, dir string) func(*storeactor.Config) {
+	return func(c *storeactor.Config) {
+		db, err := storeactor.OpenPebbleFS(fs, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		c.DB = db
+	}
+}
+
+// shipCheckpoint takes a checkpoint of db and receives it at dir, as a
+// follower receives the leader's.
+func shipCheckpoint(t *testing.T, db *pebble.DB, fs vfs.FS, dir string) {
+	t.Helper()
+	snap, err := storeactor.NewSnapshotter(db, fs, "/snap").Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	pr, pw := io.Pipe()
+	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
+	if err := storeactor.ReceiveCheckpoint(fs, dir, pr); err != nil {
+		t.Fatal(err)
 	}
 }
