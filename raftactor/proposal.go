@@ -14,7 +14,8 @@ import (
 func encodeProposal(id uint64, r *pb.InternalRaftRequest) ([]byte, error) {
 	buf := make([]byte, 8, 8+proto.Size(r))
 	binary.BigEndian.PutUint64(buf, id)
-	return proto.MarshalOptions{}.MarshalAppend(buf, r)
+	// r is unchanged since Size: its nested messages' sizes are reused.
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, r)
 }
 
 var errShortEntry = errors.New("raftactor: entry data shorter than its id")
