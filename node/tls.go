@@ -88,34 +88,37 @@ func (k *keyPair) get() (*tls.Certificate, error) {
 	return k.pair, nil
 }
 
-// baseConfig is what the server and client sides share: the key pair
-// (checked now, so a bad file fails the start), TLS 1.2 at least, and the
-// cipher suites.
-func (f TLSFiles) baseConfig() (*tls.Config, *keyPair, error) {
+// baseConfig is what the server and client sides share: the key pairs
+// (checked now, so a bad file fails the start; the client's is the
+// explicit client pair, else the same as the server's), TLS 1.2 at least,
+// and the cipher suites.
+func (f TLSFiles) baseConfig() (cfg *tls.Config, server, client *keyPair, err error) {
 	if f.CertFile == "" || f.KeyFile == "" {
-		return nil, nil, fmt.Errorf("KeyFile and CertFile must both be present[key: %v, cert: %v]", f.KeyFile, f.CertFile)
+		return nil, nil, nil, fmt.Errorf("KeyFile and CertFile must both be present[key: %v, cert: %v]", f.KeyFile, f.CertFile)
 	}
-	kp := &keyPair{cert: f.CertFile, key: f.KeyFile}
-	if _, err := kp.get(); err != nil {
-		return nil, nil, err
+	server = &keyPair{cert: f.CertFile, key: f.KeyFile}
+	if _, err := server.get(); err != nil {
+		return nil, nil, nil, err
 	}
 	if (f.ClientKeyFile == "") != (f.ClientCertFile == "") {
-		return nil, nil, fmt.Errorf("ClientKeyFile and ClientCertFile must both be present or both absent: key: %v, cert: %v]", f.ClientKeyFile, f.ClientCertFile)
+		return nil, nil, nil, fmt.Errorf("ClientKeyFile and ClientCertFile must both be present or both absent: key: %v, cert: %v]", f.ClientKeyFile, f.ClientCertFile)
 	}
+	client = server
 	if f.ClientCertFile != "" {
-		if _, err := (&keyPair{cert: f.ClientCertFile, key: f.ClientKeyFile}).get(); err != nil {
-			return nil, nil, err
+		client = &keyPair{cert: f.ClientCertFile, key: f.ClientKeyFile}
+		if _, err := client.get(); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	if len(f.AllowedCNs) > 0 && len(f.AllowedHostnames) > 0 {
-		return nil, nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", f.AllowedCNs, f.AllowedHostnames)
+		return nil, nil, nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", f.AllowedCNs, f.AllowedHostnames)
 	}
-	cfg := &tls.Config{MinVersion: max(f.MinVersion, tls.VersionTLS12), MaxVersion: f.MaxVersion}
+	cfg = &tls.Config{MinVersion: max(f.MinVersion, tls.VersionTLS12), MaxVersion: f.MaxVersion}
 	if len(f.CipherSuites) > 0 {
 		cfg.CipherSuites = f.CipherSuites
 	}
 	cfg.VerifyPeerCertificate = f.verifyAllowed
-	return cfg, kp, nil
+	return cfg, server, client, nil
 }
 
 // verifyAllowed is the AllowedCNs / AllowedHostnames check: some verified
@@ -156,7 +159,7 @@ func (f TLSFiles) caPool() (*x509.CertPool, error) {
 // --client-cert-auth makes a verified client certificate mandatory, and
 // a CRL file refuses revoked ones.
 func (f TLSFiles) ServerConfig() (*tls.Config, error) {
-	cfg, kp, err := f.baseConfig()
+	cfg, kp, _, err := f.baseConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -200,12 +203,9 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 // ClientConfig is the TLS a member dials its peers with: it presents its
 // own certificate (peers may require one) and trusts the peer CA.
 func (f TLSFiles) ClientConfig() (*tls.Config, error) {
-	cfg, kp, err := f.baseConfig()
+	cfg, _, kp, err := f.baseConfig()
 	if err != nil {
 		return nil, err
-	}
-	if f.ClientCertFile != "" {
-		kp = &keyPair{cert: f.ClientCertFile, key: f.ClientKeyFile}
 	}
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
 	if f.TrustedCAFile != "" {
