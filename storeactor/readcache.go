@@ -71,12 +71,16 @@ type readCacheShard struct {
 	_     [64]byte // keep shards on separate cache lines
 }
 
-// cachedVersion is one key's newest version. key and value are shared with
-// the responses built from it and never modified.
+// cachedVersion is one key's newest version. key and rec.value are shared
+// with the responses built from it and never modified.
 type cachedVersion struct {
-	key, value                   []byte
-	main, create, version, lease int64
+	key  []byte
+	main int64
+	rec  record
 }
+
+// size is what an entry counts against its shard's bytes.
+func (e *cachedVersion) size() int { return len(e.key) + len(e.rec.value) + cachedOverhead }
 
 func newReadCache(admit uint32) *readCache {
 	c := &readCache{seed: maphash.MakeSeed(), admit: admit}
@@ -100,11 +104,7 @@ func (c *readCache) rangeOneKey(r pebble.Reader, key []byte, rev int64, countOnl
 	if e != nil && e.main <= rev {
 		rr := rangeResult{count: 1}
 		if !countOnly {
-			kv := &mvccpb.KeyValue{Key: e.key, CreateRevision: e.create, ModRevision: e.main, Version: e.version}
-			if !keysOnly {
-				kv.Lease, kv.Value = e.lease, e.value
-			}
-			rr.kvs = []*mvccpb.KeyValue{kv}
+			rr.kvs = []*mvccpb.KeyValue{e.rec.keyValue(e.key, e.main, keysOnly)}
 		}
 		return rr, nil
 	}
@@ -122,14 +122,13 @@ func (c *readCache) rangeOneKey(r pebble.Reader, key []byte, rev int64, countOnl
 	}
 	rr := oneKeyResult(key, rec, main, found, countOnly, keysOnly)
 	if withValue && len(rr.kvs) == 1 && rand.Uint32()&c.admit == 0 {
-		kv := rr.kvs[0]
-		c.insert(s, gen, &cachedVersion{key: kv.Key, value: kv.Value, main: main, create: kv.CreateRevision, version: kv.Version, lease: kv.Lease})
+		c.insert(s, gen, &cachedVersion{key: rr.kvs[0].Key, main: main, rec: rec})
 	}
 	return rr, nil
 }
 
 func (c *readCache) insert(s *readCacheShard, gen uint64, e *cachedVersion) {
-	n := len(e.key) + len(e.value) + cachedOverhead
+	n := e.size()
 	if n > readCacheShardBytes/8 {
 		return
 	}
@@ -139,7 +138,7 @@ func (c *readCache) insert(s *readCacheShard, gen uint64, e *cachedVersion) {
 		return // a batch committed since the read: it may have written key
 	}
 	if old := s.m[string(e.key)]; old != nil {
-		s.bytes -= len(old.key) + len(old.value) + cachedOverhead
+		s.bytes -= old.size()
 	}
 	if s.bytes+n > readCacheShardBytes {
 		s.m, s.bytes = make(map[string]*cachedVersion), 0
@@ -156,7 +155,7 @@ func (c *readCache) invalidate(keys [][]byte) {
 		s := c.shard(k)
 		s.mu.Lock()
 		if e := s.m[string(k)]; e != nil {
-			s.bytes -= len(e.key) + len(e.value) + cachedOverhead
+			s.bytes -= e.size()
 			delete(s.m, string(k))
 		}
 		s.mu.Unlock()

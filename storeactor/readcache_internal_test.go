@@ -14,7 +14,7 @@ func cachedEntries(c *readCache) (n int) {
 
 func cacheOne(c *readCache, gen uint64, key string, value []byte) {
 	k := []byte(key)
-	c.insert(c.shard(k), gen, &cachedVersion{key: k, value: value, main: 2, create: 2, version: 1})
+	c.insert(c.shard(k), gen, &cachedVersion{key: k, main: 2, rec: record{create: 2, version: 1, value: value}})
 }
 
 // Whatever is read, the cache stays within its byte budget per shard, and
@@ -29,7 +29,7 @@ func TestReadCacheStaysBounded(t *testing.T) {
 		s := &c.shards[i]
 		sum := 0
 		for _, e := range s.m {
-			sum += len(e.key) + len(e.value) + cachedOverhead
+			sum += e.size()
 		}
 		if sum != s.bytes || s.bytes > readCacheShardBytes {
 			t.Fatalf("shard %d: %d bytes counted, %d held, budget %d", i, s.bytes, sum, readCacheShardBytes)
