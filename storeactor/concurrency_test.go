@@ -120,11 +120,7 @@ func TestReaderConcurrentWithApplies(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
-	select {
-	case err := <-errc:
-		t.Fatal(err)
-	default:
-	}
+	failOnReported(t, errc)
 	if want := int64(2 + 2*rounds); h.rev() != want {
 		t.Fatalf("rev %d, want %d", h.rev(), want)
 	}
@@ -273,10 +269,17 @@ func TestReaderSingleKeyReadsThroughCacheSeeEveryWrite(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+	failOnReported(t, errc)
+	t.Logf("%d reads during %d revisions", reads.Load(), h.rev())
+}
+
+// failOnReported fails the test with the first error a reader reported, if
+// any (readers report into a buffered channel and stop the others).
+func failOnReported(t *testing.T, errc <-chan error) {
+	t.Helper()
 	select {
 	case err := <-errc:
 		t.Fatal(err)
 	default:
 	}
-	t.Logf("%d reads during %d revisions", reads.Load(), h.rev())
 }
