@@ -186,6 +186,9 @@ func (s *Store) start(ctx actor.Context) {
 	s.authRef.Store(s.auth)
 	s.members = loadMembers(s.cfg.DB)
 	s.membersRef.Store(s.members)
+	if s.view.installing() {
+		s.view.installEnd() // the installed snapshot's View is out
+	}
 	s.latest = newLatestCache(latestCacheHalf)
 	s.latest.keys = loadKeyFilter(s.cfg.DB)
 	if s.cur.CompactDone < s.cur.CompactRev {

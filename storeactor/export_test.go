@@ -138,3 +138,7 @@ func BreakRevision(db *pebble.DB) {
 		panic(err)
 	}
 }
+
+// SetAfterIngest sets the hook run between a snapshot's ingest and the
+// publishing of its View (nil: none).
+func SetAfterIngest(f func()) { afterIngest = f }

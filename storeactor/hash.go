@@ -29,6 +29,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // compaction point; this always hashes under the current one.
 func (r *Reader) HashKV(rev int64) (KVHash, error) {
 	for {
+		seq := r.view.readBegin()
 		v := r.view.Load()
 		switch {
 		case rev > 0 && rev < v.CompactRev:
@@ -41,6 +42,9 @@ func (r *Reader) HashKV(rev int64) (KVHash, error) {
 			at = v.Rev
 		}
 		h, err := hashVersions(r.db, at, v.CompactRev)
+		if !r.view.readValid(seq) {
+			continue // a snapshot install overlapped the walk
+		}
 		if err != nil {
 			return KVHash{}, err
 		}

@@ -21,6 +21,16 @@ import (
 // needs may be gone: it returns rpctypes.ErrGRPCCompacted, as it does when
 // from is already compacted.
 func (r *Reader) History(from, to int64, maxScan, maxBytes int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
+	for {
+		seq := r.view.readBegin()
+		evs, last, err = r.history(from, to, maxScan, maxBytes, match)
+		if r.view.readValid(seq) { // else a snapshot install overlapped it
+			return evs, last, err
+		}
+	}
+}
+
+func (r *Reader) history(from, to int64, maxScan, maxBytes int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
 	if from < r.view.Load().CompactRev {
 		return nil, 0, rpctypes.ErrGRPCCompacted
 	}
@@ -91,12 +101,18 @@ func (r *Reader) History(from, to int64, maxScan, maxBytes int, match func(key [
 // PrevKV returns the version of key visible just before rev (a watch
 // event's prev_kv), or nil when there was none or it is compacted away.
 func (r *Reader) PrevKV(key []byte, rev int64) *mvccpb.KeyValue {
-	if rev-1 < r.view.Load().CompactRev {
-		return nil
+	for {
+		seq := r.view.readBegin()
+		if rev-1 < r.view.Load().CompactRev {
+			return nil
+		}
+		rec, main, found, err := latest(r.db, key, rev-1, true)
+		if !r.view.readValid(seq) {
+			continue // a snapshot install overlapped it
+		}
+		if err != nil || !found || rec.tombstone {
+			return nil
+		}
+		return rec.keyValue(key, main, false)
 	}
-	rec, main, found, err := latest(r.db, key, rev-1, true)
-	if err != nil || !found || rec.tombstone {
-		return nil
-	}
-	return rec.keyValue(key, main, false)
 }

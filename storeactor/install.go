@@ -42,6 +42,10 @@ type InstallSnapshot struct {
 	Reply chan<- error
 }
 
+// afterIngest, when set (tests), runs between a snapshot's ingest and the
+// publishing of its View.
+var afterIngest func()
+
 // storeSpans are the key ranges the store owns in the shared DB.
 var storeSpans = [][2][]byte{{{0x00}, {'n'}}, {{'n' + 1}, {'r'}}, {{'r' + 1}, {0xff, 0xff}}}
 
@@ -59,14 +63,21 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 			}
 		}()
 	}
+	// Reads wait from here until start publishes the new View (viewRef),
+	// which it also does when a panic restarts the actor first.
+	s.view.installBegin()
 	sst := m.FS.PathJoin(m.FS.PathDir(m.Dir), m.FS.PathBase(m.Dir)+".sst")
 	err := s.ingestCheckpoint(m.FS, m.Dir, sst)
 	_ = m.FS.Remove(sst)
 	if err != nil {
+		s.view.installEnd() // nothing changed
 		if m.Reply != nil {
 			m.Reply <- err
 		}
 		return
+	}
+	if afterIngest != nil {
+		afterIngest()
 	}
 	before := s.cur.Rev
 	s.start(ctx)

@@ -32,11 +32,16 @@ func (r *Reader) View() *View { return r.view.Load() }
 // may delete versions it needs; so the compaction point is checked again
 // afterwards. A read at an explicit revision that a compaction overtook is
 // answered as compacted (as it would be a moment later anyway); a read at
-// the current revision is simply done again on the newer view.
+// the current revision is simply done again on the newer view. So is any
+// read a snapshot install overlapped (viewRef).
 func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	for {
+		seq := r.view.readBegin()
 		v := r.view.Load()
 		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev)
+		if !r.view.readValid(seq) {
+			continue
+		}
 		if err != nil && !errors.Is(err, errVersionGone) {
 			return nil, err
 		}
@@ -57,9 +62,13 @@ func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 // through raft, as etcd does.
 func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	for {
+		seq := r.view.readBegin()
 		v := r.view.Load()
 		tw := &writeTxn{r: r.db, beginRev: v.Rev}
 		resp, err := tw.applyTxn(req, v.CompactRev)
+		if !r.view.readValid(seq) {
+			continue
+		}
 		if err != nil && !errors.Is(err, errVersionGone) {
 			return nil, err
 		}

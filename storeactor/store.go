@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -148,5 +149,38 @@ func putU64(w pebble.Writer, key []byte, v uint64) error {
 	return w.Set(key, binary.BigEndian.AppendUint64(nil, v), nil)
 }
 
-// viewRef is the cell through which the Store publishes its View.
-type viewRef = atomic.Pointer[View]
+// viewRef is the cell through which the Store publishes its View, and the
+// count of snapshot installs begun and finished (odd while one runs).
+//
+// Reads fix their revision from the View and read the live DB: writes
+// above that revision are invisible to them, so an apply batch committing
+// meanwhile changes nothing they see. An installed snapshot is different:
+// it replaces the whole key space under the View still published (the
+// leader's compaction may have removed versions an old revision needs).
+// So a read is valid only if no install overlapped it (a seqlock): it
+// takes readBegin's count before loading the View and is done again unless
+// readValid still finds that count afterwards.
+type viewRef struct {
+	atomic.Pointer[View]
+	installs atomic.Uint64
+}
+
+// installBegin and installEnd bracket a change of the DB's contents under
+// the published View; installEnd comes after the new View is published.
+func (c *viewRef) installBegin()    { c.installs.Add(1) }
+func (c *viewRef) installEnd()      { c.installs.Add(1) }
+func (c *viewRef) installing() bool { return c.installs.Load()&1 == 1 }
+
+// readBegin waits out an install in progress and returns the count a
+// read then started under.
+func (c *viewRef) readBegin() uint64 {
+	for {
+		if n := c.installs.Load(); n&1 == 0 {
+			return n
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// readValid reports whether no install began since readBegin returned n.
+func (c *viewRef) readValid(n uint64) bool { return c.installs.Load() == n }
