@@ -729,5 +729,12 @@ func TestClusterSnapshotInstall(t *testing.T) {
 	if snaps := c.net.snapshots.Load(); snaps == 0 {
 		t.Fatal("no snapshot was sent: the follower caught up from the log")
 	}
+	// The log the snapshot replaced is deleted entry by entry (deleteEntries).
+	if first, last, n := raftLogBounds(t, f.db); n == 0 || uint64(n) != last-first+1 {
+		t.Fatalf("follower's log after the snapshot: entries %d..%d (%d)", first, last, n)
+	}
+	if rd := rangeDeletions(t, f.db, "r", "s"); rd != 0 {
+		t.Fatalf("%d range deletions in the follower's raft key space", rd)
+	}
 	c.noFatal()
 }

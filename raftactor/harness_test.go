@@ -12,6 +12,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/rangekey"
+	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
@@ -274,6 +276,20 @@ func raftLogBounds(t *testing.T, db *pebble.DB) (first, last uint64, count int) 
 		count++
 	}
 	return first, last, count
+}
+
+// rangeDeletions counts the range deletions in db that overlap [lower, upper).
+func rangeDeletions(t *testing.T, db *pebble.DB, lower, upper string) int {
+	t.Helper()
+	n := 0
+	err := db.ScanInternal(context.Background(), block.CategoryUnknown, []byte(lower), []byte(upper),
+		func(*pebble.InternalKey, pebble.LazyValue, pebble.IteratorLevel) error { return nil },
+		func([]byte, []byte, pebble.SeqNum) error { n++; return nil },
+		func([]byte, []byte, []rangekey.Key) error { return nil }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func hasKey(t *testing.T, db *pebble.DB, key string) bool {

@@ -20,7 +20,8 @@ import (
 //
 // The log in pebble is the durable copy; raft reads it through a
 // raft.MemoryStorage that holds the entries since the last truncation
-// (at most about snapshot-count of them), loaded at start.
+// (at most about snapshot-count of them), loaded at start. Entries are
+// deleted one by one, never by a range deletion (Node.deleteEntries).
 var (
 	keyHardState = []byte("rh")
 	keySnapshot  = []byte("rs")
@@ -84,6 +85,20 @@ func loadLog(db *pebble.DB) (*raft.MemoryStorage, bool, error) {
 		return nil, false, err
 	}
 	return ms, exists, nil
+}
+
+// firstSavedIndex is the index of the first log entry in db, or 1 when
+// there is none.
+func firstSavedIndex(db *pebble.DB) (uint64, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryPrefix, UpperBound: []byte("rf")})
+	if err != nil {
+		return 0, err
+	}
+	first := uint64(1)
+	if it.First() {
+		first = binary.BigEndian.Uint64(it.Key()[len(entryPrefix):])
+	}
+	return first, errors.Join(it.Error(), it.Close())
 }
 
 func get(db pebble.Reader, key []byte) ([]byte, bool, error) {

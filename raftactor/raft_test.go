@@ -284,8 +284,13 @@ func TestLogTruncationSurvivesRestart(t *testing.T) {
 	truncated := func(when string) uint64 {
 		t.Helper()
 		first, last, cnt := raftLogBounds(t, n.db)
-		if !hasKey(t, n.db, "rs") || first <= 1 || cnt > 5+2+3 {
+		if !hasKey(t, n.db, "rs") || first <= 1 || cnt > 5+2+3 || uint64(cnt) != last-first+1 {
 			t.Fatalf("%s: raft log not truncated: entries %d..%d (%d), snapshot key %v", when, first, last, cnt, hasKey(t, n.db, "rs"))
+		}
+		// Truncation deletes entry by entry: a range deletion would be
+		// checked by every read of the store's key spaces (deleteEntries).
+		if rd := rangeDeletions(t, n.db, "r", "s"); rd != 0 {
+			t.Fatalf("%s: %d range deletions in the raft key space", when, rd)
 		}
 		return first
 	}
