@@ -63,14 +63,19 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 			}
 		}()
 	}
-	// Reads wait from here until start publishes the new View (viewRef),
-	// which it also does when a panic restarts the actor first.
-	s.view.installBegin()
 	sst := m.FS.PathJoin(m.FS.PathDir(m.Dir), m.FS.PathBase(m.Dir)+".sst")
-	err := s.ingestCheckpoint(m.FS, m.Dir, sst)
+	err := s.writeCheckpointTable(m.FS, m.Dir, sst)
+	if err == nil {
+		// Reads wait from here until start publishes the new View
+		// (viewRef), which it also does when a panic restarts the actor
+		// first.
+		s.view.installBegin()
+		if err = s.cfg.DB.Ingest(context.Background(), []string{sst}); err != nil {
+			s.view.installEnd() // nothing changed
+		}
+	}
 	_ = m.FS.Remove(sst)
 	if err != nil {
-		s.view.installEnd() // nothing changed
 		if m.Reply != nil {
 			m.Reply <- err
 		}
@@ -94,10 +99,10 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 	}
 }
 
-// ingestCheckpoint writes the store key space of the checkpoint at dir
-// into one sstable at sst, with range deletions over the store's spans,
-// and ingests it.
-func (s *Store) ingestCheckpoint(fs vfs.FS, dir, sst string) error {
+// writeCheckpointTable writes the store key space of the checkpoint at dir
+// into one sstable at sst, with range deletions over the store's spans:
+// the table installSnapshot ingests.
+func (s *Store) writeCheckpointTable(fs vfs.FS, dir, sst string) error {
 	opts := PebbleOptions()
 	opts.FS = fs
 	opts.ReadOnly = true
@@ -138,10 +143,7 @@ func (s *Store) ingestCheckpoint(fs vfs.FS, dir, sst string) error {
 		w.Close()
 		return err
 	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return s.cfg.DB.Ingest(context.Background(), []string{sst})
+	return w.Close()
 }
 
 // ReceiveCheckpoint unpacks an archive written by Snapshot.WriteTo into
