@@ -36,9 +36,10 @@
 #      (k and l run last, on a freshly started server with a new data dir,
 #      so that they compare with b and d; auth stays on afterwards)
 #
-# Prints two tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
-# each; f-h: the watch measures and their ratio) and writes them as markdown
-# to BENCH_OUT.
+# Prints three tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
+# each; k/b and l/d for each server: what auth costs it; f-m: the watch, lease
+# and maintenance measures and their ratio) and writes them as markdown to
+# BENCH_OUT.
 #
 # Environment (relative paths are taken from the current directory):
 #   METASTORE_BIN   server binary under test     (default <repo>/bin/metastore)
@@ -429,6 +430,22 @@ for i in "${!ROWS[@]}"; do
   done
 done
 
+# Auth's cost to each server: its req/s with auth over its own without
+# (issue 5's ">= 0.9x of the same server without auth").
+row_index() { # row_index <id>: index of the first ROWS entry of scenario id
+  local i
+  for i in "${!ROWS[@]}"; do
+    [[ "${ROWS[$i]%%|*}" == "$1" ]] && { echo "$i"; return; }
+  done
+}
+aheader=("with auth / without, same server" "metastore" "etcd")
+alines=()
+for pair in "b k (k)/(b) put" "d l (l)/(d) range serializable"; do
+  read -r off on alabel <<<"$pair"
+  off="$(row_index "$off")" on="$(row_index "$on")"
+  alines+=("$alabel|$(ratio "$(get RPS metastore "$on")" "$(get RPS metastore "$off")")|$(ratio "$(get RPS etcd "$on")" "$(get RPS etcd "$off")")")
+done
+
 wheader=("watch and lease measure" "metastore" "etcd" "ratio metastore/etcd")
 wlines=()
 for i in "${!WROWS[@]}"; do
@@ -446,6 +463,16 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   printf '%22s' "${header[@]:1}"
   printf '\n'
   for line in "${lines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '%-42s' "${f[0]}"
+    printf '%22s' "${f[@]:1}"
+    printf '\n'
+  done
+  echo
+  printf '%-42s' "${aheader[0]}"
+  printf '%22s' "${aheader[@]:1}"
+  printf '\n'
+  for line in "${alines[@]}"; do
     IFS='|' read -r -a f <<<"$line"
     printf '%-42s' "${f[0]}"
     printf '%22s' "${f[@]:1}"
@@ -476,6 +503,16 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   printf '|%s' "---" "---:" "---:" "---:" "---:" "---:"
   printf '|\n'
   for line in "${lines[@]}"; do
+    IFS='|' read -r -a f <<<"$line"
+    printf '| %s ' "${f[@]}"
+    printf '|\n'
+  done
+  echo
+  printf '| %s ' "${aheader[@]}"
+  printf '|\n'
+  printf '|%s' "---" "---:" "---:"
+  printf '|\n'
+  for line in "${alines[@]}"; do
     IFS='|' read -r -a f <<<"$line"
     printf '| %s ' "${f[@]}"
     printf '|\n'
