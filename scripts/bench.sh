@@ -24,10 +24,10 @@
 #      key each, all expiring together; put p99 while idle and while they are
 #      revoked, and how long the revoking took
 #   m  maintenance: scripts/maintbench fills BENCH_MAINT_BYTES (1 GiB at
-#      scale 1) of 64 KiB values, overwrites a quarter, compacts; then the
-#      snapshot throughput (MB/s, written to a file as etcdctl snapshot
-#      save does), the defragmentation's duration and the put p99 while
-#      idle, during the snapshot and during the defragmentation
+#      scale 1) of 64 KiB values, overwrites a quarter, compacts; then how
+#      long a snapshot takes (written to a file as etcdctl snapshot save
+#      does) and its size, the defragmentation's duration and the put p99
+#      while idle, during the snapshot and during the defragmentation
 #   k  put as b, with auth on: scripts/authsetup enables auth with a user
 #      "bench" whose role may read and write every key (prefix "bench-" and
 #      from-key "\x00": the put keys are binary and share no prefix); the
@@ -214,7 +214,7 @@ ROWS=(
 )
 # Second table rows: id | label | section | measure (rps, avg or p99 of a
 # benchmark section; kv: the value after a "name value" line of the output).
-# Higher is better only for rps and MB/s; the h row (RSS per watcher) is added
+# Higher is better only for rps; the h row (RSS per watcher) is added
 # separately.
 WROWS=(
   "f|(f) watch-latency: event latency avg, ms|^Watch events summary|avg"
@@ -225,7 +225,8 @@ WROWS=(
   "j|(j) mass expiry: put p99 while idle, ms|idle_put_p99_ms|kv"
   "j|(j) mass expiry: put p99 while leases are revoked, ms|expiry_put_p99_ms|kv"
   "j|(j) mass expiry: seconds to revoke them all|expiry_seconds|kv"
-  "m|(m) snapshot save, MB/s|snapshot_mb_per_s|kv"
+  "m|(m) snapshot save, seconds|snapshot_seconds|kv"
+  "m|(m) snapshot size, MB|snapshot_mb|kv"
   "m|(m) put p99 during snapshot save, ms|snapshot_put_p99_ms|kv"
   "m|(m) defragment, seconds|defrag_seconds|kv"
   "m|(m) put p99 while idle, ms|idle_put_p99_ms|kv"
