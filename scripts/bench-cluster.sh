@@ -501,25 +501,9 @@ for spec in "${FROWS[@]}"; do
 done
 
 {
-  printf '%-48s' "${header[0]}"
-  printf '%22s' "${header[@]:1}"
-  printf '\n'
-  for line in "${lines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '%-48s' "${f[0]}"
-    printf '%22s' "${f[@]:1}"
-    printf '\n'
-  done
+  text_table 48 header lines
   echo
-  printf '%-62s' "${fheader[0]}"
-  printf '%22s' "${fheader[@]:1}"
-  printf '\n'
-  for line in "${flines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '%-62s' "${f[0]}"
-    printf '%22s' "${f[@]:1}"
-    printf '\n'
-  done
+  text_table 62 fheader flines
   for n in "${notes[@]}"; do printf 'WARNING: %s\n' "$n"; done
 }
 
@@ -531,15 +515,7 @@ done
   echo "(totals: p=$PUT_TOTAL r=$RANGE_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
-  printf '| %s ' "${header[@]}"
-  printf '|\n'
-  printf '|%s' "---" "---:" "---:" "---:" "---:" "---:"
-  printf '|\n'
-  for line in "${lines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '| %s ' "${f[@]}"
-    printf '|\n'
-  done
+  md_table header lines
   echo
   echo "Failover (f): a put load of $FO_CONNS conns / $FO_CLIENTS clients on all members; the leader is killed with SIGKILL;"
   echo "\`etcdctl put\` through the two survivors every 20 ms (--command-timeout=$FO_POLL_TIMEOUT) until one succeeds."
@@ -547,15 +523,7 @@ done
   echo "Lower is better. Per round: metastore failover ${PER_ROUND[metastore|fo]:--}/ rejoin ${PER_ROUND[metastore|rj]:--}ms;"
   echo "etcd failover ${PER_ROUND[etcd|fo]:--}/ rejoin ${PER_ROUND[etcd|rj]:--}ms."
   echo
-  printf '| %s ' "${fheader[@]}"
-  printf '|\n'
-  printf '|%s' "---" "---:" "---:" "---:"
-  printf '|\n'
-  for line in "${flines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '| %s ' "${f[@]}"
-    printf '|\n'
-  done
+  md_table fheader flines
   if ((${#notes[@]})); then
     echo
     for n in "${notes[@]}"; do printf -- '- WARNING: %s\n' "$n"; done

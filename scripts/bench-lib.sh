@@ -64,3 +64,37 @@ finish_rounds() {
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
 }
+
+# text_table <label width> <header array> <rows array>: a report table for
+# the terminal; each row is "label|value|value...".
+text_table() {
+  local width=$1 row
+  local -n tt_head=$2 tt_rows=$3
+  local -a cells
+  printf "%-${width}s" "${tt_head[0]}"
+  printf '%22s' "${tt_head[@]:1}"
+  printf '\n'
+  for row in "${tt_rows[@]}"; do
+    IFS='|' read -r -a cells <<<"$row"
+    printf "%-${width}s" "${cells[0]}"
+    printf '%22s' "${cells[@]:1}"
+    printf '\n'
+  done
+}
+
+# md_table <header array> <rows array>: the same table as markdown, numbers
+# right-aligned.
+md_table() {
+  local row i
+  local -n mt_head=$1 mt_rows=$2
+  local -a cells
+  printf '| %s ' "${mt_head[@]}"
+  printf '|\n|---'
+  for ((i = 1; i < ${#mt_head[@]}; i++)); do printf '|---:'; done
+  printf '|\n'
+  for row in "${mt_rows[@]}"; do
+    IFS='|' read -r -a cells <<<"$row"
+    printf '| %s ' "${cells[@]}"
+    printf '|\n'
+  done
+}

@@ -460,35 +460,11 @@ e="${RSSW[etcd]:--}"
 wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(ratio "$m" "$e")")
 
 {
-  printf '%-42s' "${header[0]}"
-  printf '%22s' "${header[@]:1}"
-  printf '\n'
-  for line in "${lines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '%-42s' "${f[0]}"
-    printf '%22s' "${f[@]:1}"
-    printf '\n'
-  done
+  text_table 42 header lines
   echo
-  printf '%-42s' "${aheader[0]}"
-  printf '%22s' "${aheader[@]:1}"
-  printf '\n'
-  for line in "${alines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '%-42s' "${f[0]}"
-    printf '%22s' "${f[@]:1}"
-    printf '\n'
-  done
+  text_table 42 aheader alines
   echo
-  printf '%-62s' "${wheader[0]}"
-  printf '%22s' "${wheader[@]:1}"
-  printf '\n'
-  for line in "${wlines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '%-62s' "${f[0]}"
-    printf '%22s' "${f[@]:1}"
-    printf '\n'
-  done
+  text_table 62 wheader wlines
   for n in "${notes[@]}"; do printf 'WARNING: %s\n' "$n"; done
 }
 
@@ -499,39 +475,15 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
-  printf '| %s ' "${header[@]}"
-  printf '|\n'
-  printf '|%s' "---" "---:" "---:" "---:" "---:" "---:"
-  printf '|\n'
-  for line in "${lines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '| %s ' "${f[@]}"
-    printf '|\n'
-  done
+  md_table header lines
   echo
-  printf '| %s ' "${aheader[@]}"
-  printf '|\n'
-  printf '|%s' "---" "---:" "---:"
-  printf '|\n'
-  for line in "${alines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '| %s ' "${f[@]}"
-    printf '|\n'
-  done
+  md_table aheader alines
   echo
   echo "Watch (f: 10 streams x 10 watchers, $WLAT_PUTS puts at up to 1000/s; g: 100 x 100 watchers on one key, $WFAN_PUTS puts;"
   echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k; i: lease-keepalive, $KEEPALIVE_TOTAL requests;"
   echo "j: $LEASES leases with a key each expiring together). For latencies, RSS and seconds lower is better."
   echo
-  printf '| %s ' "${wheader[@]}"
-  printf '|\n'
-  printf '|%s' "---" "---:" "---:" "---:"
-  printf '|\n'
-  for line in "${wlines[@]}"; do
-    IFS='|' read -r -a f <<<"$line"
-    printf '| %s ' "${f[@]}"
-    printf '|\n'
-  done
+  md_table wheader wlines
   if ((${#notes[@]})); then
     echo
     for n in "${notes[@]}"; do printf -- '- WARNING: %s\n' "$n"; done
