@@ -247,16 +247,14 @@ func (n *Node) queueReady(ctx actor.Context) {
 }
 
 func (n *Node) start(ctx actor.Context) {
-	ms, exists, err := loadLog(n.cfg.DB)
+	ms, savedFirst, exists, err := loadLog(n.cfg.DB)
 	if err != nil {
 		panic(err)
 	}
 	n.ms = ms
 	n.recoverClients()
 	n.lastSaved, _ = ms.LastIndex()
-	if n.logFirst, err = firstSavedIndex(n.cfg.DB); err != nil {
-		panic(err)
-	}
+	n.logFirst = savedFirst
 	snap, _ := ms.Snapshot()
 	n.snapIndex = snap.GetMetadata().GetIndex()
 	n.confState = snap.GetMetadata().GetConfState()

@@ -35,70 +35,62 @@ func appendEntryKey(dst []byte, index uint64) []byte {
 }
 
 // loadLog rebuilds the in-memory raft storage from pebble. It reports
-// whether any raft state existed (false on a brand-new data dir).
-func loadLog(db *pebble.DB) (*raft.MemoryStorage, bool, error) {
-	ms := raft.NewMemoryStorage()
-	var exists bool
+// whether any raft state existed (false on a brand-new data dir), and the
+// index of the first entry pebble holds: a truncation keeps CatchUp
+// entries below the raft snapshot, which raft does not load but which are
+// there to delete (raft's first index when there are none).
+func loadLog(db *pebble.DB) (ms *raft.MemoryStorage, savedFirst uint64, exists bool, err error) {
+	ms = raft.NewMemoryStorage()
 	if b, ok, err := get(db, keySnapshot); err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	} else if ok {
 		meta := new(raftpb.SnapshotMetadata)
 		if err := proto.Unmarshal(b, meta); err != nil {
-			return nil, false, fmt.Errorf("raftactor: snapshot metadata: %w", err)
+			return nil, 0, false, fmt.Errorf("raftactor: snapshot metadata: %w", err)
 		}
 		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: meta}); err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 		exists = true
 	}
 	if b, ok, err := get(db, keyHardState); err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	} else if ok {
 		hs := new(raftpb.HardState)
 		if err := proto.Unmarshal(b, hs); err != nil {
-			return nil, false, fmt.Errorf("raftactor: hard state: %w", err)
+			return nil, 0, false, fmt.Errorf("raftactor: hard state: %w", err)
 		}
 		if err := ms.SetHardState(hs); err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 		exists = true
 	}
 	first, _ := ms.FirstIndex()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(first), UpperBound: []byte("rf")})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryPrefix, UpperBound: []byte("rf")})
 	if err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
 	defer it.Close()
+	savedFirst = first
+	if it.First() {
+		savedFirst = min(first, binary.BigEndian.Uint64(it.Key()[len(entryPrefix):]))
+	}
 	var ents []*raftpb.Entry
-	for ok := it.First(); ok; ok = it.Next() {
+	for ok := it.SeekGE(entryKey(first)); ok; ok = it.Next() {
 		e := new(raftpb.Entry)
 		if err := proto.Unmarshal(it.Value(), e); err != nil {
-			return nil, false, fmt.Errorf("raftactor: entry: %w", err)
+			return nil, 0, false, fmt.Errorf("raftactor: entry: %w", err)
 		}
 		ents = append(ents, e)
 		exists = true
 	}
 	if err := it.Error(); err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
 	if err := ms.Append(ents); err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
-	return ms, exists, nil
-}
-
-// firstSavedIndex is the index of the first log entry in db, or 1 when
-// there is none.
-func firstSavedIndex(db *pebble.DB) (uint64, error) {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryPrefix, UpperBound: []byte("rf")})
-	if err != nil {
-		return 0, err
-	}
-	first := uint64(1)
-	if it.First() {
-		first = binary.BigEndian.Uint64(it.Key()[len(entryPrefix):])
-	}
-	return first, errors.Join(it.Error(), it.Close())
+	return ms, savedFirst, exists, nil
 }
 
 func get(db pebble.Reader, key []byte) ([]byte, bool, error) {
