@@ -35,7 +35,8 @@ type Guardian struct {
 	Logger  *zap.Logger
 	OnFatal func(error)
 
-	stopping bool
+	stopping  bool
+	mailboxes mailboxes // its children's, for NewCollector
 }
 
 // SpawnChild asks the guardian to start a named child; the PID (or an
@@ -61,14 +62,45 @@ func GuardianProps(g *Guardian) *actor.Props {
 		g.Logger.Error("actor failed; restarting it", zap.Any("reason", reason))
 		return actor.RestartDirective
 	})
-	return actor.PropsFromProducer(func() actor.Actor { return g }, actor.WithSupervisor(strategy))
+	return actor.PropsFromProducer(func() actor.Actor { return g }, actor.WithSupervisor(countingStrategy{strategy}))
+}
+
+// countingStrategy is the guardian's strategy, counting each failure of a
+// child (metastore_actor_panics_total) and each restart it decides
+// (metastore_actor_restarts_total).
+type countingStrategy struct{ actor.SupervisorStrategy }
+
+func (s countingStrategy) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, message any) {
+	actorPanics.WithLabelValues(childName(child)).Inc()
+	s.SupervisorStrategy.HandleFailure(sys, countingSupervisor{sup}, child, rs, reason, message)
+}
+
+type countingSupervisor struct{ actor.Supervisor }
+
+func (s countingSupervisor) RestartChildren(pids ...*actor.PID) {
+	for _, pid := range pids {
+		actorRestarts.WithLabelValues(childName(pid)).Inc()
+	}
+	s.Supervisor.RestartChildren(pids...)
 }
 
 func (g *Guardian) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *SpawnChild:
 		// No Watch: a parent already gets its children's Terminated.
-		pid, err := ctx.SpawnNamed(m.Props, m.Name)
+		// The child gets the default mailbox, which the guardian keeps
+		// to report its depth; its failure counters start at 0.
+		actorPanics.WithLabelValues(m.Name)
+		actorRestarts.WithLabelValues(m.Name)
+		var box actor.Mailbox // made while spawning, on this goroutine
+		props := m.Props.Clone(actor.WithMailbox(func() actor.Mailbox {
+			box = actor.Unbounded()()
+			return box
+		}))
+		pid, err := ctx.SpawnNamed(props, m.Name)
+		if err == nil && box != nil {
+			g.mailboxes.set(m.Name, box)
+		}
 		Reply(m.Reply, SpawnResult{PID: pid, Err: err})
 	case *StopChildren:
 		g.stopping = true

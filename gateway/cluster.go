@@ -52,7 +52,7 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 		return nil, err
 	}
 	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{}, Members: s.g.cfg.Members()}
-	s.g.header(resp.Header)
+	s.g.clusterHeader(resp.Header)
 	return resp, nil
 }
 
@@ -78,7 +78,7 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 		return nil, err
 	}
 	resp := &pb.MemberAddResponse{Header: &pb.ResponseHeader{}, Member: m, Members: members}
-	s.g.header(resp.Header)
+	s.g.clusterHeader(resp.Header)
 	return resp, nil
 }
 
@@ -94,7 +94,7 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 		return nil, err
 	}
 	resp := &pb.MemberRemoveResponse{Header: &pb.ResponseHeader{}, Members: members}
-	s.g.header(resp.Header)
+	s.g.clusterHeader(resp.Header)
 	return resp, nil
 }
 
@@ -112,7 +112,7 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 		return nil, err
 	}
 	resp := &pb.MemberUpdateResponse{Header: &pb.ResponseHeader{}, Members: members}
-	s.g.header(resp.Header)
+	s.g.clusterHeader(resp.Header)
 	return resp, nil
 }
 
@@ -130,7 +130,7 @@ func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 		return nil, err
 	}
 	resp := &pb.MemberPromoteResponse{Header: &pb.ResponseHeader{}, Members: members}
-	s.g.header(resp.Header)
+	s.g.clusterHeader(resp.Header)
 	return resp, nil
 }
 
@@ -318,4 +318,11 @@ func parsePeerURLs(in []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// clusterHeader fills a Cluster service response's header as etcd does:
+// ids and term, no revision (membership is not MVCC data).
+func (g *Gateway) clusterHeader(h *pb.ResponseHeader) {
+	v := g.cfg.RaftView.Load()
+	h.ClusterId, h.MemberId, h.RaftTerm = v.ClusterID, v.ID, v.Term
 }

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
@@ -93,6 +95,12 @@ type Config struct {
 	BcryptCost                     int // --bcrypt-cost
 	// Audit receives the audit log (see audit.go); default: Logger's "audit".
 	Audit *zap.Logger
+	// ExtensiveMetrics is --metrics=extensive: the client server also
+	// times every RPC (grpc_server_handling_seconds), as etcd does.
+	ExtensiveMetrics bool
+	// FeatureGate is the member's --feature-gates, reported as
+	// etcd_server_feature_enabled (nil: etcd's defaults).
+	FeatureGate featuregate.FeatureGate
 }
 
 // LeaderLeases is the leader's lessor as seen from a follower.
@@ -111,6 +119,8 @@ type Gateway struct {
 	// (half the cores): a flood of logins with wrong passwords costs the
 	// attacker waiting time, not everyone else's CPU.
 	bcryptSlots chan struct{}
+	// serverMetrics are the client server's grpc_server_* (NewCollector).
+	serverMetrics *grpcprom.ServerMetrics
 }
 
 func New(cfg Config) *Gateway {
@@ -130,13 +140,14 @@ func New(cfg Config) *Gateway {
 		cfg.Audit = cfg.Logger.Named("audit")
 	}
 	return &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
-		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
+		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics)}
 }
 
 // NewServer builds the gRPC server for clients with every etcd service
-// registered: the built ones and Unimplemented answers for the rest.
+// registered: the built ones and Unimplemented answers for the rest. Its
+// RPCs are counted in the metrics (NewCollector and the package's).
 func (g *Gateway) NewServer(opts ...grpc.ServerOption) *grpc.Server {
-	return g.newServer(g.cfg.MaxRequestBytes+grpcOverheadBytes, opts...)
+	return g.newServer(g.cfg.MaxRequestBytes+grpcOverheadBytes, true, opts...)
 }
 
 // NewInProcessServer builds the server for the member's own client
@@ -144,8 +155,11 @@ func (g *Gateway) NewServer(opts ...grpc.ServerOption) *grpc.Server {
 // requests are held to --max-request-bytes when proposed, as any other.
 // It serves only the lock and election recipes' calls: a goroutine per
 // stream (no workers) is enough there.
+//
+// Its RPCs are not counted: they are the recipes' steps, not clients'
+// requests (etcd's in-process client bypasses its gRPC server too).
 func (g *Gateway) NewInProcessServer() *grpc.Server {
-	return g.newServer(math.MaxInt32, grpc.NumStreamWorkers(0))
+	return g.newServer(math.MaxInt32, false, grpc.NumStreamWorkers(0))
 }
 
 // streamWorkers is how many goroutines serve gRPC streams (when all are
@@ -161,8 +175,18 @@ func (g *Gateway) NewInProcessServer() *grpc.Server {
 // wait: the Makefile builds the server with stack shrinking off.
 func streamWorkers() uint32 { return uint32(1024 * runtime.GOMAXPROCS(0)) }
 
-func (g *Gateway) newServer(maxRecv int, extra ...grpc.ServerOption) *grpc.Server {
-	s := grpc.NewServer(append([]grpc.ServerOption{
+func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOption) *grpc.Server {
+	unary := []grpc.UnaryServerInterceptor{learnerUnary(g), g.auditUnary}
+	stream := []grpc.StreamServerInterceptor{learnerStream(g), g.auditStream}
+	var metered []grpc.ServerOption
+	if instrument {
+		// As etcd's chain: the metrics first, so that every RPC is
+		// counted, refusals included; client versions next.
+		unary = append([]grpc.UnaryServerInterceptor{g.serverMetrics.UnaryServerInterceptor(), countUnary}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{g.serverMetrics.StreamServerInterceptor(), countStream}, stream...)
+		metered = append(metered, grpc.ForceServerCodecV2(newCountingCodec()))
+	}
+	s := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -178,9 +202,9 @@ func (g *Gateway) newServer(maxRecv int, extra ...grpc.ServerOption) *grpc.Serve
 		// two windows; 16 MiB is the estimator's own ceiling.
 		grpc.InitialWindowSize(1 << 20),
 		grpc.InitialConnWindowSize(16 << 20),
-		grpc.ChainUnaryInterceptor(learnerUnary(g), g.auditUnary),
-		grpc.ChainStreamInterceptor(learnerStream(g), g.auditStream),
-	}, extra...)...)
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}, metered...), extra...)...)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
 	pb.RegisterWatchServer(s, &watchServer{g: g})
@@ -189,6 +213,9 @@ func (g *Gateway) newServer(maxRecv int, extra ...grpc.ServerOption) *grpc.Serve
 	pb.RegisterAuthServer(s, &authServer{g: g})
 	lpb.RegisterLockServer(s, &lockServer{g: g})
 	epb.RegisterElectionServer(s, &electionServer{g: g})
+	if instrument {
+		g.serverMetrics.InitializeMetrics(s) // every method's series from the start, as etcd
+	}
 	return s
 }
 
@@ -209,6 +236,8 @@ func (g *Gateway) header(h *pb.ResponseHeader) {
 const maxApplyLag = 5000
 
 // propose replicates r through raft and waits for the store's answer.
+// etcd_server_request_duration_seconds times it (success: the store
+// answered); proposals_failed_total counts those that got no answer.
 func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actors.Result, error) {
 	if g.cfg.RaftView.Load().Committed > g.cfg.Store.View().Applied+maxApplyLag {
 		return actors.Result{}, rpctypes.ErrGRPCRequestTooManyRequests
@@ -216,6 +245,8 @@ func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actor
 	if err := g.proposalHeader(ctx, r); err != nil {
 		return actors.Result{}, err
 	}
+	answered := false // timed from here, as etcd's processInternalRaftRequestOnce
+	defer func(typ int, start time.Time) { observeRequest(typ, answered, start) }(storeactor.RequestType(r), time.Now())
 	id := g.cfg.IDs.Next()
 	data, err := raftactor.EncodeProposal(id, r)
 	if err != nil {
@@ -228,8 +259,14 @@ func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actor
 		return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
 	})
 	if err != nil {
+		proposalsFailed.Inc()
 		return res, g.ctxErr(ctx, err)
 	}
+	if errors.Is(res.Err, rpctypes.ErrGRPCNoLeader) || errors.Is(res.Err, rpctypes.ErrGRPCLeaderChanged) {
+		proposalsFailed.Inc() // the raft actor refused it
+		return res, res.Err
+	}
+	answered = true
 	if res.Err != nil {
 		return res, res.Err
 	}

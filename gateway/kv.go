@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -15,17 +16,18 @@ type kvServer struct {
 	g                        *Gateway
 }
 
-func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
 	if err := checkRangeRequest(r); err != nil {
 		return nil, err
 	}
+	defer func(start time.Time) { observeRequest(rangeRequest, err == nil, start) }(time.Now())
 	if !r.Serializable {
 		if err := s.g.linearizableRead(ctx); err != nil {
 			return nil, err
 		}
 	}
 	var resp *pb.RangeResponse
-	err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+	err = s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
 		return st.CheckOp(ai, r.Key, r.RangeEnd, false)
 	}, func() (err error) {
 		resp, err = s.g.cfg.Store.Range(r)
@@ -72,8 +74,10 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if storeactor.IsTxnReadOnly(r) {
 		// As etcd: a read-only txn is a read; it is linearizable unless
 		// every range in it asks to be serializable.
+		start := time.Now()
 		if !isTxnSerializable(r) {
 			if err := s.g.linearizableRead(ctx); err != nil {
+				observeRequest(requestTypeReadonlyTxn, false, start)
 				return nil, err
 			}
 		}
@@ -83,6 +87,7 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 			resp, err = s.g.cfg.Store.Txn(r)
 			return err
 		})
+		observeRequest(requestTypeReadonlyTxn, err == nil, start)
 		if err != nil {
 			return nil, err
 		}

@@ -118,6 +118,7 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			return nil
 		}
 		if err != nil {
+			countStreamFailure(ctx, err, keepAliveRecvFailures)
 			return err
 		}
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
@@ -151,6 +152,7 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			resp.TTL = res.TTL
 		}
 		if err := stream.Send(resp); err != nil {
+			countStreamFailure(ctx, err, keepAliveSendFailures)
 			return err
 		}
 	}

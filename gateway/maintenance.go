@@ -51,6 +51,7 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		IsLearner:        st.IsLearner,
 		DbSizeQuota:      s.g.cfg.QuotaBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
+		StorageVersion:   s.g.cfg.StorageVersion,
 	}
 	if st.Lead == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -41,12 +42,14 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			return watchCtxErr(ctx.Err())
 		case err := <-recvErr:
 			if err != nil {
+				countStreamFailure(ctx, err, watchRecvFailures)
 				return watchCtxErr(err)
 			}
 			recvErr = nil // the client closed its side: keep sending, as etcd does
 		case <-out.Ready():
 			items, err := out.Take()
 			for _, it := range items {
+				start := time.Now()
 				g.watchHeader(it.Resp.Header)
 				var serr error
 				if it.Fragment {
@@ -55,8 +58,10 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					serr = stream.Send(it.Resp)
 				}
 				if serr != nil {
+					countStreamFailure(ctx, serr, watchSendFailures)
 					return serr
 				}
+				observeWatchSend(it.Resp, start)
 			}
 			if out.Sent() {
 				send(&watchactor.Drained{Out: out})

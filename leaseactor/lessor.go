@@ -15,6 +15,7 @@ package leaseactor
 
 import (
 	"container/heap"
+	"math"
 	"sort"
 	"time"
 
@@ -94,10 +95,18 @@ type lease struct {
 	id, ttl   int64
 	expiry    time.Time // zero when not primary: never expires
 	nextCheck time.Time
-	index     int // in the heap; -1 when not in it
+	index     int  // in the heap; -1 when not in it
+	expired   bool // this member proposed its revoke because it expired
 }
 
 // New returns the Lessor's props.
+// MinTTL is etcd's smallest lease TTL in seconds: 1.5 election timeouts,
+// rounded up (a lease must outlive a leader change).
+func MinTTL(electionTicks int, heartbeat time.Duration) int64 {
+	d := time.Duration((3*electionTicks)/2) * heartbeat
+	return int64(math.Ceil(d.Seconds()))
+}
+
 func New(cfg Config) *actor.Props {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -190,11 +199,19 @@ func (l *Lessor) applied(m *storeactor.LeasesApplied) {
 	// down from now, not from the next tick's promotion.
 	l.checkPrimary()
 	for _, g := range m.Granted {
+		if !m.Reset {
+			leaseGranted.Inc()
+			leaseTTLs.Observe(float64(g.TTL))
+		}
 		if _, ok := l.leases[g.ID]; !ok {
 			l.add(g)
 		}
 	}
 	for _, id := range m.Revoked {
+		leaseRevoked.Inc()
+		if ls := l.leases[id]; ls != nil && ls.expired {
+			leaseExpired.Inc()
+		}
 		l.remove(id)
 	}
 	if m.Reset {
@@ -258,6 +275,7 @@ func (l *Lessor) renew(id int64) RenewResult {
 	ls.expiry = now.Add(time.Duration(ls.ttl) * time.Second)
 	ls.nextCheck = ls.expiry
 	heap.Fix(&l.heap, ls.index)
+	leaseRenewed.Inc()
 	return RenewResult{TTL: ls.ttl}
 }
 
@@ -311,6 +329,7 @@ func (l *Lessor) revokeExpired() {
 			continue
 		}
 		l.cfg.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: ls.id}})
+		ls.expired = true
 		ls.nextCheck = now.Add(l.cfg.RetryInterval)
 		heap.Fix(&l.heap, ls.index)
 		n++

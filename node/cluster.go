@@ -3,18 +3,12 @@ package node
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3"
@@ -22,8 +16,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/metastore/metastore/actors"
-	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/transport"
 )
@@ -102,69 +94,28 @@ func followConfChange(tr *transport.Transport, self uint64, removed func()) func
 	}
 }
 
-// servePeers listens on --listen-peer-urls and serves the raft transport.
-func (n *Node) servePeers(h http.Handler) error {
-	for _, raw := range n.cfg.ListenPeerURLs {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf("listen-peer-urls %q: URL scheme must be http or https", raw)
-		}
-		l, err := net.Listen("tcp", u.Host)
-		if err != nil {
-			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
-		}
-		if u.Scheme == "https" {
-			l = tls.NewListener(l, n.tls.peerServer)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		n.peerServers = append(n.peerServers, srv)
-		n.serveWG.Add(1)
-		go func() {
-			defer n.serveWG.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.lg.Error("serving peers", zap.Error(err))
-			}
-		}()
-	}
-	return nil
-}
-
 // publish records this member's name and client URLs in the cluster
 // (etcd's publish): retried until it is applied or the member stops.
-func (n *Node) publish(root *actor.RootContext, raftPID *actor.PID, ids *raftactor.IDGen, memberID uint64) {
+func (n *Node) publish() {
+	memberID := n.ident.member
 	r := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
 		Member_ID:        memberID,
 		MemberAttributes: &membershippb.Attributes{Name: n.cfg.Name, ClientUrls: n.cfg.AdvertiseClientURLs},
 	}}
-	timeout := n.requestTimeout()
 	for {
 		select {
 		case <-n.quit:
 			return
 		case <-n.ready:
 		}
-		id := ids.Next()
-		data, err := raftactor.EncodeProposal(id, r)
-		if err != nil {
-			n.lg.Error("encode member attributes", zap.Error(err))
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		res, err := actors.Ask(ctx, root, raftPID, func(reply chan<- actors.Result) any {
-			return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
-		})
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout())
+		_, err := n.raft.ProposeWait(ctx, r)
 		cancel()
-		if err == nil && res.Err == nil {
+		if err == nil {
 			n.lg.Info("published local member to cluster through raft",
 				zap.String("local-member-id", fmt.Sprintf("%x", memberID)),
 				zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:[%s]}", n.cfg.Name, strings.Join(n.cfg.AdvertiseClientURLs, " "))))
 			return
-		}
-		if err == nil {
-			err = res.Err
 		}
 		n.lg.Warn("failed to publish local member to cluster through raft", zap.Error(err))
 		select {

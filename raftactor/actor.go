@@ -59,6 +59,10 @@ const maxReplays = 5
 // slowPersist is how long a Ready's write may take before it is logged.
 const slowPersist = 100 * time.Millisecond
 
+// warnSyncDuration is how long a synced raft log write may take before
+// etcd's "slow fdatasync" warning is logged (etcd's wal uses 1 s).
+const warnSyncDuration = time.Second
+
 // Node is the raft actor.
 //
 // Invariants:
@@ -97,6 +101,8 @@ type Node struct {
 	confState    *raftpb.ConfState
 	confApplied  uint64 // index of the last conf change applied to raft
 
+	heartbeats map[uint64]time.Time // when this leader last sent each follower a heartbeat
+
 	entryBuf, keyBuf []byte // persist's scratch: pebble copies what is Set
 }
 
@@ -112,6 +118,8 @@ type clients struct {
 	reads      []chan<- error
 	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
 	readWaits  []readWait                // confirmed, waiting for the store to apply
+
+	pendingReported int // this node's share of the proposals_pending gauge
 }
 
 type waiter struct {
@@ -226,6 +234,21 @@ func (n *Node) Receive(ctx actor.Context) {
 		}
 		actors.Reply(m.Reply, info)
 	}
+	n.reportPending(isStopping(ctx.Message()))
+}
+
+// reportPending brings this node's share of etcd_server_proposals_pending
+// to the proposals it holds (none once it stops): one gauge update per
+// message that changed the count, not one per proposal.
+func (n *Node) reportPending(stopping bool) {
+	cur := 0
+	if !stopping {
+		cur = len(n.waiters) + len(n.proposals)
+	}
+	if d := cur - n.pendingReported; d != 0 {
+		proposalsPending.Add(float64(d))
+		n.pendingReported = cur
+	}
 }
 
 func (n *Node) isLearner() bool {
@@ -287,7 +310,7 @@ func (n *Node) start(ctx actor.Context) {
 	// A restarted instance knows no leader yet: the View must not go on
 	// naming the old instance's (the lessor and compactor act on it).
 	st := rn.BasicStatus()
-	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Term: st.GetTerm(), Committed: st.GetCommit()})
+	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Term: st.GetTerm(), Committed: st.GetCommit(), IsLearner: n.isLearner()})
 	if !exists && len(n.cfg.Peers) > 0 {
 		// A member joining an existing cluster (no Peers) starts empty:
 		// the leader sends it the log, or a snapshot, from the start.
@@ -415,7 +438,14 @@ func (n *Node) issueReadIndex() {
 			actors.Reply(r, rpctypes.ErrGRPCNoLeader)
 		}
 		n.reads = nil
+		readIndexesFailed.Inc()
 	case len(n.readsByCtx) == 0 || n.readWaitTicks >= n.cfg.ElectionTicks:
+		if len(n.readsByCtx) > 0 {
+			n.cfg.Logger.Warn("waiting for ReadIndex response took too long, retrying",
+				zap.Uint64("sent-request-id", n.readBatch),
+				zap.Duration("retry-timeout", time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval))
+			slowReadIndexes.Inc()
+		}
 		n.readBatch++
 		n.readsByCtx[n.readBatch] = n.reads
 		n.reads = nil
@@ -436,6 +466,7 @@ func (n *Node) handleReady(ctx actor.Context) {
 		// campaigned). Everyone else sends only after persisting.
 		leading := n.lead == n.cfg.ID && (rd.SoftState == nil || rd.SoftState.RaftState == raft.StateLeader)
 		if leading {
+			n.checkHeartbeats(rd.Messages)
 			n.cfg.Transport.Send(rd.Messages)
 		}
 		n.persist(ctx, rd)
@@ -485,10 +516,26 @@ func (n *Node) setLead(lead uint64) {
 	if lead == n.lead {
 		return
 	}
-	n.cfg.Logger.Info("raft leader changed", zap.String("leader", fmt.Sprintf("%x", lead)), zap.Uint64("term", n.rn.BasicStatus().GetTerm()))
+	// raft's own Node logs these lines (operators grep for them); a
+	// RawNode does not, so the actor does, in the same words.
+	switch term := n.rn.BasicStatus().GetTerm(); {
+	case n.lead == 0:
+		n.cfg.Logger.Info(fmt.Sprintf("raft.node: %x elected leader %x at term %d", n.cfg.ID, lead, term))
+	case lead == 0:
+		n.cfg.Logger.Info(fmt.Sprintf("raft.node: %x lost leader %x at term %d", n.cfg.ID, n.lead, term))
+	default:
+		n.cfg.Logger.Info(fmt.Sprintf("raft.node: %x changed leader from %x to %x at term %d", n.cfg.ID, n.lead, lead, term))
+	}
+	if lead != 0 {
+		leaderChanges.Inc()
+	}
 	n.lead = lead
+	clear(n.heartbeats)
 	if lead == 0 {
 		// Reads waiting for a read index will not get one from this term.
+		if len(n.readsByCtx) > 0 {
+			readIndexesFailed.Inc()
+		}
 		for id, ws := range n.readsByCtx {
 			for _, w := range ws {
 				actors.Reply(w, rpctypes.ErrGRPCLeaderChanged)
@@ -498,13 +545,45 @@ func (n *Node) setLead(lead uint64) {
 	}
 }
 
+// checkHeartbeats does what etcd's leader does with the heartbeats it
+// sends: one sent to a follower more than two heartbeat intervals after
+// the previous one means this actor was late (raft sends one every tick),
+// most likely held up by a slow synced write; it is logged and counted.
+func (n *Node) checkHeartbeats(msgs []*raftpb.Message) {
+	var now time.Time
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgHeartbeat {
+			continue
+		}
+		if now.IsZero() {
+			now = n.cfg.Clock.Now()
+			if n.heartbeats == nil {
+				n.heartbeats = map[uint64]time.Time{}
+			}
+		}
+		to := m.GetTo()
+		if last, ok := n.heartbeats[to]; ok {
+			if expected := 2 * n.cfg.TickInterval; now.Sub(last) > expected {
+				n.cfg.Logger.Warn("leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
+					zap.String("to", fmt.Sprintf("%x", to)),
+					zap.Duration("heartbeat-interval", n.cfg.TickInterval),
+					zap.Duration("expected-duration", expected),
+					zap.Duration("exceeded-duration", now.Sub(last)-expected))
+				heartbeatSendFailures.Inc()
+			}
+		}
+		n.heartbeats[to] = now
+	}
+}
+
 func (n *Node) publish() {
 	st := n.rn.BasicStatus()
 	v := n.view.Load()
-	if v.Lead == st.Lead && v.Term == st.GetTerm() && v.Committed == st.GetCommit() {
+	learner := n.isLearner()
+	if v.Lead == st.Lead && v.Term == st.GetTerm() && v.Committed == st.GetCommit() && v.IsLearner == learner {
 		return
 	}
-	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit()})
+	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit(), IsLearner: learner})
 }
 
 // persist writes a Ready's entries and hard state in one pebble batch.
@@ -543,7 +622,17 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) {
 	}
 	start := n.cfg.Clock.Now()
 	must(b.Commit(opts))
-	if d := n.cfg.Clock.Now().Sub(start); d > slowPersist {
+	d := n.cfg.Clock.Now().Sub(start)
+	walWriteBytes.Add(float64(b.Len()))
+	if rd.MustSync {
+		walFsyncSec.Observe(d.Seconds())
+		if d > warnSyncDuration {
+			n.cfg.Logger.Warn("slow fdatasync", zap.Duration("took", d), zap.Duration("expected-duration", warnSyncDuration))
+		}
+	} else {
+		walWriteSec.Observe(d.Seconds())
+	}
+	if d > slowPersist {
 		n.cfg.Logger.Warn("slow raft log write", zap.Duration("took", d), zap.Int("entries", len(rd.Entries)), zap.Bool("sync", rd.MustSync))
 	}
 	must(n.ms.Append(rd.Entries))
@@ -563,6 +652,8 @@ func (n *Node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) {
 	index, term := meta.GetIndex(), meta.GetTerm()
 	dir := ReceivedSnapshotDir(n.cfg.SnapshotFS, n.cfg.SnapshotRoot, index, term)
 	n.cfg.Logger.Info("applying snapshot from leader", zap.Uint64("index", index), zap.Uint64("term", term))
+	applySnapshotInProgress.Inc()
+	defer applySnapshotInProgress.Dec()
 	reply := make(chan error, 1)
 	ctx.Send(n.cfg.Store, &storeactor.InstallSnapshot{FS: n.cfg.SnapshotFS, Dir: dir, Reply: reply})
 	select {
@@ -580,7 +671,9 @@ func (n *Node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) {
 	must(b.Set(keySnapshot, data, nil))
 	to := max(n.lastSaved, index)
 	n.deleteEntries(b, n.logFirst, to)
+	start := n.cfg.Clock.Now()
 	must(b.Commit(pebble.Sync))
+	snapFsyncSec.Observe(n.cfg.Clock.Now().Sub(start).Seconds())
 	n.logFirst = to + 1
 	if err := n.ms.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 		panic(err)
@@ -697,11 +790,27 @@ func (n *Node) applyConf(verdicts []storeactor.ConfApplied) {
 			continue // reported again after a replay
 		}
 		n.confApplied = v.Index
+		if n.promotes(v.CC) {
+			learnerPromoteSucceed.Inc()
+		}
 		n.confState = n.rn.ApplyConfChange(v.CC)
 		if n.cfg.OnConfChange != nil && v.CC.GetNodeId() != 0 {
 			n.cfg.OnConfChange(v.CC)
 		}
 	}
+}
+
+// promotes reports whether cc, applied on this leader, promotes a learner.
+func (n *Node) promotes(cc *raftpb.ConfChange) bool {
+	if n.lead != n.cfg.ID || cc.GetType() != raftpb.ConfChangeAddNode {
+		return false
+	}
+	for _, id := range n.confState.GetLearners() {
+		if id == cc.GetNodeId() {
+			return true
+		}
+	}
+	return false
 }
 
 // applied records the store's progress: waiters up to index are answered,
@@ -727,6 +836,7 @@ func (n *Node) applied(index uint64) {
 // entries for followers. The batch is synced: that also makes every store
 // apply batch before it durable, which is what allows forgetting the log.
 func (n *Node) truncate(applied uint64) {
+	start := n.cfg.Clock.Now()
 	snap, err := n.ms.CreateSnapshot(applied, n.confState, nil)
 	if err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
@@ -734,8 +844,10 @@ func (n *Node) truncate(applied uint64) {
 		}
 		panic(err)
 	}
+	marshal := n.cfg.Clock.Now()
 	meta, err := proto.Marshal(snap.GetMetadata())
 	must(err)
+	snapMarshallingSec.Observe(n.cfg.Clock.Now().Sub(marshal).Seconds())
 	compactTo := uint64(0)
 	if applied > n.cfg.CatchUp {
 		compactTo = applied - n.cfg.CatchUp
@@ -744,7 +856,11 @@ func (n *Node) truncate(applied uint64) {
 	defer b.Close()
 	must(b.Set(keySnapshot, meta, nil))
 	n.deleteEntries(b, n.logFirst, compactTo)
+	sync := n.cfg.Clock.Now()
 	must(b.Commit(pebble.Sync))
+	end := n.cfg.Clock.Now()
+	snapFsyncSec.Observe(end.Sub(sync).Seconds())
+	snapSaveSec.Observe(end.Sub(start).Seconds())
 	n.logFirst = max(n.logFirst, compactTo+1)
 	if compactTo > 0 {
 		if err := n.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {

@@ -105,7 +105,17 @@ type View struct {
 	Lead      uint64
 	Term      uint64
 	Committed uint64
+	IsLearner bool // this member is a learner in raft's configuration
 }
+
+// Leads reports whether this member is the leader.
+func (v *View) Leads() bool { return v != nil && v.Lead != 0 && v.Lead == v.ID }
+
+// LeadsApplied reports whether this member leads and its store has applied
+// an entry of the current term (appliedTerm): only then has it applied
+// every write of earlier terms, so it may act on the whole state (the
+// lessor's "primary").
+func (v *View) LeadsApplied(appliedTerm uint64) bool { return v.Leads() && appliedTerm == v.Term }
 
 // ViewRef is the cell a raft actor publishes its View through.
 type ViewRef = atomic.Pointer[View]

@@ -28,6 +28,11 @@
 #      long a snapshot takes (written to a file as etcdctl snapshot save
 #      does) and its size, the defragmentation's duration and the put p99
 #      while idle, during the snapshot and during the defragmentation
+#   n  JSON gateway put: scripts/httpload, BENCH_HTTP_CLIENTS (100) HTTP/1.1
+#      clients (one keep-alive connection each) POST /v3/kv/put, random keys
+#      over BENCH_KEY_SPACE, 256 B values
+#   o  JSON gateway range: as n, POST /v3/kv/range of the pre-put key
+#      (linearizable)
 #   k  put as b, with auth on: scripts/authsetup enables auth with a user
 #      "bench" whose role may read and write every key (prefix "bench-" and
 #      from-key "\x00": the put keys are binary and share no prefix); the
@@ -102,6 +107,8 @@ TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000 400)}"
 WLAT_PUTS="$(scaled 2000 200)"
 WFAN_PUTS="$(scaled 100 10)"
 KEEPALIVE_TOTAL="$(scaled 100000 1000)"
+HTTP_CLIENTS="${BENCH_HTTP_CLIENTS:-100}"
+HTTP_TOTAL="$(scaled 30000 500)"
 LEASES="${BENCH_LEASES:-$(scaled 100000 1000)}"
 MAINT_BYTES="${BENCH_MAINT_BYTES:-$(scaled 1073741824 67108864)}"
 
@@ -198,6 +205,8 @@ SCENARIOS=(
   "i|lease keep-alive ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS lease-keepalive --total=$KEEPALIVE_TOTAL"
   "j|mass lease expiry ($LEASES leases)|massexpiry"
   "m|maintenance on a $((MAINT_BYTES >> 20)) MiB store|maintbench"
+  "n|JSON gateway put ${HTTP_CLIENTS} HTTP clients|httpload put"
+  "o|JSON gateway range ${HTTP_CLIENTS} HTTP clients|httpload range"
   "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "l|range serializable with auth ${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
 )
@@ -209,6 +218,8 @@ ROWS=(
   "d|(d) range serializable, ${CLIENTS} clients|"
   "e|(e) txn-mixed reads, ${CLIENTS} clients|read"
   "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
+  "n|(n) JSON gateway put, ${HTTP_CLIENTS} HTTP clients|"
+  "o|(o) JSON gateway range, ${HTTP_CLIENTS} HTTP clients|"
   "k|(k) put with auth, ${CONNS} conns / ${CLIENTS} clients|"
   "l|(l) range serializable with auth, ${CLIENTS} clients|"
 )
@@ -324,6 +335,10 @@ run_target() { # run_target <target>
     if [[ "$args" == maintbench ]]; then
       timeout "$BENCH_TIMEOUT" "$WORK/maintbench" -endpoint "$ENDPOINT" -bytes "$MAINT_BYTES" \
         -snapshot-file "$WORK/$name.snapshot" >"$out" 2>"$WORK/$name-$id.err" &
+    elif [[ "$args" == httpload* ]]; then
+      timeout "$BENCH_TIMEOUT" "$WORK/httpload" -endpoint "$ENDPOINT" -op "${args#httpload }" \
+        -clients "$HTTP_CLIENTS" -total "$HTTP_TOTAL" -key-space "$KEY_SPACE" -val-size "$VAL_SIZE" \
+        -key "$RANGE_KEY" >"$out" 2>"$WORK/$name-$id.err" &
     elif [[ "$args" == massexpiry ]]; then
       timeout "$BENCH_TIMEOUT" "$WORK/massexpiry" -endpoint "$ENDPOINT" -leases "$LEASES" -ttl 30 \
         >"$out" 2>"$WORK/$name-$id.err" &
@@ -391,6 +406,9 @@ if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" j "* ]]; then
 fi
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" m "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/maintbench" ./scripts/maintbench) || die "cannot build scripts/maintbench"
+fi
+if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" n "* || " $BENCH_ONLY " == *" o "* ]]; then
+  (cd "$ROOT" && go build -o "$WORK/httpload" ./scripts/httpload) || die "cannot build scripts/httpload"
 fi
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" k "* || " $BENCH_ONLY " == *" l "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/authsetup" ./scripts/authsetup) || die "cannot build scripts/authsetup"

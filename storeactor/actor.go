@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,11 @@ type Committed struct {
 // slowApply is how long an apply batch may take before it is logged.
 const slowApply = 100 * time.Millisecond
 
+// warnApplyDuration is how long one request's apply may take before
+// etcd's "apply request took too long" is logged and counted
+// (etcd_server_slow_apply_total): etcd's --warning-apply-duration default.
+const warnApplyDuration = 100 * time.Millisecond
+
 // Config is what a Store needs. DB is shared with the raft actor, which
 // owns the 'r' key space; the store owns 'k', 'h' and 'm'.
 type Config struct {
@@ -122,8 +128,9 @@ type Store struct {
 	reads      *readCache   // the Reader's (readcache.go); emptied by every start
 	authRef    *atomic.Pointer[authactor.State]
 
-	replaying  bool // a Replay is outstanding; entries past a gap are dropped
-	compacting bool // a compactStep is queued
+	replaying    bool      // a Replay is outstanding; entries past a gap are dropped
+	compacting   bool      // a compactStep is queued
+	compactStart time.Time // first step of the physical compaction under way
 }
 
 type compactStep struct{}
@@ -179,6 +186,8 @@ func (s *Store) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
+	s.latest = newLatestCache(latestCacheHalf)
+	s.latest.keys, v.Keys = loadKeyFilter(s.cfg.DB)
 	s.cur = v
 	s.reads.clear()
 	s.view.Store(&v)
@@ -189,8 +198,6 @@ func (s *Store) start(ctx actor.Context) {
 	if s.view.installing() {
 		s.view.installEnd() // the installed snapshot's View is out
 	}
-	s.latest = newLatestCache(latestCacheHalf)
-	s.latest.keys = loadKeyFilter(s.cfg.DB)
 	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true
@@ -229,6 +236,9 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	var replies []pendingReply
 	var newCompaction bool
 	out := &batchOut{}
+	// Each request's apply time runs from the end of the one before (one
+	// clock read per request): its decoding is included.
+	reqStart := start
 	if s.cfg.Watch != nil {
 		out.events = new([]*mvccpb.Event)
 	}
@@ -266,6 +276,9 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		}
 		if e.Req != nil {
 			res, compacted := s.applyRequest(b, &next, e, out)
+			end := time.Now()
+			s.observeApply(e.Req, res, end.Sub(reqStart))
+			reqStart = end
 			newCompaction = newCompaction || compacted
 			if e.Reply != nil {
 				replies = append(replies, pendingReply{e.Reply, res})
@@ -289,8 +302,11 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	// NoSync: the raft log entries being applied are already synced, and
 	// the raft actor's next synced write flushes this batch too. After a
 	// crash, whatever is lost here is re-applied from the log.
+	commitStart := time.Now()
 	must(b.Commit(pebble.NoSync))
+	commitSec.Observe(time.Since(commitStart).Seconds())
 	b.Close()
+	out.ops.report()
 	s.reads.invalidate(out.written)
 	from := s.cur.Rev + 1
 	s.cur = next
@@ -329,6 +345,7 @@ type batchOut struct {
 	conf     []ConfApplied
 	written  [][]byte // every key a version was written for, for the read cache
 	tw       writeTxn // each request's write txn in turn: its scratch buffers are reused
+	ops      mvccOps  // the batch's operations, for etcd's mvcc counters
 }
 
 // applyRequest applies one entry's request into the batch and advances
@@ -353,11 +370,16 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 	case r.Put != nil:
 		if err := tw.checkPut(r.Put); err != nil {
 			res.Err = err
+			if !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+				tw.ops.rng(1) // etcd looked for the previous version
+			}
 		} else {
 			res.Resp = tw.applyPut(r.Put)
 		}
+		tw.ops.end()
 	case r.DeleteRange != nil:
 		res.Resp = tw.applyDeleteRange(r.DeleteRange)
+		tw.ops.end()
 	case r.Txn != nil:
 		resp, err := tw.applyTxn(r.Txn, next.CompactRev)
 		res = actors.Result{Resp: resp, Err: err}
@@ -369,12 +391,17 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		}
 	case r.LeaseRevoke != nil:
 		resp, err := tw.applyLeaseRevoke(r.LeaseRevoke)
+		tw.ops.end()
 		res = actors.Result{Resp: resp, Err: err}
 		if err == nil {
 			out.leases.Revoked = append(out.leases.Revoked, r.LeaseRevoke.ID)
 		}
 	case r.Range != nil:
+		start := time.Now()
 		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev)
+		observeRange(err == nil, start)
+		tw.ops.rng(1)
+		tw.ops.end()
 		res = actors.Result{Resp: resp, Err: err}
 	case r.ClusterMemberAttrSet != nil:
 		s.members = applyMemberAttrSet(b, s.members, r.ClusterMemberAttrSet)
@@ -403,7 +430,31 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		next.Rev = tw.beginRev + 1
 	}
 	next.LiveBytes += tw.live
+	next.Keys += tw.keys
+	out.ops.add(&tw.ops)
 	return res, compacted
+}
+
+// observeApply records a request's apply time, and warns of a slow one
+// in etcd's words (etcd_server_slow_apply_total counts them).
+func (s *Store) observeApply(r *pb.InternalRaftRequest, res actors.Result, d time.Duration) {
+	success := res.Err == nil || errors.Is(res.Err, rpctypes.ErrGRPCCompacted)
+	observeApply(RequestType(r), success, d)
+	if d <= warnApplyDuration {
+		return
+	}
+	var resp string
+	if res.Resp != nil {
+		resp = fmt.Sprintf("size:%d", proto.Size(res.Resp))
+	}
+	s.cfg.Logger.Warn("apply request took too long",
+		zap.Duration("took", d),
+		zap.Duration("expected-duration", warnApplyDuration),
+		zap.String("prefix", ""),
+		zap.String("request", (&pb.InternalRaftStringer{Request: r}).String()),
+		zap.String("response", resp),
+		zap.Error(res.Err))
+	slowApplies.Inc()
 }
 
 // publish makes the current state visible to readers.

@@ -512,3 +512,10 @@ func roleRevokePermission(b *pebble.Batch, r *pb.AuthRoleRevokePermissionRequest
 	bumpAuthRevision(b)
 	return &pb.AuthRoleRevokePermissionResponse{Header: &pb.ResponseHeader{}}, nil
 }
+
+// RootHeader is the header of a request the member makes itself (expired
+// lease revokes, alarms): as root at the current auth revision, as etcd
+// does, since with auth on the store checks every request's user.
+func (r *Reader) RootHeader() *pb.RequestHeader {
+	return &pb.RequestHeader{Username: "root", AuthRevision: r.Auth().Rev}
+}

@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
@@ -24,6 +25,10 @@ func (s *Store) compactStep(ctx actor.Context) {
 	if s.cur.CompactDone >= target {
 		s.finishCompaction()
 		return
+	}
+	start := time.Now()
+	if s.compactStart.IsZero() {
+		s.compactStart = start
 	}
 	lo := historyKey(nil, s.cur.CompactDone+1, 0)
 	hi := historyKey(nil, target+1, 0)
@@ -48,9 +53,10 @@ func (s *Store) compactStep(ctx actor.Context) {
 	must(it.Close())
 
 	b := s.cfg.DB.NewBatch()
-	var freed int64
+	var freed, versions int64
 	for k := range keys {
-		freed += compactKey(s.cfg.DB, b, []byte(k), target)
+		f, n := compactKey(s.cfg.DB, b, []byte(k), target)
+		freed, versions = freed+f, versions+n
 	}
 	histEnd := historyKey(nil, min(reached+1, target), 0)
 	freed += spanBytes(s.cfg.DB, historySpaceLow, histEnd)
@@ -58,10 +64,14 @@ func (s *Store) compactStep(ctx actor.Context) {
 	s.cur.LiveBytes = max(0, s.cur.LiveBytes-freed)
 	must(putU64(b, metaLive, uint64(s.cur.LiveBytes)))
 	must(putU64(b, metaCompactDone, uint64(reached)))
+	commitStart := time.Now()
 	must(b.Commit(pebble.NoSync))
+	commitSec.Observe(time.Since(commitStart).Seconds())
 	must(b.Close())
 	s.cur.CompactDone = reached
 	s.publish()
+	dbCompactionKeys.Add(float64(versions))
+	dbCompactionPauseMs.Observe(float64(time.Since(start).Milliseconds()))
 	if reached < target {
 		ctx.Send(ctx.Self(), compactStep{})
 		return
@@ -70,7 +80,7 @@ func (s *Store) compactStep(ctx actor.Context) {
 }
 
 // compactKey deletes the versions of key that no read at or above target
-// can see, and returns their size (see View.LiveBytes).
+// can see, and returns their size (see View.LiveBytes) and number.
 //
 // A key with few doomed versions (the common case: a key overwritten a
 // few times between compactions) gets one point tombstone per version;
@@ -81,14 +91,14 @@ func (s *Store) compactStep(ctx actor.Context) {
 // compacted key, that estimation took a core away from client requests
 // while pebble compacted (a third of the CPU of a defragmentation after a
 // large compaction).
-func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed int64) {
+func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed, n int64) {
 	from := versionKey(nil, key, target)
 	end := afterKeyPrefix(nil, from[:len(from)-8])
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: end})
 	must(err)
 	defer it.Close()
 	if !it.First() {
-		return 0
+		return 0, 0
 	}
 	_, main := splitVersionKey(it.Key())
 	v := it.Value()
@@ -100,7 +110,7 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed
 	for it.Next() {
 		doomed.add(it.Key(), it.Value())
 	}
-	freed = doomed.freed
+	freed, n = doomed.freed, int64(doomed.n)
 	if tombstone {
 		doomed.commit(from, end)
 		// The key is gone for good unless written again since: then its
@@ -112,10 +122,10 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed
 				must(b.Delete(latestKey(nil, key), nil))
 			}
 		}
-		return freed
+		return freed, n
 	}
 	doomed.commit(versionKey(nil, key, main-1), end)
-	return freed
+	return freed, n
 }
 
 // maxPointDeletes is the most versions of one key compactKey deletes with
@@ -164,4 +174,13 @@ func spanBytes(db pebble.Reader, lo, hi []byte) (n int64) {
 	return n
 }
 
-func (s *Store) finishCompaction() { s.compacting = false }
+// finishCompaction ends a physical compaction: etcd's total duration and
+// time of the last compaction are recorded.
+func (s *Store) finishCompaction() {
+	s.compacting = false
+	if !s.compactStart.IsZero() {
+		dbCompactionTotalMs.Observe(float64(time.Since(s.compactStart).Milliseconds()))
+		dbCompactionLast.Set(float64(time.Now().Unix()))
+		s.compactStart = time.Time{}
+	}
+}

@@ -3,6 +3,7 @@ package storeactor
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -31,5 +32,10 @@ func (d *Defragmenter) Defragment(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.Pacer.Limit(d.Rate)()
-	return d.DB.Compact(ctx, []byte{0}, []byte{0xff}, false)
+	defragInflight.Set(1)
+	defer defragInflight.Set(0)
+	start := time.Now()
+	err := d.DB.Compact(ctx, []byte{0}, []byte{0xff}, false)
+	defragSec.Observe(time.Since(start).Seconds())
+	return err
 }

@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"hash/crc32"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -28,6 +29,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // answers from a hash it stored while compacting, taken under the previous
 // compaction point; this always hashes under the current one.
 func (r *Reader) HashKV(rev int64) (KVHash, error) {
+	defer func(start time.Time) { hashRevSec.Observe(time.Since(start).Seconds()) }(time.Now())
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
@@ -94,6 +96,7 @@ func hashVersions(db pebble.Reader, rev, compactRev int64) (uint32, error) {
 // each other (HashKV is for that). The raft log and the member identity
 // are not part of it.
 func (r *Reader) Hash() (uint32, int64, error) {
+	defer func(start time.Time) { hashSec.Observe(time.Since(start).Seconds()) }(time.Now())
 	snap := r.db.NewSnapshot()
 	defer snap.Close()
 	v, err := loadView(snap)

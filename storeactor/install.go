@@ -8,6 +8,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
@@ -152,7 +153,15 @@ func (s *Store) writeCheckpointTable(fs vfs.FS, dir, sst string) error {
 // entries are accepted, each once (another folder, a link, a path that
 // climbs out is refused: a snapshot holds a flat checkpoint and nothing
 // more); the files and the folder are synced.
-func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
+func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) (err error) {
+	start := time.Now()
+	var synced time.Duration // in the syncs of the files and the folder
+	defer func() {
+		if err == nil {
+			snapDBFsyncSec.Observe(synced.Seconds())
+			snapDBSaveSec.Observe(time.Since(start).Seconds())
+		}
+	}()
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -183,7 +192,9 @@ func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
 			err = io.ErrUnexpectedEOF
 		}
 		if err == nil {
+			s := time.Now()
 			err = out.Sync()
+			synced += time.Since(s)
 		}
 		if cerr := out.Close(); err == nil {
 			err = cerr
@@ -201,5 +212,8 @@ func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	s := time.Now()
+	err = d.Sync()
+	synced += time.Since(s)
+	return err
 }

@@ -101,15 +101,20 @@ func (l *filterLayer) mayContain(h uint64) bool {
 	return true
 }
 
-// loadKeyFilter builds the filter from every 'l' entry in r.
-func loadKeyFilter(r pebble.Reader) *keyFilter {
-	f := newKeyFilter()
+// loadKeyFilter builds the filter from every 'l' entry in r, and counts
+// the live keys among them (View.Keys) on the way.
+func loadKeyFilter(r pebble.Reader) (f *keyFilter, live int64) {
+	f = newKeyFilter()
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLatest}, UpperBound: latestSpaceUpper})
 	must(err)
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		f.add(decodeUserKey(it.Key()[1:]))
+		// An 'l' value is main(8) then the record, flags first.
+		if v := it.Value(); len(v) > 8 && v[8]&flagTombstone == 0 {
+			live++
+		}
 	}
 	must(it.Error())
-	return f
+	return f, live
 }

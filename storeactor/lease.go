@@ -106,6 +106,7 @@ func (tw *writeTxn) applyLeaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeR
 		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}
 	for _, k := range attachedKeys(tw.r, r.ID) {
+		tw.ops.del(1) // etcd's lessor deletes key by key, in one txn
 		tw.deleteRange(k, nil)
 	}
 	must(tw.w.Delete(leaseKey(r.ID), nil))

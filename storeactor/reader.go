@@ -3,6 +3,7 @@ package storeactor
 import (
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -34,7 +35,9 @@ func (r *Reader) View() *View { return r.view.Load() }
 // answered as compacted (as it would be a moment later anyway); a read at
 // the current revision is simply done again on the newer view. So is any
 // read a snapshot install overlapped (viewRef).
-func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
+	rangeCounter.Inc()
+	defer func(start time.Time) { observeRange(err == nil, start) }(time.Now())
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
@@ -70,6 +73,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 			continue
 		}
 		if err != nil && !errors.Is(err, errVersionGone) {
+			tw.ops.report()
 			return nil, err
 		}
 		retry := false
@@ -88,6 +92,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		case err != nil:
 			return nil, err // a version gone without a compaction: corruption
 		}
+		tw.ops.report()
 		return resp, nil
 	}
 }

@@ -45,9 +45,11 @@ func NewSnapshotter(db *pebble.DB, fs vfs.FS, dir string) *Snapshotter {
 
 // Snapshot is one checkpoint, ready to be written as an archive.
 type Snapshot struct {
-	fs    vfs.FS
-	dir   string
-	files []snapshotFile
+	fs     vfs.FS
+	dir    string
+	files  []snapshotFile
+	taken  time.Time // for etcd_disk_backend_snapshot_duration_seconds
+	closed atomic.Bool
 }
 
 type snapshotFile struct {
@@ -57,6 +59,7 @@ type snapshotFile struct {
 
 // Take checkpoints the DB. The caller must Close the Snapshot.
 func (s *Snapshotter) Take() (*Snapshot, error) {
+	start := time.Now()
 	dir := s.fs.PathJoin(s.dir, fmt.Sprintf("checkpoint-%d-%d", time.Now().UnixNano(), s.seq.Add(1)))
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
@@ -65,7 +68,7 @@ func (s *Snapshotter) Take() (*Snapshot, error) {
 		_ = s.fs.RemoveAll(dir)
 		return nil, err
 	}
-	snap := &Snapshot{fs: s.fs, dir: dir}
+	snap := &Snapshot{fs: s.fs, dir: dir, taken: start}
 	names, err := s.fs.List(dir)
 	if err != nil {
 		snap.Close()
@@ -124,8 +127,14 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, nil
 }
 
-// Close removes the checkpoint.
-func (s *Snapshot) Close() error { return s.fs.RemoveAll(s.dir) }
+// Close removes the checkpoint. The first Close records the snapshot's
+// life, from Take (etcd: from its read txn to its Close).
+func (s *Snapshot) Close() error {
+	if !s.closed.Swap(true) {
+		snapshotTransferSec.Observe(time.Since(s.taken).Seconds())
+	}
+	return s.fs.RemoveAll(s.dir)
+}
 
 type countingWriter struct {
 	w io.Writer

@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 )
 
 // View is the store's state as last published. It never changes once
@@ -36,12 +37,17 @@ type View struct {
 	// Counted in the same batches as the writes and deletes it follows, so
 	// it survives crashes exactly.
 	LiveBytes int64
-	NoSpace   bool // a NOSPACE alarm is active: writes are refused
-	Corrupt   bool // a CORRUPT alarm is active: applies are refused
+	// Keys is the number of keys with a live (not deleted) newest
+	// version: counted by the Store as it applies, from a walk of the 'l'
+	// entries when it starts (0 in the View NewReader loads).
+	Keys    int64
+	NoSpace bool // a NOSPACE alarm is active: writes are refused
+	Corrupt bool // a CORRUPT alarm is active: applies are refused
 }
 
 // OpenPebble opens the node's pebble DB in dir, or on an in-memory FS when
-// inMemory is set (tests and demos run the same code without a disk).
+// inMemory is set (tests and demos run the same code without a disk),
+// with pebble's logging discarded.
 func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
 	fs := vfs.Default
 	if inMemory {
@@ -50,11 +56,35 @@ func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
 	return OpenPebbleFS(fs, dir)
 }
 
-// OpenPebbleFS opens the node's pebble DB in dir on fs.
-func OpenPebbleFS(fs vfs.FS, dir string) (*pebble.DB, error) {
-	opts := PebbleOptions()
-	opts.FS = fs
-	return pebble.Open(dir, opts)
+// OpenOption configures OpenPebbleFS.
+type OpenOption func(*openConfig)
+
+type openConfig struct{ lg *zap.Logger }
+
+// WithPebbleLogger sends pebble's messages and events to lg (see
+// pebblelog.go); without it they are discarded.
+func WithPebbleLogger(lg *zap.Logger) OpenOption {
+	return func(c *openConfig) { c.lg = lg }
+}
+
+// OpenPebbleFS opens the node's pebble DB in dir on fs, with pebble's disk
+// health checks on (fs is wrapped): its background errors, disk
+// operations slower than 5 s and write stalls are logged (with
+// WithPebbleLogger) and write stalls counted.
+func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error) {
+	c := openConfig{}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.lg == nil {
+		c.lg = zap.NewNop()
+	}
+	po := PebbleOptions()
+	po.FS = fs
+	po.Logger = pebbleLogger{c.lg.Sugar()}
+	po.AddEventListener(eventListener(c.lg))
+	po.WithFSDefaults() // disk health checks: DiskSlow events
+	return pebble.Open(dir, po)
 }
 
 // PebbleOptions are the options the node's DB is opened with (tests that

@@ -24,6 +24,8 @@ type writeTxn struct {
 	written  *[][]byte        // when set, every key written is appended (see readCache)
 	readErr  error            // errVersionGone from a range of a read-only txn
 	live     int64            // bytes of versions and history written (see View.LiveBytes)
+	keys     int64            // change in the number of live keys (see View.Keys)
+	ops      mvccOps          // what etcd's mvcc metrics count of it
 
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
@@ -45,6 +47,8 @@ func (tw *writeTxn) put(key, value []byte, lease int64) {
 	var prevLease int64
 	if !prev.tombstone {
 		rec.create, rec.version, prevLease = prev.create, prev.version+1, prev.lease
+	} else {
+		tw.keys++
 	}
 	tw.write(key, main, &rec)
 	tw.attach(key, prevLease, lease)
@@ -91,6 +95,7 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 		tw.write(k.key, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
 		tw.attach(k.key, k.lease, 0)
 	}
+	tw.keys -= int64(len(keys))
 	return int64(len(keys))
 }
 
@@ -156,6 +161,10 @@ func (tw *writeTxn) applyPut(p *pb.PutRequest) *pb.PutResponse {
 	if p.PrevKv && prev != nil {
 		resp.PrevKv = prev
 	}
+	if p.PrevKv || p.IgnoreValue || p.IgnoreLease {
+		tw.ops.rng(1) // etcd reads the previous version through its txn
+	}
+	tw.ops.put(int64(len(p.Key) + len(val)))
 	tw.put(p.Key, val, lease)
 	resp.Header.Revision = tw.beginRev + 1
 	return resp
@@ -164,7 +173,9 @@ func (tw *writeTxn) applyPut(p *pb.PutRequest) *pb.PutResponse {
 func (tw *writeTxn) applyDeleteRange(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
 	end := mkGteRange(d.RangeEnd)
+	tw.ops.del(1)
 	if d.PrevKv {
+		tw.ops.rng(1)
 		rr, err := rangeKeys(tw.r, d.Key, end, tw.rev(), 0, false, false)
 		if err != nil {
 			panic(err)

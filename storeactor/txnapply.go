@@ -16,33 +16,45 @@ import (
 // the ops on those paths (revisions, ignore_value/ignore_lease targets,
 // leases), and only then execute. A check failure fails the whole txn
 // and writes nothing.
+//
+// For the metrics (tw.ops) it is etcd's one read txn (compares and checks)
+// then, when it writes, one write txn (its ops); a read-only txn is one.
 func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnResponse, error) {
-	path := compareToPath(tw.r, tw.rev(), rt)
+	path := compareToPath(tw.r, tw.rev(), rt, &tw.ops)
 	if _, err := tw.checkTxn(rt, path, compactRev); err != nil {
+		tw.ops.end()
 		return nil, err
+	}
+	if !IsTxnReadOnly(rt) {
+		tw.ops.end()
 	}
 	resp, _ := newTxnResp(rt, path)
 	tw.executeTxn(rt, path, resp, compactRev)
+	tw.ops.end()
 	resp.Header.Revision = tw.rev()
 	return resp, tw.readErr
 }
 
-func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest) []bool {
-	path := []bool{applyCompares(r, rev, rt.Compare)}
-	ops := rt.Success
+// compareToPath evaluates the compares of rt and of the nested txns on
+// the path they choose; ops counts each compare evaluated as a range, as
+// etcd's txn does.
+func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) []bool {
+	path := []bool{applyCompares(r, rev, rt.Compare, ops)}
+	reqs := rt.Success
 	if !path[0] {
-		ops = rt.Failure
+		reqs = rt.Failure
 	}
-	for _, op := range ops {
+	for _, op := range reqs {
 		if t, ok := op.Request.(*pb.RequestOp_RequestTxn); ok && t.RequestTxn != nil {
-			path = append(path, compareToPath(r, rev, t.RequestTxn)...)
+			path = append(path, compareToPath(r, rev, t.RequestTxn, ops)...)
 		}
 	}
 	return path
 }
 
-func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare) bool {
+func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps) bool {
 	for _, c := range cmps {
+		ops.rng(1)
 		if !applyCompare(r, rev, c) {
 			return false
 		}
@@ -121,6 +133,9 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64) (
 			d := v.RequestDeleteRange
 			tw.pathDels = append(tw.pathDels, keyRange{d.Key, mkGteRange(d.RangeEnd)})
 		case *pb.RequestOp_RequestPut:
+			if p := v.RequestPut; p.PrevKv || p.IgnoreValue || p.IgnoreLease {
+				tw.ops.rng(1) // etcd's check reads the previous version
+			}
 			err = tw.checkPut(v.RequestPut)
 			if p := v.RequestPut; err == nil && (p.IgnoreValue || p.IgnoreLease) && tw.deletedOnPath(p.Key) {
 				// etcd's duplicate-key check lets a from-key delete and a
@@ -216,6 +231,7 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 	for i, op := range ops {
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
+			tw.ops.rng(1)
 			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev)
 			if errors.Is(err, errVersionGone) {
 				// Only a read-only txn on the DB, overtaken by a

@@ -37,6 +37,7 @@ type frameWriter struct {
 	w       io.Writer
 	scratch []byte
 	lenBuf  [binary.MaxVarintLen64]byte
+	n       int64 // bytes written
 }
 
 func (fw *frameWriter) write(m *raftpb.Message) error {
@@ -55,6 +56,7 @@ func (fw *frameWriter) write(m *raftpb.Message) error {
 		return err
 	}
 	_, err = fw.w.Write(b)
+	fw.n += int64(n + len(b))
 	return err
 }
 

@@ -150,11 +150,18 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("accepted stream from peer")
 
-	br := bufio.NewReaderSize(r.Body, streamBufSize)
+	cr := &countingReader{r: r.Body}
+	br := bufio.NewReaderSize(cr, streamBufSize)
 	var buf []byte
+	received, failures := receivedBytes.WithLabelValues(idString(from)), recvFailures.WithLabelValues(idString(from))
+	var counted int64
 	for {
 		m, b, err := readFrame(br, buf)
 		buf = b
+		if n := cr.n.Load(); n > counted {
+			received.Add(float64(n - counted))
+			counted = n
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF):
@@ -162,11 +169,13 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 			case t.stopped.Load() || isTimeout(err):
 				log.Info("closed stream from peer")
 			default:
+				failures.Inc()
 				log.Warn("closed stream from peer", zap.Error(err))
 			}
 			return
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.ID {
+			failures.Inc()
 			log.Warn("closed stream from peer: message not from the sender to this member",
 				zap.String("message-from", idString(m.GetFrom())), zap.String("message-to", idString(m.GetTo())),
 				zap.Stringer("type", m.GetType()))

@@ -77,6 +77,7 @@ type peer struct {
 	// flushes counts stream flushes (batches written), for tests and
 	// metrics: messages sent / flushes is the batching factor.
 	flushes atomic.Uint64
+	m       peerMetrics
 
 	ht     *http.Transport
 	client *http.Client
@@ -96,6 +97,7 @@ func newPeer(t *Transport, id uint64, urls []string) *peer {
 		q:     make(chan *raftpb.Message, queueSize),
 		snapc: make(chan *raftpb.Message, 1),
 		kick:  make(chan struct{}, 1),
+		m:     newPeerMetrics(t.cfg.ID, id),
 	}
 	p.urls.Store(normalizeURLs(urls))
 	// A dedicated HTTP/1.1 client per peer: its connections are this peer's
@@ -135,9 +137,10 @@ func normalizeURLs(urls []string) *[]string {
 }
 
 func (p *peer) start() {
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.run()
 	go p.snapshots()
+	go p.probe()
 }
 
 // stop cancels the peer and waits for its goroutines. Called once, after
@@ -175,6 +178,7 @@ func (p *peer) send(m *raftpb.Message) {
 		} else {
 			p.t.log.Warn("dropped MsgSnap: a snapshot transfer to the peer is in flight",
 				zap.String("remote-peer-id", idString(p.id)))
+			snapshotSendFailures.WithLabelValues(idString(p.id)).Inc()
 			p.t.snapshotStatus(p.id, true)
 		}
 		return
@@ -182,6 +186,7 @@ func (p *peer) send(m *raftpb.Message) {
 	select {
 	case p.q <- m:
 	default:
+		p.m.sentFailures.Inc()
 		if p.overflow.CompareAndSwap(false, true) {
 			p.t.log.Warn("dropped messages: peer queue full",
 				zap.String("remote-peer-id", idString(p.id)), zap.Int("queue-size", cap(p.q)))
@@ -226,6 +231,7 @@ func (p *peer) run() {
 		case connected:
 			backoff = minBackoff
 			lastErr = ""
+			p.m.disconnected.Inc()
 			log.Warn("lost stream to peer", zap.String("remote-peer-url", u), zap.Error(err))
 		default:
 			next++
@@ -390,12 +396,16 @@ func (p *peer) pump(ctx context.Context, w io.Writer) error {
 		case m = <-p.q:
 		}
 		var err error
+		batched := 0 // messages in the batch, lost if it fails
 	batch:
 		for {
+			batched++
 			if err = fw.write(m); err != nil {
 				if !errors.Is(err, errUnsendable) {
 					break batch
 				}
+				p.m.sentFailures.Inc()
+				batched--
 				p.t.log.Error("dropped unsendable message", zap.String("remote-peer-id", idString(p.id)), zap.Error(err))
 				err = nil
 				if m.GetType() == raftpb.MsgSnap {
@@ -418,8 +428,11 @@ func (p *peer) pump(ctx context.Context, w io.Writer) error {
 			p.t.snapshotStatus(p.id, err != nil)
 		}
 		if err != nil {
+			p.m.sentFailures.Add(float64(batched))
 			return err
 		}
+		p.m.sentBytes.Add(float64(fw.n))
+		fw.n = 0
 		if p.overflow.Load() {
 			p.overflow.Store(false)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -37,7 +38,19 @@ func (p *peer) snapshots() {
 			return
 		case m := <-p.snapc:
 			start := time.Now()
+			to := idString(p.id)
+			inflight := snapshotSendInflights.WithLabelValues(to)
+			inflight.Inc()
 			n, err := p.sendSnapshot(m)
+			inflight.Dec()
+			if err != nil {
+				snapshotSendFailures.WithLabelValues(to).Inc()
+				p.m.sentFailures.Inc()
+			} else {
+				snapshotSend.WithLabelValues(to).Inc()
+				snapshotSendSeconds.WithLabelValues(to).Observe(time.Since(start).Seconds())
+				p.m.sentBytes.Add(float64(n))
+			}
 			log := p.t.log.With(zap.String("remote-peer-id", idString(p.id)),
 				zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()),
 				zap.Int64("bytes", n), zap.Duration("took", time.Since(start)))
@@ -92,7 +105,7 @@ func (p *peer) sendSnapshot(m *raftpb.Message) (n int64, err error) {
 		if p.ctx.Err() == nil {
 			p.t.unreachable(p.id)
 		}
-		return cr.n, err
+		return cr.n.Load(), err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
@@ -100,19 +113,22 @@ func (p *peer) sendSnapshot(m *raftpb.Message) (n int64, err error) {
 		if resp.StatusCode == http.StatusGone {
 			p.t.removed(p.id)
 		}
-		return cr.n, fmt.Errorf("peer answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return cr.n.Load(), fmt.Errorf("peer answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	return cr.n, nil
+	return cr.n.Load(), nil
 }
 
+// countingReader counts the bytes read through it. Atomic: when a peer
+// answers a snapshot before reading all of it, net/http's writer may still
+// be reading the body while the sender looks at the count.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -132,8 +148,24 @@ func (t *Transport) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	defer t.unregister(in)
 	log := t.log.With(zap.String("remote-peer-id", idString(from)))
+	start, fromID := time.Now(), idString(from)
+	inflight := snapshotReceiveInflights.WithLabelValues(fromID)
+	inflight.Inc()
+	defer inflight.Dec()
+	cr := &countingReader{r: r.Body}
+	ok = false
+	defer func() {
+		receivedBytes.WithLabelValues(fromID).Add(float64(cr.n.Load()))
+		if ok {
+			snapshotReceive.WithLabelValues(fromID).Inc()
+			snapshotReceiveSeconds.WithLabelValues(fromID).Observe(time.Since(start).Seconds())
+		} else {
+			snapshotReceiveFailures.WithLabelValues(fromID).Inc()
+			recvFailures.WithLabelValues(fromID).Inc()
+		}
+	}()
 
-	br := bufio.NewReaderSize(r.Body, streamBufSize)
+	br := bufio.NewReaderSize(cr, streamBufSize)
 	m, _, err := readFrame(br, nil)
 	if err != nil {
 		log.Warn("bad snapshot request", zap.Error(err))
@@ -162,6 +194,7 @@ func (t *Transport) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.deliver(m)
+	ok = true
 	log.Info("received snapshot", zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()))
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 	// Shrink the timeouts before any goroutine reads them.
 	connectTimeout = time.Second
 	writeTimeout = 2 * time.Second
+	probeInterval = 100 * time.Millisecond
 	os.Exit(m.Run())
 }
 

@@ -17,6 +17,9 @@ import (
 )
 
 // Config is what a Hub needs.
+// MinProgressInterval is etcd's floor for --watch-progress-notify-interval.
+const MinProgressInterval = 100 * time.Millisecond
+
 type Config struct {
 	Store  *storeactor.Reader // history, prev_kv and the compaction point
 	Clock  actors.Clock
@@ -24,7 +27,8 @@ type Config struct {
 
 	// ProgressInterval is --watch-progress-notify-interval: how often
 	// watchers created with progress_notify that got no events meanwhile
-	// are told the current revision. 0 disables.
+	// are told the current revision. 0 disables; like etcd, values below
+	// MinProgressInterval are raised to it.
 	ProgressInterval time.Duration
 	// ScanPerStep and BytesPerStep bound the history changes one catch-up
 	// step reads, and the keys and values it keeps.
@@ -58,6 +62,9 @@ type Hub struct {
 	unsynced   watcherSet
 	stepQueued bool // a syncStep is in the mailbox
 	stopTick   func()
+
+	watchers int        // watchers of all streams
+	gauges   *hubGauges // outlives restarts, as streams (metrics.go)
 }
 
 // streamState is the Hub's side of one Stream.
@@ -92,6 +99,11 @@ func New(cfg Config) *actor.Props {
 	if cfg.Clock == nil {
 		cfg.Clock = actors.RealClock
 	}
+	if cfg.ProgressInterval > 0 && cfg.ProgressInterval < MinProgressInterval {
+		cfg.Logger.Warn("adjusting watch progress notify interval to minimum period",
+			zap.Duration("min-watch-progress-notify-interval", MinProgressInterval))
+		cfg.ProgressInterval = MinProgressInterval
+	}
 	if cfg.ScanPerStep <= 0 {
 		cfg.ScanPerStep = 1000
 	}
@@ -102,7 +114,8 @@ func New(cfg Config) *actor.Props {
 		cfg.WatchersPerStep = 512
 	}
 	streams := map[*Stream]*streamState{}
-	return actor.PropsFromProducer(func() actor.Actor { return &Hub{cfg: cfg, streams: streams} })
+	gauges := &hubGauges{}
+	return actor.PropsFromProducer(func() actor.Actor { return &Hub{cfg: cfg, streams: streams, gauges: gauges} })
 }
 
 func (h *Hub) Receive(ctx actor.Context) {
@@ -148,6 +161,7 @@ func (h *Hub) Receive(ctx actor.Context) {
 			h.scheduleSync()
 		}
 	}
+	h.report(isStopping(ctx.Message()))
 }
 
 func (h *Hub) start(ctx actor.Context) {
@@ -219,6 +233,7 @@ func (h *Hub) create(st *streamState, req *pb.WatchCreateRequest, refused string
 		return
 	}
 	st.watchers[w.id] = w
+	h.watchers++
 	st.out.pushControl(&pb.WatchResponse{Header: h.header(h.rev), WatchId: w.id, Created: true})
 	if w.startRev == 0 || w.startRev > h.rev {
 		w.nextRev = max(h.rev+1, w.startRev)
@@ -243,6 +258,7 @@ func (h *Hub) cancel(st *streamState, id int64) {
 // (in neither set).
 func (h *Hub) drop(w *watcher) {
 	delete(w.st.watchers, w.id)
+	h.watchers--
 	if w.synced {
 		h.synced.remove(w)
 	} else {
@@ -292,6 +308,7 @@ func (h *Hub) requestProgress(st *streamState) {
 // since the previous tick, if they are synced (etcd's rule: a progress
 // notification promises no event at or below its revision is still to come).
 func (h *Hub) progressTick() {
+	defer func(start time.Time) { progressSec.Observe(time.Since(start).Seconds()) }(time.Now())
 	for _, st := range h.streams {
 		for _, w := range st.watchers {
 			if !w.progressNotify {

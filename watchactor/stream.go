@@ -52,6 +52,11 @@ type Stream struct {
 	refused  bool
 	err      error
 	closed   bool
+
+	// queuedEvents and inFlightEvents count the events of items and of the
+	// batch last taken: their share of
+	// etcd_debugging_mvcc_pending_events_total.
+	queuedEvents, inFlightEvents int64
 }
 
 // NewStream returns an empty Stream charging b.
@@ -71,6 +76,8 @@ func (s *Stream) Take() (out []Outgoing, err error) {
 	out, s.items = s.items, nil
 	s.inFlight += s.queued
 	s.queued = 0
+	s.inFlightEvents += s.queuedEvents
+	s.queuedEvents = 0
 	return out, s.err
 }
 
@@ -82,6 +89,11 @@ func (s *Stream) Sent() (drained bool) {
 	defer s.mu.Unlock()
 	s.budget.used.Add(-s.inFlight)
 	s.inFlight = 0
+	if n := s.inFlightEvents; n > 0 {
+		eventsTotal.Add(float64(n))
+		pendingEvents.Sub(float64(n))
+		s.inFlightEvents = 0
+	}
 	drained, s.refused = s.refused, false
 	return drained
 }
@@ -92,7 +104,11 @@ func (s *Stream) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.budget.used.Add(-(s.inFlight + s.queued))
+	if n := s.inFlightEvents + s.queuedEvents; n > 0 {
+		pendingEvents.Sub(float64(n))
+	}
 	s.inFlight, s.queued, s.items, s.closed = 0, 0, nil, true
+	s.inFlightEvents, s.queuedEvents = 0, 0
 }
 
 // pushEvents queues an event response of about size bytes unless a budget
@@ -112,6 +128,10 @@ func (s *Stream) pushEvents(o Outgoing, size int64) bool {
 	s.items = append(s.items, o)
 	s.queued += size
 	s.budget.used.Add(size)
+	if n := int64(len(o.Resp.Events)); n > 0 {
+		s.queuedEvents += n
+		pendingEvents.Add(float64(n))
+	}
 	s.signal()
 	return true
 }

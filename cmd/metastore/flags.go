@@ -12,7 +12,7 @@ import (
 // separate value argument.
 var (
 	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
-		enable-distributed-tracing enable-grpc-gateway enable-log-rotation enable-pprof
+		enable-distributed-tracing enable-log-rotation
 		force-new-cluster initial-election-tick-advance memory-mlock
 		pre-vote socket-reuse-address socket-reuse-port
 		unsafe-no-fsync`)
@@ -26,11 +26,10 @@ var (
 		distributed-tracing-instance-id distributed-tracing-sampling-rate
 		distributed-tracing-service-name downgrade-check-time grpc-keepalive-interval
 		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
-		log-rotation-config-json max-concurrent-streams max-snapshots max-wals metrics
+		log-rotation-config-json max-concurrent-streams max-snapshots max-wals
 		raft-read-timeout raft-write-timeout
 		v2-deprecation wal-dir warning-apply-duration
-		warning-unary-request-duration host-whitelist listen-client-http-urls
-		listen-metrics-urls cors discovery`)
+		warning-unary-request-duration host-whitelist cors discovery`)
 )
 
 func words(s string) map[string]bool {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/server/v3/features"
 	"go.uber.org/zap"
@@ -105,7 +106,13 @@ func run(args []string) int {
 	tlsMax := fs.String("tls-max-version", "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
 	cipherSuites := fs.String("cipher-suites", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
 	certValidity := fs.Uint("self-signed-cert-validity", 1, "The validity period of the client and peer certificates, unit is year")
-	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client traffic.")
+	fs.Var(&listenClient, "listen-client-urls", "List of URLs to listen on for client grpc traffic and http as long as --listen-client-http-urls is not specified.")
+	var listenClientHTTP, listenMetrics urlsFlag
+	fs.Var(&listenClientHTTP, "listen-client-http-urls", "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.")
+	fs.Var(&listenMetrics, "listen-metrics-urls", "List of URLs to listen on for the metrics and health endpoints.")
+	metricsLevel := fs.String("metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
+	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	enableGateway := fs.Bool("enable-grpc-gateway", true, "Enable GRPC gateway.")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
 	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
 	fs.Var(&advPeer, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
@@ -145,6 +152,12 @@ func run(args []string) int {
 	}
 	for _, f := range ignored {
 		lg.Warn("flag accepted for etcd compatibility but not supported yet; ignored", zap.String("flag", "--"+f))
+	}
+	// etcd takes any value other than "extensive" as basic; a typo that
+	// silently drops the histograms an operator asked for is refused.
+	if *metricsLevel != "basic" && *metricsLevel != "extensive" {
+		lg.Error("invalid --metrics; want basic or extensive", zap.String("metrics", *metricsLevel))
+		return 1
 	}
 	if *dataDir == "" {
 		*dataDir = *name + ".metastore"
@@ -216,6 +229,8 @@ func run(args []string) int {
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
 		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
+		ListenClientHTTPURLs: listenClientHTTP, ListenMetricsURLs: listenMetrics,
+		ExtensiveMetrics: *metricsLevel == "extensive", EnablePprof: *enablePprof, EnableGRPCGateway: *enableGateway,
 		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster, ListenPeerURLs: listenPeer,
 		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState,
 		SnapshotCount: *snapCount, SnapshotCatchUpEntries: *catchUp,
@@ -229,6 +244,7 @@ func run(args []string) int {
 		Audit:                       audit,
 		JWT:                         jwt,
 		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
+		FeatureGate:                 gates,
 		CorruptCheckTime:            *corruptCheck,
 		ClientTLS:                   clientTLS, PeerTLS: peerTLS, PeerSkipClientSANVerify: *peerSkipSAN, SelfSignedCertValidity: *certValidity,
 		AutoCompactionMode:      *compactMode,
@@ -272,8 +288,7 @@ func run(args []string) int {
 func newAuditLogger(path string) (*zap.Logger, error) {
 	cfg := zap.NewProductionConfig()
 	cfg.Sampling = nil
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	cfg.EncoderConfig = logutil.DefaultZapLoggerConfig.EncoderConfig
 	cfg.OutputPaths = []string{path}
 	cfg.ErrorOutputPaths = []string{"stderr"}
 	lg, err := cfg.Build()
@@ -294,8 +309,9 @@ func newLogger(level, kind string) (*zap.Logger, error) {
 	cfg := zap.NewProductionConfig()
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.Sampling = nil
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	// etcd's encoder: its keys, and its timestamp layout (microseconds,
+	// zone offset) that log tooling built for etcd parses.
+	cfg.EncoderConfig = logutil.DefaultZapLoggerConfig.EncoderConfig
 	cfg.OutputPaths = []string{"stderr"}
 	return cfg.Build()
 }

@@ -1,0 +1,43 @@
+package leaseactor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/metastore/metastore/metrics"
+)
+
+// The lease families, under etcd's names. Grants and revokes are counted
+// by every member's Lessor as the store applies them (etcd counts them in
+// its lessor's apply too); renewals and expiries only where they happen,
+// on the primary.
+var (
+	leaseGranted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "etcd_debugging", Subsystem: "lease", Name: "granted_total",
+		Help: "The total number of granted leases.",
+	})
+	leaseRevoked = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "etcd_debugging", Subsystem: "lease", Name: "revoked_total",
+		Help: "The total number of revoked leases.",
+	})
+	leaseRenewed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "etcd_debugging", Subsystem: "lease", Name: "renewed_total",
+		Help: "The number of renewed leases seen by the leader.",
+	})
+	// leaseTTLs are the granted TTLs in seconds (after the minimum TTL
+	// was applied).
+	leaseTTLs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "etcd_debugging", Subsystem: "lease", Name: "ttl_total",
+		Help:    "Bucketed histogram of lease TTLs.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 24),
+	})
+	// leaseExpired counts the leases this member revoked because they
+	// expired: counted when the revoke it proposed is applied.
+	leaseExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "etcd_debugging", Subsystem: "server", Name: "lease_expired_total",
+		Help: "The total number of expired leases.",
+	})
+)
+
+func init() {
+	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired)
+}

@@ -1,0 +1,77 @@
+package leaseactor_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/metastore/metastore/metrics"
+)
+
+func counters(t *testing.T, reg prometheus.Gatherer) map[string]*dto.Metric {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.Metric{}
+	for _, f := range fams {
+		if len(f.Metric) == 1 {
+			out[f.GetName()] = f.Metric[0]
+		}
+	}
+	return out
+}
+
+func count(m *dto.Metric) float64 {
+	switch {
+	case m == nil:
+		return -1
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return -1
+}
+
+// Grants (with their TTLs), renewals, revokes and the revokes of expired
+// leases are counted as etcd counts them.
+func TestMetricsCountLeases(t *testing.T) {
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, nil)
+	before := counters(t, reg)
+	h.grant(1, 10)
+	h.grant(2, 100)
+	if r := h.renew(2); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 2}}) // a client's revoke
+	h.advance(11 * time.Second)                                                  // lease 1 expires
+	if ids := h.revokes(); fmt.Sprint(ids) != "[1]" {
+		t.Fatalf("revokes = %v", ids)
+	}
+	h.apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}})
+	after := counters(t, reg)
+	for name, want := range map[string]float64{
+		"etcd_debugging_lease_granted_total":        2,
+		"etcd_debugging_lease_ttl_total":            2,
+		"etcd_debugging_lease_renewed_total":        1,
+		"etcd_debugging_lease_revoked_total":        2,
+		"etcd_debugging_server_lease_expired_total": 1,
+	} {
+		if got := count(after[name]) - count(before[name]); got != want {
+			t.Errorf("%s grew by %v, want %v", name, got, want)
+		}
+	}
+	if sum := after["etcd_debugging_lease_ttl_total"].Histogram.GetSampleSum() - before["etcd_debugging_lease_ttl_total"].Histogram.GetSampleSum(); sum != 110 {
+		t.Errorf("lease TTLs observed sum to %v, want 110", sum)
+	}
+}
