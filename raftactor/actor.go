@@ -626,6 +626,7 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) {
 	walWriteBytes.Add(float64(b.Len()))
 	if rd.MustSync {
 		walFsyncSec.Observe(d.Seconds())
+		groupCommitEntries.Observe(float64(len(rd.Entries)))
 		if d > warnSyncDuration {
 			n.cfg.Logger.Warn("slow fdatasync", zap.Duration("took", d), zap.Duration("expected-duration", warnSyncDuration))
 		}

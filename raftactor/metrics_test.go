@@ -64,6 +64,14 @@ next:
 	return 0, false
 }
 
+// histogramSum is the sum of family name's first histogram (0 if none).
+func histogramSum(fams map[string]*dto.MetricFamily, name string) float64 {
+	if f := fams[name]; f != nil && len(f.Metric) > 0 {
+		return f.Metric[0].GetHistogram().GetSampleSum()
+	}
+	return 0
+}
+
 func mustValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	t.Helper()
 	v, ok := value(fams, name, labels...)
@@ -115,6 +123,7 @@ func TestMetricsSingleMember(t *testing.T) {
 	}
 
 	committed := mustValue(t, s, "etcd_server_proposals_committed_total")
+	groupEntries := histogramSum(s, "metastore_raft_synced_write_entries")
 	fsyncs := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds")
 	walBytes := mustValue(t, s, "etcd_disk_wal_write_bytes_total")
 	pending := mustValue(t, s, "etcd_server_proposals_pending")
@@ -128,6 +137,9 @@ func TestMetricsSingleMember(t *testing.T) {
 	}
 	if got := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds") - fsyncs; got < 1 {
 		t.Errorf("wal_fsync_duration_seconds observed %v synced writes over %d puts", got, puts)
+	}
+	if got := histogramSum(s, "metastore_raft_synced_write_entries") - groupEntries; got < puts {
+		t.Errorf("synced writes made %v entries durable over %d puts, want at least %d", got, puts, puts)
 	}
 	if got := mustValue(t, s, "etcd_disk_wal_write_bytes_total") - walBytes; got < puts*10 {
 		t.Errorf("wal_write_bytes_total grew by %v bytes over %d puts", got, puts)

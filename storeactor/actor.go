@@ -305,6 +305,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	commitStart := time.Now()
 	must(b.Commit(pebble.NoSync))
 	commitSec.Observe(time.Since(commitStart).Seconds())
+	applyBatchEntries.Observe(float64(len(m.Entries)))
 	b.Close()
 	out.ops.report()
 	s.reads.invalidate(out.written)

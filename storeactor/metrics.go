@@ -39,6 +39,13 @@ var (
 		Help: "The total size of put kv pairs seen by this member.",
 	})
 
+	// applyBatchEntries is how many committed entries each apply batch
+	// (one pebble batch, one View published) carried (MetaStore's own).
+	applyBatchEntries = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "metastore_store_apply_batch_entries",
+		Help:    "Committed raft entries applied by each store batch (one pebble commit, one published view).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096
+	})
 	// commitSec times the store's pebble batch commits: every apply batch
 	// and every physical compaction step (unsynced: the raft actor's
 	// synced log write makes them durable).
@@ -149,7 +156,7 @@ func init() {
 		commitSec, applySec, slowApplies, rangeSec,
 		dbCompactionPauseMs, dbCompactionTotalMs, dbCompactionLast, dbCompactionKeys,
 		defragSec, defragInflight, snapshotTransferSec, hashSec, hashRevSec, snapDBSaveSec, snapDBFsyncSec,
-		writeStalls, writeStallSeconds)
+		writeStalls, writeStallSeconds, applyBatchEntries)
 }
 
 // mvccOps counts operations as etcd's mvcc metrics do: the ranges, puts

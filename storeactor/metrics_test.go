@@ -220,6 +220,14 @@ func TestMetricsApplyAndCompaction(t *testing.T) {
 	if got := d("etcd_disk_backend_commit_duration_seconds"); got < 9 {
 		t.Errorf("backend_commit_duration_seconds observed %v commits, want at least 9", got)
 	}
+	// Every entry applied went through some batch.
+	batched := after["metastore_store_apply_batch_entries"].GetMetric()[0].GetHistogram().GetSampleSum()
+	if before["metastore_store_apply_batch_entries"] != nil {
+		batched -= before["metastore_store_apply_batch_entries"].GetMetric()[0].GetHistogram().GetSampleSum()
+	}
+	if batched < 9 {
+		t.Errorf("apply batches carried %v entries, want at least the 9 applied", batched)
+	}
 	if got := d("etcd_debugging_mvcc_db_compaction_keys_total"); got < 3 {
 		t.Errorf("db_compaction_keys_total grew by %v, want the doomed versions", got)
 	}
