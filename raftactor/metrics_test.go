@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
@@ -17,64 +16,14 @@ import (
 	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/testkit"
 )
 
-// scrape gathers reg's families by name.
-func scrape(t *testing.T, reg prometheus.Gatherer) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, reg prometheus.Gatherer) testkit.Scrape { return testkit.Gather(t, reg) }
+
+func mustValue(t *testing.T, fams testkit.Scrape, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		out[f.GetName()] = f
-	}
-	return out
-}
-
-// value is the value of family name's sample whose labels include the
-// given name=value pairs (counters, gauges; a histogram's sample count),
-// and whether there is one.
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.Label {
-				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
-// histogramSum is the sum of family name's first histogram (0 if none).
-func histogramSum(fams map[string]*dto.MetricFamily, name string) float64 {
-	if f := fams[name]; f != nil && len(f.Metric) > 0 {
-		return f.Metric[0].GetHistogram().GetSampleSum()
-	}
-	return 0
-}
-
-func mustValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := value(fams, name, labels...)
+	v, ok := fams.Value(name, labels...)
 	if !ok {
 		t.Fatalf("no %s%v in the scrape", name, labels)
 	}
@@ -85,7 +34,7 @@ func eventuallyValue(t *testing.T, reg prometheus.Gatherer, name string, cond fu
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
-		v, _ := value(scrape(t, reg), name)
+		v, _ := scrape(t, reg).Value(name)
 		if cond(v) {
 			return
 		}
@@ -123,7 +72,7 @@ func TestMetricsSingleMember(t *testing.T) {
 	}
 
 	committed := mustValue(t, s, "etcd_server_proposals_committed_total")
-	groupEntries := histogramSum(s, "metastore_raft_synced_write_entries")
+	groupEntries := s.Sum("metastore_raft_synced_write_entries")
 	fsyncs := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds")
 	walBytes := mustValue(t, s, "etcd_disk_wal_write_bytes_total")
 	pending := mustValue(t, s, "etcd_server_proposals_pending")
@@ -138,7 +87,7 @@ func TestMetricsSingleMember(t *testing.T) {
 	if got := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds") - fsyncs; got < 1 {
 		t.Errorf("wal_fsync_duration_seconds observed %v synced writes over %d puts", got, puts)
 	}
-	if got := histogramSum(s, "metastore_raft_synced_write_entries") - groupEntries; got < puts {
+	if got := s.Sum("metastore_raft_synced_write_entries") - groupEntries; got < puts {
 		t.Errorf("synced writes made %v entries durable over %d puts, want at least %d", got, puts, puts)
 	}
 	if got := mustValue(t, s, "etcd_disk_wal_write_bytes_total") - walBytes; got < puts*10 {

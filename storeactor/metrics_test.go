@@ -7,56 +7,24 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/testkit"
 )
 
-func scrape(t *testing.T, reg prometheus.Gatherer) map[string]*dto.MetricFamily {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		out[f.GetName()] = f
-	}
-	return out
-}
+func scrape(t *testing.T, reg prometheus.Gatherer) testkit.Scrape { return testkit.Gather(t, reg) }
 
-// value is family name's sample with the given label pairs: a counter's
-// or gauge's value, a histogram's count.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+// value is family name's sample with the given label pairs (see
+// testkit.Scrape.Value); the test fails when there is none.
+func value(t *testing.T, s testkit.Scrape, name string, labels ...string) float64 {
 	t.Helper()
-	f := fams[name]
-	if f == nil {
-		t.Fatalf("no family %s", name)
+	v, ok := s.Value(name, labels...)
+	if !ok {
+		t.Fatalf("no %s%v", name, labels)
 	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.Label {
-				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no %s%v", name, labels)
-	return 0
+	return v
 }
 
 func registry(t *testing.T, own ...prometheus.Collector) *prometheus.Registry {
@@ -68,7 +36,7 @@ func registry(t *testing.T, own ...prometheus.Collector) *prometheus.Registry {
 	return reg
 }
 
-func deltas(t *testing.T, before, after map[string]*dto.MetricFamily, names ...string) map[string]float64 {
+func deltas(t *testing.T, before, after testkit.Scrape, names ...string) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
 	for _, n := range names {
@@ -221,10 +189,7 @@ func TestMetricsApplyAndCompaction(t *testing.T) {
 		t.Errorf("backend_commit_duration_seconds observed %v commits, want at least 9", got)
 	}
 	// Every entry applied went through some batch.
-	batched := after["metastore_store_apply_batch_entries"].GetMetric()[0].GetHistogram().GetSampleSum()
-	if before["metastore_store_apply_batch_entries"] != nil {
-		batched -= before["metastore_store_apply_batch_entries"].GetMetric()[0].GetHistogram().GetSampleSum()
-	}
+	batched := after.Sum("metastore_store_apply_batch_entries") - before.Sum("metastore_store_apply_batch_entries")
 	if batched < 9 {
 		t.Errorf("apply batches carried %v entries, want at least the 9 applied", batched)
 	}
