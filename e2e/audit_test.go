@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,14 @@ func TestAuditLog(t *testing.T) {
 	if _, errOut, err := Etcdctl(t, ep, "--user=alice:"+alicePW, "get", "a/1"); err != nil {
 		t.Fatalf("allowed read: %v %s", err, errOut)
 	}
+	// Refused through the JSON gateway (no token): the record names the
+	// HTTP client's address (its IP), not the gateway's in-process
+	// connection.
+	resp, err := http.Post(ms.ClientURL()+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"Yg=="}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -49,6 +58,7 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 	var got []string
+	var remotes []string
 	sc := bufio.NewScanner(strings.NewReader(string(raw)))
 	for sc.Scan() {
 		var m map[string]any
@@ -59,6 +69,7 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("audit record holds a token: %v", tok)
 		}
 		s := func(k string) string { v, _ := m[k].(string); return v }
+		remotes = append(remotes, s("remote"))
 		got = append(got, strings.Join([]string{s("method"), s("user"), s("target-user") + s("role") + s("key"), s("result")}, " | "))
 	}
 	want := []string{
@@ -75,8 +86,15 @@ func TestAuditLog(t *testing.T) {
 		"/etcdserverpb.KV/Range | alice | b | etcdserver: permission denied",
 		"/etcdserverpb.Auth/Authenticate | alice |  | etcdserver: authentication failed, invalid user ID or password",
 		"/etcdserverpb.Auth/Authenticate | alice |  | ok",
+		"/etcdserverpb.KV/Range |  | b | etcdserver: user name is empty",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("audit records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i, r := range remotes {
+		// grpc-gateway passes on the HTTP client's IP without its port.
+		if r != "127.0.0.1" && !strings.HasPrefix(r, "127.0.0.1:") {
+			t.Errorf("record %d (%s): remote %q, want the client's address", i+1, got[i], r)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 )
 
@@ -46,8 +47,8 @@ func (g *Gateway) audit(ctx context.Context, method string, req any, err error) 
 	} else if _, ai, aerr := g.requestAuth(ctx); aerr == nil {
 		fields = append(fields, zap.String("user", ai.User))
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		fields = append(fields, zap.String("remote", p.Addr.String()))
+	if remote := remoteAddr(ctx); remote != "" {
+		fields = append(fields, zap.String("remote", remote))
 	}
 	fields = append(fields, auditTarget(req)...)
 	result := "ok"
@@ -139,4 +140,22 @@ func auditTarget(req any) []zap.Field {
 		return append([]zap.Field{zap.String("role", r.Role)}, keys(r.Key, r.RangeEnd)...)
 	}
 	return nil
+}
+
+// remoteAddr is the client's address. A JSON gateway request arrives over
+// the member's in-process connection; grpc-gateway passes the HTTP
+// client's IP as the last entry of x-forwarded-for, which is trusted
+// only there (a network client could send any).
+func remoteAddr(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if p.Addr.Network() == "bufconn" {
+		if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			return strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	return p.Addr.String()
 }
