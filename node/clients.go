@@ -49,21 +49,21 @@ func (c clientListener) logServing(lg *zap.Logger) {
 	lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", c.traffic.String()), zap.String("address", c.l.Addr().String()))
 }
 
-// serveClients builds the gateway and its gRPC servers, the HTTP side
-// (JSON gateway, health, version, metrics) and serves them on every
-// client, client-HTTP and metrics listener.
-func (n *Node) serveClients() error {
+// startGateway builds the gateway, its gRPC servers (plain and TLS
+// client listeners, and the in-process one for the member's own client)
+// with the gRPC health service, and the member's metrics registry.
+func (n *Node) startGateway() error {
 	// An in-process connection for the member's own client (Lock and
 	// Election run etcd's recipes through it, as etcd does) and for the
 	// JSON gateway.
 	selfListener := bufconn.Listen(1 << 20)
-	dialSelf := grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return selfListener.DialContext(ctx) })
+	n.dialSelf = grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return selfListener.DialContext(ctx) })
 	var err error
 	n.self, err = clientv3.New(clientv3.Config{
 		Endpoints:          []string{"127.0.0.1:0"}, // never dialled: the dialer below is
 		MaxCallSendMsgSize: math.MaxInt32,
 		Logger:             n.lg.Named("self-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-		DialOptions:        []grpc.DialOption{dialSelf},
+		DialOptions:        []grpc.DialOption{n.dialSelf},
 	})
 	if err != nil {
 		return err
@@ -107,17 +107,22 @@ func (n *Node) serveClients() error {
 		}
 	}()
 
-	if n.registry, err = metrics.NewRegistry(
+	n.registry, err = metrics.NewRegistry(
 		raftactor.NewCollector(n.raftView),
 		storeactor.NewCollector(n.db, n.reader, n.cfg.QuotaBackendBytes),
 		transport.NewCollector(n.transport),
 		actors.NewCollector(n.supervisor),
 		gateway.NewCollector(gw),
-	); err != nil {
-		return err
-	}
-	checks := health.New(gw, n.cfg.RequestTimeout(), n.lg)
-	clientHTTP, err := n.clientHTTPHandler(checks, dialSelf)
+	)
+	return err
+}
+
+// serveClients serves the gateway's gRPC servers and the HTTP side (JSON
+// gateway, health, version, metrics) on every client, client-HTTP and
+// metrics listener.
+func (n *Node) serveClients() error {
+	checks := health.New(n.gateway(), n.cfg.RequestTimeout(), n.lg)
+	clientHTTP, err := n.clientHTTPHandler(checks)
 	if err != nil {
 		return err
 	}
@@ -176,10 +181,10 @@ func (n *Node) serveClients() error {
 // (through the member's in-process gRPC connection), /version, /metrics,
 // the health endpoints, /debug/vars, and /debug/pprof/* when enabled —
 // behind etcd's CORS headers.
-func (n *Node) clientHTTPHandler(checks *health.Checker, dialSelf grpc.DialOption) (http.Handler, error) {
+func (n *Node) clientHTTPHandler(checks *health.Checker) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if n.cfg.EnableGRPCGateway {
-		conn, err := grpc.NewClient("passthrough:///metastore", dialSelf,
+		conn, err := grpc.NewClient("passthrough:///metastore", n.dialSelf,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))
 		if err != nil {

@@ -162,6 +162,7 @@ type Node struct {
 
 	// clients.go
 	gw         atomic.Pointer[gateway.Gateway]
+	dialSelf   grpc.DialOption  // the in-process connection to selfGRPC
 	self       *clientv3.Client // in-process client for the Lock and Election services
 	selfGRPC   *grpc.Server     // serves it, and the JSON gateway
 	grpc       *grpc.Server     // plain client listeners
@@ -201,7 +202,8 @@ func Start(cfg Config) (*Node, error) {
 		n.startRaft,       // peer transport and the raft actor
 		n.servePeers,      // peer HTTP: raft streams, leases, members, hashes, /version
 		n.startChecks,     // corruption checks and auto-compaction
-		n.serveClients,    // gateway; gRPC and HTTP on client, client-HTTP and metrics listeners
+		n.startGateway,    // gRPC handlers and servers, gRPC health, the metrics registry
+		n.serveClients,    // gRPC and HTTP on the client, client-HTTP and metrics listeners
 	} {
 		if err := step(); err != nil {
 			n.Stop()
