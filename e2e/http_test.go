@@ -896,3 +896,25 @@ func TestHTTPEtcdctlCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTPAccessControl: --cors and --host-whitelist on the client port,
+// as etcd applies them: CORS headers only for the listed origins, a
+// preflight OPTIONS answered, and a plain-HTTP request naming a host that
+// is not listed refused with 421 and etcd's DNS-rebinding explanation.
+func TestHTTPAccessControl(t *testing.T) {
+	bothKinds(t, func(t *testing.T, sd *hside) {
+		s := startKind(t, sd.kind, WithFlags("--cors=http://a.example:8080,https://b.example:8443", "--host-whitelist=127.0.0.1,metastore.example"))
+		sd.port(s.ClientPort, "client")
+		sd.port(s.PeerPort, "peer")
+		c := s.ClientURL()
+		pollCurl(t, "the member to be healthy", statusIs(200), c+"/health")
+		sd.get("no Origin: GET /health", c+"/health")
+		sd.get("listed Origin: GET /health", c+"/health", "-H", "Origin: http://a.example:8080")
+		sd.get("other listed Origin: GET /version", c+"/version", "-H", "Origin: https://b.example:8443")
+		sd.get("unlisted Origin: GET /health", c+"/health", "-H", "Origin: http://evil.example:8080")
+		sd.get("preflight: OPTIONS /v3/kv/range", c+"/v3/kv/range", "-X", "OPTIONS", "-H", "Origin: http://a.example:8080")
+		sd.get("listed Host: GET /health", c+"/health", "-H", "Host: metastore.example:2379")
+		sd.get("unlisted Host: GET /health", c+"/health", "-H", "Host: rebind.example")
+		sd.post("unlisted Host: POST /v3/kv/range", c, "/v3/kv/range", `{"key":"`+b64("k")+`"}`, "-H", "Host: rebind.example:2379")
+	})
+}

@@ -207,7 +207,7 @@ func (n *Node) clientHTTPHandler(checks *health.Checker) (http.Handler, error) {
 			mux.Handle(p, h)
 		}
 	}
-	ac := &accessControl{mux: mux}
+	ac := &accessControl{mux: mux, lg: n.lg, cors: n.cfg.CORS, hosts: n.cfg.HostWhitelist}
 	if n.cfg.EnableGRPCGateway && n.cfg.ClientTLS.ClientCertAuth {
 		ac.authEnabled = func() bool { return n.reader.Auth().Enabled }
 	}
@@ -215,10 +215,14 @@ func (n *Node) clientHTTPHandler(checks *health.Checker) (http.Handler, error) {
 }
 
 // accessControl is what etcd does to every client HTTP request before
-// routing it: the old /v3beta/ prefix is /v3/, CORS headers allow any
-// origin (etcd's default --cors), and a preflight OPTIONS is answered.
+// routing it: the old /v3beta/ prefix is /v3/; a plain-HTTP request must
+// name a --host-whitelist host; CORS headers for --cors origins; a
+// preflight OPTIONS is answered.
 type accessControl struct {
-	mux *http.ServeMux
+	mux   *http.ServeMux
+	lg    *zap.Logger
+	cors  map[string]struct{} // empty or "*": any origin
+	hosts map[string]struct{} // empty or "*": any host
 	// authEnabled is set with --client-cert-auth and the JSON gateway on.
 	// The gateway calls gRPC as itself, so a client certificate's common
 	// name cannot become the request's user there: while auth is enabled,
@@ -231,7 +235,16 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/v3beta/") {
 		r.URL.Path = strings.Replace(r.URL.Path, "/v3beta/", "/v3/", 1)
 	}
-	if a.authEnabled != nil && r.TLS != nil && strings.HasPrefix(r.URL.Path, gateway.PathJSON) && a.authEnabled() {
+	if r.TLS == nil {
+		// A page on another site can point a browser at this port under a
+		// name of its own (DNS rebinding): plain HTTP answers only the
+		// names the operator allows.
+		if host := hostname(r); !allowed(a.hosts, host) {
+			a.lg.Warn("rejecting HTTP request to prevent DNS rebinding attacks", zap.String("host", host))
+			http.Error(w, fmt.Sprintf(rebindingRefusal, host), http.StatusMisdirectedRequest)
+			return
+		}
+	} else if a.authEnabled != nil && strings.HasPrefix(r.URL.Path, gateway.PathJSON) && a.authEnabled() {
 		for _, chain := range r.TLS.VerifiedChains {
 			if len(chain) > 0 && chain[0].Subject.CommonName != "" {
 				http.Error(w, "CommonName of client sending a request against gateway will be ignored and not used as expected", http.StatusBadRequest)
@@ -239,15 +252,55 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
-	w.Header().Add("Access-Control-Allow-Origin", "*")
-	w.Header().Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+	if _, all := a.cors["*"]; all || len(a.cors) == 0 {
+		addCORS(w, "*")
+	} else if origin := r.Header.Get("Origin"); allowed(a.cors, origin) {
+		addCORS(w, origin)
+	}
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	a.mux.ServeHTTP(w, r)
 }
+
+func addCORS(w http.ResponseWriter, origin string) {
+	w.Header().Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+	w.Header().Add("Access-Control-Allow-Origin", origin)
+	w.Header().Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+}
+
+// allowed reports whether v is in set, where an empty set or "*" allows
+// everything.
+func allowed(set map[string]struct{}, v string) bool {
+	if len(set) == 0 {
+		return true
+	}
+	_, all := set["*"]
+	_, ok := set[v]
+	return all || ok
+}
+
+// hostname is the request's Host without its port.
+func hostname(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		return h
+	}
+	return r.Host
+}
+
+// rebindingRefusal is etcd's answer (421) to a plain-HTTP request for a
+// host not in --host-whitelist, word for word.
+const rebindingRefusal = `
+etcd received your request, but the Host header was unrecognized.
+
+To fix this, choose one of the following options:
+- Enable TLS, then any HTTPS request will be allowed.
+- Add the hostname you want to use to the whitelist in settings.
+  - e.g. etcd --host-whitelist %q
+
+This requirement has been added to help prevent "DNS Rebinding" attacks (CVE-2018-5702).
+`
 
 const pathVersion = "/version"
 

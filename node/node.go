@@ -70,13 +70,18 @@ type Config struct {
 	// HTTP side; EnableGRPCGateway (--enable-grpc-gateway) the JSON
 	// gateway /v3/*.
 	EnablePprof, EnableGRPCGateway bool
-	ListenPeerURLs                 []string // none: no peer listener (a lone in-process member)
-	InitialAdvertisePeerURLs       []string
-	InitialCluster                 map[string][]string
-	InitialClusterToken            string
-	InitialClusterState            string
-	SnapshotCount                  uint64
-	SnapshotCatchUpEntries         uint64 // --snapshot-catchup-entries
+	// CORS (--cors) are the origins the client HTTP side answers with CORS
+	// headers, HostWhitelist (--host-whitelist) the Host names a plain
+	// HTTP request may name (a guard against DNS rebinding); for both,
+	// empty or "*" allows any, as etcd.
+	CORS, HostWhitelist      map[string]struct{}
+	ListenPeerURLs           []string // none: no peer listener (a lone in-process member)
+	InitialAdvertisePeerURLs []string
+	InitialCluster           map[string][]string
+	InitialClusterToken      string
+	InitialClusterState      string
+	SnapshotCount            uint64
+	SnapshotCatchUpEntries   uint64 // --snapshot-catchup-entries
 	// ClientTLS and PeerTLS are the certificates of the client and peer
 	// listeners (and of dialing peers); SelfSignedCertValidity is the
 	// years auto TLS certificates are valid.

@@ -29,7 +29,7 @@ var (
 		log-rotation-config-json max-concurrent-streams max-snapshots max-wals
 		raft-read-timeout raft-write-timeout
 		v2-deprecation wal-dir warning-apply-duration
-		warning-unary-request-duration host-whitelist cors discovery`)
+		warning-unary-request-duration discovery`)
 )
 
 func words(s string) map[string]bool {

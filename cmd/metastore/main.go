@@ -17,6 +17,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"go.etcd.io/etcd/pkg/v3/featuregate"
+	"go.etcd.io/etcd/pkg/v3/flags"
 	"go.etcd.io/etcd/server/v3/features"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -113,6 +114,11 @@ func run(args []string) int {
 	metricsLevel := fs.String("metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	enableGateway := fs.Bool("enable-grpc-gateway", true, "Enable GRPC gateway.")
+	// etcd's own flag values: the same parsing, checks and error messages.
+	cors := flags.NewUniqueURLsWithExceptions("*", "*")
+	fs.Var(cors, "cors", "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)")
+	hostWhitelist := flags.NewUniqueStringsValue("*")
+	fs.Var(hostWhitelist, "host-whitelist", "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all).")
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
 	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
 	fs.Var(&advPeer, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
@@ -231,6 +237,7 @@ func run(args []string) int {
 		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
 		ListenClientHTTPURLs: listenClientHTTP, ListenMetricsURLs: listenMetrics,
 		ExtensiveMetrics: *metricsLevel == "extensive", EnablePprof: *enablePprof, EnableGRPCGateway: *enableGateway,
+		CORS: cors.Values, HostWhitelist: hostWhitelist.Values,
 		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster, ListenPeerURLs: listenPeer,
 		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState,
 		SnapshotCount: *snapCount, SnapshotCatchUpEntries: *catchUp,
