@@ -5,36 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/metastore/metastore/metrics"
+	"github.com/metastore/metastore/testkit"
 )
 
-func counters(t *testing.T, reg prometheus.Gatherer) map[string]*dto.Metric {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.Metric{}
-	for _, f := range fams {
-		if len(f.Metric) == 1 {
-			out[f.GetName()] = f.Metric[0]
-		}
-	}
-	return out
-}
-
-func count(m *dto.Metric) float64 {
-	switch {
-	case m == nil:
-		return -1
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
+// count is family name's only sample (a counter's value, a histogram's
+// count), -1 when there is none.
+func count(s testkit.Scrape, name string) float64 {
+	if v, ok := s.Value(name); ok {
+		return v
 	}
 	return -1
 }
@@ -47,7 +28,7 @@ func TestMetricsCountLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, nil)
-	before := counters(t, reg)
+	before := testkit.Gather(t, reg)
 	h.grant(1, 10)
 	h.grant(2, 100)
 	if r := h.renew(2); r.Err != nil {
@@ -59,7 +40,7 @@ func TestMetricsCountLeases(t *testing.T) {
 		t.Fatalf("revokes = %v", ids)
 	}
 	h.apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}})
-	after := counters(t, reg)
+	after := testkit.Gather(t, reg)
 	for name, want := range map[string]float64{
 		"etcd_debugging_lease_granted_total":        2,
 		"etcd_debugging_lease_ttl_total":            2,
@@ -67,11 +48,11 @@ func TestMetricsCountLeases(t *testing.T) {
 		"etcd_debugging_lease_revoked_total":        2,
 		"etcd_debugging_server_lease_expired_total": 1,
 	} {
-		if got := count(after[name]) - count(before[name]); got != want {
+		if got := count(after, name) - count(before, name); got != want {
 			t.Errorf("%s grew by %v, want %v", name, got, want)
 		}
 	}
-	if sum := after["etcd_debugging_lease_ttl_total"].Histogram.GetSampleSum() - before["etcd_debugging_lease_ttl_total"].Histogram.GetSampleSum(); sum != 110 {
+	if sum := after.Sum("etcd_debugging_lease_ttl_total") - before.Sum("etcd_debugging_lease_ttl_total"); sum != 110 {
 		t.Errorf("lease TTLs observed sum to %v, want 110", sum)
 	}
 }

@@ -7,48 +7,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/metastore/metastore/metrics"
+	"github.com/metastore/metastore/testkit"
 )
 
-// sample is family name's sample with exactly these labels (a counter's or
+// sample is family name's sample with these labels (a counter's or
 // gauge's value, a histogram's count), -1 when there is none.
 func sample(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	var pairs []string
+	for k, v := range labels {
+		pairs = append(pairs, k, v)
 	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.Metric {
-			if len(m.Label) != len(labels) {
-				continue
-			}
-			for _, lp := range m.Label {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	return -1
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
+	if v, ok := testkit.Gather(t, reg).Value(name, pairs...); ok {
+		return v
 	}
 	return -1
 }
