@@ -52,11 +52,15 @@ type harness struct {
 func newHarness(t *testing.T, opts ...func(*storeactor.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, db: openDB(t)}
-	h.kit = testkit.New(t)
 	h.cfg = storeactor.Config{DB: h.db}
 	for _, o := range opts {
 		o(&h.cfg)
 	}
+	// After the options: cleanups run last-registered first, so the kit
+	// stops the store actor before a DB an option opened is closed (a
+	// store still restarting after a panic would otherwise read a closed
+	// DB, and pebble panics on the references it still holds).
+	h.kit = testkit.New(t)
 	h.raft = h.kit.NewProbe()
 	h.start()
 	return h
