@@ -199,6 +199,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, lg: cfg.Logger, ready: make(chan struct{}), quit: make(chan struct{}),
 		removed: make(chan struct{}), fatal: make(chan error, 1)}
 	for _, step := range []func() error{
+		n.checkConfig,     // what etcd refuses before touching the data dir
 		n.setupTLS,        // certificates (auto TLS writes them under the data dir)
 		n.openStorage,     // pebble and the snapshot directory
 		n.loadIdentity,    // member and cluster ids: saved, --initial-cluster, or a running member's
@@ -220,11 +221,19 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) setupTLS() (err error) {
+// checkConfig refuses, as etcd does, an --initial-cluster entry for this
+// member that differs from --initial-advertise-peer-urls.
+func (n *Node) checkConfig() error {
 	if len(n.cfg.InitialAdvertisePeerURLs) > 0 && !sameURLs(n.cfg.InitialCluster[n.cfg.Name], n.cfg.InitialAdvertisePeerURLs) {
 		return fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
 			n.cfg.Name, strings.Join(n.cfg.InitialCluster[n.cfg.Name], ","), strings.Join(n.cfg.InitialAdvertisePeerURLs, ","))
 	}
+	return nil
+}
+
+// setupTLS loads (or, with auto TLS, makes) the certificates, and the
+// HTTP client members use to reach each other.
+func (n *Node) setupTLS() (err error) {
 	n.tls, err = setupTLS(n.cfg)
 	n.peerClient = &http.Client{Transport: n.tls.peerTransport(), Timeout: 5 * time.Second}
 	return err
