@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/actors"
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/testkit"
 )
 
@@ -19,28 +18,12 @@ func TestMetricsSupervision(t *testing.T) {
 	fatal := make(chan error, 16)
 	g := &actors.Guardian{Logger: zap.NewNop(), OnFatal: func(err error) { fatal <- err }}
 	gpid := kit.Spawn(actors.GuardianProps(g))
-	reg, err := metrics.NewRegistry(actors.NewCollector(g))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.Registry(t, actors.NewCollector(g))
+	// sample is family name's value for the actor, -1 when it has none.
 	sample := func(name, actorName string) float64 {
 		t.Helper()
-		fams, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range fams {
-			if f.GetName() != name {
-				continue
-			}
-			for _, m := range f.Metric {
-				if len(m.Label) == 1 && m.Label[0].GetValue() == actorName {
-					if m.Gauge != nil {
-						return m.Gauge.GetValue()
-					}
-					return m.Counter.GetValue()
-				}
-			}
+		if v, ok := testkit.Gather(t, reg).Value(name, "actor", actorName); ok {
+			return v
 		}
 		return -1
 	}

@@ -3,14 +3,12 @@ package gateway
 import (
 	"context"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
@@ -21,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metastore/metastore/actors"
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/testkit"
 )
 
 // metricsGateway serves a Gateway on loopback with a stand-in raft actor
@@ -77,57 +75,7 @@ func metricsGateway(t *testing.T, extensive bool) (pb.KVClient, *prometheus.Regi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	reg, err := metrics.NewRegistry(NewCollector(g))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pb.NewKVClient(conn), reg
-}
-
-type scrape map[string]*dto.MetricFamily
-
-func gather(t *testing.T, reg prometheus.Gatherer) scrape {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := scrape{}
-	for _, f := range fams {
-		out[f.GetName()] = f
-	}
-	return out
-}
-
-// get sums family name's samples whose labels include labels ("k=v").
-func (s scrape) get(name string, labels ...string) float64 {
-	sum := 0.0
-	f := s[name]
-	if f == nil {
-		return 0
-	}
-next:
-	for _, m := range f.Metric {
-		for _, kv := range labels {
-			k, v, _ := strings.Cut(kv, "=")
-			found := false
-			for _, lp := range m.Label {
-				found = found || (lp.GetName() == k && lp.GetValue() == v)
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return sum
+	return pb.NewKVClient(conn), testkit.Registry(t, NewCollector(g))
 }
 
 // The client server's RPCs move grpc-prometheus' families by method and
@@ -136,7 +84,7 @@ next:
 // there; grpc_server_handling_seconds only with extensive metrics.
 func TestMetricsClientServer(t *testing.T) {
 	kv, reg := metricsGateway(t, true)
-	before := gather(t, reg)
+	before := testkit.Gather(t, reg)
 	ctx := context.Background()
 	for range 3 {
 		if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
@@ -152,28 +100,28 @@ func TestMetricsClientServer(t *testing.T) {
 	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")}); err != nil {
 		t.Fatal(err)
 	}
-	after := gather(t, reg)
+	after := testkit.Gather(t, reg)
 	delta := func(name string, labels ...string) float64 {
-		return after.get(name, labels...) - before.get(name, labels...)
+		return after.Total(name, labels...) - before.Total(name, labels...)
 	}
-	put := []string{"grpc_service=etcdserverpb.KV", "grpc_method=Put", "grpc_type=unary"}
+	put := []string{"grpc_service", "etcdserverpb.KV", "grpc_method", "Put", "grpc_type", "unary"}
 	for _, c := range []struct {
 		name   string
 		labels []string
 		want   float64
 	}{
 		{"grpc_server_started_total", put, 5},
-		{"grpc_server_handled_total", append(put, "grpc_code=OK"), 3},
-		{"grpc_server_handled_total", append(put, "grpc_code=InvalidArgument"), 1},
-		{"grpc_server_handled_total", append(put, "grpc_code=Unavailable"), 1},
+		{"grpc_server_handled_total", append(put, "grpc_code", "OK"), 3},
+		{"grpc_server_handled_total", append(put, "grpc_code", "InvalidArgument"), 1},
+		{"grpc_server_handled_total", append(put, "grpc_code", "Unavailable"), 1},
 		{"grpc_server_msg_received_total", put, 5},
 		{"grpc_server_msg_sent_total", put, 5}, // errors too (grpc-prometheus counts every unary reply)
 		{"grpc_server_handling_seconds", put, 5},
-		{"grpc_server_handled_total", []string{"grpc_method=Range", "grpc_code=OK"}, 1},
-		{"etcd_server_client_requests_total", []string{"type=unary", "client_api_version=3.7"}, 6},
-		{"etcd_server_request_duration_seconds", []string{"type=Put", "success=true"}, 3},
-		{"etcd_server_request_duration_seconds", []string{"type=Put", "success=false"}, 1},
-		{"etcd_server_request_duration_seconds", []string{"type=Range", "success=true"}, 1},
+		{"grpc_server_handled_total", []string{"grpc_method", "Range", "grpc_code", "OK"}, 1},
+		{"etcd_server_client_requests_total", []string{"type", "unary", "client_api_version", "3.7"}, 6},
+		{"etcd_server_request_duration_seconds", []string{"type", "Put", "success", "true"}, 3},
+		{"etcd_server_request_duration_seconds", []string{"type", "Put", "success", "false"}, 1},
+		{"etcd_server_request_duration_seconds", []string{"type", "Range", "success", "true"}, 1},
 		{"etcd_server_proposals_failed_total", nil, 1},
 	} {
 		if got := delta(c.name, c.labels...); got != c.want {
@@ -190,18 +138,21 @@ func TestMetricsClientServer(t *testing.T) {
 	if f := after["grpc_server_started_total"]; f == nil || len(f.Metric) < 40 {
 		t.Errorf("grpc_server_started_total not initialized for every method")
 	}
-	for _, c := range []struct{ name, label string }{
-		{"etcd_server_version", "server_version=3.7.3"},
-		{"etcd_cluster_version", "cluster_version=3.7"},
-		{"etcd_server_feature_enabled", "name=InitialCorruptCheck"},
-		{"etcd_server_go_version", ""},
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{
+		{"etcd_server_version", []string{"server_version", "3.7.3"}},
+		{"etcd_cluster_version", []string{"cluster_version", "3.7"}},
+		{"etcd_server_feature_enabled", []string{"name", "InitialCorruptCheck"}},
+		{"etcd_server_go_version", nil},
 	} {
-		if _, ok := after[c.name]; !ok || (c.label != "" && after.get(c.name, c.label) == 0 && c.name != "etcd_server_feature_enabled") {
-			t.Errorf("%s{%s} missing", c.name, c.label)
+		if _, ok := after[c.name]; !ok || (c.labels != nil && after.Total(c.name, c.labels...) == 0 && c.name != "etcd_server_feature_enabled") {
+			t.Errorf("%s%v missing", c.name, c.labels)
 		}
 	}
-	if after.get("os_fd_used") <= 0 || after.get("os_fd_limit") <= 0 {
-		t.Errorf("os_fd_used %v, os_fd_limit %v", after.get("os_fd_used"), after.get("os_fd_limit"))
+	if after.Total("os_fd_used") <= 0 || after.Total("os_fd_limit") <= 0 {
+		t.Errorf("os_fd_used %v, os_fd_limit %v", after.Total("os_fd_used"), after.Total("os_fd_limit"))
 	}
 
 	_, basic := metricsGateway(t, false)

@@ -7,7 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/testkit"
 )
 
@@ -23,10 +22,7 @@ func count(s testkit.Scrape, name string) float64 {
 // Grants (with their TTLs), renewals, revokes and the revokes of expired
 // leases are counted as etcd counts them.
 func TestMetricsCountLeases(t *testing.T) {
-	reg, err := metrics.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.Registry(t)
 	h := newHarness(t, nil)
 	before := testkit.Gather(t, reg)
 	h.grant(1, 10)

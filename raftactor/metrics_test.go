@@ -13,22 +13,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/testkit"
 )
 
 func scrape(t *testing.T, reg prometheus.Gatherer) testkit.Scrape { return testkit.Gather(t, reg) }
-
-func mustValue(t *testing.T, fams testkit.Scrape, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := fams.Value(name, labels...)
-	if !ok {
-		t.Fatalf("no %s%v in the scrape", name, labels)
-	}
-	return v
-}
 
 func eventuallyValue(t *testing.T, reg prometheus.Gatherer, name string, cond func(float64) bool, what string) {
 	t.Helper()
@@ -50,47 +40,47 @@ func eventuallyValue(t *testing.T, reg prometheus.Gatherer, name string, cond fu
 // the leader change of its election, the synced log writes and their
 // bytes, and the proposals it holds while the store is busy.
 func TestMetricsSingleMember(t *testing.T) {
-	before := scrape(t, mustRegistry(t))
+	before := scrape(t, testkit.Registry(t))
 	wrap, reached, release := gate("slow")
 	n := startNode(t, nodeOpts{storeWrap: wrap})
 	t.Cleanup(release)
-	reg := mustRegistry(t, raftactor.NewCollector(n.raftView))
+	reg := testkit.Registry(t, raftactor.NewCollector(n.raftView))
 
 	s := scrape(t, reg)
 	for name, want := range map[string]float64{
 		"etcd_server_has_leader": 1, "etcd_server_is_leader": 1, "etcd_server_is_learner": 0,
 	} {
-		if got := mustValue(t, s, name); got != want {
+		if got := s.Must(t, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if v := mustValue(t, s, "etcd_server_id", "server_id", fmt.Sprintf("%x", uint64(memberID))); v != 1 {
+	if v := s.Must(t, "etcd_server_id", "server_id", fmt.Sprintf("%x", uint64(memberID))); v != 1 {
 		t.Errorf("etcd_server_id{server_id=%x} = %v", uint64(memberID), v)
 	}
-	if d := mustValue(t, s, "etcd_server_leader_changes_seen_total") - mustValue(t, before, "etcd_server_leader_changes_seen_total"); d < 1 {
+	if d := s.Must(t, "etcd_server_leader_changes_seen_total") - before.Must(t, "etcd_server_leader_changes_seen_total"); d < 1 {
 		t.Errorf("leader_changes_seen_total grew by %v after an election", d)
 	}
 
-	committed := mustValue(t, s, "etcd_server_proposals_committed_total")
+	committed := s.Must(t, "etcd_server_proposals_committed_total")
 	groupEntries := s.Sum("metastore_raft_synced_write_entries")
-	fsyncs := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds")
-	walBytes := mustValue(t, s, "etcd_disk_wal_write_bytes_total")
-	pending := mustValue(t, s, "etcd_server_proposals_pending")
+	fsyncs := s.Must(t, "etcd_disk_wal_fsync_duration_seconds")
+	walBytes := s.Must(t, "etcd_disk_wal_write_bytes_total")
+	pending := s.Must(t, "etcd_server_proposals_pending")
 	const puts = 5
 	for i := range puts {
 		n.put(fmt.Sprintf("k%d", i), "v")
 	}
 	s = scrape(t, reg)
-	if got := mustValue(t, s, "etcd_server_proposals_committed_total") - committed; got != puts {
+	if got := s.Must(t, "etcd_server_proposals_committed_total") - committed; got != puts {
 		t.Errorf("proposals_committed_total grew by %v over %d puts, want %d", got, puts, puts)
 	}
-	if got := mustValue(t, s, "etcd_disk_wal_fsync_duration_seconds") - fsyncs; got < 1 {
+	if got := s.Must(t, "etcd_disk_wal_fsync_duration_seconds") - fsyncs; got < 1 {
 		t.Errorf("wal_fsync_duration_seconds observed %v synced writes over %d puts", got, puts)
 	}
 	if got := s.Sum("metastore_raft_synced_write_entries") - groupEntries; got < puts {
 		t.Errorf("synced writes made %v entries durable over %d puts, want at least %d", got, puts, puts)
 	}
-	if got := mustValue(t, s, "etcd_disk_wal_write_bytes_total") - walBytes; got < puts*10 {
+	if got := s.Must(t, "etcd_disk_wal_write_bytes_total") - walBytes; got < puts*10 {
 		t.Errorf("wal_write_bytes_total grew by %v bytes over %d puts", got, puts)
 	}
 
@@ -103,15 +93,6 @@ func TestMetricsSingleMember(t *testing.T) {
 		t.Fatalf("slow: %v %v", err, res.Err)
 	}
 	eventuallyValue(t, reg, "etcd_server_proposals_pending", func(v float64) bool { return v == pending }, "once applied")
-}
-
-func mustRegistry(t *testing.T, own ...prometheus.Collector) *prometheus.Registry {
-	t.Helper()
-	reg, err := metrics.NewRegistry(own...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg
 }
 
 // Three members: has_leader follows each View; an isolated follower loses
@@ -127,20 +108,20 @@ func TestMetricsCluster(t *testing.T) {
 	lead := c.waitLeader(c.nodes)
 	regs := map[uint64]*prometheus.Registry{}
 	for _, n := range c.nodes {
-		regs[n.id] = mustRegistry(t, raftactor.NewCollector(n.view))
+		regs[n.id] = testkit.Registry(t, raftactor.NewCollector(n.view))
 		s := scrape(t, regs[n.id])
-		if v := mustValue(t, s, "etcd_server_has_leader"); v != 1 {
+		if v := s.Must(t, "etcd_server_has_leader"); v != 1 {
 			t.Errorf("%x: has_leader %v", n.id, v)
 		}
-		if v, want := mustValue(t, s, "etcd_server_is_leader"), b2f(n == lead); v != want {
+		if v, want := s.Must(t, "etcd_server_is_leader"), b2f(n == lead); v != want {
 			t.Errorf("%x: is_leader %v, want %v", n.id, v, want)
 		}
 	}
 	c.put(lead, "a", "1")
 
 	// The leader late: held in a Send while three more ticks come due.
-	global := mustRegistry(t)
-	hb := mustValue(t, scrape(t, global), "etcd_server_heartbeat_send_failures_total")
+	global := testkit.Registry(t)
+	hb := scrape(t, global).Must(t, "etcd_server_heartbeat_send_failures_total")
 	held := make(chan struct{})
 	gate.Store(&held)
 	c.clock.Advance(tickEvery)
@@ -151,12 +132,12 @@ func TestMetricsCluster(t *testing.T) {
 	eventuallyValue(t, global, "etcd_server_heartbeat_send_failures_total", func(v float64) bool { return v > hb }, "late heartbeats")
 
 	// A learner added and promoted through the leader.
-	promotions := mustValue(t, scrape(t, global), "etcd_server_learner_promote_successes")
+	promotions := scrape(t, global).Must(t, "etcd_server_learner_promote_successes")
 	const learner = 0x4444
 	member := storeactor.EncodeMemberContext(&pb.Member{ID: learner, Name: "n4", PeerURLs: []string{"http://n4"}, IsLearner: true})
 	c.confChange(lead, raftpb.ConfChangeAddLearnerNode, learner, member)
 	c.confChange(lead, raftpb.ConfChangeAddNode, learner, storeactor.PromoteContext)
-	if v := mustValue(t, scrape(t, global), "etcd_server_learner_promote_successes"); v != promotions+1 {
+	if v := scrape(t, global).Must(t, "etcd_server_learner_promote_successes"); v != promotions+1 {
 		t.Errorf("learner_promote_successes %v -> %v after a promotion", promotions, v)
 	}
 
@@ -164,16 +145,16 @@ func TestMetricsCluster(t *testing.T) {
 	f := c.followers(lead)[0]
 	c.net.isolate(f.id, clusterIDs...)
 	c.tickUntil("the isolated follower has no leader", 10*elecTicks, func() bool { return f.view.Load().Lead == 0 })
-	if v := mustValue(t, scrape(t, regs[f.id]), "etcd_server_has_leader"); v != 0 {
+	if v := scrape(t, regs[f.id]).Must(t, "etcd_server_has_leader"); v != 0 {
 		t.Errorf("isolated follower: has_leader %v", v)
 	}
-	failed := mustValue(t, scrape(t, global), "etcd_server_read_indexes_failed_total")
+	failed := scrape(t, global).Must(t, "etcd_server_read_indexes_failed_total")
 	ch := make(chan error, 1)
 	c.kit.Root().Send(f.raftPID, &raftactor.ReadIndex{Reply: ch})
 	if err := <-ch; err != rpctypes.ErrGRPCNoLeader {
 		t.Fatalf("read without a leader: %v", err)
 	}
-	if v := mustValue(t, scrape(t, global), "etcd_server_read_indexes_failed_total"); v != failed+1 {
+	if v := scrape(t, global).Must(t, "etcd_server_read_indexes_failed_total"); v != failed+1 {
 		t.Errorf("read_indexes_failed_total %v -> %v", failed, v)
 	}
 }

@@ -9,38 +9,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/testkit"
 )
 
 func scrape(t *testing.T, reg prometheus.Gatherer) testkit.Scrape { return testkit.Gather(t, reg) }
 
-// value is family name's sample with the given label pairs (see
-// testkit.Scrape.Value); the test fails when there is none.
-func value(t *testing.T, s testkit.Scrape, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := s.Value(name, labels...)
-	if !ok {
-		t.Fatalf("no %s%v", name, labels)
-	}
-	return v
-}
-
-func registry(t *testing.T, own ...prometheus.Collector) *prometheus.Registry {
-	t.Helper()
-	reg, err := metrics.NewRegistry(own...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg
-}
-
 func deltas(t *testing.T, before, after testkit.Scrape, names ...string) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
 	for _, n := range names {
-		out[n] = value(t, after, n) - value(t, before, n)
+		out[n] = after.Must(t, n) - before.Must(t, n)
 	}
 	return out
 }
@@ -64,7 +43,7 @@ func wantDeltas(t *testing.T, what string, got map[string]float64, put, rng, del
 // operation.
 func TestMetricsMVCCCountsAsEtcd(t *testing.T) {
 	h := newHarness(t)
-	reg := registry(t)
+	reg := testkit.Registry(t)
 	step := func(what string, put, rng, del, txn float64, do func()) {
 		t.Helper()
 		before := scrape(t, reg)
@@ -77,7 +56,7 @@ func TestMetricsMVCCCountsAsEtcd(t *testing.T) {
 			h.put(fmt.Sprintf("k%02d", i), "v")
 		}
 	})
-	if d := value(t, scrape(t, reg), "etcd_debugging_mvcc_total_put_size_in_bytes") - value(t, before, "etcd_debugging_mvcc_total_put_size_in_bytes"); d != 20*4 {
+	if d := scrape(t, reg).Must(t, "etcd_debugging_mvcc_total_put_size_in_bytes") - before.Must(t, "etcd_debugging_mvcc_total_put_size_in_bytes"); d != 20*4 {
 		t.Errorf("total_put_size_in_bytes grew by %v, want %d (key and value of each put)", d, 20*4)
 	}
 	step("a range", 0, 1, 0, 0, func() {
@@ -112,8 +91,8 @@ func TestMetricsMVCCCountsAsEtcd(t *testing.T) {
 // applied index, the quota, active alarms, pebble's disk usage and health.
 func TestMetricsCollectorFollowsTheStore(t *testing.T) {
 	h := newHarness(t)
-	reg := registry(t, storeactor.NewCollector(h.db, h.reader, 0))
-	gauge := func(name string, labels ...string) float64 { return value(t, scrape(t, reg), name, labels...) }
+	reg := testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 0))
+	gauge := func(name string, labels ...string) float64 { return scrape(t, reg).Must(t, name, labels...) }
 
 	for i := range 10 {
 		h.put(fmt.Sprintf("k%d", i), "v")
@@ -146,18 +125,18 @@ func TestMetricsCollectorFollowsTheStore(t *testing.T) {
 			t.Errorf("no %s", name)
 		}
 	}
-	if got := value(t, s, "metastore_pebble_memtable_size_bytes"); got <= 0 {
+	if got := s.Must(t, "metastore_pebble_memtable_size_bytes"); got <= 0 {
 		t.Errorf("metastore_pebble_memtable_size_bytes = %v", got)
 	}
 
 	h.restart() // a new Reader: the collector must read the new one
-	reg = registry(t, storeactor.NewCollector(h.db, h.reader, 0))
+	reg = testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 0))
 	eventually(t, "keys_total counted again after a restart", func() bool { return gauge("etcd_debugging_mvcc_keys_total") == 9 })
 	h.must(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 0xabc, Alarm: pb.AlarmType_NOSPACE}})
 	if got := gauge("etcd_debugging_server_alarms", "server_id", "abc", "alarm_type", "NOSPACE"); got != 1 {
 		t.Errorf("alarms{abc,NOSPACE} = %v", got)
 	}
-	if q := value(t, scrape(t, registry(t, storeactor.NewCollector(h.db, h.reader, 1<<20))), "etcd_server_quota_backend_bytes"); q != 1<<20 {
+	if q := scrape(t, testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 1<<20))).Must(t, "etcd_server_quota_backend_bytes"); q != 1<<20 {
 		t.Errorf("quota_backend_bytes with --quota-backend-bytes=1MiB: %v", q)
 	}
 }
@@ -166,7 +145,7 @@ func TestMetricsCollectorFollowsTheStore(t *testing.T) {
 // a physical compaction's steps, total, versions and time.
 func TestMetricsApplyAndCompaction(t *testing.T) {
 	h := newHarness(t)
-	reg := registry(t)
+	reg := testkit.Registry(t)
 	before := scrape(t, reg)
 	compactFixture(h) // 7 puts and a delete
 	h.must(compactReq(8, true))
@@ -175,9 +154,9 @@ func TestMetricsApplyAndCompaction(t *testing.T) {
 	d := func(name string, labels ...string) float64 {
 		var b float64
 		if before[name] != nil {
-			b = value(t, before, name, labels...)
+			b = before.Must(t, name, labels...)
 		}
-		return value(t, after, name, labels...) - b
+		return after.Must(t, name, labels...) - b
 	}
 	if got := d("etcd_server_apply_duration_seconds", "version", "v3", "op", "Put", "success", "true"); got != 7 {
 		t.Errorf("apply_duration_seconds{Put} observed %v applies, want 7", got)
@@ -202,7 +181,7 @@ func TestMetricsApplyAndCompaction(t *testing.T) {
 	if got := d("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds"); got != 1 {
 		t.Errorf("db_compaction_total_duration_milliseconds observed %v compactions, want 1", got)
 	}
-	if got := value(t, after, "etcd_debugging_mvcc_db_compaction_last"); got <= 0 {
+	if got := after.Must(t, "etcd_debugging_mvcc_db_compaction_last"); got <= 0 {
 		t.Errorf("db_compaction_last = %v", got)
 	}
 }
@@ -217,7 +196,7 @@ func TestMetricsMaintenance(t *testing.T) {
 	defer db.Close()
 	h := newHarness(t, func(c *storeactor.Config) { c.DB = db })
 	h.put("a", "1")
-	reg := registry(t)
+	reg := testkit.Registry(t)
 	before := scrape(t, reg)
 	if _, err := h.reader.HashKV(0); err != nil {
 		t.Fatal(err)
@@ -240,7 +219,7 @@ func TestMetricsMaintenance(t *testing.T) {
 	after := scrape(t, reg)
 	for _, n := range []string{"etcd_mvcc_hash_rev_duration_seconds", "etcd_mvcc_hash_duration_seconds",
 		"etcd_disk_backend_snapshot_duration_seconds", "etcd_snap_db_save_total_duration_seconds", "etcd_snap_db_fsync_duration_seconds"} {
-		if d := value(t, after, n) - value(t, before, n); d != 1 {
+		if d := after.Must(t, n) - before.Must(t, n); d != 1 {
 			t.Errorf("%s observed %v, want 1", n, d)
 		}
 	}

@@ -5,7 +5,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/metastore/metastore/metrics"
 )
+
+// Registry is a member's metrics registry with own's collectors added
+// (metrics.NewRegistry), failing t if one cannot be registered.
+func Registry(t testing.TB, own ...prometheus.Collector) *prometheus.Registry {
+	t.Helper()
+	reg, err := metrics.NewRegistry(own...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
 
 // Scrape is one gather of a Prometheus registry, by family name: what the
 // metrics tests of each package read counters, gauges and histograms from.
@@ -43,28 +56,60 @@ func (s Scrape) Value(name string, labels ...string) (v float64, ok bool) {
 	return 0, false
 }
 
+// Must is Value, failing t when there is no such sample.
+func (s Scrape) Must(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	v, ok := s.Value(name, labels...)
+	if !ok {
+		t.Fatalf("no %s%v in the scrape", name, labels)
+	}
+	return v
+}
+
 // Sum is a histogram sample's sum (0 when there is none).
 func (s Scrape) Sum(name string, labels ...string) float64 {
 	return s.sample(name, labels).GetHistogram().GetSampleSum()
 }
 
-func (s Scrape) sample(name string, labels []string) *dto.Metric {
-	f := s[name]
-	if f == nil {
-		return nil
-	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.Label {
-				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
+// Total sums family name's samples whose labels include the given pairs
+// (counters' and gauges' values, histograms' counts); 0 when there is none.
+func (s Scrape) Total(name string, labels ...string) float64 {
+	var sum float64
+	for _, m := range s[name].GetMetric() {
+		if !hasLabels(m, labels) {
+			continue
 		}
-		return m
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+func (s Scrape) sample(name string, labels []string) *dto.Metric {
+	for _, m := range s[name].GetMetric() {
+		if hasLabels(m, labels) {
+			return m
+		}
 	}
 	return nil
+}
+
+// hasLabels reports whether m has every name/value pair of labels.
+func hasLabels(m *dto.Metric, labels []string) bool {
+	for i := 0; i+1 < len(labels); i += 2 {
+		found := false
+		for _, lp := range m.Label {
+			found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }

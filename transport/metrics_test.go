@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"github.com/metastore/metastore/metrics"
 	"github.com/metastore/metastore/testkit"
 )
 
@@ -32,10 +31,7 @@ func sample(t *testing.T, reg prometheus.Gatherer, name string, labels map[strin
 // the probe; a stream lost when the peer goes away is a disconnection.
 func TestMetricsPeers(t *testing.T) {
 	a, b := newMember(t, 0xa1, 7), newMember(t, 0xb2, 7)
-	reg, err := metrics.NewRegistry(NewCollector(a.tr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.Registry(t, NewCollector(a.tr))
 	to, from := map[string]string{"To": "b2"}, map[string]string{"From": "a1"}
 	local := func(remote string) map[string]string { return map[string]string{"Local": "a1", "Remote": remote} }
 	if got := sample(t, reg, "etcd_network_known_peers", local("a1")); got != 1 {

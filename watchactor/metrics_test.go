@@ -6,10 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	"github.com/metastore/metastore/metrics"
+	"github.com/metastore/metastore/testkit"
 	"github.com/metastore/metastore/watchactor"
 )
 
@@ -21,24 +20,12 @@ type gauges struct {
 
 func (g gauges) get(name string) float64 {
 	g.t.Helper()
-	n, err := testutil.GatherAndCount(g.reg, name)
-	if err != nil || n != 1 {
-		g.t.Fatalf("%s: %d samples, %v", name, n, err)
+	s := testkit.Gather(g.t, g.reg)
+	if f := s[name]; f == nil || len(f.Metric) != 1 {
+		g.t.Fatalf("%s: not one sample: %v", name, f)
 	}
-	fams, _ := g.reg.Gather()
-	for _, f := range fams {
-		if f.GetName() == name {
-			m := f.Metric[0]
-			if m.Gauge != nil {
-				return m.Gauge.GetValue()
-			}
-			if m.Histogram != nil {
-				return float64(m.Histogram.GetSampleCount())
-			}
-			return m.Counter.GetValue()
-		}
-	}
-	return 0
+	v, _ := s.Value(name)
+	return v
 }
 
 // becomes waits until family name reads want.
@@ -62,16 +49,14 @@ func (g gauges) becomes(name string, want float64) {
 // a stream until sent (then counted as sent); and a stopped Hub takes back
 // everything it reported.
 func TestMetricsFollowTheHub(t *testing.T) {
-	reg, err := metrics.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := gauges{t, reg}
-	h := newHarness(t, watchactor.Config{})
-	h.barrier()
+	g := gauges{t, testkit.Registry(t)}
+	// The baseline before the Hub exists: the barrier's stream is closed
+	// by a message the Hub may not have handled when barrier returns.
 	streams, watchers, slow := g.get("etcd_debugging_mvcc_watch_stream_total"),
 		g.get("etcd_debugging_mvcc_watcher_total"), g.get("etcd_debugging_mvcc_slow_watcher_total")
 	pending, sent := g.get("etcd_debugging_mvcc_pending_events_total"), g.get("etcd_debugging_mvcc_events_total")
+	h := newHarness(t, watchactor.Config{})
+	h.barrier()
 
 	a, b := h.open(1<<20), h.open(1) // b's budget: one response at a time
 	h.create(a, &pb.WatchCreateRequest{Key: key("k"), RangeEnd: key("l")})
