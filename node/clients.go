@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/pkg/v3/debugutil"
+	"go.etcd.io/etcd/pkg/v3/httputil"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -122,12 +123,13 @@ func (n *Node) startGateway() error {
 // metrics listener.
 func (n *Node) serveClients() error {
 	checks := health.New(n.gateway(), n.cfg.RequestTimeout(), n.lg)
-	clientHTTP, err := n.clientHTTPHandler(checks)
+	metricsHandler := metrics.Handler(n.registry)
+	clientHTTP, err := n.clientHTTPHandler(checks, metricsHandler)
 	if err != nil {
 		return err
 	}
 	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", metrics.Handler(n.registry))
+	metricsMux.Handle("/metrics", metricsHandler)
 	checks.Register(metricsMux)
 
 	n.servers = serving.New(n.lg)
@@ -181,7 +183,7 @@ func (n *Node) serveClients() error {
 // (through the member's in-process gRPC connection), /version, /metrics,
 // the health endpoints, /debug/vars, and /debug/pprof/* when enabled —
 // behind etcd's CORS headers.
-func (n *Node) clientHTTPHandler(checks *health.Checker) (http.Handler, error) {
+func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if n.cfg.EnableGRPCGateway {
 		conn, err := grpc.NewClient("passthrough:///metastore", n.dialSelf,
@@ -199,7 +201,7 @@ func (n *Node) clientHTTPHandler(checks *health.Checker) (http.Handler, error) {
 		mux.Handle(gateway.PathJSON, h)
 	}
 	mux.HandleFunc(pathVersion, serveVersion)
-	mux.Handle("/metrics", metrics.Handler(n.registry))
+	mux.Handle("/metrics", metricsHandler)
 	mux.Handle("/debug/vars", expvar.Handler())
 	checks.Register(mux)
 	if n.cfg.EnablePprof {
@@ -239,7 +241,7 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A page on another site can point a browser at this port under a
 		// name of its own (DNS rebinding): plain HTTP answers only the
 		// names the operator allows.
-		if host := hostname(r); !allowed(a.hosts, host) {
+		if host := httputil.GetHostname(r); !allowed(a.hosts, host) {
 			a.lg.Warn("rejecting HTTP request to prevent DNS rebinding attacks", zap.String("host", host))
 			http.Error(w, fmt.Sprintf(rebindingRefusal, host), http.StatusMisdirectedRequest)
 			return
@@ -279,14 +281,6 @@ func allowed(set map[string]struct{}, v string) bool {
 	_, all := set["*"]
 	_, ok := set[v]
 	return all || ok
-}
-
-// hostname is the request's Host without its port.
-func hostname(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
-		return h
-	}
-	return r.Host
 }
 
 // rebindingRefusal is etcd's answer (421) to a plain-HTTP request for a
