@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -23,13 +24,30 @@ const allServices = ""
 // SERVING once and only drops it during a defragmentation behind a
 // feature gate; MetaStore has no stop-the-world defragmentation, so it
 // reports what a client can actually get instead.)
+//
+// It is the grpc.health.v1 service to register: Check and a new Watch
+// first bring the status up to date, so a probe right after a leader is
+// elected (or lost) is not answered from the previous tick; the tick
+// moves the status for Watch streams already open.
 type GRPCStatus struct {
-	Server *health.Server
-	m      Member
-	lg     *zap.Logger
-	mu     sync.Mutex
-	last   healthpb.HealthCheckResponse_ServingStatus
-	stop   func()
+	*health.Server
+	m    Member
+	lg   *zap.Logger
+	mu   sync.Mutex
+	last healthpb.HealthCheckResponse_ServingStatus
+	stop func()
+}
+
+// Check answers from the member's state now.
+func (g *GRPCStatus) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	g.update()
+	return g.Server.Check(ctx, req)
+}
+
+// Watch starts from the member's state now, then follows the ticks.
+func (g *GRPCStatus) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	g.update()
+	return g.Server.Watch(req, stream)
 }
 
 // FollowGRPC starts updating srv from m every interval (the heartbeat

@@ -99,13 +99,37 @@ func TestHealthOnlyGet(t *testing.T) {
 	}
 }
 
+// A Check right after the member gets (or loses) a leader answers from
+// that, not from the last tick.
+func TestGRPCCheckIsCurrent(t *testing.T) {
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
+	m := &fakeMember{}
+	g := FollowGRPC(m, clock, 100*time.Millisecond, nil)
+	defer g.Stop()
+	check := func() healthpb.HealthCheckResponse_ServingStatus {
+		resp, err := g.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	m.leader = true // no tick since
+	if s := check(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check with a leader: %v", s)
+	}
+	m.leader = false
+	if s := check(); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Check without a leader: %v", s)
+	}
+}
+
 func TestGRPCStatusFollowsLeaderAndCorruption(t *testing.T) {
 	clock := testkit.NewFakeClock(time.Unix(0, 0))
 	m := &fakeMember{}
 	g := FollowGRPC(m, clock, 100*time.Millisecond, nil)
 	defer g.Stop()
 	status := func() healthpb.HealthCheckResponse_ServingStatus {
-		resp, err := g.Server.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		resp, err := g.Server.Check(context.Background(), &healthpb.HealthCheckRequest{}) // the last tick's status
 		if err != nil {
 			t.Fatal(err)
 		}

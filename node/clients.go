@@ -90,13 +90,13 @@ func (n *Node) startGateway() error {
 
 	n.grpcHealth = health.FollowGRPC(gw, n.cfg.Clock, n.cfg.HeartbeatInterval, n.lg)
 	n.grpc = gw.NewServer()
-	healthpb.RegisterHealthServer(n.grpc, n.grpcHealth.Server)
+	healthpb.RegisterHealthServer(n.grpc, n.grpcHealth)
 	gw.InitializeMetrics(n.grpc)
 	if n.tls.client != nil {
 		// serving.Servers does the TLS handshakes (it routes each
 		// connection by its ALPN offer); the server only reads their state.
 		n.grpcTLS = gw.NewServer(grpc.Creds(serving.HandshakenTLS()))
-		healthpb.RegisterHealthServer(n.grpcTLS, n.grpcHealth.Server)
+		healthpb.RegisterHealthServer(n.grpcTLS, n.grpcHealth)
 		gw.InitializeMetrics(n.grpcTLS)
 	}
 	n.selfGRPC = gw.NewInProcessServer()
