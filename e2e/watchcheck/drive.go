@@ -90,6 +90,12 @@ type RawStream struct {
 	mu     sync.Mutex
 	recs   map[int64]*Recording
 	nextID int64
+	// created holds the watchers whose created response has arrived: a
+	// stream-wide progress notification covers only those. One that
+	// arrives before a watcher's created response was asked for before
+	// the server had the create (responses come in request order), so it
+	// promises nothing about that watcher.
+	created map[int64]bool
 	// Unrouted holds responses for no known watcher (read it after Recv
 	// has stopped).
 	Unrouted []Response
@@ -102,7 +108,7 @@ func OpenRawStream(ctx context.Context, conn grpc.ClientConnInterface) (*RawStre
 	if err != nil {
 		return nil, err
 	}
-	return &RawStream{stream: st, recs: map[int64]*Recording{}, nextID: 1}, nil
+	return &RawStream{stream: st, recs: map[int64]*Recording{}, created: map[int64]bool{}, nextID: 1}, nil
 }
 
 // Watch creates a watcher for the recording's current incarnation, with a
@@ -158,7 +164,7 @@ func (s *RawStream) send(req *pb.WatchRequest) error {
 
 // Recv reads one response and records it: a response for a watch id goes
 // to that watcher's recording (a canceled one ends it), a stream-wide
-// progress notification (watch id -1) to every current watcher.
+// progress notification (watch id -1) to every watcher already created.
 func (s *RawStream) Recv() (Response, error) {
 	pr, err := s.stream.Recv()
 	if err != nil {
@@ -168,8 +174,10 @@ func (s *RawStream) Recv() (Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r.WatchID == -1 && r.IsProgress() {
-		for _, rec := range s.recs {
-			rec.Add(r)
+		for id, rec := range s.recs {
+			if s.created[id] {
+				rec.Add(r)
+			}
 		}
 		return r, nil
 	}
@@ -179,8 +187,12 @@ func (s *RawStream) Recv() (Response, error) {
 		return r, nil
 	}
 	rec.Add(r)
+	if r.Created {
+		s.created[r.WatchID] = true
+	}
 	if r.Canceled {
 		delete(s.recs, r.WatchID)
+		delete(s.created, r.WatchID)
 	}
 	return r, nil
 }
