@@ -16,10 +16,10 @@ import (
 	"github.com/metastore/metastore/storeactor"
 )
 
-// Config is what a Hub needs.
 // MinProgressInterval is etcd's floor for --watch-progress-notify-interval.
 const MinProgressInterval = 100 * time.Millisecond
 
+// Config is what a Hub needs.
 type Config struct {
 	Store  *storeactor.Reader // history, prev_kv and the compaction point
 	Clock  actors.Clock
