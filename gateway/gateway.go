@@ -259,6 +259,9 @@ func (g *Gateway) propose(ctx context.Context, r *pb.InternalRaftRequest) (actor
 		return &raftactor.Propose{ID: id, Data: data, Req: r, Reply: reply}
 	})
 	if err != nil {
+		// The caller gave up: free its waiter (and request) in the raft
+		// actor, as etcd frees its wait registry entry on a timeout.
+		g.cfg.Root.Send(g.cfg.Raft, &raftactor.CancelProposal{ID: id})
 		proposalsFailed.Inc()
 		return res, g.ctxErr(ctx, err)
 	}

@@ -60,28 +60,38 @@ func (h *Handle) Send(m any) {
 // Propose replicates r under a fresh request id. reply (may be nil) gets
 // the store's answer, or the error that kept r from being proposed.
 func (h *Handle) Propose(r *pb.InternalRaftRequest, reply chan<- actors.Result) {
+	h.propose(r, reply)
+}
+
+// propose is Propose, returning the proposal's id (0 when not proposed).
+func (h *Handle) propose(r *pb.InternalRaftRequest, reply chan<- actors.Result) uint64 {
 	pid := h.pid.Load()
 	if pid == nil {
 		actors.Reply(reply, actors.Result{Err: errNotStarted})
-		return
+		return 0
 	}
 	id := h.ids.Next()
 	data, err := EncodeProposal(id, r)
 	if err != nil {
 		actors.Reply(reply, actors.Result{Err: err})
-		return
+		return 0
 	}
 	h.root.Send(pid, &Propose{ID: id, Data: data, Req: r, Reply: reply})
+	return id
 }
 
-// ProposeWait proposes r and waits for the store's answer or ctx.
+// ProposeWait proposes r and waits for the store's answer or ctx; a
+// caller that gives up frees its waiter in the raft actor.
 func (h *Handle) ProposeWait(ctx context.Context, r *pb.InternalRaftRequest) (actors.Result, error) {
 	reply := make(chan actors.Result, 1)
-	h.Propose(r, reply)
+	id := h.propose(r, reply)
 	select {
 	case res := <-reply:
 		return res, res.Err
 	case <-ctx.Done():
+		if id != 0 {
+			h.Send(&CancelProposal{ID: id})
+		}
 		return actors.Result{}, ctx.Err()
 	}
 }

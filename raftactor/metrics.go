@@ -64,6 +64,15 @@ var (
 		Help: "The total number of failed read indexes seen.",
 	})
 
+	// proposalsLost counts proposals whose client was told the outcome is
+	// unknown (etcd's "request timed out, possibly due to previous leader
+	// failure") before its timeout: the entry left this member's log, or
+	// was not in it when the leader changed (MetaStore's own family).
+	proposalsLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_raft_proposals_lost_total",
+		Help: "Proposals answered as of unknown outcome because they left this member's raft log or were not in it at a leader change.",
+	})
+
 	// walFsyncSec times each synced commit of a Ready's raft log batch:
 	// MetaStore's WAL is pebble's, which writes and fsyncs a batch in one
 	// call, so this is write plus fsync (etcd: the fdatasync alone).
@@ -112,7 +121,7 @@ func init() {
 	metrics.MustRegister(leaderChanges, heartbeatSendFailures, proposalsPending, learnerPromoteSucceed,
 		applySnapshotInProgress, slowReadIndexes, readIndexesFailed,
 		walFsyncSec, walWriteSec, walWriteBytes, snapSaveSec, snapMarshallingSec, snapFsyncSec,
-		groupCommitEntries)
+		groupCommitEntries, proposalsLost)
 }
 
 // NewCollector reads one member's raft state from the View its raft actor

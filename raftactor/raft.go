@@ -42,6 +42,11 @@ type ProposeConfChange struct {
 	Reply chan<- actors.Result
 }
 
+// CancelProposal tells the raft actor that the client of proposal ID gave
+// up waiting (its deadline passed): its waiter is freed. The proposal may
+// still commit.
+type CancelProposal struct{ ID uint64 }
+
 // ReadIndex asks for a linearizable read point: Reply gets nil once the
 // local store has applied everything committed when the request was
 // confirmed by a quorum, or an error.

@@ -51,9 +51,15 @@ type Apply struct{ Entries []Entry }
 // Conf are the verdicts on the conf change entries of the batch, in index
 // order, including those the store had applied before a restart and
 // skipped: the raft actor applies them to raft.
+//
+// Restarted marks the report a restarted store sends first (Index is what
+// it has applied): batches handed to the previous instance may have been
+// lost, or applied without a report, so the raft actor sends again
+// everything after the last report it had.
 type Applied struct {
-	Index uint64
-	Conf  []ConfApplied
+	Index     uint64
+	Conf      []ConfApplied
+	Restarted bool
 }
 
 // Replay asks the raft actor to send committed entries again from From on.
@@ -101,6 +107,10 @@ type Config struct {
 	// MaxLearners is --max-learners: learners the membership may hold
 	// (etcd's default 1).
 	MaxLearners int
+	// Raft, when set, is sent an Applied{Restarted: true} each time the
+	// store starts: the raft actor then hands again what a previous
+	// instance may have lost or applied without reporting.
+	Raft interface{ Send(m any) }
 }
 
 // Store is the single writer of the MVCC key space.
@@ -198,6 +208,9 @@ func (s *Store) start(ctx actor.Context) {
 	if s.view.installing() {
 		s.view.installEnd() // the installed snapshot's View is out
 	}
+	if s.cfg.Raft != nil {
+		s.cfg.Raft.Send(&Applied{Index: s.cur.Applied, Restarted: true})
+	}
 	if s.cur.CompactDone < s.cur.CompactRev {
 		// A compaction was scheduled but not finished before a crash or restart.
 		s.compacting = true
@@ -246,7 +259,13 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		e := &m.Entries[i]
 		if e.Index <= next.Applied {
 			// Applied before a restart or replay; raft still needs the
-			// verdict on a conf change.
+			// verdict on a conf change. A client still waiting was not
+			// answered by the instance that applied it (it stopped in
+			// between) and its response is gone: the outcome, applied,
+			// can only be reported as unknown.
+			if e.Reply != nil {
+				actors.Reply(e.Reply, actors.Result{Err: rpctypes.ErrGRPCTimeout})
+			}
 			if e.ConfChange != nil {
 				cc := recordedVerdict(b, e.Index)
 				if cc == nil {
@@ -287,8 +306,10 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		next.Applied, next.AppliedTerm = e.Index, e.Term
 	}
 	if next.Applied == s.cur.Applied {
+		// Everything was applied before (a replay): the raft actor still
+		// needs to hear so, or it replays again and again.
 		b.Close()
-		if len(out.conf) > 0 && ctx.Sender() != nil {
+		if ctx.Sender() != nil {
 			ctx.Respond(&Applied{Index: s.cur.Applied, Conf: out.conf})
 		}
 		return

@@ -1,0 +1,840 @@
+package raftactor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// core is the raft actor's decision-making, without I/O: a RawNode over
+// an in-memory raft.MemoryStorage, the clients waiting on it, and the
+// bookkeeping between raft and the store. Inputs are method calls; what
+// must happen outside (answer a client, hand entries to the store, write
+// a log truncation, stop the member) accumulates in fx for the driver
+// (Node) to carry out. Raft's Ready is the exception: the driver takes it
+// with ready, persists it and sends its messages, then calls advance.
+// Time comes in as ticks. The scenario tests (testdata/*.txt) drive a core
+// directly.
+//
+// Invariants:
+//   - the driver has persisted a Ready (and installed its snapshot) before
+//     advance puts its entries in ms and hands its committed entries on;
+//   - raft is advanced past a committed conf change only once the store's
+//     verdict on it is applied to raft (ApplyConfChange): until then the
+//     Ready that carried it is held, so raft's one-change-at-a-time guard
+//     sees it pending, as etcd holds its Ready loop;
+//   - a waiter stays until the store reports its entry applied (a replay
+//     after a store restart still answers the client), the caller gives up
+//     (cancel), or its proposal can no longer be known to commit (it left
+//     the log, or was not in it when the leader changed): the client is
+//     then told the outcome is unknown;
+//   - the log is truncated only up to what the store has applied, and
+//     never while a conf change is held (the truncation records the
+//     ConfState, which must include it).
+type core struct {
+	id            uint64
+	electionTicks int
+	tickInterval  time.Duration // for log lines only
+	snapshotCount uint64
+	catchUp       uint64
+	logger        *zap.Logger
+
+	rn   *raft.RawNode
+	ms   *raft.MemoryStorage
+	lead uint64
+
+	*clients
+	pending       []pendingEntry // entries handed to the store with a waiter, in index order
+	readBatch     uint64
+	readWaitTicks int // ticks the read index in flight has been waited for
+
+	handedOff    uint64 // last index handed to the store
+	stalledTicks int    // ticks since the store last made progress while behind
+	replayFrom   uint64 // index the last replay started at
+	replays      int    // replays in a row from replayFrom
+
+	storeApplied uint64 // last Applied the store reported
+	snapIndex    uint64 // last truncation point
+	confState    *raftpb.ConfState
+	confApplied  uint64 // index of the last conf change applied to raft
+
+	held     *raft.Ready // a Ready with a conf change, not advanced until its verdict
+	heldFrom uint64      // index of the first conf change in held
+	heldConf uint64      // index of the last conf change in held
+
+	fx effects
+}
+
+// effects is what the driver must do after a core call, in this order:
+// hand Applies to the store, report conf changes, write the truncation,
+// answer clients, stop the member on fatal; again asks for one more Ready
+// pass.
+type effects struct {
+	applies     []*storeactor.Apply
+	confChanges []*raftpb.ConfChange // applied to raft, for the transport to follow
+	truncate    *truncation
+	replies  []reply
+	fatal    error
+	again    bool
+}
+
+// reply is one client answer: exactly one of the channels is set.
+type reply struct {
+	result chan<- actors.Result
+	read   chan<- error
+	res    actors.Result
+	err    error
+}
+
+// truncation is a log truncation for the driver to make durable: the new
+// raft snapshot point, and the entries up to compactTo to delete.
+type truncation struct {
+	meta      *raftpb.SnapshotMetadata
+	compactTo uint64
+}
+
+// clients are the requests waiting on this node. They outlive restarts of
+// the actor (created once, with the props): after a panic the new instance
+// answers them instead of leaving them to time out. Proposals still in the
+// log are answered when the store applies them; proposals the old instance
+// had not saved are gone, and get "leader changed" (retryable); waiting
+// reads are asked again of the new raft node.
+type clients struct {
+	proposals  []*Propose        // received, not yet stepped into raft (see propose)
+	waiters    map[uint64]waiter // proposal id -> client
+	reads      []chan<- error
+	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
+	readWaits  []readWait                // confirmed, waiting for the store to apply
+
+	pendingReported int // this node's share of the proposals_pending gauge
+}
+
+func newClients() *clients {
+	return &clients{waiters: map[uint64]waiter{}, readsByCtx: map[uint64][]chan<- error{}}
+}
+
+type waiter struct {
+	req   *Propose
+	index uint64 // 0 until committed
+}
+
+type pendingEntry struct{ index, id uint64 }
+
+type readWait struct {
+	index   uint64
+	waiters []chan<- error
+}
+
+// coreConfig is what a core needs besides its storage.
+type coreConfig struct {
+	ID            uint64
+	ElectionTicks int
+	TickInterval  time.Duration
+	SnapshotCount uint64
+	CatchUp       uint64
+	Logger        *zap.Logger
+	Peers         []raft.Peer // bootstrap a new cluster with these voters (when the log is empty)
+}
+
+// newCore starts raft on ms (loaded from the durable log: exists says
+// whether there was any raft state), taking over cl, and storeApplied,
+// the store's applied index.
+func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, storeApplied uint64) (*core, error) {
+	c := &core{
+		id: cfg.ID, electionTicks: cfg.ElectionTicks, tickInterval: cfg.TickInterval,
+		snapshotCount: cfg.SnapshotCount, catchUp: cfg.CatchUp, logger: cfg.Logger,
+		ms: ms, clients: cl, storeApplied: storeApplied,
+	}
+	if err := c.recoverClients(); err != nil {
+		return nil, err
+	}
+	snap, _ := ms.Snapshot()
+	c.snapIndex = snap.GetMetadata().GetIndex()
+	c.confState = snap.GetMetadata().GetConfState()
+	if c.confState == nil {
+		c.confState = &raftpb.ConfState{}
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:            cfg.ID,
+		ElectionTick:  cfg.ElectionTicks,
+		HeartbeatTick: 1,
+		Storage:       ms,
+		// Raft hands back every committed entry after the last truncation:
+		// conf changes among them rebuild the membership, and the store
+		// skips what it has already applied.
+		Applied:                   c.snapIndex,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{cfg.Logger.Sugar()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftactor: %w", err)
+	}
+	c.rn = rn
+	if !exists && len(cfg.Peers) > 0 {
+		// A member joining an existing cluster (no Peers) starts empty:
+		// the leader sends it the log, or a snapshot, from the start.
+		if err := rn.Bootstrap(cfg.Peers); err != nil {
+			return nil, fmt.Errorf("raftactor: bootstrap: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// take returns the effects accumulated so far and clears them.
+func (c *core) take() effects {
+	fx := c.fx
+	c.fx = effects{}
+	return fx
+}
+
+func (c *core) answer(ch chan<- actors.Result, res actors.Result) {
+	if ch != nil {
+		c.fx.replies = append(c.fx.replies, reply{result: ch, res: res})
+	}
+}
+
+func (c *core) answerRead(ch chan<- error, err error) {
+	c.fx.replies = append(c.fx.replies, reply{read: ch, err: err})
+}
+
+// recoverClients takes over the clients of a previous instance (none on the
+// first start); see clients.
+func (c *core) recoverClients() error {
+	for _, ws := range c.readsByCtx {
+		c.reads = append(c.reads, ws...)
+	}
+	for _, rw := range c.readWaits {
+		c.reads = append(c.reads, rw.waiters...)
+	}
+	c.readsByCtx, c.readWaits = map[uint64][]chan<- error{}, nil
+	for _, m := range c.proposals {
+		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCLeaderChanged})
+	}
+	c.proposals = nil
+	if len(c.waiters) == 0 {
+		return nil
+	}
+	first, _ := c.ms.FirstIndex()
+	inLog, err := c.idsInLog(first)
+	if err != nil {
+		return err
+	}
+	for id, w := range c.waiters {
+		if !inLog[id] {
+			c.answer(w.req.Reply, actors.Result{Err: rpctypes.ErrGRPCLeaderChanged})
+			delete(c.waiters, id)
+			continue
+		}
+		w.index = 0 // pending again once handed to the store
+		c.waiters[id] = w
+	}
+	return nil
+}
+
+// idsInLog returns the proposal ids of the entries in ms from index from on.
+func (c *core) idsInLog(from uint64) (map[uint64]bool, error) {
+	first, _ := c.ms.FirstIndex()
+	last, _ := c.ms.LastIndex()
+	from = max(from, first)
+	ids := map[uint64]bool{}
+	if from > last {
+		return ids, nil
+	}
+	ents, err := c.ms.Entries(from, last+1, math.MaxUint64)
+	if err != nil {
+		return nil, fmt.Errorf("raftactor: read log: %w", err)
+	}
+	for _, e := range ents {
+		if id, ok := entryID(e); ok {
+			ids[id] = true
+		}
+	}
+	return ids, nil
+}
+
+// entryID is the proposal id of a log entry: the request id of a normal
+// entry, the change id of a conf change.
+func entryID(e *raftpb.Entry) (uint64, bool) {
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+		id, err := proposalID(e.GetData())
+		return id, err == nil
+	case raftpb.EntryConfChange:
+		cc := new(raftpb.ConfChange)
+		if proto.Unmarshal(e.GetData(), cc) != nil || cc.GetId() == 0 {
+			return 0, false
+		}
+		return cc.GetId(), true
+	}
+	return 0, false
+}
+
+func (c *core) isLearner() bool {
+	for _, id := range c.confState.Learners {
+		if id == c.id {
+			return true
+		}
+	}
+	return false
+}
+
+// propose queues a proposal for the next Ready pass: stepProposals hands
+// everything that arrived meanwhile to raft as one MsgProp. One step per
+// batch instead of one per request saves raft's per-message work (a
+// message, a self-acknowledgement, its bookkeeping) on the put path.
+func (c *core) propose(m *Propose) {
+	if c.lead == 0 {
+		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
+		return
+	}
+	c.proposals = append(c.proposals, m)
+}
+
+// stepProposals steps the queued proposals into raft, in arrival order.
+func (c *core) stepProposals() {
+	if len(c.proposals) == 0 {
+		return
+	}
+	ents := make([]raftpb.Entry, len(c.proposals))
+	refs := make([]*raftpb.Entry, len(c.proposals))
+	for i, m := range c.proposals {
+		ents[i].Data = m.Data
+		refs[i] = &ents[i]
+	}
+	err := c.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(c.id), Entries: refs})
+	if errors.Is(err, raft.ErrProposalDropped) {
+		err = rpctypes.ErrGRPCNoLeader
+	}
+	for i, m := range c.proposals {
+		if err != nil {
+			c.answer(m.Reply, actors.Result{Err: err})
+		} else {
+			c.waiters[m.ID] = waiter{req: m}
+		}
+		c.proposals[i] = nil
+	}
+	c.proposals = c.proposals[:0]
+}
+
+// proposeConfChange proposes a membership change; the store answers its
+// client once it is applied. Raft accepts one pending change at a time:
+// a second one is dropped (as etcd, the client's wait then times out).
+func (c *core) proposeConfChange(m *ProposeConfChange) {
+	c.stepProposals()
+	if c.lead == 0 {
+		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
+		return
+	}
+	if err := c.rn.ProposeConfChange(m.CC); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = rpctypes.ErrGRPCNoLeader
+		}
+		c.answer(m.Reply, actors.Result{Err: err})
+		return
+	}
+	c.waiters[m.CC.GetId()] = waiter{req: &Propose{ID: m.CC.GetId(), Reply: m.Reply}}
+}
+
+// cancel forgets the client of proposal id, which gave up waiting (as
+// etcd's wait registry is freed when a request times out): the waiter and
+// its request are freed. The proposal may still commit and be applied.
+func (c *core) cancel(id uint64) {
+	for i, m := range c.proposals {
+		if m.ID == id {
+			c.proposals = append(c.proposals[:i], c.proposals[i+1:]...)
+			return
+		}
+	}
+	delete(c.waiters, id) // a pending entry without a waiter is skipped by applied
+}
+
+// forgetLost answers the waiters whose proposal can no longer be known to
+// commit: not handed to the store (index 0) and not in the log after what
+// was handed off.
+// A dropped forward or an overwritten tail would otherwise hold its
+// waiter, and the request, forever. The outcome is unknown — another
+// member may still hold the entry and commit it — so the client gets
+// etcd's timeout-by-leader-failure error, which says so, not "failed".
+func (c *core) forgetLost() {
+	if len(c.waiters) == 0 {
+		return
+	}
+	inLog, err := c.idsInLog(c.handedOff + 1)
+	if err != nil {
+		c.logger.Warn("cannot check waiting proposals against the log", zap.Error(err))
+		return
+	}
+	for id, w := range c.waiters {
+		if w.index == 0 && !inLog[id] {
+			c.answer(w.req.Reply, actors.Result{Err: rpctypes.ErrGRPCTimeoutDueToLeaderFail})
+			delete(c.waiters, id)
+			proposalsLost.Inc()
+		}
+	}
+}
+
+// issueReadIndex asks raft for one read index for every read waiting. As
+// etcd's read loop, one request is in flight at a time: reads that come
+// meanwhile wait for the next, so a burst costs one quorum round (one
+// heartbeat round, or one forward to the leader and back), not one per
+// Ready. A request unanswered for an election timeout (dropped with a
+// lost message) no longer holds the next one back.
+func (c *core) issueReadIndex() {
+	switch {
+	case len(c.reads) == 0:
+	case c.lead == 0:
+		for _, r := range c.reads {
+			c.answerRead(r, rpctypes.ErrGRPCNoLeader)
+		}
+		c.reads = nil
+		readIndexesFailed.Inc()
+	case len(c.readsByCtx) == 0 || c.readWaitTicks >= c.electionTicks:
+		if len(c.readsByCtx) > 0 {
+			c.logger.Warn("waiting for ReadIndex response took too long, retrying",
+				zap.Uint64("sent-request-id", c.readBatch),
+				zap.Duration("retry-timeout", time.Duration(c.electionTicks)*c.tickInterval))
+			slowReadIndexes.Inc()
+		}
+		c.readBatch++
+		c.readsByCtx[c.readBatch] = c.reads
+		c.reads = nil
+		c.readWaitTicks = 0
+		c.rn.ReadIndex(be64(c.readBatch))
+	}
+}
+
+// tick advances raft's clock by one heartbeat interval.
+func (c *core) tick() {
+	if len(c.readsByCtx) > 0 {
+		c.readWaitTicks++
+	}
+	c.rn.Tick()
+	c.checkStoreProgress()
+}
+
+// ready returns the next Ready to persist, send and then advance; none
+// while a Ready is held for a conf change verdict.
+func (c *core) ready() (raft.Ready, bool) {
+	c.stepProposals()
+	c.issueReadIndex()
+	if c.held != nil || !c.rn.HasReady() {
+		return raft.Ready{}, false
+	}
+	return c.rn.Ready(), true
+}
+
+// leading reports whether rd is to be sent before it is persisted: a
+// leader sends its appends before its own write (raft thesis 10.2.1; etcd
+// does the same), so the followers' fsyncs overlap its own. Its own
+// vote counts only once its write is done (raft's self-acknowledgement
+// comes after Advance). Everyone else sends only after persisting.
+func (c *core) leading(rd raft.Ready) bool {
+	return c.lead == c.id && (rd.SoftState == nil || rd.SoftState.RaftState == raft.StateLeader)
+}
+
+// advance takes in a Ready the driver has persisted (and whose snapshot
+// it installed): its entries join ms, its committed entries go to the
+// store, its read states are matched to reads, and raft moves on — unless
+// it carried a conf change, which holds it until the store's verdict.
+func (c *core) advance(rd raft.Ready) error {
+	overwrote := false
+	if len(rd.Entries) > 0 {
+		last, _ := c.ms.LastIndex()
+		overwrote = rd.Entries[0].GetIndex() <= last
+		if err := c.ms.Append(rd.Entries); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := c.ms.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	if len(rd.CommittedEntries) > 0 {
+		if err := c.handOff(rd.CommittedEntries); err != nil {
+			return err
+		}
+	}
+	if overwrote {
+		// A new leader replaced our uncommitted tail: proposals that
+		// were only there are lost.
+		c.forgetLost()
+	}
+	for _, rs := range rd.ReadStates {
+		id := binary.BigEndian.Uint64(rs.RequestCtx)
+		if w, ok := c.readsByCtx[id]; ok {
+			delete(c.readsByCtx, id)
+			c.readWaits = append(c.readWaits, readWait{index: rs.Index, waiters: w})
+		}
+	}
+	if len(rd.ReadStates) > 0 {
+		c.readWaitTicks = 0
+		c.issueReadIndex() // the reads that queued behind it
+	}
+	if rd.SoftState != nil {
+		c.setLead(rd.SoftState.Lead)
+	}
+	for _, e := range rd.CommittedEntries {
+		if e.GetType() != raftpb.EntryNormal && e.GetIndex() > c.confApplied {
+			if c.heldConf <= c.confApplied {
+				c.heldFrom = e.GetIndex()
+			}
+			c.heldConf = e.GetIndex()
+		}
+	}
+	if c.heldConf > c.confApplied {
+		c.held = &rd
+		return nil
+	}
+	c.rn.Advance(rd)
+	return nil
+}
+
+// afterReady runs once the driver has no Ready left to take: confirmed
+// reads the store has applied are answered, and a lone voter campaigns.
+func (c *core) afterReady(storeApplied uint64) {
+	c.releaseReads(storeApplied)
+	c.campaignIfAlone()
+}
+
+// campaignIfAlone starts an election at once when this member is the only
+// voter: there is nobody to wait for, so a single-member cluster serves
+// right after start instead of after a randomized election timeout.
+func (c *core) campaignIfAlone() {
+	v := c.confState.GetVoters()
+	if c.lead != 0 || len(v) != 1 || v[0] != c.id || c.rn.BasicStatus().RaftState != raft.StateFollower {
+		return
+	}
+	if err := c.rn.Campaign(); err != nil {
+		c.logger.Warn("campaign", zap.Error(err))
+		return
+	}
+	c.fx.again = true
+}
+
+func (c *core) setLead(lead uint64) {
+	if lead == c.lead {
+		return
+	}
+	// raft's own Node logs these lines (operators grep for them); a
+	// RawNode does not, so the actor does, in the same words.
+	switch term := c.rn.BasicStatus().GetTerm(); {
+	case c.lead == 0:
+		c.logger.Info(fmt.Sprintf("raft.node: %x elected leader %x at term %d", c.id, lead, term))
+	case lead == 0:
+		c.logger.Info(fmt.Sprintf("raft.node: %x lost leader %x at term %d", c.id, c.lead, term))
+	default:
+		c.logger.Info(fmt.Sprintf("raft.node: %x changed leader from %x to %x at term %d", c.id, c.lead, lead, term))
+	}
+	if lead != 0 {
+		leaderChanges.Inc()
+	}
+	c.lead = lead
+	// Reads waiting for a read index will not get one from the old
+	// leader's term: with a new leader they are asked again at once (as
+	// one new batch); with none they fail, as etcd's read loop does.
+	if len(c.readsByCtx) > 0 {
+		for id, ws := range c.readsByCtx {
+			c.reads = append(c.reads, ws...)
+			delete(c.readsByCtx, id)
+		}
+		c.readWaitTicks = 0
+		if lead == 0 {
+			readIndexesFailed.Inc()
+			for _, r := range c.reads {
+				c.answerRead(r, rpctypes.ErrGRPCLeaderChanged)
+			}
+			c.reads = nil
+		}
+	}
+	// Proposals that are not in this member's log by now were forwarded
+	// to a leader that is gone: nothing will tell if they commit.
+	c.forgetLost()
+}
+
+// handOff turns committed entries into one Apply for the store. Conf
+// changes go to the store too, which decides them; raft applies them when
+// the store reports its verdict (storeApplied).
+func (c *core) handOff(ents []*raftpb.Entry) error {
+	out := make([]storeactor.Entry, 0, len(ents))
+	for _, e := range ents {
+		se, err := c.storeEntry(e)
+		if err != nil {
+			return err
+		}
+		out = append(out, se)
+	}
+	c.handedOff = max(c.handedOff, out[len(out)-1].Index)
+	c.fx.applies = append(c.fx.applies, &storeactor.Apply{Entries: out})
+	return nil
+}
+
+// storeEntry is the store's view of a committed entry, with the local
+// client's waiter if this node proposed it.
+func (c *core) storeEntry(e *raftpb.Entry) (storeactor.Entry, error) {
+	se := storeactor.Entry{Index: e.GetIndex(), Term: e.GetTerm()}
+	switch e.GetType() {
+	case raftpb.EntryType_EntryNormal:
+		if len(e.Data) == 0 {
+			break
+		}
+		id, err := proposalID(e.Data)
+		if err != nil {
+			return se, fmt.Errorf("raftactor: entry %d: %w", e.GetIndex(), err)
+		}
+		se.Data = e.Data[8:]
+		if w, ok := c.waiting(id, e.GetIndex()); ok {
+			se.Req, se.Reply = w.req.Req, w.req.Reply
+		}
+	case raftpb.EntryType_EntryConfChange:
+		cc := new(raftpb.ConfChange)
+		if err := proto.Unmarshal(e.Data, cc); err != nil {
+			return se, fmt.Errorf("raftactor: entry %d: %w", e.GetIndex(), err)
+		}
+		se.ConfChange = cc
+		if w, ok := c.waiting(cc.GetId(), e.GetIndex()); ok && cc.GetId() != 0 {
+			se.Reply = w.req.Reply
+		}
+	case raftpb.EntryType_EntryConfChangeV2:
+		// MetaStore proposes only single-step changes (ConfChange, as
+		// etcd); a joint change would need the store to decide it.
+		return se, fmt.Errorf("raftactor: entry %d: ConfChangeV2 is not supported", e.GetIndex())
+	}
+	return se, nil
+}
+
+// waiting returns the local client waiting on proposal id, now known to be
+// at index.
+func (c *core) waiting(id, index uint64) (waiter, bool) {
+	w, ok := c.waiters[id]
+	if ok && w.index == 0 {
+		w.index = index
+		c.waiters[id] = w
+		c.pending = append(c.pending, pendingEntry{index: index, id: id})
+	}
+	return w, ok
+}
+
+// releaseReads answers the linearizable reads whose read index the store
+// has applied (it publishes its View before it reports Applied).
+func (c *core) releaseReads(applied uint64) {
+	if len(c.readWaits) == 0 {
+		return
+	}
+	kept := c.readWaits[:0]
+	for _, r := range c.readWaits {
+		if r.index <= applied {
+			for _, w := range r.waiters {
+				c.answerRead(w, nil)
+			}
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	c.readWaits = kept
+}
+
+// checkStoreProgress resends entries the store has not applied for
+// resendTicks ticks.
+func (c *core) checkStoreProgress() {
+	if c.handedOff <= c.storeApplied {
+		c.stalledTicks = 0
+		return
+	}
+	if c.stalledTicks++; c.stalledTicks >= resendTicks {
+		c.stalledTicks = 0
+		c.replay(c.storeApplied + 1)
+	}
+}
+
+// resendTicks is how many ticks the store may go without reporting
+// progress while entries handed to it are unapplied before they are sent
+// again. It covers an Apply lost with a restarting store actor when no
+// later Apply arrives to reveal the gap; the store skips what it already has.
+const resendTicks = 10
+
+// applied takes in the store's report: the verdicts on conf changes are
+// applied to raft (which releases a held Ready), waiters up to the index
+// are done, and the log may be truncated. A store that restarted may have
+// lost batches or applied ones it never reported: everything raft handed
+// off since the store's last report is sent again at once (the store
+// skips what it has, answering those clients and repeating its verdicts).
+func (c *core) applied(m *storeactor.Applied, storeApplied uint64) {
+	for _, v := range m.Conf {
+		c.applyConf(v)
+	}
+	if c.held != nil && c.confApplied >= c.heldConf {
+		c.rn.Advance(*c.held)
+		c.held = nil
+		c.fx.again = true
+	}
+	if m.Restarted {
+		if c.handedOff > c.storeApplied {
+			c.replay(c.storeApplied + 1)
+		}
+		return
+	}
+	index := m.Index
+	if index <= c.storeApplied {
+		return
+	}
+	c.storeApplied = index
+	c.stalledTicks = 0
+	c.releaseReads(storeApplied)
+	k := 0
+	for ; k < len(c.pending) && c.pending[k].index <= index; k++ {
+		delete(c.waiters, c.pending[k].id)
+	}
+	c.pending = c.pending[k:]
+	if c.held != nil && c.heldConf <= index && c.confApplied < c.heldConf {
+		// The store applied the conf change before a restart and reported
+		// no verdict for it: ask for it again.
+		c.replay(max(c.heldFrom, c.confApplied+1))
+	}
+	if c.held == nil && index-c.snapIndex >= c.snapshotCount {
+		c.truncate(index)
+	}
+}
+
+// applyConf applies to raft a conf change the store decided.
+func (c *core) applyConf(v storeactor.ConfApplied) {
+	if v.Index <= c.confApplied {
+		return // reported again after a replay
+	}
+	c.confApplied = v.Index
+	if c.promotes(v.CC) {
+		learnerPromoteSucceed.Inc()
+	}
+	c.confState = c.rn.ApplyConfChange(v.CC)
+	if v.CC.GetNodeId() != 0 {
+		c.fx.confChanges = append(c.fx.confChanges, v.CC)
+	}
+	c.fx.again = true // a lone voter may campaign now
+}
+
+// promotes reports whether cc, applied on this leader, promotes a learner.
+func (c *core) promotes(cc *raftpb.ConfChange) bool {
+	if c.lead != c.id || cc.GetType() != raftpb.ConfChangeAddNode {
+		return false
+	}
+	for _, id := range c.confState.GetLearners() {
+		if id == cc.GetNodeId() {
+			return true
+		}
+	}
+	return false
+}
+
+// truncate drops log entries the store no longer needs, keeping catchUp
+// entries for followers; the driver makes it durable with a synced batch,
+// which also makes every store apply batch before it durable: that is
+// what allows forgetting the log.
+func (c *core) truncate(applied uint64) {
+	snap, err := c.ms.CreateSnapshot(applied, c.confState, nil)
+	if err != nil {
+		if !errors.Is(err, raft.ErrSnapOutOfDate) {
+			c.logger.Warn("raft log truncation", zap.Error(err))
+		}
+		return
+	}
+	compactTo := uint64(0)
+	if applied > c.catchUp {
+		compactTo = applied - c.catchUp
+	}
+	if compactTo > 0 {
+		if err := c.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			c.logger.Warn("raft log truncation", zap.Error(err))
+			return
+		}
+	}
+	c.snapIndex = applied
+	c.fx.truncate = &truncation{meta: snap.GetMetadata(), compactTo: compactTo}
+}
+
+// snapshotInstalled takes in a snapshot from the leader that the driver
+// has made the store's state and the durable log's starting point.
+func (c *core) snapshotInstalled(snap *raftpb.Snapshot, storeApplied uint64) error {
+	if err := c.ms.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	index := snap.GetMetadata().GetIndex()
+	c.snapIndex, c.confApplied = index, index
+	c.confState = snap.GetMetadata().GetConfState()
+	c.handedOff = max(c.handedOff, index)
+	c.storeApplied = max(c.storeApplied, storeApplied)
+	return nil
+}
+
+// replay sends committed entries from `from` again, after the store lost a
+// batch to a restart.
+func (c *core) replay(from uint64) {
+	committed := c.rn.BasicStatus().GetCommit()
+	if from > committed {
+		return
+	}
+	if from == c.replayFrom {
+		c.replays++
+	} else {
+		c.replayFrom, c.replays = from, 1
+	}
+	if c.replays > maxReplays {
+		err := fmt.Errorf("raftactor: the store failed %d times to apply entry %d; stopping", maxReplays, from)
+		c.logger.Error("poison entry", zap.Error(err))
+		c.fx.fatal = err
+		return
+	}
+	ents, err := c.ms.Entries(from, committed+1, 1<<62)
+	if err != nil {
+		c.fx.fatal = fmt.Errorf("raftactor: replay from %d: %w", from, err)
+		return
+	}
+	out := make([]storeactor.Entry, 0, len(ents))
+	for _, e := range ents {
+		se, err := c.storeEntry(e)
+		if err != nil {
+			c.fx.fatal = err
+			return
+		}
+		out = append(out, se)
+	}
+	c.logger.Warn("replaying committed entries to the store", zap.Uint64("from", from), zap.Uint64("to", committed))
+	c.fx.applies = append(c.fx.applies, &storeactor.Apply{Entries: out})
+}
+
+// status is raft's view of this member; applied is the store's.
+func (c *core) status(applied uint64) StatusInfo {
+	st := c.rn.Status()
+	info := StatusInfo{
+		ID: c.id, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit(),
+		Applied: applied, IsLearner: st.RaftState == raft.StateFollower && c.isLearner(),
+	}
+	if len(st.Progress) > 0 {
+		info.Match = make(map[uint64]uint64, len(st.Progress))
+		for id, pr := range st.Progress {
+			info.Match[id] = pr.Match
+		}
+	}
+	return info
+}
+
+// view is what the driver publishes.
+func (c *core) view() (lead, term, committed uint64, learner bool) {
+	st := c.rn.BasicStatus()
+	return st.Lead, st.GetTerm(), st.GetCommit(), c.isLearner()
+}
