@@ -84,9 +84,9 @@ type effects struct {
 	applies     []*storeactor.Apply
 	confChanges []*raftpb.ConfChange // applied to raft, for the transport to follow
 	truncate    *truncation
-	replies  []reply
-	fatal    error
-	again    bool
+	replies     []reply
+	fatal       error
+	again       bool
 }
 
 // reply is one client answer: exactly one of the channels is set.
