@@ -822,7 +822,7 @@ func (c *core) status(applied uint64) StatusInfo {
 	st := c.rn.Status()
 	info := StatusInfo{
 		ID: c.id, Lead: st.Lead, Term: st.GetTerm(), Committed: st.GetCommit(),
-		Applied: applied, IsLearner: st.RaftState == raft.StateFollower && c.isLearner(),
+		Applied: applied, Reported: c.storeApplied, IsLearner: st.RaftState == raft.StateFollower && c.isLearner(),
 	}
 	if len(st.Progress) > 0 {
 		info.Match = make(map[uint64]uint64, len(st.Progress))

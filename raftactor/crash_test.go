@@ -307,3 +307,54 @@ func TestRaftRestartAnswersItsClients(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Issue 19, bug 3: the store's report of a batch is lost (as when the
+// store stops between applying a batch and reporting it). Raft replays the
+// batch; the store, which skips what it has applied, must still say how
+// far it is, or raft replays again and again and finally stops the member
+// as if the entry were poison.
+func TestLostAppliedReportIsNotAPoisonEntry(t *testing.T) {
+	var armed atomic.Bool
+	fatal := make(chan error, 4)
+	n := startNode(t, nodeOpts{
+		raftWrap: func(p *actor.Props) *actor.Props {
+			return p.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+				return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+					if a, ok := env.Message.(*storeactor.Applied); ok && !a.Restarted && armed.CompareAndSwap(true, false) {
+						return // lost on its way
+					}
+					next(c, env)
+				}
+			}))
+		},
+		raftConfig: func(c *raftactor.Config) { c.OnFatal = func(err error) { fatal <- err } },
+	})
+	n.put("a", "1")
+	armed.Store(true)
+	n.put("b", "1") // answered by the store; its report is lost
+	// One replay period: raft sends the batch again; the store must report.
+	for range 10 {
+		n.clock.Advance(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(wait)
+	for n.status().Reported < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the store never reported the replayed batch: %+v", n.status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Nothing is left to replay: time passes without a poison entry.
+	for range 100 {
+		n.clock.Advance(100 * time.Millisecond)
+	}
+	n.status()
+	select {
+	case err := <-fatal:
+		t.Fatalf("the member stopped: %v", err)
+	default:
+	}
+	if v, _, ok := n.get("b"); !ok || v != "1" {
+		t.Fatalf("b = %q %v", v, ok)
+	}
+	n.put("c", "1")
+}

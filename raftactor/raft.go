@@ -62,6 +62,9 @@ type StatusInfo struct {
 	Term      uint64
 	Committed uint64
 	Applied   uint64 // applied by the store
+	// Reported is what the store last reported applied to raft: entries
+	// handed to it beyond are sent again if it stays behind.
+	Reported  uint64
 	IsLearner bool
 	// Match is, on the leader, each member's last log index known to be
 	// replicated to it (raft's progress); nil on followers.

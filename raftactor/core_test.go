@@ -1,0 +1,406 @@
+package raftactor
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/storeactor"
+)
+
+// TestCoreScenarios runs the scripts in testdata/: members made of a core
+// and a scripted store, on a network the script partitions, with time as
+// explicit ticks. Commands:
+//
+//	add-nodes n=3                    bootstrap members 1..n as voters
+//	campaign <id>                    the member starts an election
+//	force-campaign <id>              the member campaigns as a leadership transferee
+//	propose <id> <name>              a client proposes a put on the member
+//	propose-conf <id> <name> add-learner=<n> | remove=<n>
+//	read <id> <name>                 a client asks for a linearizable read
+//	cancel <id> <name>               the client of a proposal gives up
+//	tick <id...> [n=1]               heartbeat intervals pass on the members (their stores run)
+//	stabilize                        deliver messages, run Readies and stores until quiet
+//	isolate <id> / heal              drop every message to and from the member / none
+//	store <id> pause|resume|restart|crash-after-commit|lose-report
+//	status                           each member's raft and waiting state
+//
+// Every command prints what clients were answered and what the members
+// reported (leader changes, conf changes applied, fatal errors).
+func TestCoreScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		if filepath.Ext(path) != ".txt" {
+			return
+		}
+		e := &coreEnv{t: t, nodes: map[uint64]*tnode{}, isolated: map[uint64]bool{}}
+		datadriven.RunTest(t, path, e.handle)
+	})
+}
+
+type coreEnv struct {
+	t        *testing.T
+	nodes    map[uint64]*tnode
+	ids      []uint64
+	isolated map[uint64]bool
+	nextID   uint64
+	out      strings.Builder
+}
+
+// tnode is one member: a core, its store (scripted: it applies every
+// entry, accepts every conf change) and its clients.
+type tnode struct {
+	id   uint64
+	c    *core
+	lead uint64
+
+	store struct {
+		applied  uint64
+		paused   bool
+		queue    []*storeactor.Apply // handed to the store, not yet applied
+		crashNext, loseReport bool
+	}
+	clients map[string]any          // name -> reply channel
+	names   map[uint64]string       // proposal id -> client name
+	inbox   []*raftpb.Message
+}
+
+func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
+	e.out.Reset()
+	switch d.Cmd {
+	case "add-nodes":
+		var n int
+		d.ScanArgs(t, "n", &n)
+		peers := make([]raft.Peer, n)
+		for i := range peers {
+			peers[i] = raft.Peer{ID: uint64(i + 1)}
+		}
+		for i := 1; i <= n; i++ {
+			id := uint64(i)
+			c, err := newCore(coreConfig{
+				ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
+				SnapshotCount: 10000, CatchUp: 5000, Logger: zap.NewNop(), Peers: peers,
+			}, raft.NewMemoryStorage(), false, newClients(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.nodes[id] = &tnode{id: id, c: c, clients: map[string]any{}, names: map[uint64]string{}}
+			e.ids = append(e.ids, id)
+		}
+		e.stabilize()
+	case "campaign":
+		n := e.node(d, 0)
+		if err := n.c.rn.Campaign(); err != nil {
+			t.Fatal(err)
+		}
+		e.collect(n)
+	case "force-campaign":
+		// As if the leader had transferred leadership: the member
+		// campaigns at once and the others vote without waiting out their
+		// leader's lease (deterministic, unlike ticking to a randomized
+		// election timeout).
+		n := e.node(d, 0)
+		st := n.c.rn.BasicStatus()
+		if err := n.c.rn.Step(&raftpb.Message{Type: raftpb.MsgTimeoutNow.Enum(), From: proto.Uint64(st.Lead),
+			To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm())}); err != nil {
+			t.Fatal(err)
+		}
+		e.collect(n)
+	case "propose":
+		n := e.node(d, 0)
+		name := d.CmdArgs[1].Key
+		e.nextID++
+		req := &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(name), Value: []byte("v")}}
+		data, err := EncodeProposal(e.nextID, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan actors.Result, 1)
+		n.clients[name], n.names[e.nextID] = (chan<- actors.Result)(ch), name
+		n.c.propose(&Propose{ID: e.nextID, Data: data, Req: req, Reply: ch})
+		e.collect(n)
+	case "propose-conf":
+		n := e.node(d, 0)
+		name := d.CmdArgs[1].Key
+		e.nextID++
+		cc := &raftpb.ConfChange{Id: proto.Uint64(e.nextID)}
+		var target uint64
+		if d.MaybeScanArgs(t, "add-learner", &target) {
+			cc.Type = raftpb.ConfChangeAddLearnerNode.Enum()
+		} else {
+			d.ScanArgs(t, "remove", &target)
+			cc.Type = raftpb.ConfChangeRemoveNode.Enum()
+		}
+		cc.NodeId = proto.Uint64(target)
+		ch := make(chan actors.Result, 1)
+		n.clients[name], n.names[e.nextID] = (chan<- actors.Result)(ch), name
+		n.c.proposeConfChange(&ProposeConfChange{CC: cc, Reply: ch})
+		e.collect(n)
+	case "read":
+		n := e.node(d, 0)
+		name := d.CmdArgs[1].Key
+		ch := make(chan error, 1)
+		n.clients[name] = (chan<- error)(ch)
+		n.c.reads = append(n.c.reads, ch)
+		e.collect(n)
+	case "cancel":
+		n := e.node(d, 0)
+		name := d.CmdArgs[1].Key
+		for id, nm := range n.names {
+			if nm == name {
+				n.c.cancel(id)
+			}
+		}
+		e.collect(n)
+	case "tick":
+		times := 1
+		d.MaybeScanArgs(t, "n", &times)
+		for _, a := range d.CmdArgs {
+			if a.Key == "n" {
+				continue
+			}
+			n := e.nodeByName(a.Key)
+			for range times {
+				n.c.tick()
+				e.collect(n)
+				e.runStore(n) // the store works on while time passes
+			}
+		}
+	case "stabilize":
+		e.stabilize()
+	case "isolate":
+		e.isolated[e.node(d, 0).id] = true
+	case "heal":
+		clear(e.isolated)
+	case "store":
+		n := e.node(d, 0)
+		switch what := d.CmdArgs[1].Key; what {
+		case "pause":
+			n.store.paused = true
+		case "resume":
+			n.store.paused = false
+		case "crash-after-commit":
+			n.store.crashNext = true
+		case "lose-report":
+			n.store.loseReport = true
+		case "restart":
+			// The queued Applies are lost with the instance; the new one
+			// reports what it has applied.
+			n.store.queue, n.store.paused = nil, false
+			n.c.applied(&storeactor.Applied{Index: n.store.applied, Restarted: true}, n.store.applied)
+			e.collect(n)
+		default:
+			t.Fatalf("store %s?", what)
+		}
+	case "status":
+		for _, id := range e.ids {
+			n := e.nodes[id]
+			st := n.c.rn.BasicStatus()
+			fmt.Fprintf(&e.out, "%d: lead=%d term=%d commit=%d store-applied=%d waiters=%d reads=%d",
+				id, st.Lead, st.GetTerm(), st.GetCommit(), n.store.applied, len(n.c.waiters),
+				len(n.c.reads)+len(n.c.readsByCtx)+len(n.c.readWaits))
+			if n.c.held != nil {
+				fmt.Fprintf(&e.out, " held-for-conf=%d", n.c.heldConf)
+			}
+			fmt.Fprintf(&e.out, " voters=%v learners=%v\n", n.c.confState.GetVoters(), n.c.confState.GetLearners())
+		}
+	default:
+		t.Fatalf("unknown command %s", d.Cmd)
+	}
+	if e.out.Len() == 0 {
+		return "ok\n"
+	}
+	return e.out.String()
+}
+
+func (e *coreEnv) node(d *datadriven.TestData, i int) *tnode {
+	return e.nodeByName(d.CmdArgs[i].Key)
+}
+
+func (e *coreEnv) nodeByName(s string) *tnode {
+	var id uint64
+	if _, err := fmt.Sscan(s, &id); err != nil || e.nodes[id] == nil {
+		e.t.Fatalf("no member %q", s)
+	}
+	return e.nodes[id]
+}
+
+// stabilize runs every member until nothing moves: Readies are taken and
+// advanced (the durable log is the core's own MemoryStorage), messages
+// delivered unless a side is isolated, stores run unless paused.
+func (e *coreEnv) stabilize() {
+	for round := 0; ; round++ {
+		if round > 1000 {
+			e.t.Fatal("no quiescence after 1000 rounds")
+		}
+		moved := false
+		for _, id := range e.ids {
+			n := e.nodes[id]
+			for _, m := range n.inbox {
+				if err := n.c.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+					fmt.Fprintf(&e.out, "%d: step %v: %v\n", id, m.GetType(), err)
+				}
+			}
+			if len(n.inbox) > 0 {
+				moved = true
+			}
+			n.inbox = nil
+			for {
+				rd, ok := n.c.ready()
+				if !ok {
+					break
+				}
+				moved = true
+				if !raft.IsEmptySnap(rd.Snapshot) {
+					e.t.Fatal("snapshots are not scripted yet")
+				}
+				e.send(id, rd.Messages)
+				if err := n.c.advance(rd); err != nil {
+					e.t.Fatal(err)
+				}
+				e.collect(n)
+			}
+			n.c.afterReady(n.store.applied)
+			if e.collect(n) {
+				moved = true
+			}
+			if e.runStore(n) {
+				moved = true
+			}
+		}
+		if !moved {
+			return
+		}
+	}
+}
+
+func (e *coreEnv) send(from uint64, msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		to := m.GetTo()
+		if e.isolated[from] || e.isolated[to] || e.nodes[to] == nil {
+			continue
+		}
+		e.nodes[to].inbox = append(e.nodes[to].inbox, m)
+	}
+}
+
+// collect takes a core's effects: Applies queue for its store, the rest
+// is printed. It reports whether there were any.
+func (e *coreEnv) collect(n *tnode) bool {
+	fx := n.c.take()
+	if lead := n.c.lead; lead != n.lead {
+		fmt.Fprintf(&e.out, "%d: leader %d -> %d\n", n.id, n.lead, lead)
+		n.lead = lead
+	}
+	n.store.queue = append(n.store.queue, fx.applies...)
+	for _, cc := range fx.confChanges {
+		fmt.Fprintf(&e.out, "%d: raft applied conf change %v %d\n", n.id, cc.GetType(), cc.GetNodeId())
+	}
+	if fx.truncate != nil {
+		fmt.Fprintf(&e.out, "%d: truncate at %d\n", n.id, fx.truncate.meta.GetIndex())
+	}
+	var lines []string
+	for _, r := range fx.replies {
+		lines = append(lines, e.describe(n, r))
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintf(&e.out, "%d: %s\n", n.id, l)
+	}
+	if fx.fatal != nil {
+		fmt.Fprintf(&e.out, "%d: FATAL %v\n", n.id, fx.fatal)
+	}
+	return len(fx.applies) > 0 || len(fx.replies) > 0 || fx.again || fx.fatal != nil
+}
+
+func (e *coreEnv) describe(n *tnode, r reply) string {
+	name := "?"
+	for nm, ch := range n.clients {
+		if (r.result != nil && ch == any(r.result)) || (r.read != nil && ch == any(r.read)) {
+			name = nm
+		}
+	}
+	err := r.err
+	if r.result != nil {
+		err = r.res.Err
+	}
+	if err != nil {
+		return fmt.Sprintf("client %s: %v", name, rpctypes.ErrorDesc(err))
+	}
+	if p, ok := r.res.Resp.(*pb.PutResponse); ok {
+		return fmt.Sprintf("client %s: ok, applied at index %d", name, p.GetHeader().GetRevision())
+	}
+	return fmt.Sprintf("client %s: ok", name)
+}
+
+// runStore applies what was handed to n's store, as storeactor does:
+// entries in index order, each once; what was applied before is skipped
+// (its client told the outcome is unknown) but its conf verdict repeated;
+// a gap asks for a replay.
+func (e *coreEnv) runStore(n *tnode) bool {
+	s := &n.store
+	if s.paused || len(s.queue) == 0 {
+		return false
+	}
+	for len(s.queue) > 0 && !s.paused {
+		a := s.queue[0]
+		s.queue = s.queue[1:]
+		if first := a.Entries[0].Index; first > s.applied+1 {
+			fmt.Fprintf(&e.out, "%d: store missed entries; asks replay from %d\n", n.id, s.applied+1)
+			n.c.replay(s.applied + 1)
+			e.collect(n)
+			continue
+		}
+		var conf []storeactor.ConfApplied
+		var replies []reply
+		for _, en := range a.Entries {
+			if en.ConfChange != nil {
+				conf = append(conf, storeactor.ConfApplied{Index: en.Index, CC: en.ConfChange})
+			}
+			if en.Index <= s.applied {
+				if en.Reply != nil {
+					replies = append(replies, reply{result: en.Reply, res: actors.Result{Err: rpctypes.ErrGRPCTimeout}})
+				}
+				continue
+			}
+			s.applied = en.Index
+			if en.Reply != nil {
+				replies = append(replies, reply{result: en.Reply, res: actors.Result{Resp: &pb.PutResponse{Header: &pb.ResponseHeader{Revision: int64(en.Index)}}}})
+			}
+		}
+		if s.crashNext {
+			// Committed, then the store stopped: no answers, no report,
+			// and what was queued behind is lost with it.
+			s.crashNext, s.paused, s.queue = false, true, nil
+			fmt.Fprintf(&e.out, "%d: store applied to %d and stopped before answering\n", n.id, s.applied)
+			return true
+		}
+		var lines []string
+		for _, r := range replies {
+			lines = append(lines, e.describe(n, r))
+		}
+		sort.Strings(lines)
+		for _, l := range lines {
+			fmt.Fprintf(&e.out, "%d: %s\n", n.id, l)
+		}
+		if s.loseReport {
+			s.loseReport = false
+			fmt.Fprintf(&e.out, "%d: store applied to %d; its report is lost\n", n.id, s.applied)
+			continue
+		}
+		n.c.applied(&storeactor.Applied{Index: s.applied, Conf: conf}, s.applied)
+		e.collect(n)
+	}
+	return true
+}
