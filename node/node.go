@@ -327,6 +327,10 @@ func (n *Node) Stop() {
 		if n.servers != nil {
 			n.servers.Wait()
 		}
+		// With clients gone and peers still connected, a leader hands
+		// leadership on (as etcd's graceful stop), so the cluster does not
+		// wait out an election timeout for this member's absence.
+		n.handOffLeadership()
 		for _, srv := range n.peerServers {
 			srv.Close()
 		}
@@ -346,6 +350,37 @@ func (n *Node) Stop() {
 			n.lg.Warn("close db", zap.Error(err))
 		}
 	})
+}
+
+// handOffLeadership transfers leadership away from this member if it
+// leads, logging as etcd does.
+func (n *Node) handOffLeadership() {
+	if n.raft == nil {
+		return
+	}
+	// etcd waits up to its request timeout; raft itself abandons a
+	// transfer not done within an election timeout, so waiting longer
+	// than two only delays the stop (e.g. when the transferee was just
+	// stopped too and its connection not yet seen closed).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.ElectionTimeout)
+	defer cancel()
+	start := time.Now()
+	id := fmt.Sprintf("%x", n.ident.member)
+	var connected func(uint64) bool
+	if n.transport != nil {
+		connected = func(id uint64) bool { return !n.transport.ActiveSince(id).IsZero() }
+	}
+	target, skipped, err := n.raft.HandOffLeadership(ctx, connected)
+	switch {
+	case err != nil:
+		n.lg.Warn("leadership transfer failed", zap.String("local-member-id", id), zap.Error(err))
+	case skipped != "":
+		n.lg.Info(skipped, zap.String("local-member-id", id))
+	default:
+		n.lg.Info("leadership transfer finished", zap.String("local-member-id", id),
+			zap.String("old-leader-member-id", id), zap.String("new-leader-member-id", fmt.Sprintf("%x", target)),
+			zap.Duration("took", time.Since(start)))
+	}
 }
 
 func (n *Node) shutdownActors() {

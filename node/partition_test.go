@@ -631,3 +631,33 @@ func roleOf(m, old *member) string {
 	}
 	return "majority"
 }
+
+// Issue 19, bug 12: a leader that is stopped (SIGTERM: node.Stop) first
+// hands leadership to an up-to-date follower, as etcd does, so a rolling
+// restart does not leave the cluster without a leader for an election
+// timeout. When Stop returns, another member already leads.
+func TestStopLeaderHandsOffLeadership(t *testing.T) {
+	c := startCluster(t)
+	old, _ := c.waitLeader(c.members, 0, 10*time.Second)
+	ctx, cancel := ctx3()
+	if _, err := old.cli.Put(ctx, "before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	old.n.Stop()
+	leads := 0
+	for _, m := range c.others(old) {
+		if c.leaderOf(m) == m.id {
+			leads++
+		}
+	}
+	if leads != 1 {
+		t.Fatalf("%d of the other members lead right after the leader stopped, want 1 (it hands leadership on)", leads)
+	}
+	next, _ := c.waitLeader(c.others(old), old.id, 10*time.Second)
+	ctx, cancel = ctx3()
+	defer cancel()
+	if _, err := next.cli.Put(ctx, "after", "1"); err != nil {
+		t.Fatal(err)
+	}
+}

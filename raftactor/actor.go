@@ -154,6 +154,14 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.cfg.Logger.Info("leadership transfer starting", zap.String("transferee-member-id", fmt.Sprintf("%x", m.Target)))
 		c.rn.TransferLeader(m.Target)
 		n.queueReady(ctx)
+	case *HandOffLeadership:
+		h := c.handOffLeadership(m.Connected)
+		if h.Target != 0 {
+			n.cfg.Logger.Info("leadership transfer starting", zap.String("local-member-id", fmt.Sprintf("%x", n.cfg.ID)),
+				zap.String("current-leader-member-id", fmt.Sprintf("%x", n.cfg.ID)),
+				zap.String("transferee-member-id", fmt.Sprintf("%x", h.Target)))
+		}
+		actors.Reply(m.Reply, h)
 	case *ReportUnreachable:
 		c.rn.ReportUnreachable(m.ID)
 	case *ReportSnapshot:

@@ -817,6 +817,45 @@ func (c *core) replay(from uint64) {
 	c.fx.applies = append(c.fx.applies, &storeactor.Apply{Entries: out})
 }
 
+// handOffLeadership starts a transfer of this leader's leadership to the
+// voter with the longest log among those it has heard from within an
+// election timeout and is connected to (raft catches the transferee up if needed, then tells
+// it to campaign at once).
+func (c *core) handOffLeadership(connected func(uint64) bool) HandOff {
+	c.stepProposals()
+	st := c.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		return HandOff{Skipped: "skipped leadership transfer; local server is not leader"}
+	}
+	var target, match uint64
+	voters := 0
+	for _, id := range c.confState.GetVoters() {
+		if id == c.id {
+			continue
+		}
+		voters++
+		pr, ok := st.Progress[id]
+		if !ok || !pr.RecentActive || (connected != nil && !connected(id)) {
+			continue
+		}
+		if target == 0 || pr.Match > match {
+			target, match = id, pr.Match
+		}
+	}
+	switch {
+	case voters == 0:
+		return HandOff{Skipped: "skipped leadership transfer for single voting member cluster"}
+	case target == 0:
+		return HandOff{Err: errNoTransferee}
+	}
+	c.rn.TransferLeader(target)
+	c.fx.again = true
+	return HandOff{Target: target}
+}
+
+// errNoTransferee is etcd's ErrUnhealthy: no voter to hand leadership to.
+var errNoTransferee = errors.New("etcdserver: unhealthy cluster")
+
 // status is raft's view of this member; applied is the store's.
 func (c *core) status(applied uint64) StatusInfo {
 	st := c.rn.Status()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -111,3 +112,39 @@ func (h *Handle) ReadIndex(ctx context.Context) error {
 	}
 	return rerr
 }
+
+// HandOffLeadership moves leadership away from this member before it
+// stops, as etcd's graceful shutdown does: when it leads a cluster with
+// other voters, it asks the raft actor to transfer leadership to the most
+// up-to-date reachable voter and waits (up to ctx) until that voter leads.
+// It returns the transferee (0: no transfer was needed) and a line for the
+// log when skipped.
+// connected (may be nil) says which members the transport reaches.
+func (h *Handle) HandOffLeadership(ctx context.Context, connected func(id uint64) bool) (target uint64, skipped string, err error) {
+	pid := h.pid.Load()
+	if pid == nil {
+		return 0, "skipped leadership transfer; raft is not started", nil
+	}
+	ho, err := actors.Ask(ctx, h.root, pid, func(reply chan<- HandOff) any {
+		return &HandOffLeadership{Connected: connected, Reply: reply}
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	if ho.Target == 0 {
+		return 0, ho.Skipped, ho.Err
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for h.View().Lead != ho.Target {
+		select {
+		case <-ctx.Done():
+			return ho.Target, "", errTransferTimeout
+		case <-tick.C:
+		}
+	}
+	return ho.Target, "", nil
+}
+
+// errTransferTimeout is etcd's ErrTimeoutLeaderTransfer.
+var errTransferTimeout = errors.New("etcdserver: request timed out, leader transfer took too long")

@@ -79,6 +79,28 @@ type Step struct{ Msg *raftpb.Message }
 // caller watches View.Lead for the outcome.
 type TransferLeader struct{ Target uint64 }
 
+// HandOffLeadership asks a leader that is about to stop to move leadership
+// to the most up-to-date voter it hears from (etcd's transfer on
+// shutdown), so the cluster does not wait out an election timeout. Reply
+// gets the transferee, or why there is none; the caller watches View.Lead.
+//
+// Connected, when set, tells whether the transport has a live connection
+// to a member: raft's own view (a member heard from within an election
+// timeout) still counts a member that has just gone.
+type HandOffLeadership struct {
+	Connected func(id uint64) bool
+	Reply     chan<- HandOff
+}
+
+// HandOff is the answer to HandOffLeadership: Target is the transferee,
+// 0 when Skipped says why no transfer was started (not the leader, the
+// only voter) or Err why none could be (no voter is reachable).
+type HandOff struct {
+	Target  uint64
+	Skipped string
+	Err     error
+}
+
 // ReportUnreachable tells raft a message to peer ID could not be sent, so
 // the leader stops pipelining to it and probes instead.
 type ReportUnreachable struct{ ID uint64 }
