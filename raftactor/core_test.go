@@ -66,13 +66,13 @@ type tnode struct {
 	lead uint64
 
 	store struct {
-		applied  uint64
-		paused   bool
-		queue    []*storeactor.Apply // handed to the store, not yet applied
+		applied               uint64
+		paused                bool
+		queue                 []*storeactor.Apply // handed to the store, not yet applied
 		crashNext, loseReport bool
 	}
-	clients map[string]any          // name -> reply channel
-	names   map[uint64]string       // proposal id -> client name
+	clients map[string]any    // name -> reply channel
+	names   map[uint64]string // proposal id -> client name
 	inbox   []*raftpb.Message
 }
 
