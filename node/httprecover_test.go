@@ -72,3 +72,32 @@ func TestHTTPHandlerPanics(t *testing.T) {
 		}
 	}
 }
+
+// Handlers behind recoverHTTP can still take over the connection, as the
+// JSON gateway's websocket proxy does.
+func TestRecoverHTTPPassesHijack(t *testing.T) {
+	srv := httptest.NewServer(recoverHTTP(zap.NewNop(), "test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			http.Error(w, "no Hijacker", http.StatusInternalServerError)
+			return
+		}
+		c, rw, err := hj.Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		rw.Flush()
+	})))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); string(body) != "hijacked" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+}
