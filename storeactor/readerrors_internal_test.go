@@ -91,8 +91,8 @@ func TestApplyCompareReadFailurePanics(t *testing.T) {
 	faults.On()
 	defer func() {
 		faults.Off()
-		if p := recover(); p == nil || !errors.Is(p.(error), errorfs.ErrInjected) {
-			t.Fatalf("panic %v, want the injected error", p)
+		if err, _ := recover().(error); !errors.Is(err, errorfs.ErrInjected) {
+			t.Fatalf("panic %v, want the injected error", err)
 		}
 		if tw.changes != 0 {
 			t.Fatalf("%d changes written by a txn whose compare failed to read", tw.changes)
