@@ -108,7 +108,8 @@ func NewSimpleTokens(cfg TokensConfig) (*actor.Props, *TokenView) {
 	}
 	table := new(atomic.Pointer[tokenTable])
 	table.Store(&tokenTable{})
-	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table} })
+	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table} },
+		actor.WithReceiverMiddleware(applyGuard(table, cfg.Logger))) // first: outermost (tokenfail.go)
 	return props, &TokenView{table: table, ttl: cfg.TTL, clock: cfg.Clock}
 }
 

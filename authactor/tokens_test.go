@@ -80,3 +80,79 @@ func TestSimpleTokensExpireWhenIdle(t *testing.T) {
 		t.Fatal("a token survived DropAll")
 	}
 }
+
+// A failure while an Apply is handled still answers the batch's clients,
+// once, and leaves no token valid that the batch ended: here the batch
+// that drops alice (deleted) fails before its ops run, so every token of
+// the users it names is dropped; bob's stay. The actor is restarted and
+// goes on.
+func TestFailedApplyAnswersOnceAndDropsTokens(t *testing.T) {
+	kit := testkit.New(t)
+	events := kit.CaptureEvents()
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
+	props, view := authactor.NewSimpleTokens(authactor.TokensConfig{TTL: time.Minute, Clock: clock})
+	dropsAlice := func(m any) bool {
+		a, ok := m.(*authactor.Apply)
+		return ok && len(a.Ops) > 0 && a.Ops[0].Kind == authactor.DropUser && a.Ops[0].User == "alice"
+	}
+	pid := kit.Spawn(testkit.PanicOn(props, dropsAlice))
+	apply(t, kit, pid, assign("a.1", "alice"), assign("b.2", "bob"))
+
+	answered := make(chan struct{}, 2)
+	kit.Root().Send(pid, &authactor.Apply{
+		Ops:  []authactor.TokenOp{{Kind: authactor.DropUser, User: "alice"}, assign("a.3", "alice")},
+		Then: func() { answered <- struct{}{} },
+	})
+	select {
+	case <-answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed batch's clients were never answered")
+	}
+	ev := events.ExpectSupervisorEvent(5 * time.Second)
+	if _, injected := ev.Reason.(testkit.InjectedPanic); !injected {
+		t.Fatalf("supervisor saw %v, want the injected panic", ev.Reason)
+	}
+	for _, tok := range []string{"a.1", "a.3"} {
+		if _, ok := view.User(tok); ok {
+			t.Errorf("alice's token %s valid after the batch that dropped her failed", tok)
+		}
+	}
+	if u, ok := view.User("b.2"); !ok || u != "bob" {
+		t.Errorf("bob's token, which the failed batch did not name, was dropped")
+	}
+
+	apply(t, kit, pid, assign("c.4", "carol")) // handled after the restart
+	if len(answered) != 0 {
+		t.Fatal("the failed batch's clients were answered twice")
+	}
+	if u, ok := view.User("c.4"); !ok || u != "carol" {
+		t.Fatal("a batch after the failure did not take effect")
+	}
+}
+
+// A failure once the batch's table is in effect (here in Then itself)
+// keeps the batch's changes and does not answer its clients again.
+func TestFailedApplyAfterItsChangesKeepsThem(t *testing.T) {
+	kit := testkit.New(t)
+	events := kit.CaptureEvents()
+	props, view := authactor.NewSimpleTokens(authactor.TokensConfig{TTL: time.Minute, Clock: testkit.NewFakeClock(time.Unix(0, 0))})
+	pid := kit.Spawn(props)
+	apply(t, kit, pid, assign("a.1", "alice"))
+
+	calls := make(chan struct{}, 2)
+	kit.Root().Send(pid, &authactor.Apply{
+		Ops:  []authactor.TokenOp{{Kind: authactor.DropUser, User: "alice"}, assign("a.2", "alice")},
+		Then: func() { calls <- struct{}{}; panic("answering failed") },
+	})
+	events.ExpectSupervisorEvent(5 * time.Second)
+	apply(t, kit, pid, assign("b.3", "bob"))
+	if len(calls) != 1 {
+		t.Fatalf("Then ran %d times, want once", len(calls))
+	}
+	if _, ok := view.User("a.1"); ok {
+		t.Error("alice's dropped token is valid")
+	}
+	if u, ok := view.User("a.2"); !ok || u != "alice" {
+		t.Error("the token the batch assigned was dropped, though its changes were in effect")
+	}
+}

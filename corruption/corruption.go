@@ -134,8 +134,11 @@ type Config struct {
 }
 
 // Checker is the periodic check's actor: a tick starts a check on its own
-// goroutine (it waits on peers), whose result comes back as a message;
-// ticks during a check are dropped.
+// goroutine (it waits on peers), whose end comes back as a message; ticks
+// during a check are dropped. That goroutine is outside the actor's
+// supervision: a panic there is recovered, logged and counted
+// (metastore_recovered_panics_total{where="corruption"}), and ends the
+// check like any failure, so the next tick checks again.
 type Checker struct {
 	cfg     Config
 	stop    func()
@@ -174,10 +177,11 @@ func (c *Checker) Receive(ctx actor.Context) {
 		c.running = true
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		go func() {
+			defer root.Send(self, checked{})
+			defer actors.Recover(c.cfg.Logger, actors.PanicCorruption)
 			if err := c.check(); err != nil {
 				c.cfg.Logger.Warn("failed to check hash KV", zap.Error(err))
 			}
-			root.Send(self, checked{})
 		}()
 	case checked:
 		c.running = false

@@ -4,13 +4,19 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/storeactor"
+	"github.com/metastore/metastore/testkit"
 )
+
+// wait bounds every wait for something that must happen; passing tests
+// never reach it.
+const wait = 5 * time.Second
 
 func peer(id uint64, rev, compact int64, hash uint32) PeerHash {
 	return PeerHash{ID: id, Resp: &pb.HashKVResponse{Header: &pb.ResponseHeader{MemberId: id, Revision: rev}, Hash: hash, CompactRevision: compact}}
@@ -56,4 +62,62 @@ func TestInitialCheck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 found data inconsistency with peers") {
 		t.Fatalf("mismatch: %v", err)
 	}
+}
+
+// A check that panics (here: hashing the local store) does not take the
+// process down: the panic is recovered, logged and counted, and the next
+// tick checks again.
+func TestCheckerSurvivesAPanickingCheck(t *testing.T) {
+	kit := testkit.New(t)
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
+	hashed := make(chan int, 2)
+	calls := 0
+	cfg := Config{
+		Hashes: Hashes{Self: 1,
+			Local: func(int64) (storeactor.KVHash, error) {
+				calls++ // checks never overlap: the actor starts one at a time
+				hashed <- calls
+				if calls == 1 {
+					panic("hash failed")
+				}
+				return storeactor.KVHash{Hash: 7, Revision: 10, CurrentRevision: 10}, nil
+			},
+			Peers: func(context.Context, int64) []PeerHash { return nil },
+		},
+		Interval: time.Minute, Timeout: time.Second,
+		Leader:           func() bool { return true },
+		LinearizableRead: func(context.Context) error { return nil },
+		Alarm:            func(id uint64) { t.Errorf("alarm raised for %x", id) },
+		Clock:            clock, Logger: zap.NewNop(),
+	}
+	tap := kit.NewTap(testkit.WithFilter(func(m any) bool { _, ok := m.(checked); return ok }))
+	kit.Spawn(tap.Props(New(cfg)))
+	clock.WaitPending(1, wait)
+	reg := testkit.Registry(t)
+	before := testkit.Gather(t, reg).Must(t, "metastore_recovered_panics_total", "where", "corruption")
+
+	nextHash := func() int {
+		t.Helper()
+		select {
+		case n := <-hashed:
+			return n
+		case <-time.After(wait):
+			t.Fatal("no check ran")
+			return 0
+		}
+	}
+	clock.Advance(time.Minute)
+	if n := nextHash(); n != 1 {
+		t.Fatalf("first check hashed %d times", n)
+	}
+	testkit.ExpectTapped[checked](tap, wait) // the panicked check has ended
+	if got := testkit.Gather(t, reg).Must(t, "metastore_recovered_panics_total", "where", "corruption") - before; got != 1 {
+		t.Fatalf("metastore_recovered_panics_total{where=corruption} grew by %v, want 1", got)
+	}
+
+	clock.Advance(time.Minute)
+	if n := nextHash(); n != 2 {
+		t.Fatalf("the next tick's check hashed as call %d", n)
+	}
+	testkit.ExpectTapped[checked](tap, wait)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -176,16 +177,26 @@ func (g *Gateway) NewInProcessServer() *grpc.Server {
 func streamWorkers() uint32 { return uint32(1024 * runtime.GOMAXPROCS(0)) }
 
 func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOption) *grpc.Server {
-	unary := []grpc.UnaryServerInterceptor{learnerUnary(g), g.auditUnary}
-	stream := []grpc.StreamServerInterceptor{learnerStream(g), g.auditStream}
+	// As etcd's chain: the metrics first, so that every RPC is counted,
+	// refusals included; client versions next. Panics are recovered
+	// (recover.go) under the metrics, which so count a panicked RPC as
+	// Internal, and over everything else.
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if instrument {
+		unary = append(unary, g.serverMetrics.UnaryServerInterceptor())
+		stream = append(stream, g.serverMetrics.StreamServerInterceptor())
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(g.recoveryOption()))
+	stream = append(stream, recovery.StreamServerInterceptor(g.recoveryOption()))
 	var metered []grpc.ServerOption
 	if instrument {
-		// As etcd's chain: the metrics first, so that every RPC is
-		// counted, refusals included; client versions next.
-		unary = append([]grpc.UnaryServerInterceptor{g.serverMetrics.UnaryServerInterceptor(), countUnary}, unary...)
-		stream = append([]grpc.StreamServerInterceptor{g.serverMetrics.StreamServerInterceptor(), countStream}, stream...)
+		unary = append(unary, countUnary)
+		stream = append(stream, countStream)
 		metered = append(metered, grpc.ForceServerCodecV2(newCountingCodec()))
 	}
+	unary = append(unary, learnerUnary(g), g.auditUnary)
+	stream = append(stream, learnerStream(g), g.auditStream)
 	s := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),

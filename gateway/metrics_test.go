@@ -24,11 +24,21 @@ import (
 	"github.com/metastore/metastore/testkit"
 )
 
-// metricsGateway serves a Gateway on loopback with a stand-in raft actor
-// (a put of key "fail" is refused for want of a leader, the others
-// answered) and an empty store; it returns a KV client that sends
-// clientv3's API version, and the member's registry.
+// metricsGateway serves a Gateway on loopback (servedGateway); it returns
+// a KV client that sends clientv3's API version, and the member's registry.
 func metricsGateway(t *testing.T, extensive bool) (pb.KVClient, *prometheus.Registry) {
+	t.Helper()
+	conn, reg := servedGateway(t, extensive)
+	return pb.NewKVClient(conn), reg
+}
+
+// servedGateway serves a Gateway on loopback with a stand-in raft actor
+// (a put of key "fail" is refused for want of a leader; one of key
+// "panic" is answered with a response of the wrong type, which the
+// handler's type assertion panics on; the others are answered) and an
+// empty store, and no snapshots; it returns a connection whose calls send
+// clientv3's API version, and the member's registry.
+func servedGateway(t *testing.T, extensive bool) (*grpc.ClientConn, *prometheus.Registry) {
 	t.Helper()
 	db, err := storeactor.OpenPebble("/db", true)
 	if err != nil {
@@ -43,8 +53,12 @@ func metricsGateway(t *testing.T, extensive bool) (pb.KVClient, *prometheus.Regi
 	raft := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *raftactor.Propose:
-			if string(m.Req.GetPut().GetKey()) == "fail" {
+			switch string(m.Req.GetPut().GetKey()) {
+			case "fail":
 				actors.Reply(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
+				return
+			case "panic":
+				actors.Reply(m.Reply, actors.Result{Resp: &pb.RangeResponse{}})
 				return
 			}
 			actors.Reply(m.Reply, actors.Result{Resp: &pb.PutResponse{Header: &pb.ResponseHeader{}}})
@@ -75,7 +89,7 @@ func metricsGateway(t *testing.T, extensive bool) (pb.KVClient, *prometheus.Regi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return pb.NewKVClient(conn), testkit.Registry(t, NewCollector(g))
+	return conn, testkit.Registry(t, NewCollector(g))
 }
 
 // The client server's RPCs move grpc-prometheus' families by method and

@@ -128,9 +128,7 @@ func (n *Node) serveClients() error {
 	if err != nil {
 		return err
 	}
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", metricsHandler)
-	checks.Register(metricsMux)
+	metricsOnly := n.metricsListenerHandler(checks, metricsHandler)
 
 	n.servers = serving.New(n.lg)
 	grpcTraffic := serving.GRPCAndHTTP
@@ -161,7 +159,7 @@ func (n *Node) serveClients() error {
 			switch {
 			case group.metrics:
 				n.lg.Info("serving metrics", zap.String("address", raw))
-				n.servers.HTTP(l, tlsCfg, metricsMux)
+				n.servers.HTTP(l, tlsCfg, metricsOnly)
 			case secure:
 				n.servers.Client(l, tlsCfg, group.traffic, n.grpcTLS, clientHTTP)
 			default:
@@ -179,10 +177,19 @@ func (n *Node) serveClients() error {
 	return nil
 }
 
+// metricsListenerHandler is what --listen-metrics-urls serve: /metrics
+// and the health endpoints, with panics recovered (recoverHTTP).
+func (n *Node) metricsListenerHandler(checks *health.Checker, metricsHandler http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsHandler)
+	checks.Register(mux)
+	return recoverHTTP(n.lg, actors.PanicHTTP, mux)
+}
+
 // clientHTTPHandler is the HTTP side of the client port: the JSON gateway
 // (through the member's in-process gRPC connection), /version, /metrics,
 // the health endpoints, /debug/vars, and /debug/pprof/* when enabled —
-// behind etcd's CORS headers.
+// behind etcd's CORS headers, with panics recovered (recoverHTTP).
 func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if n.cfg.EnableGRPCGateway {
@@ -213,7 +220,7 @@ func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Han
 	if n.cfg.EnableGRPCGateway && n.cfg.ClientTLS.ClientCertAuth {
 		ac.authEnabled = func() bool { return n.reader.Auth().Enabled }
 	}
-	return ac, nil
+	return recoverHTTP(n.lg, actors.PanicHTTP, ac), nil
 }
 
 // accessControl is what etcd does to every client HTTP request before

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/transport"
@@ -65,7 +66,7 @@ func (n *Node) peerHandler() http.Handler {
 
 // servePeers listens on --listen-peer-urls and serves peerHandler.
 func (n *Node) servePeers() error {
-	h := n.peerHandler()
+	h := recoverHTTP(n.lg, actors.PanicPeerHTTP, n.peerHandler())
 	for _, raw := range n.cfg.ListenPeerURLs {
 		u, err := url.Parse(raw)
 		if err != nil {

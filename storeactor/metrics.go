@@ -140,6 +140,15 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
 
+	// readErrors counts the Reader's reads (Range, read-only Txn, watch
+	// history) that failed for want of the store: pebble's I/O errors,
+	// corrupt records. The client gets the error (gRPC Unknown, as etcd
+	// answers an error it has no code for); the member serves on.
+	readErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_store_read_errors_total",
+		Help: "Reads that failed for want of the store (pebble I/O errors, corrupt records), not because of the request.",
+	})
+
 	// pebble's write stalls, counted by the event listener (pebblelog.go).
 	writeStalls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "metastore_pebble_write_stalls_total",
@@ -156,7 +165,7 @@ func init() {
 		commitSec, applySec, slowApplies, rangeSec,
 		dbCompactionPauseMs, dbCompactionTotalMs, dbCompactionLast, dbCompactionKeys,
 		defragSec, defragInflight, snapshotTransferSec, hashSec, hashRevSec, snapDBSaveSec, snapDBFsyncSec,
-		writeStalls, writeStallSeconds, applyBatchEntries)
+		writeStalls, writeStallSeconds, applyBatchEntries, readErrors)
 }
 
 // mvccOps counts operations as etcd's mvcc metrics do: the ranges, puts

@@ -172,7 +172,8 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		}
 		rec, err := decodeRecord(val)
 		if err != nil {
-			panic(err) // a corrupt record is a broken invariant, not a client error
+			valueErr = err
+			return false
 		}
 		userKey := decodeUserKey(lkey[1:])
 		switch {

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/status"
 
 	"github.com/metastore/metastore/authactor"
 )
@@ -37,7 +38,10 @@ func (r *Reader) View() *View { return r.view.Load() }
 // read a snapshot install overlapped (viewRef).
 func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
 	rangeCounter.Inc()
-	defer func(start time.Time) { observeRange(err == nil, start) }(time.Now())
+	defer func(start time.Time) {
+		observeRange(err == nil, start)
+		countReadError(err)
+	}(time.Now())
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
@@ -63,7 +67,11 @@ func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error)
 
 // Txn runs a read-only txn (no put, delete or nested writes) without going
 // through raft, as etcd does.
-func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+func (r *Reader) Txn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
+	if !IsTxnReadOnly(req) {
+		return nil, errTxnWrites
+	}
+	defer func() { countReadError(err) }()
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
@@ -94,6 +102,18 @@ func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		}
 		tw.ops.report()
 		return resp, nil
+	}
+}
+
+// errTxnWrites: a txn that writes goes through raft, never to Reader.Txn.
+var errTxnWrites = errors.New("storeactor: Reader.Txn given a txn that writes")
+
+// countReadError counts err (metastore_store_read_errors_total) when the
+// store, not the request, is at fault: etcd's answers (compacted, future
+// revision) are gRPC statuses, pebble's errors and corrupt records are not.
+func countReadError(err error) {
+	if _, answer := status.FromError(err); !answer {
+		readErrors.Inc()
 	}
 }
 

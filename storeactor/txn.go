@@ -13,6 +13,11 @@ import (
 // to w: for the Store both are its indexed apply batch, so later reads in
 // the same txn (and later txns in the batch) see earlier writes; a
 // read-only txn runs on the DB with no w.
+//
+// A read that fails for want of the store (pebble's I/O, a corrupt
+// record), not because of the request, is readFailed: a read-only txn
+// returns it, the apply batch panics. Puts and deletes run only in the
+// apply batch, and panic on such a read directly.
 type writeTxn struct {
 	r        pebble.Reader
 	w        pebble.Writer
@@ -22,7 +27,7 @@ type writeTxn struct {
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
 	written  *[][]byte        // when set, every key written is appended (see readCache)
-	readErr  error            // errVersionGone from a range of a read-only txn
+	readErr  error            // the first read error of a read-only txn's ranges (see readFailed)
 	live     int64            // bytes of versions and history written (see View.LiveBytes)
 	keys     int64            // change in the number of live keys (see View.Keys)
 	ops      mvccOps          // what etcd's mvcc metrics count of it
@@ -30,6 +35,20 @@ type writeTxn struct {
 	// Filled by checkTxn for the ops on the path the txn takes.
 	pathRevs []int64    // revisions its ranges read at (0: current)
 	pathDels []keyRange // its deletes, in order
+}
+
+// readFailed handles err, a read that failed for want of the store. A
+// read-only txn (no w: Reader.Txn on the DB) gets it back to return: the
+// Reader runs the txn again when a compaction overtook it
+// (errVersionGone), else fails the request and the member serves on. In
+// the apply batch it panics: an answer with the error would skip a txn
+// the other members apply, so the Store restarts and replays the entry
+// instead.
+func (tw *writeTxn) readFailed(err error) error {
+	if tw.w != nil {
+		panic(err)
+	}
+	return err
 }
 
 // rev is the revision this txn's reads see: its own writes included.

@@ -3,7 +3,6 @@ package storeactor
 import (
 	"bytes"
 	"cmp"
-	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -20,7 +19,11 @@ import (
 // For the metrics (tw.ops) it is etcd's one read txn (compares and checks)
 // then, when it writes, one write txn (its ops); a read-only txn is one.
 func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnResponse, error) {
-	path := compareToPath(tw.r, tw.rev(), rt, &tw.ops)
+	path, err := compareToPath(tw.r, tw.rev(), rt, &tw.ops)
+	if err != nil {
+		tw.ops.end()
+		return nil, tw.readFailed(err)
+	}
 	if _, err := tw.checkTxn(rt, path, compactRev); err != nil {
 		tw.ops.end()
 		return nil, err
@@ -37,51 +40,60 @@ func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnRespon
 
 // compareToPath evaluates the compares of rt and of the nested txns on
 // the path they choose; ops counts each compare evaluated as a range, as
-// etcd's txn does.
-func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) []bool {
-	path := []bool{applyCompares(r, rev, rt.Compare, ops)}
+// etcd's txn does. A compare whose read fails fails the txn: taking the
+// failure branch instead would answer (or apply) what no member decided.
+func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) ([]bool, error) {
+	ok, err := applyCompares(r, rev, rt.Compare, ops)
+	if err != nil {
+		return nil, err
+	}
+	path := []bool{ok}
 	reqs := rt.Success
-	if !path[0] {
+	if !ok {
 		reqs = rt.Failure
 	}
 	for _, op := range reqs {
-		if t, ok := op.Request.(*pb.RequestOp_RequestTxn); ok && t.RequestTxn != nil {
-			path = append(path, compareToPath(r, rev, t.RequestTxn, ops)...)
+		if t, isTxn := op.Request.(*pb.RequestOp_RequestTxn); isTxn && t.RequestTxn != nil {
+			sub, err := compareToPath(r, rev, t.RequestTxn, ops)
+			if err != nil {
+				return nil, err
+			}
+			path = append(path, sub...)
 		}
 	}
-	return path
+	return path, nil
 }
 
-func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps) bool {
+func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps) (bool, error) {
 	for _, c := range cmps {
 		ops.rng(1)
-		if !applyCompare(r, rev, c) {
-			return false
+		if ok, err := applyCompare(r, rev, c); !ok || err != nil {
+			return false, err
 		}
 	}
-	return true
+	return true, nil
 }
 
 // applyCompare holds when every key in the compare's range satisfies it.
 // An absent key compares as a zero KeyValue, except for VALUE targets,
 // which an absent key never satisfies.
-func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) bool {
+func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) (bool, error) {
 	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false)
 	if err != nil {
-		return false
+		return false, err
 	}
 	if len(rr.kvs) == 0 {
 		if c.Target == pb.Compare_VALUE {
-			return false
+			return false, nil
 		}
-		return compareKV(c, &mvccpb.KeyValue{})
+		return compareKV(c, &mvccpb.KeyValue{}), nil
 	}
 	for _, kv := range rr.kvs {
 		if !compareKV(c, kv) {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }
 
 func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
@@ -233,14 +245,15 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 		case *pb.RequestOp_RequestRange:
 			tw.ops.rng(1)
 			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev)
-			if errors.Is(err, errVersionGone) {
-				// Only a read-only txn on the DB, overtaken by a
-				// compaction, gets here: Reader.Txn does it again.
-				tw.readErr = err
-				continue
-			}
 			if err != nil {
-				panic(err) // checkTxn let through a range that cannot run
+				// checkTxn let through only ranges that can run: this is
+				// the store failing to read, or (a read-only txn
+				// overtaken by a compaction) errVersionGone, which
+				// Reader.Txn runs again for.
+				if tw.readErr == nil {
+					tw.readErr = tw.readFailed(err)
+				}
+				continue
 			}
 			resp.Responses[i].Response.(*pb.ResponseOp_ResponseRange).ResponseRange = r
 		case *pb.RequestOp_RequestPut:
