@@ -24,7 +24,7 @@ import (
 // and a scripted store, on a network the script partitions, with time as
 // explicit ticks. Commands:
 //
-//	add-nodes n=3                    bootstrap members 1..n as voters
+//	add-nodes n=3 [snapshot-count=N catch-up=M]  bootstrap members 1..n as voters
 //	campaign <id>                    the member starts an election
 //	force-campaign <id>              the member campaigns as a leadership transferee
 //	propose <id> <name>              a client proposes a put on the member
@@ -82,6 +82,9 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 	case "add-nodes":
 		var n int
 		d.ScanArgs(t, "n", &n)
+		snapshotCount, catchUp := uint64(10000), uint64(5000)
+		d.MaybeScanArgs(t, "snapshot-count", &snapshotCount)
+		d.MaybeScanArgs(t, "catch-up", &catchUp)
 		peers := make([]raft.Peer, n)
 		for i := range peers {
 			peers[i] = raft.Peer{ID: uint64(i + 1)}
@@ -90,7 +93,7 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			id := uint64(i)
 			c, err := newCore(coreConfig{
 				ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
-				SnapshotCount: 10000, CatchUp: 5000, Logger: zap.NewNop(), Peers: peers,
+				SnapshotCount: snapshotCount, CatchUp: catchUp, Logger: zap.NewNop(), Peers: peers,
 			}, raft.NewMemoryStorage(), false, newClients(), 0)
 			if err != nil {
 				t.Fatal(err)
@@ -263,7 +266,14 @@ func (e *coreEnv) stabilize() {
 				}
 				moved = true
 				if !raft.IsEmptySnap(rd.Snapshot) {
-					e.t.Fatal("snapshots are not scripted yet")
+					// The driver has the store install the leader's
+					// checkpoint, then takes the snapshot's point as its log's.
+					index := rd.Snapshot.GetMetadata().GetIndex()
+					n.store.applied, n.store.queue = index, nil
+					fmt.Fprintf(&e.out, "%d: installed snapshot at %d\n", id, index)
+					if err := n.c.snapshotInstalled(rd.Snapshot, index); err != nil {
+						e.t.Fatal(err)
+					}
 				}
 				e.send(id, rd.Messages)
 				if err := n.c.advance(rd); err != nil {
