@@ -246,6 +246,8 @@ func (n *Node) refuse(msg any) {
 		actors.Reply(m.Reply, rpctypes.ErrGRPCStopped)
 	case *Status:
 		actors.Reply(m.Reply, StatusInfo{ID: n.cfg.ID})
+	case *HandOffLeadership:
+		actors.Reply(m.Reply, HandOff{Err: n.failed})
 	}
 }
 
