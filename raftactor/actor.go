@@ -46,6 +46,10 @@ type Config struct {
 	// OnConfChange is called (on the actor's goroutine) with every conf
 	// change applied to raft, so the transport can follow the membership.
 	OnConfChange func(cc *raftpb.ConfChange)
+	// OnLeaderChange is called (on the actor's goroutine, before the new
+	// View is published) whenever the leader this member knows changes:
+	// a deposed leader's lessor must stop renewing at once.
+	OnLeaderChange func(lead, term uint64)
 	// OnFatal is called when the member cannot go on: the store failed to
 	// apply the same entry maxReplays times in a row. Nil: only logged.
 	OnFatal func(error)
@@ -518,7 +522,8 @@ func (n *Node) setLead(lead uint64) {
 	}
 	// raft's own Node logs these lines (operators grep for them); a
 	// RawNode does not, so the actor does, in the same words.
-	switch term := n.rn.BasicStatus().GetTerm(); {
+	term := n.rn.BasicStatus().GetTerm()
+	switch {
 	case n.lead == 0:
 		n.cfg.Logger.Info(fmt.Sprintf("raft.node: %x elected leader %x at term %d", n.cfg.ID, lead, term))
 	case lead == 0:
@@ -530,6 +535,9 @@ func (n *Node) setLead(lead uint64) {
 		leaderChanges.Inc()
 	}
 	n.lead = lead
+	if n.cfg.OnLeaderChange != nil {
+		n.cfg.OnLeaderChange(lead, term)
+	}
 	clear(n.heartbeats)
 	if lead == 0 {
 		// Reads waiting for a read index will not get one from this term.
