@@ -109,7 +109,10 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 
 // LeaseKeepAlive answers each request with the lease's TTL after renewing
 // it, or TTL 0 when the lease is gone, as etcd does. The stream ends when
-// the client closes its side.
+// the client closes its side, or with the lessor's refusal: "not a primary
+// lessor" (codes.Unknown, as etcd) from a leader that could not confirm
+// its leadership for the renewal, on which clientv3 opens a new stream to
+// another endpoint.
 func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
 	for {

@@ -11,10 +11,18 @@
 // leader revokes nothing. Expired leases are revoked through raft, at most
 // RevokeRate a second, and retried after RetryInterval if the revoke has
 // not been applied by then.
+//
+// A keep-alive is acknowledged only once a raft quorum round begun after
+// it arrived has confirmed this member still leads, in the same term
+// (etcd's ensureLeadership; see confirm.go): a leader cut off from its
+// peers acknowledges none, instead of going on until CheckQuorum deposes
+// it. Raft reports a leader change at once (LeaderChanged), so demotion
+// does not wait for the next check either.
 package leaseactor
 
 import (
 	"container/heap"
+	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -31,9 +39,17 @@ import (
 // Config is what a Lessor needs.
 type Config struct {
 	Store *storeactor.Reader
-	// Primary reports whether this member may expire leases: it is the raft
-	// leader and has applied every entry of earlier terms.
-	Primary func() bool
+	// ID is this member's id, to read LeaderChanged by.
+	ID uint64
+	// Primary reports whether this member may expire leases (it is the
+	// raft leader and has applied every entry of earlier terms) and the
+	// raft term it read that in, from one published view.
+	Primary func() (term uint64, ok bool)
+	// ReadIndex starts a raft quorum round (raftactor.ReadIndex) and must
+	// not block: reply gets nil once a quorum has confirmed, after the
+	// call, that this member leads, and the local store has applied what
+	// was committed then; or an error.
+	ReadIndex func(reply chan<- error)
 	// Propose sends a request through raft without waiting for it.
 	Propose func(*pb.InternalRaftRequest)
 	Clock   actors.Clock
@@ -52,8 +68,10 @@ type Renew struct {
 }
 
 // RenewResult is the lease's TTL, or rpctypes.ErrGRPCLeaseNotFound for an
-// unknown or expired lease, or ErrGRPCNotLeader when this member is not
-// primary.
+// unknown or expired lease, or rpctypes.ErrGRPCNotLeader when this member
+// was not primary when the renewal arrived (the gateway forwards it to the
+// leader), or ErrNotPrimary when it was but its leadership could not be
+// confirmed for the renewal (the client is told, and moves on).
 type RenewResult struct {
 	TTL int64
 	Err error
@@ -75,6 +93,10 @@ type TTLResult struct {
 // List asks for every lease id, soonest expiry first (etcd's order).
 type List struct{ Reply chan<- []int64 }
 
+// LeaderChanged is raft telling of a new leader (0: none) in term: sent
+// from raftactor.Config.OnLeaderChange, before the raft view says so.
+type LeaderChanged struct{ Lead, Term uint64 }
+
 type tick struct{}
 
 // Lessor is the lease actor.
@@ -82,13 +104,20 @@ type tick struct{}
 // Invariants: leases holds every lease the store has granted and not
 // revoked (as far as LeasesApplied told, corrected from pebble on a miss);
 // when primary, every lease is in the heap keyed by its next check time,
-// which is its expiry until a revoke has been proposed for it.
+// which is its expiry until a revoke has been proposed for it. The Lessor
+// is primary only in one term (term), never in one at or below deposed:
+// a view published before raft's LeaderChanged cannot promote it again.
 type Lessor struct {
 	cfg      Config
 	leases   map[int64]*lease
 	heap     leaseHeap
 	primary  bool
+	term     uint64 // the raft term it is primary in
+	deposed  uint64 // the last term raft said another member, or none, leads
 	stopTick func()
+	self     *actor.PID
+	root     *actor.RootContext
+	confirm  confirmations
 }
 
 type lease struct {
@@ -134,10 +163,15 @@ func (l *Lessor) Receive(ctx actor.Context) {
 		if l.stopTick != nil {
 			l.stopTick()
 		}
+		l.refuseRenewals("lessor stopping")
 	case *storeactor.LeasesApplied:
 		l.applied(m)
 	case *Renew:
-		actors.Reply(m.Reply, l.renew(m.ID))
+		l.renew(m)
+	case confirmed:
+		l.confirmed(m)
+	case *LeaderChanged:
+		l.leaderChanged(m)
 	case *TimeToLive:
 		actors.Reply(m.Reply, l.timeToLive(m.ID))
 	case *List:
@@ -154,25 +188,45 @@ func (l *Lessor) start(ctx actor.Context) {
 	l.leases = map[int64]*lease{}
 	l.heap = nil
 	l.primary = false
+	l.self, l.root = ctx.Self(), ctx.ActorSystem().Root
 	for _, r := range l.cfg.Store.Leases() {
 		l.leases[r.ID] = &lease{id: r.ID, ttl: r.TTL, index: -1}
 	}
 	l.checkPrimary()
-	self, root := ctx.Self(), ctx.ActorSystem().Root
+	self, root := l.self, l.root
 	l.stopTick = l.cfg.Clock.Every(l.cfg.CheckInterval, func() { root.Send(self, tick{}) })
 }
 
+// checkPrimary follows the raft view: promoted once it leads with every
+// earlier entry applied, demoted when it does not, or leads in a later
+// term (leases start over, as on any promotion).
 func (l *Lessor) checkPrimary() {
-	switch p := l.cfg.Primary(); {
-	case p && !l.primary:
-		l.promote()
-	case !p && l.primary:
-		l.demote()
+	term, ok := l.cfg.Primary()
+	ok = ok && term > l.deposed
+	switch {
+	case l.primary && !ok:
+		l.demote("no longer the leader")
+	case l.primary && term != l.term:
+		l.demote(fmt.Sprintf("leading in term %d now", term))
+	}
+	if ok && !l.primary {
+		l.promote(term)
 	}
 }
 
-func (l *Lessor) promote() {
-	l.primary = true
+// leaderChanged demotes at once on raft's word that this member no longer
+// leads, without waiting for the view or the next tick.
+func (l *Lessor) leaderChanged(m *LeaderChanged) {
+	if m.Lead != l.cfg.ID {
+		l.deposed = max(l.deposed, m.Term)
+	}
+	if l.primary && (m.Lead != l.cfg.ID || m.Term != l.term) {
+		l.demote(fmt.Sprintf("leader changed to %x at term %d", m.Lead, m.Term))
+	}
+}
+
+func (l *Lessor) promote(term uint64) {
+	l.primary, l.term = true, term
 	now := l.cfg.Clock.Now()
 	l.heap = l.heap[:0]
 	for _, ls := range l.leases {
@@ -182,16 +236,19 @@ func (l *Lessor) promote() {
 		l.heap = append(l.heap, ls)
 	}
 	heap.Init(&l.heap)
-	l.cfg.Logger.Info("lessor promoted", zap.Int("leases", len(l.leases)))
+	l.cfg.Logger.Info("lessor promoted", zap.Int("leases", len(l.leases)), zap.Uint64("term", term))
 }
 
-func (l *Lessor) demote() {
+// demote forgets expiries and refuses the renewals waiting for a
+// confirmation of the leadership just lost.
+func (l *Lessor) demote(why string) {
 	l.primary = false
 	for _, ls := range l.leases {
 		ls.expiry, ls.nextCheck, ls.index = time.Time{}, time.Time{}, -1
 	}
 	l.heap = nil
-	l.cfg.Logger.Info("lessor demoted")
+	l.cfg.Logger.Info("lessor demoted", zap.String("reason", why), zap.Uint64("term", l.term))
+	l.refuseRenewals(why)
 }
 
 func (l *Lessor) applied(m *storeactor.LeasesApplied) {
@@ -261,11 +318,9 @@ func (l *Lessor) lookup(id int64) *lease {
 	return nil
 }
 
-func (l *Lessor) renew(id int64) RenewResult {
-	l.checkPrimary()
-	if !l.primary {
-		return RenewResult{Err: rpctypes.ErrGRPCNotLeader}
-	}
+// extend renews a lease once this member's leadership is confirmed: its
+// expiry moves to now + TTL.
+func (l *Lessor) extend(id int64) RenewResult {
 	ls := l.lookup(id)
 	now := l.cfg.Clock.Now()
 	if ls == nil || !now.Before(ls.expiry) {

@@ -22,8 +22,10 @@ import (
 const wait = 5 * time.Second
 
 // harness runs a real Store (on in-memory pebble) feeding a Lessor on a
-// fake clock. The test plays raft: it applies requests to the store, and
-// collects the revokes the Lessor proposes (applying them when it wants).
+// fake clock. The test plays raft: it applies requests to the store,
+// collects the revokes the Lessor proposes (applying them when it wants),
+// publishes the raft view (primary, term) and answers quorum rounds: at
+// once, or, once holdRounds is set, when the test takes them from rounds.
 type harness struct {
 	t        *testing.T
 	kit      *testkit.Kit
@@ -35,9 +37,16 @@ type harness struct {
 	lessor   *actor.PID
 	cfg      leaseactor.Config
 	primary  atomic.Bool
+	term     atomic.Uint64
 	proposed chan *pb.InternalRaftRequest
 	index    uint64
+
+	holdRounds atomic.Bool
+	rounds     chan chan<- error // quorum rounds the Lessor started, while held
 }
+
+// self is the member the harness's Lessor runs on.
+const self = 1
 
 func newHarness(t *testing.T, tweak func(*leaseactor.Config)) *harness {
 	t.Helper()
@@ -47,14 +56,23 @@ func newHarness(t *testing.T, tweak func(*leaseactor.Config)) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	h := &harness{t: t, db: db, kit: testkit.New(t), clock: testkit.NewFakeClock(time.Unix(1000, 0)),
-		proposed: make(chan *pb.InternalRaftRequest, 100000)}
+		proposed: make(chan *pb.InternalRaftRequest, 100000), rounds: make(chan chan<- error, 100)}
 	h.primary.Store(true)
+	h.term.Store(1)
 	if h.reader, err = storeactor.NewReader(db); err != nil {
 		t.Fatal(err)
 	}
 	h.cfg = leaseactor.Config{
 		Store: h.reader, Clock: h.clock, Extend: time.Second,
-		Primary: h.primary.Load,
+		ID:      self,
+		Primary: func() (uint64, bool) { return h.term.Load(), h.primary.Load() },
+		ReadIndex: func(reply chan<- error) {
+			if h.holdRounds.Load() {
+				h.rounds <- reply
+			} else {
+				reply <- nil
+			}
+		},
 		Propose: func(r *pb.InternalRaftRequest) { h.proposed <- r },
 	}
 	if tweak != nil {

@@ -30,6 +30,14 @@ var (
 		Help:    "Bucketed histogram of lease TTLs.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 24),
 	})
+	// leaseRenewUnconfirmed counts keep-alives refused with "not a primary
+	// lessor": they arrived at the primary, but no quorum round begun
+	// after them confirmed its leadership in the same term (a leader cut
+	// off from its peers, or deposed meanwhile).
+	leaseRenewUnconfirmed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_lease_renew_unconfirmed_total",
+		Help: "Lease keep-alives refused because this member's leadership was not confirmed by a quorum round.",
+	})
 	// leaseExpired counts the leases this member revoked because they
 	// expired: counted when the revoke it proposed is applied.
 	leaseExpired = prometheus.NewCounter(prometheus.CounterOpts{
@@ -39,5 +47,5 @@ var (
 )
 
 func init() {
-	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired)
+	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired, leaseRenewUnconfirmed)
 }

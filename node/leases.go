@@ -27,8 +27,10 @@ import (
 //	POST /leases/ttl    body pb.LeaseTimeToLiveRequest -> pb.LeaseTimeToLiveResponse
 //
 // Refusals come back as the lessor's gRPC errors (409, see writeStatus):
-// an unknown lease, or "not leader" (any more), on which the sender looks
-// the leader up again and retries until its deadline.
+// an unknown lease; "not leader" (any more); or "not a primary lessor",
+// when the leader could not confirm its leadership for the keep-alive by
+// a quorum round. On the last two the sender looks the leader up again and
+// retries until its deadline, as etcd's follower does.
 const (
 	pathLeaseRenew = "/leases/renew"
 	pathLeaseTTL   = "/leases/ttl"

@@ -62,12 +62,19 @@ func (n *Node) startStore() (err error) {
 		return err
 	}
 	// The lessor is primary only once the raft actor, bound to n.raft in
-	// startRaft, publishes a view that says so.
+	// startRaft, publishes a view that says so; it confirms leadership for
+	// keep-alives through the raft actor's batched ReadIndex, and hears of
+	// leader changes from it (OnLeaderChange).
 	if n.leasePID, err = n.spawn("lease", leaseactor.New(leaseactor.Config{
-		Store: n.reader, Clock: n.cfg.Clock, Logger: n.lg.Named("lease"), Extend: n.cfg.ElectionTimeout,
-		Primary: func() bool {
-			return n.raft.View().LeadsApplied(n.reader.View().AppliedTerm)
+		ID: n.ident.member, Store: n.reader, Clock: n.cfg.Clock, Logger: n.lg.Named("lease"), Extend: n.cfg.ElectionTimeout,
+		Primary: func() (uint64, bool) {
+			v := n.raft.View()
+			if v == nil {
+				return 0, false
+			}
+			return v.Term, v.LeadsApplied(n.reader.View().AppliedTerm)
 		},
+		ReadIndex: func(reply chan<- error) { n.raft.Send(&raftactor.ReadIndex{Reply: reply}) },
 		Propose: func(r *pb.InternalRaftRequest) {
 			r.Header = n.reader.RootHeader()
 			n.raft.Propose(r, nil)
@@ -106,7 +113,10 @@ func (n *Node) startRaft() error {
 		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.SnapshotCatchUpEntries,
 		SnapshotFS: n.fs, SnapshotRoot: n.snapDir,
 		OnConfChange: followConfChange(n.transport, n.ident.member, n.markRemoved),
-		OnFatal:      n.onFatal,
+		OnLeaderChange: func(lead, term uint64) {
+			n.system.Root.Send(n.leasePID, &leaseactor.LeaderChanged{Lead: lead, Term: term})
+		},
+		OnFatal: n.onFatal,
 	})
 	n.raftView = view
 	pid, err := n.spawn("raft", props)

@@ -43,6 +43,10 @@ type Config struct {
 	// OnConfChange is called (on the actor's goroutine) with every conf
 	// change applied to raft, so the transport can follow the membership.
 	OnConfChange func(cc *raftpb.ConfChange)
+	// OnLeaderChange is called (on the actor's goroutine, before the new
+	// View is published) whenever the leader this member knows changes:
+	// a deposed leader's lessor must stop renewing at once.
+	OnLeaderChange func(lead, term uint64)
 	// OnFatal is called when the member cannot go on: a write of the raft
 	// log failed, or the store failed to apply the same entry maxReplays
 	// times in a row. The actor then refuses every request. Nil: only
@@ -192,6 +196,9 @@ func (n *Node) execute(ctx actor.Context) {
 	fx := n.core.take()
 	for _, a := range fx.applies {
 		ctx.Request(n.cfg.Store, a)
+	}
+	if fx.leaderChange != nil && n.cfg.OnLeaderChange != nil {
+		n.cfg.OnLeaderChange(fx.leaderChange.lead, fx.leaderChange.term)
 	}
 	if n.cfg.OnConfChange != nil {
 		for _, cc := range fx.confChanges {

@@ -77,17 +77,23 @@ type core struct {
 }
 
 // effects is what the driver must do after a core call, in this order:
-// hand Applies to the store, report conf changes, write the truncation,
+// hand Applies to the store, report the leader change and conf changes,
+// write the truncation,
 // answer clients, stop the member on fatal; again asks for one more Ready
 // pass.
 type effects struct {
 	applies     []*storeactor.Apply
 	confChanges []*raftpb.ConfChange // applied to raft, for the transport to follow
+	// leaderChange is the last change of leader this member saw (the
+	// lessor acts on it before the View shows it).
+	leaderChange *leaderChange
 	truncate    *truncation
 	replies     []reply
 	fatal       error
 	again       bool
 }
+
+type leaderChange struct{ lead, term uint64 }
 
 // reply is one client answer: exactly one of the channels is set.
 type reply struct {
@@ -534,7 +540,9 @@ func (c *core) setLead(lead uint64) {
 	}
 	// raft's own Node logs these lines (operators grep for them); a
 	// RawNode does not, so the actor does, in the same words.
-	switch term := c.rn.BasicStatus().GetTerm(); {
+	term := c.rn.BasicStatus().GetTerm()
+	c.fx.leaderChange = &leaderChange{lead: lead, term: term}
+	switch {
 	case c.lead == 0:
 		c.logger.Info(fmt.Sprintf("raft.node: %x elected leader %x at term %d", c.id, lead, term))
 	case lead == 0:
