@@ -87,10 +87,10 @@ type effects struct {
 	// leaderChange is the last change of leader this member saw (the
 	// lessor acts on it before the View shows it).
 	leaderChange *leaderChange
-	truncate    *truncation
-	replies     []reply
-	fatal       error
-	again       bool
+	truncate     *truncation
+	replies      []reply
+	fatal        error
+	again        bool
 }
 
 type leaderChange struct{ lead, term uint64 }
