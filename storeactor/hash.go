@@ -34,9 +34,11 @@ var metaHashCompacted = []byte("mhash_compacted")
 // that got its data from a snapshot. A revision below the compaction point
 // is refused, as in etcd. Values are not comparable with etcd's.
 //
-// One difference in the fields: etcd's hash at its compaction revision
-// reports the previous compaction point as CompactRevision; this reports
-// the current one.
+// Differences: etcd leaves out of a later revision's hash the versions a
+// compaction removed, so that hash changes with a compaction; this one
+// does not. And etcd's hash at its compaction revision reports the
+// previous compaction point as CompactRevision; this reports the current
+// one.
 func (r *Reader) HashKV(rev int64) (KVHash, error) {
 	defer func(start time.Time) { hashRevSec.Observe(time.Since(start).Seconds()) }(time.Now())
 	for {
@@ -73,9 +75,11 @@ func (r *Reader) HashKV(rev int64) (KVHash, error) {
 func hashVersions(db *pebble.DB, rev int64) (sum uint32, compactRev int64, err error) {
 	snap := db.NewSnapshot()
 	defer snap.Close()
-	v, err := loadView(snap)
-	if err != nil {
+	compactRev = -1
+	if b, ok, err := getValue(snap, metaCompact); err != nil {
 		return 0, 0, err
+	} else if ok {
+		compactRev = int64(binary.BigEndian.Uint64(b))
 	}
 	if sum, err = compactedHash(snap); err != nil {
 		return 0, 0, err
@@ -90,7 +94,7 @@ func hashVersions(db *pebble.DB, rev int64) (sum uint32, compactRev int64, err e
 			sum += versionHash(it.Key(), it.Value())
 		}
 	}
-	return sum, v.CompactRev, it.Error()
+	return sum, compactRev, it.Error()
 }
 
 // versionHash is one version's share of HashKV: the CRC-32C of its key
