@@ -47,9 +47,10 @@ func TestHashKV(t *testing.T) {
 		}
 		hk("compacted", 3)
 		// (At exactly the compaction revision etcd answers from a hash it
-		// stored while compacting, under the previous compaction point;
-		// MetaStore hashes under the current one. Not compared; see
-		// storeactor.Reader.HashKV.)
+		// stored while compacting, with the previous compaction point as
+		// compact_revision; MetaStore answers the same hash as before the
+		// compaction too (TestHashKVAtCompactionRevision), with the
+		// current one. Not compared; see storeactor.Reader.HashKV.)
 		hk("after compaction", 5)
 		o, _, err := Etcdctl(t, s.Endpoint(), "endpoint", "hashkv")
 		out = append(out, fmt.Sprintf("etcdctl endpoint hashkv ok=%v", err == nil && strings.HasPrefix(o, s.Endpoint()+", ")))

@@ -127,17 +127,12 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		_, err := snap.WriteTo(pw)
-		pw.CloseWithError(err)
-	}()
+	pr := snap.Reader()
 	defer func() {
-		pr.Close() // unblocks the writer if the client went away
-		<-written
-		snap.Close()
+		// Also when the client went away: the checkpoint is a full copy.
+		if err := pr.Close(); err != nil {
+			s.g.cfg.Logger.Warn("failed to remove snapshot checkpoint", zap.Error(err))
+		}
 	}()
 	version := s.g.cfg.StorageVersion
 	total, sent := snap.Size(), int64(0)

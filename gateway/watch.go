@@ -74,9 +74,14 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 }
 
 // recvWatch forwards the client's requests until it closes its side (nil)
-// or the stream breaks.
+// or the stream breaks. It reads the next one only once out admits it: a
+// client that does not read its responses is not read either, so what it
+// asks for cannot pile up in the server.
 func (g *Gateway) recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(any)) error {
 	for {
+		if err := out.Admit(stream.Context()); err != nil {
+			return err
+		}
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -88,18 +93,22 @@ func (g *Gateway) recvWatch(stream pb.Watch_WatchServer, out *watchactor.Stream,
 		case *pb.WatchRequest_CreateRequest:
 			if u.CreateRequest != nil {
 				send(&watchactor.Create{Out: out, Req: u.CreateRequest, Refused: g.watchRefusal(stream.Context(), u.CreateRequest)})
+				continue
 			}
 		case *pb.WatchRequest_CancelRequest:
 			if u.CancelRequest != nil {
 				send(&watchactor.Cancel{Out: out, WatchID: u.CancelRequest.WatchId})
+				continue
 			}
 		case *pb.WatchRequest_ProgressRequest:
 			if u.ProgressRequest != nil {
 				send(&watchactor.RequestProgress{Out: out})
+				continue
 			}
 		default:
 			g.cfg.Logger.Info("invalid watch request type received in gRPC stream")
 		}
+		out.Handled() // nothing for the Hub to answer
 	}
 }
 

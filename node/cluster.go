@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -124,21 +123,4 @@ func (n *Node) publish() {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// openCheckpoint streams a fresh checkpoint of the member's DB, for a
-// follower that needs the leader's state (the transport sends it after a
-// MsgSnap).
-func openCheckpoint(snaps *storeactor.Snapshotter) (io.ReadCloser, error) {
-	snap, err := snaps.Take()
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := snap.WriteTo(pw)
-		snap.Close()
-		pw.CloseWithError(err)
-	}()
-	return pr, nil
 }

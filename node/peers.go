@@ -17,7 +17,6 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/raftactor"
-	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/transport"
 )
 
@@ -34,12 +33,9 @@ func (n *Node) newTransport() *transport.Transport {
 		Removed:        func(uint64) { n.markRemoved() },
 		Cut:            n.cfg.PeerCut,
 		TLS:            n.tls.peerClient,
-		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return openCheckpoint(n.snapshots) },
+		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return n.snapshots.Open() },
 		ReceiveSnapshot: func(m *raftpb.Message, data io.Reader) error {
-			meta := m.GetSnapshot().GetMetadata()
-			dir := raftactor.ReceivedSnapshotDir(n.fs, n.snapDir, meta.GetIndex(), meta.GetTerm())
-			_ = n.fs.RemoveAll(dir)
-			return storeactor.ReceiveCheckpoint(n.fs, dir, data)
+			return receiveSnapshot(n.lg, n.fs, n.snapDir, n.reader.View().Applied, m, data)
 		},
 	})
 }

@@ -14,7 +14,8 @@ import (
 
 // openStorage opens the member's pebble DB under <data-dir>/member/pebble
 // (or on an in-memory FS), paced by the defragmenter's compaction pacer,
-// and the snapshotter that takes checkpoints under <data-dir>/member/snap.
+// and the snapshotter that takes checkpoints under <data-dir>/member/snap,
+// from which it first removes what a crash left (see snapdir.go).
 func (n *Node) openStorage() error {
 	dir := filepath.Join(n.cfg.DataDir, "member", "pebble")
 	n.fs = vfs.Default
@@ -30,6 +31,7 @@ func (n *Node) openStorage() error {
 	}
 	n.db = db
 	n.snapDir = filepath.Join(n.cfg.DataDir, "member", "snap")
+	cleanSnapDir(n.lg, n.fs, n.snapDir)
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)
 	return nil
 }

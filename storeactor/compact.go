@@ -18,8 +18,9 @@ import (
 // can no longer start there); those at CompactRev stay, because etcd lets a
 // watch start at the compaction revision and sees its events, deletes
 // included. Steps end on whole main revisions, and
-// the progress mark is written in the same batch, so a restart resumes
-// where the last committed step ended; redoing a step is harmless.
+// the progress mark and the hash of what was deleted (see HashKV) are
+// written in the same batch, so a restart resumes where the last committed
+// step ended; redoing a step is harmless.
 func (s *Store) compactStep(ctx actor.Context) {
 	target := s.cur.CompactRev
 	if s.cur.CompactDone >= target {
@@ -54,10 +55,12 @@ func (s *Store) compactStep(ctx actor.Context) {
 
 	b := s.cfg.DB.NewBatch()
 	var freed, versions int64
+	var gone uint32 // HashKV's share of the deleted versions
 	for k := range keys {
-		f, n := compactKey(s.cfg.DB, b, []byte(k), target)
-		freed, versions = freed+f, versions+n
+		d := compactKey(s.cfg.DB, b, []byte(k), target)
+		freed, versions, gone = freed+d.freed, versions+int64(d.n), gone+d.hash
 	}
+	must(recordCompacted(s.cfg.DB, b, gone))
 	histEnd := historyKey(nil, min(reached+1, target), 0)
 	freed += spanBytes(s.cfg.DB, historySpaceLow, histEnd)
 	must(b.DeleteRange(historySpaceLow, histEnd, nil))
@@ -70,6 +73,9 @@ func (s *Store) compactStep(ctx actor.Context) {
 	must(b.Close())
 	s.cur.CompactDone = reached
 	s.publish()
+	if afterCompactStep != nil {
+		afterCompactStep()
+	}
 	dbCompactionKeys.Add(float64(versions))
 	dbCompactionPauseMs.Observe(float64(time.Since(start).Milliseconds()))
 	if reached < target {
@@ -80,7 +86,8 @@ func (s *Store) compactStep(ctx actor.Context) {
 }
 
 // compactKey deletes the versions of key that no read at or above target
-// can see, and returns their size (see View.LiveBytes) and number.
+// can see, and returns what it deleted: their size (see View.LiveBytes),
+// number and hash (see HashKV).
 //
 // A key with few doomed versions (the common case: a key overwritten a
 // few times between compactions) gets one point tombstone per version;
@@ -91,14 +98,14 @@ func (s *Store) compactStep(ctx actor.Context) {
 // compacted key, that estimation took a core away from client requests
 // while pebble compacted (a third of the CPU of a defragmentation after a
 // large compaction).
-func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed, n int64) {
+func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) pointDeletes {
 	from := versionKey(nil, key, target)
 	end := afterKeyPrefix(nil, from[:len(from)-8])
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: end})
 	must(err)
 	defer it.Close()
 	if !it.First() {
-		return 0, 0
+		return pointDeletes{}
 	}
 	_, main := splitVersionKey(it.Key())
 	v := it.Value()
@@ -110,7 +117,6 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed
 	for it.Next() {
 		doomed.add(it.Key(), it.Value())
 	}
-	freed, n = doomed.freed, int64(doomed.n)
 	if tombstone {
 		doomed.commit(from, end)
 		// The key is gone for good unless written again since: then its
@@ -122,11 +128,15 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed
 				must(b.Delete(latestKey(nil, key), nil))
 			}
 		}
-		return freed, n
+		return doomed
 	}
 	doomed.commit(versionKey(nil, key, main-1), end)
-	return freed, n
+	return doomed
 }
+
+// afterCompactStep, when set (tests), runs after each physical compaction
+// step is published.
+var afterCompactStep func()
 
 // maxPointDeletes is the most versions of one key compactKey deletes with
 // point tombstones; beyond it one range tombstone is cheaper to write and
@@ -134,16 +144,18 @@ func compactKey(db *pebble.DB, b *pebble.Batch, key []byte, target int64) (freed
 const maxPointDeletes = 16
 
 // pointDeletes collects the versions compactKey deletes: their keys while
-// there are at most maxPointDeletes, their total size always.
+// there are at most maxPointDeletes, their total size and hash always.
 type pointDeletes struct {
 	b     *pebble.Batch
 	keys  [][]byte
 	n     int
 	freed int64
+	hash  uint32 // sum of versionHash
 }
 
 func (d *pointDeletes) add(k, v []byte) {
 	d.freed += int64(len(k) + len(v))
+	d.hash += versionHash(k, v)
 	d.n++
 	if d.n <= maxPointDeletes {
 		d.keys = append(d.keys, append([]byte(nil), k...))

@@ -1,6 +1,7 @@
 package storeactor
 
 import (
+	"encoding/binary"
 	"hash/crc32"
 	"time"
 
@@ -18,16 +19,26 @@ type KVHash struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// HashKV hashes every version a read at or after the compaction point can
-// still see, up to rev (0: the current revision), as etcd's HashKV does:
-// for each key in key order, its versions above the compaction point and
-// the newest one at or below it unless that is a tombstone. It depends
-// only on the applied history and the compaction revision, not on how far
-// physical compaction has got, so members that applied the same log agree.
-// The hash function is CRC-32C; values are not comparable with etcd's.
-// One difference in the fields: at exactly its compaction revision etcd
-// answers from a hash it stored while compacting, taken under the previous
-// compaction point; this always hashes under the current one.
+// metaHashCompacted is the sum of versionHash over every version physical
+// compaction has deleted, written in the batch that deletes them.
+var metaHashCompacted = []byte("mhash_compacted")
+
+// HashKV hashes every version written up to rev (0: the current
+// revision), as etcd's HashKV hashes the versions of its key bucket: the
+// sum of each version's CRC-32C (key and record), those compaction has
+// deleted included, through the sum recorded as it deleted them. So the
+// hash of a revision is a function of the applied history alone: the same
+// before a compaction and after it (etcd answers a hash at its compaction
+// revision from one it took while compacting, for the same reason), on
+// every member, whatever its physical compaction progress, and on a member
+// that got its data from a snapshot. A revision below the compaction point
+// is refused, as in etcd. Values are not comparable with etcd's.
+//
+// Differences: etcd leaves out of a later revision's hash the versions a
+// compaction removed, so that hash changes with a compaction; this one
+// does not. And etcd's hash at its compaction revision reports the
+// previous compaction point as CompactRevision; this reports the current
+// one.
 func (r *Reader) HashKV(rev int64) (KVHash, error) {
 	defer func(start time.Time) { hashRevSec.Observe(time.Since(start).Seconds()) }(time.Now())
 	for {
@@ -43,49 +54,72 @@ func (r *Reader) HashKV(rev int64) (KVHash, error) {
 		if at == 0 {
 			at = v.Rev
 		}
-		h, err := hashVersions(r.db, at, v.CompactRev)
+		h, compactRev, err := hashVersions(r.db, at)
 		if !r.view.readValid(seq) {
 			continue // a snapshot install overlapped the walk
 		}
 		if err != nil {
 			return KVHash{}, err
 		}
-		if r.view.Load().CompactRev == v.CompactRev {
-			return KVHash{Hash: h, Revision: at, CompactRevision: v.CompactRev, CurrentRevision: v.Rev}, nil
+		if at < compactRev {
+			// A compaction committed since the check: the deleted sum
+			// now holds versions above at.
+			return KVHash{}, rpctypes.ErrGRPCCompacted
 		}
-		// A compaction landed meanwhile and may have removed what was
-		// read: hash again under the new compaction point.
+		return KVHash{Hash: h, Revision: at, CompactRevision: compactRev, CurrentRevision: v.Rev}, nil
 	}
 }
 
-func hashVersions(db pebble.Reader, rev, compactRev int64) (uint32, error) {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+// hashVersions is HashKV's hash at rev, read from one snapshot of db with
+// the compaction point it was taken under.
+func hashVersions(db *pebble.DB, rev int64) (sum uint32, compactRev int64, err error) {
+	snap := db.NewSnapshot()
+	defer snap.Close()
+	compactRev = -1
+	if b, ok, err := getValue(snap, metaCompact); err != nil {
+		return 0, 0, err
+	} else if ok {
+		compactRev = int64(binary.BigEndian.Uint64(b))
+	}
+	if sum, err = compactedHash(snap); err != nil {
+		return 0, 0, err
+	}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer it.Close()
-	h := crc32.New(castagnoli)
-	var cur []byte // key prefix ('k' enc(key)) of the key being walked
-	var done bool  // its version at or below the compaction point is handled
 	for ok := it.First(); ok; ok = it.Next() {
-		prefix, main := splitVersionKey(it.Key())
-		if string(prefix) != string(cur) {
-			cur, done = append(cur[:0], prefix...), false
+		if _, main := splitVersionKey(it.Key()); main <= rev {
+			sum += versionHash(it.Key(), it.Value())
 		}
-		if done || main > rev {
-			continue // older than the kept version, or not yet written at rev
-		}
-		val := it.Value()
-		if main <= compactRev {
-			done = true
-			if len(val) > 0 && val[0]&flagTombstone != 0 {
-				continue // a tombstone at the compaction point is gone
-			}
-		}
-		h.Write(it.Key())
-		h.Write(val)
 	}
-	return h.Sum32(), it.Error()
+	return sum, compactRev, it.Error()
+}
+
+// versionHash is one version's share of HashKV: the CRC-32C of its key
+// ('k' enc(key) ^main) and record.
+func versionHash(k, v []byte) uint32 {
+	return crc32.Update(crc32.Checksum(k, castagnoli), castagnoli, v)
+}
+
+// compactedHash is the recorded sum of the versions compaction deleted.
+func compactedHash(db pebble.Reader) (uint32, error) {
+	b, ok, err := getValue(db, metaHashCompacted)
+	if err != nil || !ok {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+// recordCompacted adds sum (of versions deleted in b) to the recorded
+// sum, in b.
+func recordCompacted(db pebble.Reader, b *pebble.Batch, sum uint32) error {
+	prev, err := compactedHash(db)
+	if err != nil {
+		return err
+	}
+	return b.Set(metaHashCompacted, binary.BigEndian.AppendUint32(nil, prev+sum), nil)
 }
 
 // Hash is Maintenance.Hash: a CRC-32C over every key and value the store

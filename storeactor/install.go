@@ -36,7 +36,8 @@ import (
 
 // InstallSnapshot asks the store to replace its state with the store key
 // space of the checkpoint in Dir (on FS). Reply gets nil once it is
-// installed and published, or why not (nothing changed then).
+// installed and published, or why not (nothing changed then). Dir is
+// removed either way.
 type InstallSnapshot struct {
 	FS    vfs.FS
 	Dir   string
@@ -66,6 +67,12 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 	}
 	sst := m.FS.PathJoin(m.FS.PathDir(m.Dir), m.FS.PathBase(m.Dir)+".sst")
 	err := s.writeCheckpointTable(m.FS, m.Dir, sst)
+	// Whatever the outcome, the checkpoint (a full copy of the leader's DB)
+	// is done with once read: the raft actor hands a failed install's
+	// snapshot to nobody, and the leader sends a new one.
+	if rerr := m.FS.RemoveAll(m.Dir); rerr != nil {
+		s.cfg.Logger.Warn("failed to remove received snapshot", zap.String("path", m.Dir), zap.Error(rerr))
+	}
 	if err == nil {
 		// Reads wait from here until start publishes the new View
 		// (viewRef), which it also does when a panic restarts the actor

@@ -2,7 +2,6 @@ package storeactor_test
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -241,14 +240,12 @@ func onMemFS(t *testing.T, fs vfs.FS, dir string) func(*storeactor.Config) {
 // follower receives the leader's.
 func shipCheckpoint(t *testing.T, db *pebble.DB, fs vfs.FS, dir string) {
 	t.Helper()
-	snap, err := storeactor.NewSnapshotter(db, fs, "/snap").Take()
+	data, err := storeactor.NewSnapshotter(db, fs, "/snap").Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer snap.Close()
-	pr, pw := io.Pipe()
-	go func() { _, err := snap.WriteTo(pw); pw.CloseWithError(err) }()
-	if err := storeactor.ReceiveCheckpoint(fs, dir, pr); err != nil {
+	defer data.Close()
+	if err := storeactor.ReceiveCheckpoint(fs, dir, data); err != nil {
 		t.Fatal(err)
 	}
 }

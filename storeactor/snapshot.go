@@ -31,7 +31,10 @@ const SnapshotDir = "db"
 
 // Snapshotter makes snapshots of one DB. fs is the DB's filesystem (the
 // in-memory one with --storage=memory); checkpoints are made under dir on
-// it and removed when sent.
+// it and removed when sent. Each is a full copy of the DB (hard links while
+// the DB's files live, real bytes once compactions replace them), so every
+// path that takes one removes it; a crash leaves it behind for the
+// member's start-up to remove (CheckpointPrefix).
 type Snapshotter struct {
 	db  *pebble.DB
 	fs  vfs.FS
@@ -42,6 +45,10 @@ type Snapshotter struct {
 func NewSnapshotter(db *pebble.DB, fs vfs.FS, dir string) *Snapshotter {
 	return &Snapshotter{db: db, fs: fs, dir: dir}
 }
+
+// CheckpointPrefix starts the name of every checkpoint a Snapshotter makes
+// under its dir.
+const CheckpointPrefix = "checkpoint-"
 
 // Snapshot is one checkpoint, ready to be written as an archive.
 type Snapshot struct {
@@ -60,7 +67,7 @@ type snapshotFile struct {
 // Take checkpoints the DB. The caller must Close the Snapshot.
 func (s *Snapshotter) Take() (*Snapshot, error) {
 	start := time.Now()
-	dir := s.fs.PathJoin(s.dir, fmt.Sprintf("checkpoint-%d-%d", time.Now().UnixNano(), s.seq.Add(1)))
+	dir := s.fs.PathJoin(s.dir, fmt.Sprintf(CheckpointPrefix+"%d-%d", time.Now().UnixNano(), s.seq.Add(1)))
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -87,6 +94,41 @@ func (s *Snapshotter) Take() (*Snapshot, error) {
 		snap.files = append(snap.files, snapshotFile{name: n, size: st.Size()})
 	}
 	return snap, nil
+}
+
+// Open takes a snapshot and streams its archive (see Snapshot.Reader).
+func (s *Snapshotter) Open() (io.ReadCloser, error) {
+	snap, err := s.Take()
+	if err != nil {
+		return nil, err
+	}
+	return snap.Reader(), nil
+}
+
+// Reader streams the archive. Closing it, before the end too (the peer or
+// client went away), stops the stream and removes the checkpoint before
+// it returns, so that nothing of the snapshot outlives its transfer.
+func (s *Snapshot) Reader() io.ReadCloser {
+	pr, pw := io.Pipe()
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		_, err := s.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	return &snapshotReader{PipeReader: pr, snap: s, written: written}
+}
+
+type snapshotReader struct {
+	*io.PipeReader
+	snap    *Snapshot
+	written chan struct{}
+}
+
+func (r *snapshotReader) Close() error {
+	r.PipeReader.Close() // unblocks the writer if the reader stopped early
+	<-r.written
+	return r.snap.Close()
 }
 
 // Size is the archive's length in bytes (without the checksum).

@@ -90,7 +90,12 @@ func (p *peer) sendSnapshot(m *raftpb.Message) (n int64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("open snapshot: %w", err)
 	}
-	defer data.Close()
+	defer func() {
+		// Removes the checkpoint (a full copy of the DB) behind data.
+		if cerr := data.Close(); cerr != nil {
+			p.t.log.Warn("failed to release snapshot data", zap.String("remote-peer-id", idString(p.id)), zap.Error(cerr))
+		}
+	}()
 	cr := &countingReader{r: data}
 
 	req, err := http.NewRequestWithContext(p.ctx, http.MethodPost, base+pathSnapshot,

@@ -147,14 +147,17 @@ func (h *Hub) Receive(ctx actor.Context) {
 		if st := h.streams[m.Out]; st != nil {
 			h.create(st, m.Req, m.Refused)
 		}
+		m.Out.Handled()
 	case *Cancel:
 		if st := h.streams[m.Out]; st != nil {
 			h.cancel(st, m.WatchID)
 		}
+		m.Out.Handled()
 	case *RequestProgress:
 		if st := h.streams[m.Out]; st != nil {
 			h.requestProgress(st)
 		}
+		m.Out.Handled()
 	case *Drained:
 		if st := h.streams[m.Out]; st != nil {
 			st.stalled = false
@@ -301,7 +304,7 @@ func (h *Hub) requestProgress(st *streamState) {
 			return
 		}
 	}
-	st.out.pushControl(&pb.WatchResponse{Header: h.header(h.rev), WatchId: -1})
+	st.out.pushProgress(&pb.WatchResponse{Header: h.header(h.rev), WatchId: -1})
 }
 
 // progressTick notifies the progress_notify watchers that got no events
@@ -315,7 +318,7 @@ func (h *Hub) progressTick() {
 				continue
 			}
 			if w.quiet && w.synced && h.rev >= w.startRev {
-				st.out.pushControl(&pb.WatchResponse{Header: h.header(h.rev), WatchId: w.id})
+				st.out.pushProgress(&pb.WatchResponse{Header: h.header(h.rev), WatchId: w.id})
 			}
 			w.quiet = true
 		}

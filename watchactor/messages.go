@@ -5,7 +5,8 @@ import pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 // The Hub's requests, sent by the gateway's watch handler. Each names the
 // Stream it is for; the Hub answers by pushing into it. Messages for a
 // Stream the Hub does not know (closed, or failed by a restart) are
-// ignored.
+// ignored. The client's requests (Create, Cancel, RequestProgress) are
+// sent after the Stream's Admit, and the Hub calls Handled for each.
 
 // OpenStream registers a stream; it must precede the stream's other
 // messages.

@@ -46,8 +46,26 @@ var (
 	})
 )
 
+// MetaStore's own: clients that do not read what they asked for.
+var (
+	// unreadStreams counts the streams whose next request is not read
+	// because the client has not read the responses the stream holds
+	// (Stream.Admit).
+	unreadStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "metastore_watch_streams_unread",
+		Help: "Watch streams whose requests are not read because their client does not read the responses.",
+	})
+	// progressCoalesced counts progress notifications that took the place
+	// of one the client had not yet been sent.
+	progressCoalesced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_watch_progress_coalesced_total",
+		Help: "Watch progress notifications that replaced one not yet sent to the client.",
+	})
+)
+
 func init() {
-	metrics.MustRegister(watchStreamGauge, watcherGauge, slowWatcherGauge, eventsTotal, pendingEvents, progressSec)
+	metrics.MustRegister(watchStreamGauge, watcherGauge, slowWatcherGauge, eventsTotal, pendingEvents, progressSec,
+		unreadStreams, progressCoalesced)
 }
 
 // hubGauges is a Hub's share of the process-wide gauges: what it last

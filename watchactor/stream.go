@@ -1,6 +1,8 @@
 package watchactor
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -14,7 +16,7 @@ type Outgoing struct {
 	Fragment bool
 }
 
-// Budget bounds the memory of queued event responses: per stream, and over
+// Budget bounds the memory of queued responses: per stream, and over
 // all streams of a node together, so that neither one slow client nor a
 // thousand of them can grow the server without bound.
 type Budget struct {
@@ -33,22 +35,39 @@ func NewBudget(perStream, total int64) *Budget {
 // the stream's handler waits on Ready, Takes them all at once, sends them
 // and says so (Sent).
 //
-// Event responses are charged to the Budget from the push until the
-// handler has sent them (Sent), so the bound covers the batch being sent as
-// well as the queue. Control
-// responses are not charged: they are small, and a client must always
-// learn that a watch was created or canceled. A push that finds the budget
-// spent is refused and remembered; Sent reports it, and the handler then
-// sends the Hub Drained. A push is refused only while the stream holds
-// some budget, so the handler always has a Sent coming that reports it.
+// Everything queued is charged to the Budget from the push until the
+// handler has sent it (Sent), so the bound covers the batch being sent as
+// well as the queue:
+//
+//   - Event responses: a push that finds the budget spent is refused and
+//     remembered; Sent reports it, and the handler then sends the Hub
+//     Drained. A push is refused only while the stream holds some budget,
+//     so the handler always has a Sent coming that reports it.
+//   - Control responses (created, canceled) are never refused, a client
+//     must learn what became of its requests, and are charged controlSize.
+//     They answer the client's requests, so they are bounded where those
+//     are read: the handler reads the next request only once Admit lets
+//     it, which it does while the stream holds less than its budget,
+//     counting requests the Hub has not yet answered (Handled). A client
+//     that does not read its responses is no longer read either (etcd
+//     blocks its receive loop the same way), and gRPC's flow control holds
+//     its requests back.
+//   - Progress notifications are coalesced (etcd too drops them for a
+//     client that does not read): a newer one for a watch id replaces one
+//     not yet taken when nothing but progress notifications was queued
+//     since. Between two other responses there is at most one per watch
+//     id, so they are bounded by the others.
 type Stream struct {
 	budget *Budget
 	ready  chan struct{} // has a token when items or err are waiting
+	room   chan struct{} // has a token when Admit may have room again
 
 	mu       sync.Mutex
 	items    []Outgoing
-	queued   int64 // charged bytes of items
-	inFlight int64 // charged bytes of the batch last taken
+	progress map[int64]int // watch id -> index in items of its progress notification, in the trailing run of them
+	queued   int64         // charged bytes of items
+	inFlight int64         // charged bytes of the batch last taken
+	pending  int64         // requests admitted and not yet Handled
 	refused  bool
 	err      error
 	closed   bool
@@ -59,9 +78,14 @@ type Stream struct {
 	queuedEvents, inFlightEvents int64
 }
 
+// controlSize is what a control response or progress notification (a
+// header and a few fields) is charged, and what an unanswered request
+// reserves.
+const controlSize = 128
+
 // NewStream returns an empty Stream charging b.
 func NewStream(b *Budget) *Stream {
-	return &Stream{budget: b, ready: make(chan struct{}, 1)}
+	return &Stream{budget: b, ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
 // Ready has a value when Take may have something to return.
@@ -74,6 +98,7 @@ func (s *Stream) Take() (out []Outgoing, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out, s.items = s.items, nil
+	clear(s.progress)
 	s.inFlight += s.queued
 	s.queued = 0
 	s.inFlightEvents += s.queuedEvents
@@ -95,8 +120,58 @@ func (s *Stream) Sent() (drained bool) {
 		s.inFlightEvents = 0
 	}
 	drained, s.refused = s.refused, false
+	s.wake()
 	return drained
 }
+
+// Admit returns once the handler may read the client's next request: at
+// once while the stream holds less than its budget, otherwise when Sent
+// has released enough. It reserves room for the request's answer until
+// the Hub has Handled it. It fails with ctx's error, or errClosed once the
+// stream is closed.
+func (s *Stream) Admit(ctx context.Context) error {
+	waited := false
+	defer func() {
+		if waited {
+			unreadStreams.Dec()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		switch {
+		case s.closed:
+			s.mu.Unlock()
+			return errClosed
+		case s.queued+s.inFlight+s.pending*controlSize < s.budget.perStream:
+			s.pending++
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if !waited {
+			waited = true
+			unreadStreams.Inc()
+		}
+		select {
+		case <-s.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Handled releases what Admit reserved for a request the Hub has now
+// handled (its answer, if any, is queued).
+func (s *Stream) Handled() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending > 0 {
+		s.pending--
+	}
+	s.wake()
+}
+
+var errClosed = errors.New("watchactor: stream closed")
 
 // Close releases what the stream holds of the budget; its handler calls it
 // when it returns.
@@ -109,6 +184,7 @@ func (s *Stream) Close() {
 	}
 	s.inFlight, s.queued, s.items, s.closed = 0, 0, nil, true
 	s.inFlightEvents, s.queuedEvents = 0, 0
+	s.wake()
 }
 
 // pushEvents queues an event response of about size bytes unless a budget
@@ -125,25 +201,60 @@ func (s *Stream) pushEvents(o Outgoing, size int64) bool {
 		s.refused = true
 		return false
 	}
-	s.items = append(s.items, o)
-	s.queued += size
-	s.budget.used.Add(size)
+	clear(s.progress)
+	s.queue(o, size)
 	if n := int64(len(o.Resp.Events)); n > 0 {
 		s.queuedEvents += n
 		pendingEvents.Add(float64(n))
 	}
-	s.signal()
 	return true
 }
 
-// pushControl queues a response outside the budget.
+// pushControl queues a created or canceled response; it is never refused.
 func (s *Stream) pushControl(resp *pb.WatchResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	s.items = append(s.items, Outgoing{Resp: resp})
+	clear(s.progress)
+	s.queue(Outgoing{Resp: resp}, controlSize)
+}
+
+// pushProgress queues a progress notification for resp.WatchId (-1: the
+// whole stream). One still queued for that id with only progress
+// notifications after it is dropped: the new one, at the end, promises
+// more, and revisions stay in order (a -1 applies to every watcher).
+func (s *Stream) pushProgress(resp *pb.WatchResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.progress == nil {
+		s.progress = map[int64]int{}
+	}
+	if i, ok := s.progress[resp.WatchId]; ok {
+		copy(s.items[i:], s.items[i+1:])
+		s.items[len(s.items)-1] = Outgoing{Resp: resp}
+		for id, j := range s.progress {
+			if j > i {
+				s.progress[id] = j - 1
+			}
+		}
+		s.progress[resp.WatchId] = len(s.items) - 1
+		progressCoalesced.Inc()
+		return
+	}
+	s.queue(Outgoing{Resp: resp}, controlSize)
+	s.progress[resp.WatchId] = len(s.items) - 1
+}
+
+// queue appends o, charged size bytes.
+func (s *Stream) queue(o Outgoing, size int64) {
+	s.items = append(s.items, o)
+	s.queued += size
+	s.budget.used.Add(size)
 	s.signal()
 }
 
@@ -160,6 +271,13 @@ func (s *Stream) fail(err error) {
 func (s *Stream) signal() {
 	select {
 	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) wake() {
+	select {
+	case s.room <- struct{}{}:
 	default:
 	}
 }
