@@ -67,8 +67,9 @@ func (s *State) CheckAdmin(ai Info) error {
 	return nil
 }
 
-// LeaseKeys lists the keys attached to a lease (none for an unknown one).
-type LeaseKeys func(id int64) [][]byte
+// LeaseKeys lists the keys attached to a lease (none for an unknown one),
+// or fails to read them: the check then fails with that error.
+type LeaseKeys func(id int64) ([][]byte, error)
 
 // CheckLeaseWrite is etcd's check before a put with a lease, a lease
 // revoke or a renewal: a non-root user needs write permission on every key
@@ -87,7 +88,11 @@ func (s *State) checkLeaseKeys(ai Info, id int64, keys LeaseKeys, write bool) er
 	if !s.Enabled || id == 0 || s.CheckAdmin(ai) == nil {
 		return nil
 	}
-	for _, k := range keys(id) {
+	ks, err := keys(id)
+	if err != nil {
+		return err
+	}
+	for _, k := range ks {
 		if err := s.CheckOp(ai, k, nil, write); err != nil {
 			return err
 		}

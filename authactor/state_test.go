@@ -68,11 +68,15 @@ func TestStateCheckTxnAndLeases(t *testing.T) {
 	nested := func(ops ...*pb.RequestOp) *pb.RequestOp {
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Failure: ops}}}
 	}
-	keys := func(id int64) [][]byte {
-		if id == 5 {
-			return [][]byte{[]byte("a/x"), []byte("b")} // b is not alice's
+	errUnreadable := errors.New("disk read error")
+	keys := func(id int64) ([][]byte, error) {
+		switch id {
+		case 5:
+			return [][]byte{[]byte("a/x"), []byte("b")}, nil // b is not alice's
+		case 9:
+			return nil, errUnreadable
 		}
-		return [][]byte{[]byte("a/y")}
+		return [][]byte{[]byte("a/y")}, nil
 	}
 	cases := []struct {
 		name string
@@ -92,6 +96,8 @@ func TestStateCheckTxnAndLeases(t *testing.T) {
 	errIs(t, "revoke lease with a foreign key", st.CheckLeaseWrite(alice, 5, keys), rpctypes.ErrGRPCPermissionDenied)
 	errIs(t, "root revokes anything", st.CheckLeaseWrite(authactor.Info{User: "root", Rev: 7}, 5, keys), nil)
 	errIs(t, "read lease keys", st.CheckLeaseRead(alice, 6, keys), nil)
+	errIs(t, "lease keys that cannot be read", st.CheckLeaseRead(alice, 9, keys), errUnreadable)
+	errIs(t, "root needs no lease keys", st.CheckLeaseWrite(authactor.Info{User: "root", Rev: 7}, 9, keys), nil)
 	errIs(t, "put with prev_kv needs read", st.CheckPut(alice, &pb.PutRequest{Key: []byte("r"), PrevKv: true}, keys), rpctypes.ErrGRPCPermissionDenied)
 	errIs(t, "delete with prev_kv", st.CheckDelete(alice, &pb.DeleteRangeRequest{Key: []byte("a/"), RangeEnd: []byte("a0"), PrevKv: true}), nil)
 }

@@ -102,8 +102,10 @@ func (g *Gateway) checkPassword(ctx context.Context, name, password string) (uin
 	if !st.Enabled {
 		return 0, rpctypes.ErrGRPCAuthNotEnabled
 	}
-	u := g.cfg.Store.User(name)
+	u, err := g.cfg.Store.User(name)
 	switch {
+	case err != nil:
+		return 0, err // Unknown with the store's error, as etcd answers a backend error
 	case u == nil:
 		return 0, rpctypes.ErrGRPCAuthFailed
 	case u.Options != nil && u.Options.NoPassword:

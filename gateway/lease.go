@@ -72,7 +72,9 @@ func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	if res.Found { // etcd answers an unknown lease with TTL -1, not an error
 		resp.TTL, resp.GrantedTTL = res.TTL, res.GrantedTTL
 		if r.Keys {
-			resp.Keys = s.g.cfg.Store.LeaseKeys(r.ID)
+			if resp.Keys, err = s.g.cfg.Store.LeaseKeys(r.ID); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s.g.header(resp.Header)

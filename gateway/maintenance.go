@@ -56,7 +56,11 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	if st.Lead == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
 	}
-	for _, a := range s.g.cfg.Store.Alarms() {
+	alarms, err := s.g.cfg.Store.Alarms()
+	if err != nil {
+		return nil, err // Unknown with the store's error
+	}
+	for _, a := range alarms {
 		resp.Errors = append(resp.Errors, a.String()) // as etcd reports them
 	}
 	s.g.header(resp.Header)

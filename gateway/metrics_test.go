@@ -74,6 +74,13 @@ func servedGateway(t *testing.T, extensive bool) (*grpc.ClientConn, *prometheus.
 		MaxRequestBytes: 1 << 20, RequestTimeout: 5 * time.Second, Members: func() []*pb.Member { return []*pb.Member{{ID: 1}} },
 		Version: "3.7.3", ClusterVersion: "3.7", ExtensiveMetrics: extensive,
 	})
+	return serve(t, g), testkit.Registry(t, NewCollector(g))
+}
+
+// serve serves g's client server on loopback until the test ends and
+// returns a connection whose calls send clientv3's API version.
+func serve(t *testing.T, g *Gateway) *grpc.ClientConn {
+	t.Helper()
 	srv := g.NewServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +96,7 @@ func servedGateway(t *testing.T, extensive bool) (*grpc.ClientConn, *prometheus.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn, testkit.Registry(t, NewCollector(g))
+	return conn
 }
 
 // The client server's RPCs move grpc-prometheus' families by method and

@@ -12,8 +12,8 @@ import (
 // The member as health checks see it (health.Member): what etcd's
 // /health, /livez, /readyz and gRPC health service look at.
 
-// Alarms are the active alarms.
-func (g *Gateway) Alarms() []*pb.AlarmMember { return g.cfg.Store.Alarms() }
+// Alarms are the active alarms, or why they could not be read.
+func (g *Gateway) Alarms() ([]*pb.AlarmMember, error) { return g.cfg.Store.Alarms() }
 
 // HasLeader reports whether raft knows a leader.
 func (g *Gateway) HasLeader() bool { return g.cfg.RaftView.Load().Lead != 0 }

@@ -18,9 +18,10 @@ import (
 const allServices = ""
 
 // GRPCStatus keeps a grpc.health.v1 server's status in step with the
-// member: SERVING while it has a leader and no CORRUPT alarm, NOT_SERVING
-// otherwise, so that Kubernetes gRPC probes and Envoy/Istio health checks
-// move traffic away from a member that cannot answer. (etcd 3.7 sets
+// member: SERVING while it has a leader and no CORRUPT alarm (and can
+// read its alarms), NOT_SERVING otherwise, so that Kubernetes gRPC probes
+// and Envoy/Istio health checks move traffic away from a member that
+// cannot answer. (etcd 3.7 sets
 // SERVING once and only drops it during a defragmentation behind a
 // feature gate; MetaStore has no stop-the-world defragmentation, so it
 // reports what a client can actually get instead.)
@@ -74,8 +75,10 @@ func (g *GRPCStatus) update() {
 	switch {
 	case !g.m.HasLeader():
 		status, reason = healthpb.HealthCheckResponse_NOT_SERVING, "no leader"
-	case alarmActive(g.m, pb.AlarmType_CORRUPT) != nil:
-		status, reason = healthpb.HealthCheckResponse_NOT_SERVING, "alarm activated: CORRUPT"
+	default:
+		if err := alarmActive(g.m, pb.AlarmType_CORRUPT); err != nil {
+			status, reason = healthpb.HealthCheckResponse_NOT_SERVING, err.Error()
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

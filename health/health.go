@@ -27,8 +27,9 @@ import (
 
 // Member is what the checks look at.
 type Member interface {
-	// Alarms are the active alarms, as the store applied them.
-	Alarms() []*pb.AlarmMember
+	// Alarms are the active alarms, as the store applied them, or why
+	// they could not be read (every check that looks at them fails).
+	Alarms() ([]*pb.AlarmMember, error)
 	// HasLeader reports whether raft knows a leader.
 	HasLeader() bool
 	// IsLearner reports whether this member is a learner.
@@ -106,7 +107,12 @@ type Result struct {
 // Health is etcd's /health verdict: alarms not excluded, then a leader
 // (unless serializable), then a read.
 func (c *Checker) Health(ctx context.Context, exclude map[string]bool, serializable bool) Result {
-	for _, a := range c.m.Alarms() {
+	alarms, err := c.m.Alarms()
+	if err != nil {
+		c.lg.Warn("serving /health false; reading the alarms fails", zap.Error(err))
+		return Result{Health: "false", Reason: "ALARM ERROR:" + err.Error()}
+	}
+	for _, a := range alarms {
 		name := a.Alarm.String()
 		if exclude[name] {
 			c.lg.Debug("/health excluded alarm", zap.String("alarm", a.String()))
@@ -127,7 +133,7 @@ func (c *Checker) Health(ctx context.Context, exclude map[string]bool, serializa
 		return Result{Health: "false", Reason: "RAFT NO LEADER"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	err := c.m.Read(ctx, serializable)
+	err = c.m.Read(ctx, serializable)
 	cancel()
 	if err != nil {
 		c.lg.Warn("serving /health false; Range fails", zap.Error(err))
@@ -209,8 +215,14 @@ func excluded(r *http.Request) map[string]bool {
 	return out
 }
 
+// alarmActive fails when an alarm of type t is active, or when the alarms
+// cannot be read: a member that cannot tell is not known to be healthy.
 func alarmActive(m Member, t pb.AlarmType) error {
-	for _, a := range m.Alarms() {
+	alarms, err := m.Alarms()
+	if err != nil {
+		return fmt.Errorf("cannot read alarms: %w", err)
+	}
+	for _, a := range alarms {
 		if a.Alarm == t {
 			return fmt.Errorf("alarm activated: %s", t)
 		}

@@ -18,6 +18,7 @@ import (
 // fakeMember is a member whose state a test sets.
 type fakeMember struct {
 	alarms      []*pb.AlarmMember
+	alarmsErr   error // what reading the alarms fails with
 	leader      bool
 	learner     bool
 	linearErr   error // what a linearizable read fails with
@@ -25,9 +26,9 @@ type fakeMember struct {
 	serialReads int
 }
 
-func (m *fakeMember) Alarms() []*pb.AlarmMember { return m.alarms }
-func (m *fakeMember) HasLeader() bool           { return m.leader }
-func (m *fakeMember) IsLearner() bool           { return m.learner }
+func (m *fakeMember) Alarms() ([]*pb.AlarmMember, error) { return m.alarms, m.alarmsErr }
+func (m *fakeMember) HasLeader() bool                    { return m.leader }
+func (m *fakeMember) IsLearner() bool                    { return m.learner }
 func (m *fakeMember) Read(_ context.Context, serializable bool) error {
 	if serializable {
 		m.serialReads++
@@ -48,6 +49,7 @@ func get(t *testing.T, m Member, target string) (int, string) {
 func TestHealth(t *testing.T) {
 	nospace := &pb.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_NOSPACE}
 	corrupt := &pb.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_CORRUPT}
+	diskErr := errors.New("pebble: read error")
 	for _, tc := range []struct {
 		name   string
 		m      fakeMember
@@ -63,6 +65,9 @@ func TestHealth(t *testing.T) {
 		{"kubeadm liveness, nospace, no leader", fakeMember{alarms: []*pb.AlarmMember{nospace}}, "/health?exclude=NOSPACE&serializable=true", 200, `{"health":"true","reason":""}`},
 		{"corrupt, nospace excluded", fakeMember{leader: true, alarms: []*pb.AlarmMember{nospace, corrupt}}, "/health?exclude=NOSPACE", 503, `{"health":"false","reason":"ALARM CORRUPT"}` + "\n"},
 		{"read fails", fakeMember{leader: true, linearErr: errors.New("etcdserver: request timed out")}, "/health", 503, `{"health":"false","reason":"RANGE ERROR:etcdserver: request timed out"}` + "\n"},
+		{"alarms unreadable", fakeMember{leader: true, alarmsErr: diskErr}, "/health?exclude=NOSPACE", 503, `{"health":"false","reason":"ALARM ERROR:pebble: read error"}` + "\n"},
+		{"readyz alarms unreadable", fakeMember{leader: true, alarmsErr: diskErr}, "/readyz/data_corruption", 503,
+			"[-]data_corruption failed: cannot read alarms: pebble: read error\n\n"},
 		{"livez", fakeMember{}, "/livez", 200, "ok\n"},
 		{"livez verbose", fakeMember{}, "/livez?verbose", 200, "[+]serializable_read ok\nok\n"},
 		{"readyz verbose", fakeMember{leader: true}, "/readyz?verbose", 200,
@@ -152,5 +157,16 @@ func TestGRPCStatusFollowsLeaderAndCorruption(t *testing.T) {
 	clock.Advance(100 * time.Millisecond)
 	if s := status(); s != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("nospace only: %v", s)
+	}
+	// A member that cannot read its alarms cannot tell it is not corrupt.
+	m.alarmsErr = errors.New("pebble: read error")
+	clock.Advance(100 * time.Millisecond)
+	if s := status(); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("alarms unreadable: %v", s)
+	}
+	m.alarmsErr = nil
+	clock.Advance(100 * time.Millisecond)
+	if s := status(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("alarms readable again: %v", s)
 	}
 }

@@ -106,10 +106,13 @@ type tick struct{}
 // when primary, every lease is in the heap keyed by its next check time,
 // which is its expiry until a revoke has been proposed for it. The Lessor
 // is primary only in one term (term), never in one at or below deposed:
-// a view published before raft's LeaderChanged cannot promote it again.
+// a view published before raft's LeaderChanged cannot promote it again;
+// and only once loaded: it must know every lease to expire any.
 type Lessor struct {
 	cfg      Config
 	leases   map[int64]*lease
+	loaded   bool // leases were read from pebble since the actor started (load)
+	loadLog  *actors.LogLimiter
 	heap     leaseHeap
 	primary  bool
 	term     uint64 // the raft term it is primary in
@@ -152,7 +155,8 @@ func New(cfg Config) *actor.Props {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 3 * time.Second
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg} })
+	loadLog := actors.NewLogLimiter(cfg.Clock, loadLogInterval)
+	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg, loadLog: loadLog} })
 }
 
 func (l *Lessor) Receive(ctx actor.Context) {
@@ -177,6 +181,9 @@ func (l *Lessor) Receive(ctx actor.Context) {
 	case *List:
 		actors.Reply(m.Reply, l.list())
 	case tick:
+		if !l.loaded {
+			l.load()
+		}
 		l.checkPrimary()
 		l.revokeExpired()
 	}
@@ -187,14 +194,36 @@ func (l *Lessor) Receive(ctx actor.Context) {
 func (l *Lessor) start(ctx actor.Context) {
 	l.leases = map[int64]*lease{}
 	l.heap = nil
-	l.primary = false
+	l.primary, l.loaded = false, false
 	l.self, l.root = ctx.Self(), ctx.ActorSystem().Root
-	for _, r := range l.cfg.Store.Leases() {
-		l.leases[r.ID] = &lease{id: r.ID, ttl: r.TTL, index: -1}
-	}
+	l.load()
 	l.checkPrimary()
 	self, root := l.self, l.root
 	l.stopTick = l.cfg.Clock.Every(l.cfg.CheckInterval, func() { root.Send(self, tick{}) })
+}
+
+// loadLogInterval spaces the lines logged while the leases cannot be read.
+const loadLogInterval = 10 * time.Second
+
+// load reads every lease from pebble, in place of those known so far
+// (pebble has applied at least what LeasesApplied told). A failed read is
+// logged and counted, and tried again at the next tick; until one
+// succeeds the Lessor is not primary and expires nothing.
+func (l *Lessor) load() {
+	rs, err := l.cfg.Store.Leases()
+	if err != nil {
+		leaseLoadFailures.Inc()
+		if ok, held := l.loadLog.Allow(); ok {
+			l.cfg.Logger.Error("failed to read the leases; expiring none until they are read, retrying every check",
+				zap.Error(err), zap.Duration("check-interval", l.cfg.CheckInterval), zap.Int64("unlogged-since-last", held))
+		}
+		return
+	}
+	l.leases = make(map[int64]*lease, len(rs))
+	for _, r := range rs {
+		l.leases[r.ID] = &lease{id: r.ID, ttl: r.TTL, index: -1}
+	}
+	l.loaded = true
 }
 
 // checkPrimary follows the raft view: promoted once it leads with every
@@ -202,7 +231,7 @@ func (l *Lessor) start(ctx actor.Context) {
 // term (leases start over, as on any promotion).
 func (l *Lessor) checkPrimary() {
 	term, ok := l.cfg.Primary()
-	ok = ok && term > l.deposed
+	ok = ok && term > l.deposed && l.loaded
 	switch {
 	case l.primary && !ok:
 		l.demote("no longer the leader")
@@ -307,21 +336,25 @@ func (l *Lessor) remove(id int64) {
 }
 
 // lookup finds a lease, asking pebble when this actor has not heard of it
-// (a LeasesApplied lost to a store restart).
-func (l *Lessor) lookup(id int64) *lease {
+// (a LeasesApplied lost to a store restart), or fails with pebble's error.
+func (l *Lessor) lookup(id int64) (*lease, error) {
 	if ls := l.leases[id]; ls != nil {
-		return ls
+		return ls, nil
 	}
-	if r, ok := l.cfg.Store.Lease(id); ok {
-		return l.add(r)
+	r, ok, err := l.cfg.Store.Lease(id)
+	if !ok {
+		return nil, err
 	}
-	return nil
+	return l.add(r), nil
 }
 
 // extend renews a lease once this member's leadership is confirmed: its
 // expiry moves to now + TTL.
 func (l *Lessor) extend(id int64) RenewResult {
-	ls := l.lookup(id)
+	ls, err := l.lookup(id)
+	if err != nil {
+		return RenewResult{Err: err}
+	}
 	now := l.cfg.Clock.Now()
 	if ls == nil || !now.Before(ls.expiry) {
 		// Expired: its revoke is on the way; etcd answers "not found" too.
@@ -339,9 +372,9 @@ func (l *Lessor) timeToLive(id int64) TTLResult {
 	if !l.primary {
 		return TTLResult{Err: rpctypes.ErrGRPCNotLeader}
 	}
-	ls := l.lookup(id)
+	ls, err := l.lookup(id)
 	if ls == nil {
-		return TTLResult{}
+		return TTLResult{Err: err}
 	}
 	remaining := ls.expiry.Sub(l.cfg.Clock.Now())
 	return TTLResult{TTL: int64(remaining.Seconds()), GrantedTTL: ls.ttl, Found: true}
@@ -379,7 +412,10 @@ func (l *Lessor) revokeExpired() {
 		if now.Before(ls.nextCheck) {
 			return
 		}
-		if _, ok := l.cfg.Store.Lease(ls.id); !ok {
+		// A lease that cannot be read is revoked as if it were there: the
+		// revoke of one already gone is refused harmlessly, and the next
+		// retry looks again.
+		if _, ok, err := l.cfg.Store.Lease(ls.id); err == nil && !ok {
 			l.remove(ls.id) // revoked, and the news was lost
 			continue
 		}

@@ -54,7 +54,14 @@ func newHarness(t *testing.T, tweak func(*leaseactor.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newHarnessOn(t, db, tweak)
+}
+
+// newHarnessOn is newHarness on db, which it closes when the test ends.
+func newHarnessOn(t *testing.T, db *pebble.DB, tweak func(*leaseactor.Config)) *harness {
+	t.Helper()
 	t.Cleanup(func() { db.Close() })
+	var err error
 	h := &harness{t: t, db: db, kit: testkit.New(t), clock: testkit.NewFakeClock(time.Unix(1000, 0)),
 		proposed: make(chan *pb.InternalRaftRequest, 100000), rounds: make(chan chan<- error, 100)}
 	h.primary.Store(true)

@@ -38,6 +38,13 @@ var (
 		Name: "metastore_lease_renew_unconfirmed_total",
 		Help: "Lease keep-alives refused because this member's leadership was not confirmed by a quorum round.",
 	})
+	// leaseLoadFailures counts the Lessor's failed reads of every lease
+	// from pebble (at its start, then at each check until one succeeds):
+	// meanwhile it is not primary and no lease expires.
+	leaseLoadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_lease_load_failures_total",
+		Help: "Failed reads of the leases by the lessor; until one succeeds it expires no lease.",
+	})
 	// leaseExpired counts the leases this member revoked because they
 	// expired: counted when the revoke it proposed is applied.
 	leaseExpired = prometheus.NewCounter(prometheus.CounterOpts{
@@ -47,5 +54,5 @@ var (
 )
 
 func init() {
-	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired, leaseRenewUnconfirmed)
+	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired, leaseRenewUnconfirmed, leaseLoadFailures)
 }

@@ -46,6 +46,7 @@ func (n *Node) startStore() (err error) {
 	if n.reader, err = storeactor.NewReader(n.db); err != nil {
 		return err
 	}
+	n.reader.SetLogger(n.lg.Named("store"), n.cfg.Clock)
 	// The initial corruption check, first half: the store agrees with
 	// itself (newest-version entries against versions). The second half,
 	// against the peers, runs once the peer listener is up.

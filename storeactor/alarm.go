@@ -24,24 +24,34 @@ func alarmKey(t pb.AlarmType, member uint64) []byte {
 
 // alarms lists the active alarms of type t (all of them for NONE), in
 // member then type order.
-func alarms(r pebble.Reader, t pb.AlarmType) []*pb.AlarmMember {
+func alarms(r pebble.Reader, t pb.AlarmType) ([]*pb.AlarmMember, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixAlarm}, UpperBound: []byte{prefixAlarm + 1}})
-	must(err)
+	if err != nil {
+		return nil, err
+	}
 	defer it.Close()
 	var out []*pb.AlarmMember
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
+		if len(k) != 13 {
+			return nil, errCorruptRecord
+		}
 		at := pb.AlarmType(binary.BigEndian.Uint32(k[1:5]))
 		if t == pb.AlarmType_NONE || at == t {
 			out = append(out, &pb.AlarmMember{Alarm: at, MemberID: binary.BigEndian.Uint64(k[5:13])})
 		}
 	}
-	must(it.Error())
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].MemberID < out[j].MemberID })
-	return out
+	return out, nil
 }
 
-func alarmActive(r pebble.Reader, t pb.AlarmType) bool { return len(alarms(r, t)) > 0 }
+func alarmActive(r pebble.Reader, t pb.AlarmType) (bool, error) {
+	as, err := alarms(r, t)
+	return len(as) > 0, err
+}
 
 // applyAlarm applies an AlarmRequest as etcd does: GET lists, ACTIVATE and
 // DEACTIVATE answer with the alarm they set or cleared (nothing when there
@@ -51,7 +61,7 @@ func applyAlarm(b *pebble.Batch, r *pb.AlarmRequest, next *View) *pb.AlarmRespon
 	m := &pb.AlarmMember{MemberID: r.MemberID, Alarm: r.Alarm}
 	switch r.Action {
 	case pb.AlarmRequest_GET:
-		resp.Alarms = alarms(b, r.Alarm)
+		resp.Alarms = mustRead(alarms(b, r.Alarm))
 	case pb.AlarmRequest_ACTIVATE:
 		if r.Alarm == pb.AlarmType_NONE {
 			break
@@ -67,8 +77,8 @@ func applyAlarm(b *pebble.Batch, r *pb.AlarmRequest, next *View) *pb.AlarmRespon
 		must(b.Delete(alarmKey(r.Alarm, r.MemberID), nil))
 		resp.Alarms = []*pb.AlarmMember{m}
 	}
-	next.NoSpace = alarmActive(b, pb.AlarmType_NOSPACE)
-	next.Corrupt = alarmActive(b, pb.AlarmType_CORRUPT)
+	next.NoSpace = mustRead(alarmActive(b, pb.AlarmType_NOSPACE))
+	next.Corrupt = mustRead(alarmActive(b, pb.AlarmType_CORRUPT))
 	return resp
 }
 
@@ -84,5 +94,9 @@ func refusedByAlarm(v *View, r *pb.InternalRaftRequest) error {
 	return nil
 }
 
-// Alarms lists the active alarms (Maintenance.Status reports them).
-func (r *Reader) Alarms() []*pb.AlarmMember { return alarms(r.db, pb.AlarmType_NONE) }
+// Alarms lists the active alarms (Maintenance.Status and the health
+// checks report them), or why they could not be read.
+func (r *Reader) Alarms() ([]*pb.AlarmMember, error) {
+	as, err := alarms(r.db, pb.AlarmType_NONE)
+	return as, r.readError("alarms", err)
+}

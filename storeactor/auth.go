@@ -37,13 +37,21 @@ const (
 func userKey(name string) []byte { return append([]byte{prefixUser}, name...) }
 func roleKey(name string) []byte { return append([]byte{prefixRole}, name...) }
 
-func getProto(r pebble.Reader, key []byte, m proto.Message) bool {
+// readProto reads key's record into m, and whether there is one.
+func readProto(r pebble.Reader, key []byte, m proto.Message) (bool, error) {
 	v, ok, err := getValue(r, key)
-	must(err)
-	if ok {
-		must(proto.Unmarshal(v, m))
+	if err != nil || !ok {
+		return false, err
 	}
-	return ok
+	if err := proto.Unmarshal(v, m); err != nil {
+		return false, fmt.Errorf("%w: %v", errCorruptRecord, err)
+	}
+	return true, nil
+}
+
+// getProto is readProto for the Store's own reads (see mustRead).
+func getProto(r pebble.Reader, key []byte, m proto.Message) bool {
+	return mustRead(readProto(r, key, m))
 }
 
 func putProto(w pebble.Writer, key []byte, m proto.Message) {
@@ -52,13 +60,17 @@ func putProto(w pebble.Writer, key []byte, m proto.Message) {
 	must(w.Set(key, b, nil))
 }
 
-func getUser(r pebble.Reader, name string) *authpb.User {
+// readUser reads a user record, or nil when there is none.
+func readUser(r pebble.Reader, name string) (*authpb.User, error) {
 	u := new(authpb.User)
-	if !getProto(r, userKey(name), u) {
-		return nil
+	if ok, err := readProto(r, userKey(name), u); !ok {
+		return nil, err
 	}
-	return u
+	return u, nil
 }
+
+// getUser is readUser for the Store's own reads (see mustRead).
+func getUser(r pebble.Reader, name string) *authpb.User { return mustRead(readUser(r, name)) }
 
 func getRole(r pebble.Reader, name string) *authpb.Role {
 	ro := new(authpb.Role)
@@ -167,8 +179,11 @@ func hasRole(u *authpb.User, role string) bool {
 }
 
 // User returns the stored user record, or nil (the gateway checks
-// passwords against it).
-func (r *Reader) User(name string) *authpb.User { return getUser(r.db, name) }
+// passwords against it), or why it could not be read.
+func (r *Reader) User(name string) (*authpb.User, error) {
+	u, err := readUser(r.db, name)
+	return u, r.readError("user", err)
+}
 
 // Auth returns the auth state as of the last published batch.
 func (r *Reader) Auth() *authactor.State { return r.auth.Load() }
@@ -226,7 +241,7 @@ func (s *Store) refusedByAuth(b *pebble.Batch, r *pb.InternalRaftRequest) error 
 		return nil
 	}
 	ai := authactor.Info{User: r.Header.GetUsername(), Rev: r.Header.GetAuthRevision()}
-	keys := func(id int64) [][]byte { return attachedKeys(b, id) }
+	keys := func(id int64) ([][]byte, error) { return mustRead(attachedKeys(b, id)), nil }
 	switch {
 	case needsAdmin(r):
 		return st.CheckAdmin(ai)

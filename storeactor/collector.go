@@ -91,7 +91,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(appliedDesc, float64(v.Applied))
 	gauge(quotaDesc, c.quota)
 	if v.NoSpace || v.Corrupt {
-		for _, a := range c.reader.Alarms() {
+		// Unreadable alarms are left out of the scrape; the Reader counts
+		// and logs the error.
+		as, _ := c.reader.Alarms()
+		for _, a := range as {
 			gauge(alarmsDesc, 1, strconv.FormatUint(a.MemberID, 16), a.Alarm.String())
 		}
 	}

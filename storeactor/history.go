@@ -21,7 +21,7 @@ import (
 // needs may be gone: it returns rpctypes.ErrGRPCCompacted, as it does when
 // from is already compacted.
 func (r *Reader) History(from, to int64, maxScan, maxBytes int, match func(key []byte) bool) (evs []*mvccpb.Event, last int64, err error) {
-	defer func() { countReadError(err) }()
+	defer func() { r.readError("history", err) }()
 	for {
 		seq := r.view.readBegin()
 		evs, last, err = r.history(from, to, maxScan, maxBytes, match)

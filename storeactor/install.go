@@ -100,7 +100,7 @@ func (s *Store) installSnapshot(ctx actor.Context, m *InstallSnapshot) {
 		ctx.Send(s.cfg.Watch, &Committed{From: s.cur.Rev + 1, Rev: s.cur.Rev})
 	}
 	if s.cfg.Leases != nil {
-		ctx.Send(s.cfg.Leases, &LeasesApplied{Granted: listLeases(s.cfg.DB), Reset: true})
+		ctx.Send(s.cfg.Leases, &LeasesApplied{Granted: mustRead(listLeases(s.cfg.DB)), Reset: true})
 	}
 	if m.Reply != nil {
 		m.Reply <- nil

@@ -52,20 +52,21 @@ func attachKey(id int64, key []byte) []byte {
 }
 
 // leaseTTL reads lease id's record.
-func leaseTTL(r pebble.Reader, id int64) (int64, bool) {
+func leaseTTL(r pebble.Reader, id int64) (int64, bool, error) {
 	v, ok, err := getValue(r, leaseKey(id))
-	must(err)
-	if !ok {
-		return 0, false
+	if err != nil || !ok {
+		return 0, false, err
 	}
 	if len(v) != 8 {
-		panic(errCorruptRecord)
+		return 0, false, errCorruptRecord
 	}
-	return int64(binary.BigEndian.Uint64(v)), true
+	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
+// leaseExists is for the Store's own reads (see mustRead).
 func leaseExists(r pebble.Reader, id int64) bool {
-	_, ok := leaseTTL(r, id)
+	_, ok, err := leaseTTL(r, id)
+	must(err)
 	return ok
 }
 
@@ -105,7 +106,7 @@ func (tw *writeTxn) applyLeaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeR
 	if !leaseExists(tw.r, r.ID) {
 		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}
-	for _, k := range attachedKeys(tw.r, r.ID) {
+	for _, k := range mustRead(attachedKeys(tw.r, r.ID)) {
 		tw.ops.del(1) // etcd's lessor deletes key by key, in one txn
 		tw.deleteRange(k, nil)
 	}
@@ -114,17 +115,21 @@ func (tw *writeTxn) applyLeaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeR
 }
 
 // attachedKeys lists the keys attached to lease id, in key order.
-func attachedKeys(r pebble.Reader, id int64) [][]byte {
+func attachedKeys(r pebble.Reader, id int64) ([][]byte, error) {
 	p := attachPrefix(id)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	must(err)
+	if err != nil {
+		return nil, err
+	}
 	defer it.Close()
 	var keys [][]byte
 	for ok := it.First(); ok; ok = it.Next() {
 		keys = append(keys, decodeUserKey(it.Key()[len(p):]))
 	}
-	must(it.Error())
-	return keys
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // prefixEnd is the smallest key greater than every key starting with p.
@@ -140,28 +145,42 @@ func prefixEnd(p []byte) []byte {
 }
 
 // LeaseKeys lists the keys attached to lease id, in key order.
-func (r *Reader) LeaseKeys(id int64) [][]byte { return attachedKeys(r.db, id) }
+func (r *Reader) LeaseKeys(id int64) ([][]byte, error) {
+	keys, err := attachedKeys(r.db, id)
+	return keys, r.readError("lease-keys", err)
+}
 
-// Lease reads one lease's record.
-func (r *Reader) Lease(id int64) (LeaseRecord, bool) {
-	ttl, ok := leaseTTL(r.db, id)
-	return LeaseRecord{ID: id, TTL: ttl}, ok
+// Lease reads one lease's record, and whether there is one.
+func (r *Reader) Lease(id int64) (LeaseRecord, bool, error) {
+	ttl, ok, err := leaseTTL(r.db, id)
+	return LeaseRecord{ID: id, TTL: ttl}, ok, r.readError("lease", err)
 }
 
 // Leases lists every lease.
-func (r *Reader) Leases() []LeaseRecord { return listLeases(r.db) }
+func (r *Reader) Leases() ([]LeaseRecord, error) {
+	ls, err := listLeases(r.db)
+	return ls, r.readError("leases", err)
+}
 
-func listLeases(r pebble.Reader) []LeaseRecord {
+func listLeases(r pebble.Reader) ([]LeaseRecord, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLease}, UpperBound: []byte{prefixLease + 1}})
-	must(err)
+	if err != nil {
+		return nil, err
+	}
 	defer it.Close()
 	var out []LeaseRecord
 	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 9 || len(v) != 8 {
+			return nil, errCorruptRecord
+		}
 		out = append(out, LeaseRecord{
-			ID:  int64(binary.BigEndian.Uint64(it.Key()[1:])),
-			TTL: int64(binary.BigEndian.Uint64(it.Value())),
+			ID:  int64(binary.BigEndian.Uint64(k[1:])),
+			TTL: int64(binary.BigEndian.Uint64(v)),
 		})
 	}
-	must(it.Error())
-	return out
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -136,8 +136,8 @@ func TestInstallSnapshot(t *testing.T) {
 	if got := follower.get("stale", 0); len(got) != 0 {
 		t.Fatalf("stale key survived: %v", got)
 	}
-	if _, ok := follower.reader.Lease(7); !ok {
-		t.Fatal("lease 7 missing")
+	if _, ok, err := follower.reader.Lease(7); !ok || err != nil {
+		t.Fatalf("lease 7 missing: %v", err)
 	}
 	if ms := follower.reader.Members(); len(ms.List) != 1 || ms.List[0].ID != 1 {
 		t.Fatalf("members %v", ms.List)

@@ -140,10 +140,10 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
 
-	// readErrors counts the Reader's reads (Range, read-only Txn, watch
-	// history) that failed for want of the store: pebble's I/O errors,
-	// corrupt records. The client gets the error (gRPC Unknown, as etcd
-	// answers an error it has no code for); the member serves on.
+	// readErrors counts the Reader's reads that failed for want of the
+	// store: pebble's I/O errors, corrupt records (see Reader.readError).
+	// The caller gets the error (a client: gRPC Unknown, as etcd answers
+	// an error it has no code for); the member serves on.
 	readErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "metastore_store_read_errors_total",
 		Help: "Reads that failed for want of the store (pebble I/O errors, corrupt records), not because of the request.",

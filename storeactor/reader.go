@@ -21,7 +21,8 @@ type Reader struct {
 	view    *viewRef
 	auth    *atomic.Pointer[authactor.State]
 	members *membersRef
-	reads   *readCache // hot keys' newest versions (readcache.go)
+	reads   *readCache                   // hot keys' newest versions (readcache.go)
+	errLog  atomic.Pointer[readErrorLog] // nil: read errors are only counted (SetLogger)
 }
 
 // View returns the latest published store state.
@@ -40,7 +41,7 @@ func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error)
 	rangeCounter.Inc()
 	defer func(start time.Time) {
 		observeRange(err == nil, start)
-		countReadError(err)
+		r.readError("range", err)
 	}(time.Now())
 	for {
 		seq := r.view.readBegin()
@@ -71,7 +72,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 	if !IsTxnReadOnly(req) {
 		return nil, errTxnWrites
 	}
-	defer func() { countReadError(err) }()
+	defer func() { r.readError("txn", err) }()
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
@@ -108,13 +109,19 @@ func (r *Reader) Txn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 // errTxnWrites: a txn that writes goes through raft, never to Reader.Txn.
 var errTxnWrites = errors.New("storeactor: Reader.Txn given a txn that writes")
 
-// countReadError counts err (metastore_store_read_errors_total) when the
-// store, not the request, is at fault: etcd's answers (compacted, future
-// revision) are gRPC statuses, pebble's errors and corrupt records are not.
-func countReadError(err error) {
-	if _, answer := status.FromError(err); !answer {
-		readErrors.Inc()
+// readError returns err, the outcome of the read op, after counting
+// (metastore_store_read_errors_total) and logging it when the store, not
+// the request, is at fault: etcd's answers (compacted, future revision)
+// are gRPC statuses, pebble's errors and corrupt records are not.
+func (r *Reader) readError(op string, err error) error {
+	if _, answer := status.FromError(err); answer {
+		return err // nil too
 	}
+	readErrors.Inc()
+	if l := r.errLog.Load(); l != nil {
+		l.log(op, err)
+	}
+	return err
 }
 
 // overtaken reports whether a compaction published during a read at reqRev

@@ -102,3 +102,27 @@ func TestApplyCompareReadFailurePanics(t *testing.T) {
 		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("x")}}}}}, -1)
 	t.Fatalf("applied: succeeded %v, %v", resp.GetSucceeded(), err)
 }
+
+// A lease record cut short fails the Reader's reads of it with
+// errCorruptRecord (a request's, or the lessor's load) instead of
+// panicking on the caller's goroutine.
+func TestCorruptLeaseRecordFailsTheRead(t *testing.T) {
+	db, err := OpenPebble("/db", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Set(leaseKey(7), []byte{0, 0, 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Lease(7); !errors.Is(err, errCorruptRecord) {
+		t.Errorf("lease over a corrupt record: %v, want %v", err, errCorruptRecord)
+	}
+	if _, err := r.Leases(); !errors.Is(err, errCorruptRecord) {
+		t.Errorf("leases over a corrupt record: %v, want %v", err, errCorruptRecord)
+	}
+}

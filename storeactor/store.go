@@ -151,8 +151,13 @@ func loadView(db pebble.Reader) (View, error) {
 		v.LiveBytes = spanBytes(db, []byte{prefixKey}, []byte{prefixKey + 1}) +
 			spanBytes(db, historySpaceLow, historySpaceHigh)
 	}
-	v.NoSpace = alarmActive(db, pb.AlarmType_NOSPACE)
-	v.Corrupt = alarmActive(db, pb.AlarmType_CORRUPT)
+	var err error
+	if v.NoSpace, err = alarmActive(db, pb.AlarmType_NOSPACE); err != nil {
+		return v, err
+	}
+	if v.Corrupt, err = alarmActive(db, pb.AlarmType_CORRUPT); err != nil {
+		return v, err
+	}
 	if b, ok, err := getValue(db, metaApplied); err != nil {
 		return v, err
 	} else if ok {
@@ -173,6 +178,16 @@ func getValue(db pebble.Reader, key []byte) ([]byte, bool, error) {
 	}
 	out := append([]byte(nil), b...)
 	return out, true, closer.Close()
+}
+
+// mustRead is how the Store's own reads (its apply batch, its start) take
+// a failed read: they panic, so that the Store restarts and replays rather
+// than act on what it could not read, unlike the members that could. The
+// Reader's methods return the error instead: a request fails, the member
+// serves on.
+func mustRead[T any](v T, err error) T {
+	must(err)
+	return v
 }
 
 func putU64(w pebble.Writer, key []byte, v uint64) error {
