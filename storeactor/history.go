@@ -100,20 +100,27 @@ func (r *Reader) history(from, to int64, maxScan, maxBytes int, match func(key [
 }
 
 // PrevKV returns the version of key visible just before rev (a watch
-// event's prev_kv), or nil when there was none or it is compacted away.
-func (r *Reader) PrevKV(key []byte, rev int64) *mvccpb.KeyValue {
+// event's prev_kv), or nil when there was none or it is compacted away
+// (etcd sends the event without it then), or why it could not be read:
+// the watch must not send the event without a prev_kv it has.
+func (r *Reader) PrevKV(key []byte, rev int64) (*mvccpb.KeyValue, error) {
 	for {
 		seq := r.view.readBegin()
 		if rev-1 < r.view.Load().CompactRev {
-			return nil
+			return nil, nil
 		}
 		rec, main, found, err := latest(r.db, key, rev-1, true)
 		if !r.view.readValid(seq) {
 			continue // a snapshot install overlapped it
 		}
-		if err != nil || !found || rec.tombstone {
-			return nil
+		switch {
+		case errors.Is(err, errVersionGone) && rev-1 < r.view.Load().CompactRev:
+			return nil, nil // a compaction overtook the read
+		case err != nil:
+			return nil, r.readError("prev-kv", err)
+		case !found || rec.tombstone:
+			return nil, nil
 		}
-		return rec.keyValue(key, main, false)
+		return rec.keyValue(key, main, false), nil
 	}
 }

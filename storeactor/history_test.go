@@ -88,10 +88,10 @@ func TestHistoryBelowCompactionIsCompacted(t *testing.T) {
 	if err != nil || last != 5 || fmt.Sprint(eventStrings(evs)) != "[PUT a@4=2 c2 v3 PUT a@5=3 c2 v4]" {
 		t.Fatalf("history from the compaction: %v %d %v", eventStrings(evs), last, err)
 	}
-	if kv := h.reader.PrevKV([]byte("a"), 5); kv == nil || string(kv.Value) != "2" {
-		t.Fatalf("prev of a@5 = %v", kv)
+	if kv, err := h.reader.PrevKV([]byte("a"), 5); err != nil || kv == nil || string(kv.Value) != "2" {
+		t.Fatalf("prev of a@5 = %v, %v", kv, err)
 	}
-	if kv := h.reader.PrevKV([]byte("a"), 4); kv != nil {
-		t.Fatalf("prev of a@4 is compacted, got %v", kv)
+	if kv, err := h.reader.PrevKV([]byte("a"), 4); err != nil || kv != nil {
+		t.Fatalf("prev of a@4 is compacted, got %v, %v", kv, err)
 	}
 }

@@ -89,7 +89,7 @@ func TestReadErrorsAreReturned(t *testing.T) {
 }
 
 // The Reader's other reads — a user record, the alarms, a lease, its
-// keys, every lease — fail with the disk's error
+// keys, every lease, a watch event's prev_kv — fail with the disk's error
 // too, rather than panic on the caller's goroutine (a gRPC handler, the
 // lessor, the watch hub); each is counted and logged, at most one line a
 // second with the count of those left out; once the disk reads again the
@@ -105,6 +105,7 @@ func TestReaderReadsReturnErrors(t *testing.T) {
 	h.must(&pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: "alice", Options: &authpb.UserAddOptions{NoPassword: true}}})
 	h.must(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 60}})
 	h.must(putOpt(&pb.PutRequest{Key: []byte("a"), Value: []byte("1"), Lease: 7}))
+	h.must(putOpt(&pb.PutRequest{Key: []byte("a"), Value: []byte("2"), Lease: 7})) // revision 3, whose prev_kv is a=1
 	h.must(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 1, Alarm: pb.AlarmType_NOSPACE}})
 	if err := db.Flush(); err != nil { // everything now sits in sstables only
 		t.Fatal(err)
@@ -137,6 +138,13 @@ func TestReaderReadsReturnErrors(t *testing.T) {
 		{"lease", func() (string, error) { l, ok, err := h.reader.Lease(7); return fmt.Sprint(l, ok), err }},
 		{"lease-keys", func() (string, error) { ks, err := h.reader.LeaseKeys(7); return fmt.Sprintf("%q", ks), err }},
 		{"leases", func() (string, error) { ls, err := h.reader.Leases(); return fmt.Sprint(ls), err }},
+		{"prev-kv", func() (string, error) {
+			kv, err := h.reader.PrevKV([]byte("a"), 3)
+			if kv == nil {
+				return "", err
+			}
+			return string(kv.Value), err
+		}},
 	}
 
 	before := readErrors()
@@ -168,7 +176,7 @@ func TestReaderReadsReturnErrors(t *testing.T) {
 
 	want := map[string]string{
 		"user": "alice", "alarms": "1 NOSPACE", "lease": "{7 60} true",
-		"lease-keys": `["a"]`, "leases": "[{7 60}]",
+		"lease-keys": `["a"]`, "leases": "[{7 60}]", "prev-kv": "1",
 	}
 	for _, r := range reads {
 		if got, err := r.run(); err != nil || got != want[r.name] {

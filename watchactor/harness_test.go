@@ -38,8 +38,15 @@ func newHarness(t testing.TB, cfg watchactor.Config, wrap ...func(*actor.Props) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newHarnessOn(t, db, cfg, wrap...)
+}
+
+// newHarnessOn is newHarness on db, which it closes when the test ends.
+func newHarnessOn(t testing.TB, db *pebble.DB, cfg watchactor.Config, wrap ...func(*actor.Props) *actor.Props) *harness {
+	t.Helper()
 	t.Cleanup(func() { db.Close() })
 	h := &harness{t: t, db: db, kit: testkit.New(t)}
+	var err error
 	h.reader, err = storeactor.NewReader(db)
 	if err != nil {
 		t.Fatal(err)

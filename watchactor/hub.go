@@ -2,6 +2,7 @@ package watchactor
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -47,6 +48,17 @@ const (
 // makes clientv3 reconnect and resume each watcher after its last event.
 var errRestarted = status.Error(codes.Unavailable, "etcdserver: watch service restarted")
 
+// errReadFailed ends a stream whose watchers need what the store could not
+// read (history to catch up from, an event's prev_kv): Unavailable, as
+// errRestarted, so that clientv3 opens a new stream and resumes each
+// watcher after the last event it got (from this member once its disk
+// reads again, or from another), instead of missing an event or getting
+// one without the prev_kv it asked for. etcd sends such an event without
+// its prev_kv.
+func errReadFailed(err error) error {
+	return status.Error(codes.Unavailable, "etcdserver: watch stream failed to read the store: "+err.Error())
+}
+
 // Hub owns every watcher of the node.
 type Hub struct {
 	cfg Config
@@ -65,6 +77,7 @@ type Hub struct {
 
 	watchers int        // watchers of all streams
 	gauges   *hubGauges // outlives restarts, as streams (metrics.go)
+	failLog  *actors.LogLimiter
 }
 
 // streamState is the Hub's side of one Stream.
@@ -73,6 +86,7 @@ type streamState struct {
 	watchers map[int64]*watcher
 	nextID   int64 // next automatic watch id to try
 	stalled  bool  // out refused a push; wait for Drained before catching up
+	failed   bool  // the Hub ended it (failStream): it has no watchers any more
 }
 
 type watcher struct {
@@ -115,7 +129,10 @@ func New(cfg Config) *actor.Props {
 	}
 	streams := map[*Stream]*streamState{}
 	gauges := &hubGauges{}
-	return actor.PropsFromProducer(func() actor.Actor { return &Hub{cfg: cfg, streams: streams, gauges: gauges} })
+	failLog := actors.NewLogLimiter(cfg.Clock, time.Second)
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &Hub{cfg: cfg, streams: streams, gauges: gauges, failLog: failLog}
+	})
 }
 
 func (h *Hub) Receive(ctx actor.Context) {
@@ -171,6 +188,7 @@ func (h *Hub) start(ctx actor.Context) {
 	for s := range h.streams {
 		s.fail(errRestarted)
 		delete(h.streams, s)
+		streamsFailedRestart.Inc()
 	}
 	h.rev = h.cfg.Store.View().Rev
 	h.synced = newIndex()
@@ -399,9 +417,10 @@ func (h *Hub) deliver(rev int64, evs []*mvccpb.Event) {
 // deliverTo queues revision rev's events for w, or sends w to catch-up
 // from rev when its stream is full.
 func (h *Hub) deliverTo(w *watcher, rev int64, evs []*mvccpb.Event) {
-	if h.send(w, rev, evs) {
+	switch {
+	case h.send(w, rev, evs):
 		w.nextRev = rev + 1
-	} else {
+	case !w.st.failed:
 		h.setUnsynced(w, rev)
 	}
 }
@@ -409,8 +428,12 @@ func (h *Hub) deliverTo(w *watcher, rev int64, evs []*mvccpb.Event) {
 // send queues evs (of revisions up to and including those the caller
 // accounts for) for w with the given header revision, after w's filters
 // and with prev_kv when w asked for it. It reports false when the stream
-// refused them; nothing was queued then.
+// refused them, or has failed (a prev_kv could not be read: see
+// failStream); nothing was queued then.
 func (h *Hub) send(w *watcher, hdrRev int64, evs []*mvccpb.Event) bool {
+	if w.st.failed {
+		return false // one of its other watchers failed it in this pass
+	}
 	if w.noPut || w.noDelete {
 		kept := make([]*mvccpb.Event, 0, len(evs))
 		for _, ev := range evs {
@@ -431,7 +454,12 @@ func (h *Hub) send(w *watcher, hdrRev int64, evs []*mvccpb.Event) bool {
 			if ev.Type == mvccpb.Event_PUT && ev.Kv.CreateRevision == ev.Kv.ModRevision {
 				continue // a create has no previous version (etcd's IsCreateEvent)
 			}
-			if prev := h.cfg.Store.PrevKV(ev.Kv.Key, ev.Kv.ModRevision); prev != nil {
+			prev, err := h.cfg.Store.PrevKV(ev.Kv.Key, ev.Kv.ModRevision)
+			if err != nil {
+				h.failStream(w.st, fmt.Errorf("read prev_kv of %q at %d: %w", ev.Kv.Key, ev.Kv.ModRevision, err))
+				return false
+			}
+			if prev != nil {
 				withPrev[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev}
 			}
 		}
@@ -446,6 +474,27 @@ func (h *Hub) send(w *watcher, hdrRev int64, evs []*mvccpb.Event) bool {
 	}
 	w.quiet = false
 	return true
+}
+
+// failStream ends st, after what is already queued, with errReadFailed:
+// its watchers need what the store could not read. The Hub forgets them at
+// once (no more reads for them); the handler sends the client what was
+// queued, then the error, and closes the stream.
+func (h *Hub) failStream(st *streamState, err error) {
+	if st.failed {
+		return
+	}
+	if ok, held := h.failLog.Allow(); ok {
+		h.cfg.Logger.Error("failed a watch stream: cannot read the store", zap.Error(err),
+			zap.Int("watchers", len(st.watchers)), zap.Int64("unlogged-since-last", held))
+	}
+	streamsFailedRead.Inc()
+	for _, w := range st.watchers {
+		h.drop(w)
+	}
+	delete(h.streams, st.out)
+	st.failed = true
+	st.out.fail(errReadFailed(err))
 }
 
 // response allocates a response and its header together: the live path

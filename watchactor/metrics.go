@@ -61,11 +61,20 @@ var (
 		Name: "metastore_watch_progress_coalesced_total",
 		Help: "Watch progress notifications that replaced one not yet sent to the client.",
 	})
+	// streamsFailed counts the streams the Hub ended (Unavailable: their
+	// clients reconnect and resume), by why: the store could not be read
+	// for one of their watchers, or the Hub restarted after a panic.
+	streamsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "metastore_watch_streams_failed_total",
+		Help: "Watch streams the server ended with Unavailable (clients resume on a new stream), by reason: store-read (history or a prev_kv could not be read), hub-restart.",
+	}, []string{"reason"})
+	streamsFailedRead    = streamsFailed.WithLabelValues("store-read")
+	streamsFailedRestart = streamsFailed.WithLabelValues("hub-restart")
 )
 
 func init() {
 	metrics.MustRegister(watchStreamGauge, watcherGauge, slowWatcherGauge, eventsTotal, pendingEvents, progressSec,
-		unreadStreams, progressCoalesced)
+		unreadStreams, progressCoalesced, streamsFailed)
 }
 
 // hubGauges is a Hub's share of the process-wide gauges: what it last

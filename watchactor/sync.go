@@ -52,7 +52,15 @@ func (h *Hub) syncStep() {
 		return
 	}
 	if err != nil {
-		panic(fmt.Errorf("watchactor: read history %d..%d: %w", minRev, h.rev, err))
+		// Only the watchers that needed this read fail (their streams);
+		// the rest of the Hub serves on, and the next step reads again
+		// for whoever else is behind.
+		err = fmt.Errorf("read history %d..%d: %w", minRev, h.rev, err)
+		for _, w := range ws {
+			h.failStream(w.st, err)
+		}
+		h.moreToSync()
+		return
 	}
 	per := map[*watcher][]*mvccpb.Event{}
 	for _, ev := range evs {
@@ -64,7 +72,7 @@ func (h *Hub) syncStep() {
 	}
 	for _, w := range ws {
 		if w.nextRev > last || !h.send(w, h.rev, per[w]) {
-			continue // nothing read for it yet, or its stream is full
+			continue // nothing read for it yet, or its stream is full or failed
 		}
 		w.nextRev = last + 1
 		if w.nextRev > h.rev {
