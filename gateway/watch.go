@@ -8,8 +8,10 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/watchactor"
 )
@@ -32,7 +34,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}()
 
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- g.recvWatch(stream, out, send) }()
+	go g.recvWatchRecovered(stream, out, send, recvErr)
 
 	ctx := stream.Context()
 	maxBytes := uint(g.cfg.MaxRequestBytes + grpcOverheadBytes)
@@ -72,6 +74,25 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		}
 	}
 }
+
+// recvWatchRecovered runs recvWatch on the stream's receive goroutine,
+// which the gRPC recovery interceptor does not cover: a panic there is
+// recovered and reported as the interceptor does (logged with the stack,
+// metastore_recovered_panics_total{where="grpc"}) and fails this stream
+// alone with errPanic (Internal; clientv3 opens a new stream and resumes
+// its watchers). recvErr gets exactly one value.
+func (g *Gateway) recvWatchRecovered(stream pb.Watch_WatchServer, out *watchactor.Stream, send func(any), recvErr chan<- error) {
+	defer func() {
+		if p := recover(); p != nil {
+			actors.ReportPanic(g.cfg.Logger, actors.PanicGRPC, p, zap.String("method", watchMethod), zap.String("goroutine", "receive"))
+			recvErr <- errPanic
+		}
+	}()
+	recvErr <- g.recvWatch(stream, out, send)
+}
+
+// watchMethod is the Watch RPC's full name, as gRPC reports it.
+const watchMethod = "/etcdserverpb.Watch/Watch"
 
 // recvWatch forwards the client's requests until it closes its side (nil)
 // or the stream breaks. It reads the next one only once out admits it: a
@@ -126,7 +147,7 @@ func (g *Gateway) watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) st
 	if err == nil {
 		return ""
 	}
-	g.audit(ctx, "/etcdserverpb.Watch/Watch", r, err)
+	g.audit(ctx, watchMethod, r, err)
 	switch {
 	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision), errors.Is(err, rpctypes.ErrGRPCUserEmpty):
 		return err.Error()
