@@ -25,6 +25,9 @@ const (
 	PanicHTTP       = "http"       // an HTTP handler on the client or metrics listeners
 	PanicPeerHTTP   = "peer-http"  // an HTTP handler on the peer listeners
 	PanicCorruption = "corruption" // a periodic corruption check
+	// PanicTLSHandshake: a TLS handshake on a client listener (its
+	// certificate callbacks), before a server has the connection.
+	PanicTLSHandshake = "tls-handshake"
 )
 
 // ReportPanic logs p, a panic just recovered, and counts it under where.
@@ -48,7 +51,7 @@ func Recover(lg *zap.Logger, where string) {
 // alert on it works before the first panic.
 func init() {
 	metrics.MustRegister(recoveredPanics)
-	for _, w := range []string{PanicGRPC, PanicHTTP, PanicPeerHTTP, PanicCorruption} {
+	for _, w := range []string{PanicGRPC, PanicHTTP, PanicPeerHTTP, PanicCorruption, PanicTLSHandshake} {
 		recoveredPanics.WithLabelValues(w)
 	}
 }

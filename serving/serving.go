@@ -70,7 +70,7 @@ func New(lg *zap.Logger) *Servers { return &Servers{lg: lg} }
 func (s *Servers) Client(l net.Listener, tlsCfg *tls.Config, traffic Traffic, gs *grpc.Server, h http.Handler) {
 	switch {
 	case tlsCfg != nil:
-		split := newTLSSplit(l, tlsCfg, traffic)
+		split := newTLSSplit(l, tlsCfg, traffic, s.lg)
 		s.track(l)
 		s.track(split.grpc)
 		s.track(split.http)

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/testkit"
 )
 
 // selfSigned is a certificate for 127.0.0.1 and the pool that trusts it.
@@ -148,5 +152,37 @@ func TestSplitTraffic(t *testing.T) {
 	}
 	if err := grpcCheck(httpOnly, insecure.NewCredentials()); err == nil {
 		t.Fatal("HTTP-only port answered gRPC")
+	}
+}
+
+// A panic in a TLS handshake's callbacks (the member's certificate checks
+// run there, on what a client not yet authenticated sent) ends that
+// connection alone, counted: the listener serves the next one.
+func TestTLSHandshakePanicEndsOnlyItsConnection(t *testing.T) {
+	cert, pool := selfSigned(t)
+	var panicNext atomic.Bool
+	panicNext.Store(true)
+	addr := start(t, GRPCAndHTTP, &tls.Config{Certificates: []tls.Certificate{cert},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			if panicNext.CompareAndSwap(true, false) {
+				panic("injected panic in a handshake callback")
+			}
+			return nil, nil
+		}})
+	reg := testkit.Registry(t)
+	panics := func() float64 {
+		return testkit.Gather(t, reg).Total("metastore_recovered_panics_total", "where", actors.PanicTLSHandshake)
+	}
+	before := panics()
+	if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool}); err == nil {
+		c.Close()
+		t.Fatal("handshake whose callback panicked succeeded")
+	}
+	if n := panics() - before; n != 1 {
+		t.Fatalf("metastore_recovered_panics_total{where=tls-handshake} grew by %v, want 1", n)
+	}
+	h1 := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if body, err := httpGet(h1, "https://"+addr+"/"); err != nil || body != "hello HTTP/1.1" {
+		t.Fatalf("next connection: %q %v", body, err)
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/metastore/metastore/actors"
 )
 
 // handshakeTimeout bounds a client's TLS handshake: a connection that
@@ -27,16 +30,17 @@ const handshakeTimeout = 10 * time.Second
 // offers both works too, only on the slower path etcd uses for all TLS
 // traffic.
 type tlsSplit struct {
+	lg         *zap.Logger
 	l          net.Listener
 	cfg        *tls.Config
 	traffic    Traffic
 	grpc, http *connQueue
 }
 
-func newTLSSplit(l net.Listener, cfg *tls.Config, traffic Traffic) *tlsSplit {
+func newTLSSplit(l net.Listener, cfg *tls.Config, traffic Traffic, lg *zap.Logger) *tlsSplit {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}
-	return &tlsSplit{l: l, cfg: cfg, traffic: traffic, grpc: newConnQueue(l.Addr()), http: newConnQueue(l.Addr())}
+	return &tlsSplit{lg: lg, l: l, cfg: cfg, traffic: traffic, grpc: newConnQueue(l.Addr()), http: newConnQueue(l.Addr())}
 }
 
 func (s *tlsSplit) serve() error {
@@ -51,7 +55,18 @@ func (s *tlsSplit) serve() error {
 	}
 }
 
+// handshake runs on a goroutine of its own, before any server has the
+// connection: a panic in the handshake's callbacks (the member's
+// certificate checks run there, on what a client not yet authenticated
+// sent) would end the process. It ends the connection instead, logged
+// and counted, as net/http does for its own handshakes.
 func (s *tlsSplit) handshake(raw net.Conn) {
+	defer func() {
+		if p := recover(); p != nil {
+			actors.ReportPanic(s.lg, actors.PanicTLSHandshake, p, zap.Stringer("remote", raw.RemoteAddr()))
+			raw.Close()
+		}
+	}()
 	var offered []string
 	cfg := s.cfg.Clone()
 	base := s.cfg.GetConfigForClient
