@@ -27,15 +27,24 @@ var ErrNotPrimary = status.Error(codes.Unknown, "not a primary lessor")
 //
 // Invariant: renewals wait (in waiting or in round) only while the Lessor
 // is primary; demotion refuses them all.
+//
+// Revoking expired leases waits for a round too (etcd's revokeExpiredLeases
+// calls ensureLeadership first): a leader paused past an election timeout
+// (SIGSTOP, a long GC or disk stall) wakes up still believing it leads,
+// with every lease's expiry in its past; without a round it would propose
+// their revokes, and a proposal it forwards once it learns of the new
+// leader commits. A round fails there instead.
 type confirmations struct {
-	waiting []*Renew // arrived after the round in flight began
-	round   *round   // in flight; nil when none
-	seq     uint64   // numbers rounds, so a late answer to an abandoned one is ignored
+	waiting    []*Renew // arrived after the round in flight began
+	wantRevoke bool     // expired leases wait for the next round
+	round      *round   // in flight; nil when none
+	seq        uint64   // numbers rounds, so a late answer to an abandoned one is ignored
 }
 
 type round struct {
 	seq, term uint64 // term: the Lessor's primary term when the round began
 	renewals  []*Renew
+	revoke    bool          // revoke the expired leases once confirmed
 	abandon   chan struct{} // closed when nobody waits for the answer any more
 }
 
@@ -62,14 +71,20 @@ func (l *Lessor) renew(m *Renew) {
 // waiting, unless a round is in flight (they wait for its answer first).
 func (l *Lessor) startRound() {
 	c := &l.confirm
-	if c.round != nil || len(c.waiting) == 0 {
+	if c.round != nil || (len(c.waiting) == 0 && !c.wantRevoke) {
 		return
 	}
 	c.seq++
-	r := &round{seq: c.seq, term: l.term, renewals: c.waiting, abandon: make(chan struct{})}
-	c.round, c.waiting = r, nil
+	r := &round{seq: c.seq, term: l.term, renewals: c.waiting, revoke: c.wantRevoke, abandon: make(chan struct{})}
+	c.round, c.waiting, c.wantRevoke = r, nil, false
 	reply := make(chan error, 1)
 	l.cfg.ReadIndex(reply)
+	select {
+	case err := <-reply: // answered at once (a refusal; or a test's raft)
+		l.confirmed(confirmed{seq: r.seq, err: err})
+		return
+	default:
+	}
 	self, root := l.self, l.root
 	go func() {
 		select {
@@ -100,6 +115,9 @@ func (l *Lessor) confirmed(m confirmed) {
 		for _, rn := range r.renewals {
 			actors.Reply(rn.Reply, l.extend(rn.ID))
 		}
+		if r.revoke {
+			l.revokeConfirmed()
+		}
 	}
 	l.startRound()
 }
@@ -113,7 +131,7 @@ func (l *Lessor) refuseRenewals(why string) {
 		l.refuse(r.renewals, why)
 	}
 	l.refuse(c.waiting, why)
-	c.round, c.waiting = nil, nil
+	c.round, c.waiting, c.wantRevoke = nil, nil, false
 }
 
 func (l *Lessor) refuse(renewals []*Renew, why string) {

@@ -106,8 +106,38 @@ func TestRenewalWaitsForRoundBegunAfterIt(t *testing.T) {
 		t.Fatalf("revoked before 10 s after the last confirmation: %v", ids)
 	}
 	h.advance(time.Second)
-	if ids := h.revokes(); fmt.Sprint(ids) != "[1]" {
+	h.nextRound() <- nil // the revoke waits for its own round too
+	if ids := h.waitRevokes(1); fmt.Sprint(ids) != "[1]" {
 		t.Fatalf("revokes = %v, want [1]", ids)
+	}
+}
+
+// A leader that wakes up from a pause longer than its leases' TTLs (SIGSTOP,
+// a stall) still believes it leads, with every expiry in its past. It must
+// not revoke before a quorum round confirms it still leads: the round fails
+// (the cluster has a new leader), and nothing is revoked. A round that
+// confirms lets the revokes go.
+func TestExpiredLeasesWaitForAConfirmingRound(t *testing.T) {
+	h := newHarness(t, nil)
+	h.grant(1, 10)
+	h.grant(2, 10)
+	h.holdRounds.Store(true)
+
+	h.advance(30 * time.Second) // the pause
+	round := h.nextRound()
+	if ids := h.revokes(); len(ids) != 0 {
+		t.Fatalf("revoked %v before any round confirmed the leadership", ids)
+	}
+	round <- errors.New("deposed: the quorum answered with a higher term")
+	h.list()
+	if ids := h.revokes(); len(ids) != 0 {
+		t.Fatalf("revoked %v after a round that did not confirm the leadership", ids)
+	}
+
+	h.advance(500 * time.Millisecond) // next check: asks again
+	h.nextRound() <- nil
+	if ids := h.waitRevokes(2); fmt.Sprint(ids) != "[1 2]" {
+		t.Fatalf("revokes after a confirming round = %v, want [1 2]", ids)
 	}
 }
 

@@ -402,9 +402,18 @@ func (l *Lessor) list() []int64 {
 // most RevokeRate a second, so that a mass expiry is spread over time
 // instead of flooding raft (etcd #9360, #12105).
 func (l *Lessor) revokeExpired() {
-	if !l.primary {
+	if !l.primary || len(l.heap) == 0 || l.cfg.Clock.Now().Before(l.heap[0].nextCheck) {
 		return
 	}
+	// Some lease is due: revoke only once a quorum round confirms this
+	// member still leads (see confirmations).
+	l.confirm.wantRevoke = true
+	l.startRound()
+}
+
+// revokeConfirmed proposes the revokes of the leases due, at most
+// RevokeRate a second, once a round has confirmed the leadership.
+func (l *Lessor) revokeConfirmed() {
 	now := l.cfg.Clock.Now()
 	limit := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.CheckInterval)/int64(time.Second)))
 	for n := 0; n < limit && len(l.heap) > 0; {

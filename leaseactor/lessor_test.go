@@ -153,6 +153,22 @@ func (h *harness) ttl(id int64) leaseactor.TTLResult {
 	return res
 }
 
+// waitRevokes collects proposed revokes until n have come (a round's
+// answer reaches the Lessor from another goroutine) or the wait bound.
+func (h *harness) waitRevokes(n int) []int64 {
+	var ids []int64
+	deadline := time.After(wait)
+	for len(ids) < n {
+		select {
+		case r := <-h.proposed:
+			ids = append(ids, r.LeaseRevoke.ID)
+		case <-deadline:
+			return ids
+		}
+	}
+	return append(ids, h.revokes()...)
+}
+
 // revokes drains the proposed revokes.
 func (h *harness) revokes() []int64 {
 	var ids []int64
