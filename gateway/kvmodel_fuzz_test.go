@@ -20,12 +20,13 @@ import (
 // revisions of a fuzz world.
 type kvModel struct {
 	states  []map[string]*mvccpb.KeyValue // states[rev]: the live keys at rev; states[0] is unused
+	events  [][]*mvccpb.Event             // events[rev]: the changes that made rev, in order
 	compact int64                         // the compaction revision (-1: none)
 	leases  map[int64]bool
 }
 
 func newKVModel() *kvModel {
-	return &kvModel{states: []map[string]*mvccpb.KeyValue{nil, {}}, compact: -1, leases: map[int64]bool{}}
+	return &kvModel{states: []map[string]*mvccpb.KeyValue{nil, {}}, events: make([][]*mvccpb.Event, 2), compact: -1, leases: map[int64]bool{}}
 }
 
 func (m *kvModel) rev() int64 { return int64(len(m.states) - 1) }
@@ -62,6 +63,7 @@ type txnState struct {
 	begin   int64
 	state   map[string]*mvccpb.KeyValue
 	changes int
+	events  []*mvccpb.Event
 }
 
 func (m *kvModel) begin() *txnState {
@@ -80,6 +82,7 @@ func (t *txnState) rev() int64 {
 func (t *txnState) commit() {
 	if t.changes > 0 {
 		t.m.states = append(t.m.states, t.state)
+		t.m.events = append(t.m.events, t.events)
 	}
 }
 
@@ -221,6 +224,7 @@ func (t *txnState) put(p *pb.PutRequest) *pb.PutResponse {
 	}
 	t.state[string(p.Key)] = kv
 	t.changes++
+	t.events = append(t.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: proto.Clone(kv).(*mvccpb.KeyValue)})
 	return resp
 }
 
@@ -232,6 +236,7 @@ func (t *txnState) deleteRange(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse
 	}
 	for _, kv := range kvs {
 		delete(t.state, string(kv.Key))
+		t.events = append(t.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: t.begin + 1}})
 	}
 	t.changes += len(kvs)
 	resp.Header.Revision = t.rev()

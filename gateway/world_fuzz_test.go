@@ -71,6 +71,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	hub := w.kit.Spawn(watchactor.New(watchactor.Config{Store: w.reader}))
+	w.started(hub)
 	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{Store: w.reader, Primary: func() bool { return true }, Propose: func(*pb.InternalRaftRequest) {}}))
 	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
 	raft := w.kit.Spawn(actor.PropsFromProducer(func() actor.Actor { return &loopRaft{store: w.store} }))
@@ -85,6 +86,22 @@ func newWorld(t *testing.T) *world {
 	w.apply(storeactor.Entry{Index: 1, Term: 1, ConfChange: &raftpb.ConfChange{
 		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(selfID), Context: storeactor.EncodeMemberContext(self)}})
 	return w
+}
+
+// started waits until the watch Hub has handled its Started, where it
+// takes the store's revision as its own: from then on it sees every
+// revision the store commits, so a watch created before a write sees it.
+func (w *world) started(hub *actor.PID) {
+	w.t.Helper()
+	s := watchactor.NewStream(watchactor.NewBudget(1<<20, 1<<20))
+	w.kit.Root().Send(hub, &watchactor.OpenStream{Out: s})
+	w.kit.Root().Send(hub, &watchactor.Create{Out: s, Req: &pb.WatchCreateRequest{Key: []byte("started")}})
+	select {
+	case <-s.Ready():
+	case <-time.After(wait):
+		w.t.Fatal("the watch hub did not start")
+	}
+	w.kit.Root().Send(hub, &watchactor.CloseStream{Out: s})
 }
 
 // apply hands entries to the store as committed and waits for the answer
