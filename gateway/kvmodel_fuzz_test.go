@@ -266,6 +266,34 @@ func (m *kvModel) deleteReq(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 	return resp
 }
 
+// revokeReq is etcd's lease revoke: every key attached is deleted, in
+// one revision, and the lease is gone.
+func (m *kvModel) revokeReq(id int64) (*pb.LeaseRevokeResponse, error) {
+	if !m.leases[id] {
+		return nil, rpctypes.ErrGRPCLeaseNotFound
+	}
+	t := m.begin()
+	for _, kv := range in(t.state, span{[]byte{0}, []byte{0}}) {
+		if kv.Lease == id {
+			t.deleteRange(&pb.DeleteRangeRequest{Key: kv.Key})
+		}
+	}
+	delete(m.leases, id)
+	t.commit()
+	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: m.rev()}}, nil
+}
+
+// attached lists the keys attached to lease id, in key order.
+func (m *kvModel) attached(id int64) [][]byte {
+	var keys [][]byte
+	for _, kv := range in(m.states[m.rev()], span{[]byte{0}, []byte{0}}) {
+		if kv.Lease == id {
+			keys = append(keys, kv.Key)
+		}
+	}
+	return keys
+}
+
 // txnReq is etcd's Txn (txn/txn.go): the compares choose a path through
 // the nested txns, the ops on it are checked against the state before the
 // txn, then run in order, each seeing the writes before it.

@@ -50,6 +50,7 @@ type world struct {
 	t      *testing.T
 	kit    *testkit.Kit
 	events *testkit.Events
+	clock  *testkit.FakeClock // never advanced: lease TTLs stay as granted
 	reader *storeactor.Reader
 	store  *actor.PID
 	g      *Gateway
@@ -65,14 +66,15 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	w := &world{t: t, kit: testkit.New(t), ctx: context.Background()}
+	w := &world{t: t, kit: testkit.New(t), ctx: context.Background(), clock: testkit.NewFakeClock(time.Unix(1e9, 0))}
 	w.events = w.kit.CaptureEvents()
 	if w.reader, err = storeactor.NewReader(db); err != nil {
 		t.Fatal(err)
 	}
-	hub := w.kit.Spawn(watchactor.New(watchactor.Config{Store: w.reader}))
+	hub := w.kit.Spawn(watchactor.New(watchactor.Config{Store: w.reader, Clock: w.clock}))
 	w.started(hub)
-	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{Store: w.reader, Primary: func() bool { return true }, Propose: func(*pb.InternalRaftRequest) {}}))
+	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{Store: w.reader, Clock: w.clock,
+		Primary: func() bool { return true }, Propose: func(*pb.InternalRaftRequest) {}}))
 	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
 	raft := w.kit.Spawn(actor.PropsFromProducer(func() actor.Actor { return &loopRaft{store: w.store} }))
 	view := new(raftactor.ViewRef)
