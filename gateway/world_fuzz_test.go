@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/leaseactor"
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
@@ -75,14 +76,16 @@ func newWorld(t *testing.T) *world {
 	w.started(hub)
 	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{Store: w.reader, Clock: w.clock,
 		Primary: func() bool { return true }, Propose: func(*pb.InternalRaftRequest) {}}))
-	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
+	tokensProps, tokens := authactor.NewSimpleTokens(authactor.TokensConfig{Clock: w.clock})
+	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, Tokens: w.kit.Spawn(tokensProps),
+		MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
 	raft := w.kit.Spawn(actor.PropsFromProducer(func() actor.Actor { return &loopRaft{store: w.store} }))
 	view := new(raftactor.ViewRef)
 	view.Store(&raftactor.View{ID: selfID, ClusterID: clusterID, Lead: selfID, Term: 2})
 	w.g = New(Config{
 		Root: w.kit.Root(), Raft: raft, RaftView: view, Store: w.reader, Watch: hub, Leases: leases,
 		IDs: raftactor.NewIDGen(selfID, time.Unix(0, 0)), MaxRequestBytes: 1536 * 1024, MaxTxnOps: fuzzMaxTxnOps,
-		RequestTimeout: wait, BcryptCost: bcrypt.MinCost, Members: func() []*pb.Member { return w.reader.Members().List },
+		RequestTimeout: wait, BcryptCost: bcrypt.MinCost, Tokens: tokens, Members: func() []*pb.Member { return w.reader.Members().List },
 	})
 	self := &pb.Member{ID: selfID, Name: "self", PeerURLs: []string{"http://127.0.0.1:2380"}}
 	w.apply(storeactor.Entry{Index: 1, Term: 1, ConfChange: &raftpb.ConfChange{
@@ -161,10 +164,16 @@ func (l *loopRaft) Receive(ctx actor.Context) {
 // rpctypes' gRPC errors, with its code.
 func etcdError(err error) bool {
 	var ee rpctypes.EtcdError
-	if !errors.As(rpctypes.Error(err), &ee) {
-		return false
+	if errors.As(rpctypes.Error(err), &ee) {
+		return status.Code(err) == ee.Code()
 	}
-	return status.Code(err) == ee.Code()
+	// rpctypes.Error does not know every error rpctypes declares.
+	for _, e := range []error{rpctypes.ErrGRPCPermissionNotGiven, rpctypes.ErrGRPCCanceled, rpctypes.ErrGRPCDeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // mustEtcdError fails the input unless err is nil or an etcd error.
