@@ -27,14 +27,7 @@ import (
 // auth is on after AuthEnable and off after AuthDisable, a login gives a
 // token, and a changed password is the one that logs in.
 func FuzzAuth(f *testing.F) {
-	seq := func(reqs ...*pb.InternalRaftRequest) []byte {
-		var data []byte
-		for _, r := range reqs {
-			b := mustMarshal(f, r)
-			data = append(append(data, byte(len(b))), b...)
-		}
-		return data
-	}
+	seq := func(reqs ...*pb.InternalRaftRequest) []byte { return joinMessages(f, reqs...) }
 	root := &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: "root", Password: "pw"}}
 	rootRole := &pb.InternalRaftRequest{AuthUserGrantRole: &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"}}
 	enable := &pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}
@@ -63,15 +56,7 @@ func FuzzAuth(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var reqs []*pb.InternalRaftRequest
-		for len(data) > 0 {
-			n := min(int(data[0]), len(data)-1)
-			r := new(pb.InternalRaftRequest)
-			if proto.Unmarshal(data[1:1+n], r) == nil {
-				reqs = append(reqs, r)
-			}
-			data = data[1+n:]
-		}
+		reqs := splitMessages(data, func() *pb.InternalRaftRequest { return new(pb.InternalRaftRequest) })
 		w := newWorld(t)
 		a := &authClient{w: w, s: &authServer{g: w.g}}
 		for _, r := range reqs {

@@ -52,23 +52,10 @@ func FuzzWatch(f *testing.F) {
 			create(&pb.WatchCreateRequest{WatchId: 1}), create(&pb.WatchCreateRequest{}), create(&pb.WatchCreateRequest{})},
 		{{}, create(&pb.WatchCreateRequest{Key: []byte("d"), StartRevision: 5, Fragment: true, ProgressNotify: true}), cancel(0), progress},
 	} {
-		var data []byte
-		for _, r := range reqs {
-			b := mustMarshal(f, r)
-			data = append(append(data, byte(len(b))), b...)
-		}
-		f.Add(data)
+		f.Add(joinMessages(f, reqs...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var reqs []*pb.WatchRequest
-		for len(data) > 0 {
-			n := min(int(data[0]), len(data)-1)
-			r := new(pb.WatchRequest)
-			if proto.Unmarshal(data[1:1+n], r) == nil {
-				reqs = append(reqs, r)
-			}
-			data = data[1+n:]
-		}
+		reqs := splitMessages(data, func() *pb.WatchRequest { return new(pb.WatchRequest) })
 		w := newWorld(t)
 		m := seedKV(w)
 		wm := newWatchModel(m)
@@ -150,7 +137,6 @@ type watchModel struct {
 	ids      map[int64]*watcherModel // the stream's watchers by id
 	nextID   int64                   // etcd's AutoWatchID counter
 	control  []expectedControl       // created and canceled responses still to come, in order
-	all      []*watcherModel         // every watcher created
 	current  map[int64]*watcherModel // by id, as far as the responses got
 }
 
@@ -216,7 +202,6 @@ func (wm *watchModel) request(r *pb.WatchRequest) {
 			w.noDelete = w.noDelete || f == pb.WatchCreateRequest_NODELETE
 		}
 		wm.ids[id] = w
-		wm.all = append(wm.all, w)
 		wm.control = append(wm.control, expectedControl{&pb.WatchResponse{Header: hdr, WatchId: id, Created: true}, w})
 	case *pb.WatchRequest_CancelRequest:
 		if w := wm.ids[u.CancelRequest.WatchId]; w != nil {

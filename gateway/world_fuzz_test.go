@@ -183,3 +183,32 @@ func mustEtcdError(t *testing.T, what string, err error) {
 		t.Fatalf("%s: %v is not an etcd error", what, err)
 	}
 }
+
+// Inputs that are sequences of requests: each a length byte, then its
+// encoding. A piece that does not decode is skipped.
+
+func joinMessages[T proto.Message](tb testing.TB, ms ...T) []byte {
+	tb.Helper()
+	var data []byte
+	for _, m := range ms {
+		b, err := proto.Marshal(m)
+		if err != nil || len(b) > 255 {
+			tb.Fatalf("seed %v: %d bytes, %v", m, len(b), err)
+		}
+		data = append(append(data, byte(len(b))), b...)
+	}
+	return data
+}
+
+func splitMessages[T proto.Message](data []byte, newT func() T) []T {
+	var out []T
+	for len(data) > 0 {
+		n := min(int(data[0]), len(data)-1)
+		m := newT()
+		if proto.Unmarshal(data[1:1+n], m) == nil {
+			out = append(out, m)
+		}
+		data = data[1+n:]
+	}
+	return out
+}

@@ -101,8 +101,8 @@ func readFrame(r *bufio.Reader, buf []byte) (*raftpb.Message, []byte, error) {
 	return m, buf, nil
 }
 
-// bodyChunk is the most a frame's buffer grows by before the bytes it
-// holds have arrived.
+// bodyChunk is the first step of a frame buffer's growth: memory not yet
+// filled by received bytes is at most max(bodyChunk, bytes received).
 const bodyChunk = 64 << 10
 
 // readBody reads n bytes into buf, reused when large enough. A frame's
