@@ -26,7 +26,8 @@ import (
 // The fuzz targets of this package call the gRPC handlers themselves, with
 // requests decoded from the fuzz input, against a world where everything
 // but raft is real: a Store actor on in-memory pebble, its Reader, a watch
-// Hub, a Lessor, and a Gateway configured as node/ does. Raft is replaced
+// Hub, a Lessor, the simple-token actor (on a fake clock that never moves)
+// and a Gateway configured as node/ does. Raft is replaced
 // by loopRaft, which commits every proposal at once, alone: the store
 // decodes the proposal's bytes as a follower would (Req is not handed
 // over), so the encoding is on the path too.
@@ -174,14 +175,6 @@ func etcdError(err error) bool {
 		}
 	}
 	return false
-}
-
-// mustEtcdError fails the input unless err is nil or an etcd error.
-func mustEtcdError(t *testing.T, what string, err error) {
-	t.Helper()
-	if err != nil && !etcdError(err) {
-		t.Fatalf("%s: %v is not an etcd error", what, err)
-	}
 }
 
 // Inputs that are sequences of requests: each a length byte, then its
