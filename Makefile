@@ -5,6 +5,8 @@
 #                 the Go module proxy into .ref/, never committed)
 #   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
 #   make test-long - long differential, crash and watch-guarantee runs
+#   make fuzz   - every Go fuzz target, one after another, FUZZTIME each
+#                 (default 1m; FUZZTIME=10m make fuzz for a longer run)
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
@@ -47,6 +49,25 @@ test-long: build ref
 
 bench: build ref
 	bash scripts/bench.sh
+
+.PHONY: fuzz
+
+# Every fuzz target (func FuzzX in a package's tests), one after another,
+# for FUZZTIME each; FUZZ narrows them by name (FUZZ=Txn make fuzz). A
+# failure stops the run and leaves the input under the package's
+# testdata/fuzz/FuzzX/, where plain `go test` (and so `make test`) runs it
+# from then on, with the committed seeds. docs/reliability.md lists the
+# targets and what each checks.
+FUZZTIME ?= 1m
+FUZZ     ?= .
+
+fuzz:
+	@set -e; $(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do \
+		for name in $$(cat $$dir/*_test.go 2>/dev/null | sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' | grep -e '$(FUZZ)' | sort); do \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 .PHONY: cluster bench-cluster
 

@@ -157,9 +157,10 @@ func (s *Store) writeCheckpointTable(fs vfs.FS, dir, sst string) error {
 // ReceiveCheckpoint unpacks an archive written by Snapshot.WriteTo into
 // dir (created if missing, on fs): the checkpoint InstallSnapshot takes,
 // or the DB `metastoreutl snapshot restore` starts from. Only "db/<file>"
-// entries are accepted, each once (another folder, a link, a path that
-// climbs out is refused: a snapshot holds a flat checkpoint and nothing
-// more); the files and the folder are synced.
+// regular files are accepted, each once (another folder, a link, a sparse
+// file, a path that climbs out is refused: a snapshot holds a flat
+// checkpoint and nothing more), so the files written never hold more than
+// the archive; the files and the folder are synced.
 func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) (err error) {
 	start := time.Now()
 	var synced time.Duration // in the syncs of the files and the folder
@@ -183,7 +184,7 @@ func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) (err error) {
 			return err
 		}
 		name := path.Clean(hdr.Name)
-		if path.Dir(name) != SnapshotDir || hdr.Typeflag != tar.TypeReg || strings.Contains(path.Base(name), "..") {
+		if path.Dir(name) != SnapshotDir || hdr.Typeflag != tar.TypeReg || strings.Contains(path.Base(name), "..") || isSparse(hdr) {
 			return fmt.Errorf("unexpected entry %q", hdr.Name)
 		}
 		file := fs.PathJoin(dir, path.Base(name))
@@ -223,4 +224,16 @@ func ReceiveCheckpoint(fs vfs.FS, dir string, r io.Reader) (err error) {
 	err = d.Sync()
 	synced += time.Since(s)
 	return err
+}
+
+// isSparse reports whether hdr is a GNU sparse file in PAX form: a regular
+// file whose holes archive/tar fills with zeros, so that a few bytes of
+// archive can claim a terabyte. Snapshot.WriteTo never writes one.
+func isSparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

@@ -137,9 +137,7 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64) (
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			r := v.RequestRange
-			if r.Revision != 0 {
-				_, err = checkRev(r.Revision, tw.rev(), compactRev)
-			}
+			err = checkTxnRangeRev(r.Revision, tw.rev(), compactRev)
 			tw.pathRevs = append(tw.pathRevs, r.Revision)
 		case *pb.RequestOp_RequestDeleteRange:
 			d := v.RequestDeleteRange
@@ -167,6 +165,23 @@ func (tw *writeTxn) checkTxn(rt *pb.TxnRequest, path []bool, compactRev int64) (
 		}
 	}
 	return n, nil
+}
+
+// checkTxnRangeRev is etcd's checkRange for a range inside a txn. Unlike a
+// plain Range (checkRev), which reads any revision <= 0 at the current one,
+// a txn refuses a revision below the compaction point, negative ones
+// included: etcd answers "compacted" for -2 on a store never compacted, and
+// for any negative revision once one was.
+func checkTxnRangeRev(rev, curRev, compactRev int64) error {
+	switch {
+	case rev == 0:
+		return nil
+	case rev > curRev:
+		return rpctypes.ErrGRPCFutureRev
+	case rev < compactRev:
+		return rpctypes.ErrGRPCCompacted
+	}
+	return nil
 }
 
 // keyRange is a DeleteRange's span: end nil for one key, empty for every

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -84,11 +85,7 @@ func readFrame(r *bufio.Reader, buf []byte) (*raftpb.Message, []byte, error) {
 	if n > maxFrameSize {
 		return nil, buf, fmt.Errorf("%w: %d bytes", errFrameTooLarge, n)
 	}
-	if uint64(cap(buf)) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
+	if buf, err = readBody(r, buf, int(n)); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -102,6 +99,33 @@ func readFrame(r *bufio.Reader, buf []byte) (*raftpb.Message, []byte, error) {
 		buf = nil
 	}
 	return m, buf, nil
+}
+
+// bodyChunk is the first step of a frame buffer's growth: memory not yet
+// filled by received bytes is at most max(bodyChunk, bytes received).
+const bodyChunk = 64 << 10
+
+// readBody reads n bytes into buf, reused when large enough. A frame's
+// length is only the sender's claim: beyond buf's capacity the buffer
+// grows with the bytes that arrive (doubling, from bodyChunk), so a stream
+// that announces maxFrameSize and ends costs a chunk, not the frame.
+func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
+	if cap(buf) >= n {
+		buf = buf[:n]
+		_, err := io.ReadFull(r, buf)
+		return buf, err
+	}
+	buf = buf[:0]
+	for len(buf) < n {
+		step := min(n-len(buf), max(len(buf), bodyChunk))
+		buf = slices.Grow(buf, step)
+		got, err := io.ReadFull(r, buf[len(buf):len(buf)+step])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // Headers. Member and cluster ids are hex, as etcd prints them.
