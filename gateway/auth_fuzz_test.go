@@ -167,8 +167,10 @@ func (a *authClient) do(r *pb.InternalRaftRequest) {
 			return a.s.UserChangePassword(ctx, proto.Clone(q).(*pb.AuthUserChangePasswordRequest))
 		}, func() {
 			// The password, or else the hash the client sent (as etcd).
-			u := a.w.reader.User(q.Name)
+			u, err := a.w.reader.User(q.Name)
 			switch {
+			case err != nil:
+				t.Fatalf("%s: read the user: %v", prototext.Format(q), err)
 			case u == nil:
 				t.Fatalf("%s: the user is gone", prototext.Format(q))
 			case u.Options != nil && u.Options.NoPassword:

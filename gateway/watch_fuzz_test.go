@@ -66,7 +66,7 @@ func FuzzWatch(f *testing.F) {
 		out := watchactor.NewStream(w.g.watchBudget)
 		send := func(msg any) { w.g.cfg.Root.Send(w.g.cfg.Watch, msg) }
 		send(&watchactor.OpenStream{Out: out})
-		if err := w.g.recvWatch(&fakeWatchStream{reqs: reqs}, out, send); err != nil {
+		if err := w.g.recvWatch(&scriptedWatchStream{reqs: reqs}, out, send); err != nil {
 			t.Fatal(err)
 		}
 		// More revisions, after every request reached the Hub: the live
@@ -109,16 +109,16 @@ func FuzzWatch(f *testing.F) {
 	})
 }
 
-// fakeWatchStream is the client's side of a watch stream that sends reqs
+// scriptedWatchStream is the client's side of a watch stream that sends reqs
 // and then closes.
-type fakeWatchStream struct {
+type scriptedWatchStream struct {
 	grpc.ServerStream
 	reqs []*pb.WatchRequest
 }
 
-func (s *fakeWatchStream) Context() context.Context { return context.Background() }
+func (s *scriptedWatchStream) Context() context.Context { return context.Background() }
 
-func (s *fakeWatchStream) Recv() (*pb.WatchRequest, error) {
+func (s *scriptedWatchStream) Recv() (*pb.WatchRequest, error) {
 	if len(s.reqs) == 0 {
 		return nil, io.EOF
 	}
@@ -127,7 +127,7 @@ func (s *fakeWatchStream) Recv() (*pb.WatchRequest, error) {
 	return r, nil
 }
 
-func (s *fakeWatchStream) Send(*pb.WatchResponse) error { return nil }
+func (s *scriptedWatchStream) Send(*pb.WatchResponse) error { return nil }
 
 // watchModel is etcd's watch stream (v3rpc/watch.go and mvcc's
 // watchStream) over kvModel's history.

@@ -75,8 +75,11 @@ func newWorld(t *testing.T) *world {
 	}
 	hub := w.kit.Spawn(watchactor.New(watchactor.Config{Store: w.reader, Clock: w.clock}))
 	w.started(hub)
-	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{Store: w.reader, Clock: w.clock,
-		Primary: func() bool { return true }, Propose: func(*pb.InternalRaftRequest) {}}))
+	// A lone leader: every quorum round confirms at once.
+	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{ID: selfID, Store: w.reader, Clock: w.clock,
+		Primary:   func() (uint64, bool) { return 2, true },
+		ReadIndex: func(reply chan<- error) { reply <- nil },
+		Propose:   func(*pb.InternalRaftRequest) {}}))
 	tokensProps, tokens := authactor.NewSimpleTokens(authactor.TokensConfig{Clock: w.clock})
 	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, Tokens: w.kit.Spawn(tokensProps),
 		MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
