@@ -5,6 +5,7 @@
 #                 the Go module proxy into .ref/, never committed)
 #   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
 #   make test-long - long differential, crash and watch-guarantee runs
+#   make test-faults - long kill / pause / partition runs of a 3-member cluster
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
@@ -47,6 +48,16 @@ test-long: build ref
 
 bench: build ref
 	bash scripts/bench.sh
+
+.PHONY: test-faults
+
+# Long fault runs; not part of `make test` (which runs a cycle or two of
+# each kind). Processes, network and pauses (e2e/faults): 100 kill -9, 50
+# SIGSTOP and 50 partition cycles against three member processes under
+# load; seeds and schedules are in the -v output, artifacts of failed runs
+# in $$METASTORE_FAULTS_OUT (or a kept temp dir).
+test-faults: build
+	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_FAULTS=long $(GO) test -count=1 -v -timeout 90m ./e2e/faults/
 
 .PHONY: cluster bench-cluster
 
