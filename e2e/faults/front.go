@@ -128,7 +128,7 @@ func (f *front) accept() {
 func (f *front) pass(l *link) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for f.cut[l.from] && !f.closed {
+	for l.from != "" && f.cut[l.from] && !f.closed {
 		f.cond.Wait()
 	}
 	return !f.closed

@@ -61,13 +61,13 @@ func (h *history) add(client int, in kvInput, call int64, out kvOutput, ret int6
 // endpoint, or all of them), its own random source, and what it last saw
 // of each key (the expectations of its compare-and-swaps).
 type kvClient struct {
-	id    int
-	cli   *clientv3.Client
-	rng   *rand.Rand
-	clk   clock
-	h     *history
-	seen  map[string]*string // nil: last seen absent
-	seq   int
+	id   int
+	cli  *clientv3.Client
+	rng  *rand.Rand
+	clk  clock
+	h    *history
+	seen map[string]*string // nil: last seen absent
+	seq  int
 }
 
 func (c *kvClient) run(ctx context.Context) {
