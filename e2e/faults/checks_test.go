@@ -270,22 +270,27 @@ func TestCheckLocksFindsOverlaps(t *testing.T) {
 	}
 }
 
-// TestCheckLeasesFindsEarlyEnds: a lease whose key was seen gone before
-// the time a keep-alive promised is reported, unless a revoke was asked
-// first; one seen gone after it is not.
+// TestCheckLeasesFindsEarlyEnds: a lease whose key was seen gone, or
+// that a keep-alive said was not found, before the time a grant or
+// keep-alive promised is reported, unless a revoke was asked first; one
+// seen gone after it is not.
 func TestCheckLeasesFindsEarlyEnds(t *testing.T) {
 	s := int64(time.Second)
+	// Granted at 1s with a TTL of 4s, kept alive at 5s: it lives until 9s.
+	kept := []renewal{{sent: 1 * s, ttl: 4}, {sent: 5 * s, ttl: 4}}
 	for _, tc := range []struct {
 		name string
 		life leaseLife
 		bad  bool
 	}{
-		{"gone after its TTL", leaseLife{granted: []int64{5 * s, 9 * s}, putAt: s, gone: []int64{10 * s}}, false},
-		{"gone before a keep-alive's TTL", leaseLife{granted: []int64{5 * s, 9 * s}, putAt: s, gone: []int64{8 * s}}, true},
-		{"renewed after it was seen gone", leaseLife{granted: []int64{5 * s, 12 * s}, putAt: s, gone: []int64{6 * s}}, true},
-		{"gone after a revoke", leaseLife{granted: []int64{5 * s, 9 * s}, putAt: s, revoke: 7 * s, gone: []int64{8 * s}}, false},
+		{"gone after its TTL", leaseLife{granted: kept, putAt: s, gone: []int64{10 * s}}, false},
+		{"gone before a keep-alive's TTL", leaseLife{granted: kept, putAt: s, gone: []int64{8 * s}}, true},
+		{"renewed after it was seen gone", leaseLife{granted: kept, putAt: s, gone: []int64{4 * s}}, true},
+		{"gone after a revoke", leaseLife{granted: kept, putAt: s, revoke: 7 * s, gone: []int64{8 * s}}, false},
+		{"not found after its TTL", leaseLife{granted: kept, notFound: 10 * s}, false},
+		{"not found before a keep-alive's TTL", leaseLife{granted: kept, notFound: 8 * s}, true},
 	} {
-		if errs := checkLeases([]*leaseLife{&tc.life}); (len(errs) > 0) != tc.bad {
+		if errs := checkLeases([]*leaseLife{&tc.life}, clock{start: time.Now()}); (len(errs) > 0) != tc.bad {
 			t.Errorf("%s: %v, want an error: %v", tc.name, errs, tc.bad)
 		}
 	}

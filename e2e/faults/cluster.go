@@ -6,8 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -61,6 +65,17 @@ func startCluster(t testing.TB, flags ...string) *cluster {
 		c.ids[st.Header.MemberId] = i
 	}
 	return c
+}
+
+// keepLogs copies the members' logs into dir when the test fails.
+func (c *cluster) keepLogs(dir string) {
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			for _, m := range c.members {
+				copyFile(m.LogFile, filepath.Join(dir, filepath.Base(m.LogFile)))
+			}
+		}
+	})
 }
 
 // newClient is a clientv3 client of endpoints, closed when the test ends.
@@ -253,4 +268,30 @@ func (c *cluster) revision(cli *clientv3.Client) (int64, error) {
 		last = err
 	}
 	return 0, errors.Join(errors.New("no revision after 10 tries"), last)
+}
+
+// metricLines reads the /metrics of the members at endpoints and returns
+// the lines that start with one of prefixes, one member a line: what an
+// operator would look at, for a violation's report.
+func metricLines(endpoints []string, prefixes ...string) string {
+	var b strings.Builder
+	for _, ep := range endpoints {
+		fmt.Fprintf(&b, "\n\t%s:", ep)
+		resp, err := http.Get("http://" + ep + "/metrics")
+		if err != nil {
+			fmt.Fprintf(&b, " %v", err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			for _, p := range prefixes {
+				if strings.HasPrefix(line, p) {
+					b.WriteString(" " + line + ";")
+					break
+				}
+			}
+		}
+	}
+	return b.String()
 }

@@ -34,6 +34,11 @@ type clock struct{ start time.Time }
 
 func (c clock) now() int64 { return time.Since(c.start).Nanoseconds() }
 
+// wall is the time of day of t, for reports to match with member logs.
+func (c clock) wall(t int64) string {
+	return c.start.Add(time.Duration(t)).UTC().Format("15:04:05.000000")
+}
+
 // history collects the operations of every KV client, and the writes
 // acknowledged (for watchcheck's cross-check with the watch history).
 type history struct {

@@ -24,9 +24,10 @@ import (
 // s was made by the leader after s, so the lease lives at least until
 // s+t (leader changes only extend it). Its key is deleted only when it
 // ends, so a linearizable Get that returned at g < s+t and found the key
-// gone, with no revoke asked before g, is a lease ended early — by an
-// early expiry, or by a renewal answered for a lease already gone (a
-// stale leader renewing what the real one has revoked).
+// gone — or a keep-alive answered "not found" at g — with no revoke asked
+// before g, is a lease ended early: by an early expiry, or by a renewal
+// answered for a lease already gone (a stale leader renewing what the
+// real one has revoked).
 
 const leaseTTL = 4 // seconds; above the minimum TTL of 1.5 election timeouts
 
@@ -35,23 +36,35 @@ type leaseLife struct {
 	keeper string
 	id     clientv3.LeaseID
 	key    string
-	// granted holds, for the grant and each keep-alive that got a TTL,
-	// the time its request was sent plus that TTL: the lease must live
-	// until then.
-	granted []int64
+	// granted holds the grant and each keep-alive that got a TTL: the
+	// lease must live until the time its request was sent plus that TTL.
+	granted []renewal
 	putAt   int64 // when the key's put returned (0: never acknowledged)
 	revoke  int64 // when a revoke was first asked (0: never)
 	// gone holds the return times of linearizable Gets, called after the
 	// put returned, that found the key gone.
 	gone []int64
+	// notFound is when a keep-alive returned "lease not found" (0: never).
+	notFound int64
 }
 
-func (l *leaseLife) mustLiveUntil() int64 {
-	var until int64
-	for _, g := range l.granted {
-		until = max(until, g)
+// renewal is a grant or keep-alive answered with a TTL.
+type renewal struct {
+	sent int64 // clock.now() when its request was sent
+	ttl  int64 // seconds
+}
+
+func (r renewal) until() int64 { return r.sent + r.ttl*int64(time.Second) }
+
+// promise is the renewal that made the lease live longest.
+func (l *leaseLife) promise() renewal {
+	var best renewal
+	for _, r := range l.granted {
+		if r.until() > best.until() {
+			best = r
+		}
 	}
-	return until
+	return best
 }
 
 type leaseLog struct {
@@ -92,7 +105,7 @@ func (k *leaseKeeper) life(ctx context.Context, n int) {
 		return
 	}
 	l := &leaseLife{keeper: k.name, id: g.ID, key: fmt.Sprintf("lease/%s/%d", k.name, n),
-		granted: []int64{sent + g.TTL*int64(time.Second)}}
+		granted: []renewal{{sent: sent, ttl: g.TTL}}}
 	k.log.mu.Lock()
 	k.log.lives = append(k.log.lives, l)
 	k.log.mu.Unlock()
@@ -114,9 +127,13 @@ func (k *leaseKeeper) life(ctx context.Context, n int) {
 		cancel()
 		switch {
 		case err == nil:
-			k.record(func() { l.granted = append(l.granted, sent+r.TTL*int64(time.Second)) })
+			k.record(func() { l.granted = append(l.granted, renewal{sent: sent, ttl: r.TTL}) })
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			return // it expired: nothing more to tend
+			// The leader had it expired, and revoked (etcd's Renew waits
+			// for the revoke of an expired lease before it says so).
+			ret := k.clk.now()
+			k.record(func() { l.notFound = ret })
+			return
 		}
 		if l.putAt == 0 {
 			continue
@@ -143,18 +160,22 @@ func (k *leaseKeeper) record(f func()) {
 }
 
 // checkLeases returns every lease seen gone before it had to live until.
-func checkLeases(lives []*leaseLife) []error {
+func checkLeases(lives []*leaseLife, clk clock) []error {
 	var errs []error
 	for _, l := range lives {
-		until := l.mustLiveUntil()
+		p := l.promise()
+		early := func(at int64) bool { return at < p.until() && (l.revoke == 0 || at < l.revoke) }
+		promised := fmt.Sprintf("the grant or keep-alive sent at %s was answered with a TTL of %ds, so it had to live until %s",
+			clk.wall(p.sent), p.ttl, clk.wall(p.until()))
 		for _, g := range l.gone {
-			if l.revoke != 0 && l.revoke <= g {
-				continue
+			if early(g) {
+				errs = append(errs, fmt.Errorf("lease %x (%s, key %s) ended early: a linearizable Get returned at %s found its key gone, but %s",
+					int64(l.id), l.keeper, l.key, clk.wall(g), promised))
 			}
-			if g < until {
-				errs = append(errs, fmt.Errorf("lease %x (%s, key %s) ended early: a Get returned at %v found its key gone, but a grant or keep-alive had given it until %v",
-					int64(l.id), l.keeper, l.key, time.Duration(g), time.Duration(until)))
-			}
+		}
+		if l.notFound != 0 && early(l.notFound) {
+			errs = append(errs, fmt.Errorf("lease %x (%s, key %s): a keep-alive returned \"lease not found\" at %s, but %s",
+				int64(l.id), l.keeper, l.key, clk.wall(l.notFound), promised))
 		}
 	}
 	return errs

@@ -29,6 +29,8 @@ type Plan struct {
 	// CheckTimeout bounds porcupine's search; a history it cannot decide
 	// in time is reported, not passed.
 	CheckTimeout time.Duration
+	// Long selects the long runs' fault durations (see fault.hold).
+	Long bool
 }
 
 const (
@@ -141,13 +143,7 @@ func Run(t *testing.T, p Plan) {
 	// Snapshots every few hundred entries, so that members restarted
 	// behind catch up from a snapshot as well as from the log.
 	c := startCluster(t, "--snapshot-count=300")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range c.members {
-				copyFile(m.LogFile, filepath.Join(out, filepath.Base(m.LogFile)))
-			}
-		}
-	})
+	c.keepLogs(out)
 	w := startWorkload(t, c, seed)
 	defer w.stop()
 	watchRng := rand.New(rand.NewPCG(seed, 2))
@@ -164,7 +160,7 @@ func Run(t *testing.T, p Plan) {
 		}
 		f := p.Faults[i%len(p.Faults)]
 		what, heal := f.inject(c, lead, rng)
-		hold := f.hold(rng)
+		hold := f.hold(rng, p.Long)
 		journal.log("cycle %d: %s: %s (leader was %s), for %v", i, f.name, what, c.name(lead), hold)
 		time.Sleep(hold)
 		if err := heal(); err != nil {
@@ -226,7 +222,7 @@ func check(t *testing.T, c *cluster, w *workload, p Plan, seed uint64, out strin
 	}
 	report("watches", watchcheck.CheckAll(h, recs...))
 	report("locks", errors.Join(checkLocks(h, w.locks.acqs)...))
-	report("leases", errors.Join(checkLeases(w.leases.lives)...))
+	report("leases", errors.Join(checkLeases(w.leases.lives, w.clk)...))
 
 	res, bad, info := checkLinearizable(w.kv.ops, p.CheckTimeout)
 	switch res {

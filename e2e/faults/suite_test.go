@@ -18,7 +18,7 @@ const LongEnv = "METASTORE_FAULTS"
 
 func plan(faults []fault, shortCycles, longCycles int) Plan {
 	if os.Getenv(LongEnv) == "long" {
-		return Plan{Faults: faults, Cycles: longCycles, CheckTimeout: 5 * time.Minute}
+		return Plan{Faults: faults, Cycles: longCycles, CheckTimeout: 5 * time.Minute, Long: true}
 	}
 	return Plan{Faults: faults, Cycles: shortCycles, CheckTimeout: time.Minute}
 }

@@ -5,9 +5,7 @@ package faults
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"strings"
 	"time"
 
@@ -68,8 +66,8 @@ func (w *watcher) await(to int64, within time.Duration) error {
 				w.rec.Name, w.rec.Spec(), compact, w.rec.LastSeen())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("watcher %s (%s, through %v) saw up to revision %d of %d within %v; its last responses: %s\n\tits members' watch gauges: %s",
-				w.rec.Name, w.rec.Spec(), w.cli.Endpoints(), w.rec.LastSeen(), to, within, w.tail(5), watchGauges(w.cli.Endpoints()))
+			return fmt.Errorf("watcher %s (%s, through %v) saw up to revision %d of %d within %v; its last responses: %s\n\tits members' watch gauges:%s",
+				w.rec.Name, w.rec.Spec(), w.cli.Endpoints(), w.rec.LastSeen(), to, within, w.tail(5), metricLines(w.cli.Endpoints(), "etcd_debugging_mvcc_watch", "etcd_debugging_mvcc_slow_watcher"))
 		}
 		if i%10 == 0 {
 			pctx, cancel := context.WithTimeout(w.ctx, time.Second)
@@ -88,28 +86,6 @@ func (w *watcher) tail(n int) string {
 	var b strings.Builder
 	for _, r := range resps[max(0, len(resps)-n):] {
 		b.WriteString("\n\t" + r.String())
-	}
-	return b.String()
-}
-
-// watchGauges reads the watch gauges of the members at endpoints from
-// their /metrics: how many watchers, how many unsynced.
-func watchGauges(endpoints []string) string {
-	var b strings.Builder
-	for _, ep := range endpoints {
-		fmt.Fprintf(&b, "\n\t%s:", ep)
-		resp, err := http.Get("http://" + ep + "/metrics")
-		if err != nil {
-			fmt.Fprintf(&b, " %v", err)
-			continue
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, "etcd_debugging_mvcc_watch") || strings.HasPrefix(line, "etcd_debugging_mvcc_slow_watcher") {
-				b.WriteString(" " + line + ";")
-			}
-		}
 	}
 	return b.String()
 }
