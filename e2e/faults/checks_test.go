@@ -81,7 +81,7 @@ func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader, line string) {
 func TestFrontHoldsTheCutMembersLinks(t *testing.T) {
 	target := echoServer(t)
 	me := map[int]string{os.Getpid(): "me"}
-	f, err := newFront("m", target, func(c net.Conn) string { return connOwner(c, me) })
+	f, err := newFront(target, func(c net.Conn) string { return connOwner(c, me) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestFrontHoldsTheCutMembersLinks(t *testing.T) {
 		}
 	}
 
-	stranger, err := newFront("m", target, func(c net.Conn) string { return connOwner(c, map[int]string{1: "init"}) })
+	stranger, err := newFront(target, func(c net.Conn) string { return connOwner(c, map[int]string{1: "init"}) })
 	if err != nil {
 		t.Fatal(err)
 	}

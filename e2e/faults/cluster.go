@@ -30,7 +30,7 @@ import (
 type cluster struct {
 	t       testing.TB
 	members []*e2e.Server
-	fronts  []*front
+	fronts  []*front           // fronts[i] is members[i]'s (StartCluster asks in order)
 	status  []*clientv3.Client // one per member, that member only
 	ids     map[uint64]int     // member id -> index
 	paused  map[int]bool
@@ -44,7 +44,7 @@ func startCluster(t testing.TB, flags ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, ids: map[uint64]int{}, paused: map[int]bool{}, pids: map[int]string{}}
 	front := func(name string, peerPort int) string {
-		f, err := newFront(name, "127.0.0.1:"+strconv.Itoa(peerPort), c.sourceOf)
+		f, err := newFront("127.0.0.1:"+strconv.Itoa(peerPort), c.sourceOf)
 		if err != nil {
 			t.Fatalf("front for %s: %v", name, err)
 		}

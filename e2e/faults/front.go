@@ -21,7 +21,6 @@ import (
 // Connections from a process that is no member (the test's own tools)
 // are never held.
 type front struct {
-	member   string // the member behind it
 	ln       net.Listener
 	sourceOf func(c net.Conn) string // the member that opened c, "" if none
 
@@ -43,12 +42,12 @@ type link struct {
 
 // newFront listens on a free loopback port in front of the member's peer
 // address target.
-func newFront(member, target string, sourceOf func(net.Conn) string) (*front, error) {
+func newFront(target string, sourceOf func(net.Conn) string) (*front, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	f := &front{member: member, ln: ln, target: target, sourceOf: sourceOf,
+	f := &front{ln: ln, target: target, sourceOf: sourceOf,
 		cut: map[string]bool{}, links: map[*link]struct{}{}}
 	f.cond = sync.NewCond(&f.mu)
 	go f.accept()

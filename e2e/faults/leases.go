@@ -129,8 +129,10 @@ func (k *leaseKeeper) life(ctx context.Context, n int) {
 		case err == nil:
 			k.record(func() { l.granted = append(l.granted, renewal{sent: sent, ttl: r.TTL}) })
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			// The leader had it expired, and revoked (etcd's Renew waits
-			// for the revoke of an expired lease before it says so).
+			// The leader has it expired or does not know it: either is
+			// a lease ended, for the client (etcd's Renew says so only
+			// once an expired lease's revoke is applied, or once it has
+			// applied everything committed and still does not know it).
 			ret := k.clk.now()
 			k.record(func() { l.notFound = ret })
 			return

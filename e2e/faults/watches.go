@@ -66,8 +66,9 @@ func (w *watcher) await(to int64, within time.Duration) error {
 				w.rec.Name, w.rec.Spec(), compact, w.rec.LastSeen())
 		}
 		if time.Now().After(deadline) {
+			gauges := metricLines(w.cli.Endpoints(), "etcd_debugging_mvcc_watch", "etcd_debugging_mvcc_slow_watcher")
 			return fmt.Errorf("watcher %s (%s, through %v) saw up to revision %d of %d within %v; its last responses: %s\n\tits members' watch gauges:%s",
-				w.rec.Name, w.rec.Spec(), w.cli.Endpoints(), w.rec.LastSeen(), to, within, w.tail(5), metricLines(w.cli.Endpoints(), "etcd_debugging_mvcc_watch", "etcd_debugging_mvcc_slow_watcher"))
+				w.rec.Name, w.rec.Spec(), w.cli.Endpoints(), w.rec.LastSeen(), to, within, w.tail(5), gauges)
 		}
 		if i%10 == 0 {
 			pctx, cancel := context.WithTimeout(w.ctx, time.Second)
