@@ -14,8 +14,9 @@ import (
 )
 
 // OutEnv names a directory where each run keeps its artifacts (schedule,
-// member logs, the drawn KV history). Without it they go to a temp dir
-// that is removed when the run passes and kept when it fails.
+// member logs, the drawn KV history), failed or not. Without it they go
+// to a temp dir that is removed when the run passes and kept, with the
+// member logs, when it fails.
 const OutEnv = "METASTORE_FAULTS_OUT"
 
 // artifacts returns the run's artifact directory.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,10 +68,11 @@ func startCluster(t testing.TB, flags ...string) *cluster {
 	return c
 }
 
-// keepLogs copies the members' logs into dir when the test fails.
+// keepLogs copies the members' logs into dir when the test fails, or
+// always when the artifacts are kept (OutEnv).
 func (c *cluster) keepLogs(dir string) {
 	c.t.Cleanup(func() {
-		if c.t.Failed() {
+		if c.t.Failed() || os.Getenv(OutEnv) != "" {
 			for _, m := range c.members {
 				copyFile(m.LogFile, filepath.Join(dir, filepath.Base(m.LogFile)))
 			}

@@ -140,9 +140,10 @@ func Run(t *testing.T, p Plan) {
 	journal := newJournal(t, filepath.Join(out, "schedule.log"))
 	rng := rand.New(rand.NewPCG(seed, 1))
 
-	// Snapshots every few hundred entries, so that members restarted
-	// behind catch up from a snapshot as well as from the log.
-	c := startCluster(t, "--snapshot-count=300")
+	// Snapshots every few hundred entries, and a log kept only 100
+	// entries past them, so that members restarted behind catch up from a
+	// snapshot as well as from the log.
+	c := startCluster(t, "--snapshot-count=300", "--snapshot-catchup-entries=100")
 	c.keepLogs(out)
 	w := startWorkload(t, c, seed)
 	defer w.stop()
