@@ -13,17 +13,17 @@ import (
 	"time"
 )
 
-// OutEnv names a directory where each run keeps its artifacts (schedule,
+// outEnv names a directory where each run keeps its artifacts (schedule,
 // member logs, the drawn KV history), failed or not. Without it they go
 // to a temp dir that is removed when the run passes and kept, with the
 // member logs, when it fails.
-const OutEnv = "METASTORE_FAULTS_OUT"
+const outEnv = "METASTORE_FAULTS_OUT"
 
 // artifacts returns the run's artifact directory.
 func artifacts(t testing.TB) string {
 	t.Helper()
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-	if base := os.Getenv(OutEnv); base != "" {
+	if base := os.Getenv(outEnv); base != "" {
 		dir := filepath.Join(base, name+"-"+time.Now().Format("20060102-150405"))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatalf("artifact dir: %v", err)

@@ -69,10 +69,10 @@ func startCluster(t testing.TB, flags ...string) *cluster {
 }
 
 // keepLogs copies the members' logs into dir when the test fails, or
-// always when the artifacts are kept (OutEnv).
+// always when the artifacts are kept (outEnv).
 func (c *cluster) keepLogs(dir string) {
 	c.t.Cleanup(func() {
-		if c.t.Failed() || os.Getenv(OutEnv) != "" {
+		if c.t.Failed() || os.Getenv(outEnv) != "" {
 			for _, m := range c.members {
 				copyFile(m.LogFile, filepath.Join(dir, filepath.Base(m.LogFile)))
 			}

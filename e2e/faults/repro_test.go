@@ -12,10 +12,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// ReproEnv runs the reproductions of violations the suite found and that
+// reproEnv runs the reproductions of violations the suite found and that
 // are not fixed yet; without it they are skipped, so that `make test`
 // stays green while the bug is open (docs/reliability.md says which).
-const ReproEnv = "METASTORE_FAULTS_REPRO"
+const reproEnv = "METASTORE_FAULTS_REPRO"
 
 // TestReproLeaseRevokedByDeposedLeader: a lease kept alive without a gap
 // through a follower while the leader is paused (SIGSTOP) for longer
@@ -29,8 +29,8 @@ const ReproEnv = "METASTORE_FAULTS_REPRO"
 // leader must tick its Lessor before it hears of the new term), so the
 // test pauses leaders up to ten times and fails at the first lease lost.
 func TestReproLeaseRevokedByDeposedLeader(t *testing.T) {
-	if os.Getenv(ReproEnv) == "" {
-		t.Skipf("a reproduction of an open bug; %s=1 runs it", ReproEnv)
+	if os.Getenv(reproEnv) == "" {
+		t.Skipf("a reproduction of an open bug; %s=1 runs it", reproEnv)
 	}
 	c := startCluster(t)
 	c.keepLogs(artifacts(t))

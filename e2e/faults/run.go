@@ -20,17 +20,17 @@ import (
 	"github.com/metastore/metastore/e2e/watchcheck"
 )
 
-// Plan is one run of the suite: cycles of faults, each cycle the next
+// plan is one run of the suite: cycles of faults, each cycle the next
 // fault of the list (so a short run covers each kind), with the victims
 // and durations drawn from the seed.
-type Plan struct {
-	Faults []fault
-	Cycles int
-	// CheckTimeout bounds porcupine's search; a history it cannot decide
+type plan struct {
+	faults []fault
+	cycles int
+	// checkTimeout bounds porcupine's search; a history it cannot decide
 	// in time is reported, not passed.
-	CheckTimeout time.Duration
-	// Long selects the long runs' fault durations (see fault.hold).
-	Long bool
+	checkTimeout time.Duration
+	// long selects the long runs' fault durations (see fault.hold).
+	long bool
 }
 
 const (
@@ -38,16 +38,16 @@ const (
 	maxWatchers   = 4                // open at once
 )
 
-// SeedEnv replays a run's schedule: which fault, which member, how long,
+// seedEnv replays a run's schedule: which fault, which member, how long,
 // and every client's choice of operations. Timing is the machine's, so a
 // replay makes the same faults, not the same interleavings.
-const SeedEnv = "METASTORE_FAULTS_SEED"
+const seedEnv = "METASTORE_FAULTS_SEED"
 
 func seed(t testing.TB) uint64 {
-	if s := os.Getenv(SeedEnv); s != "" {
+	if s := os.Getenv(seedEnv); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("%s=%q: %v", SeedEnv, s, err)
+			t.Fatalf("%s=%q: %v", seedEnv, s, err)
 		}
 		return v
 	}
@@ -130,12 +130,12 @@ func (w *workload) churnWatchers(t testing.TB, c *cluster, rng *rand.Rand, cli *
 	w.active = append(w.active, wt)
 }
 
-// Run starts a cluster and its workload, makes the plan's faults, and
+// run starts a cluster and its workload, makes the plan's faults, and
 // checks everything recorded. It stops by itself: each cycle is bounded,
 // and a cluster that does not recover from a fault ends the run.
-func Run(t *testing.T, p Plan) {
+func run(t *testing.T, p plan) {
 	seed := seed(t)
-	t.Logf("seed %d (%s=%d replays this schedule), %d cycles", seed, SeedEnv, seed, p.Cycles)
+	t.Logf("seed %d (%s=%d replays this schedule), %d cycles", seed, seedEnv, seed, p.cycles)
 	out := artifacts(t)
 	journal := newJournal(t, filepath.Join(out, "schedule.log"))
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -151,7 +151,7 @@ func Run(t *testing.T, p Plan) {
 	watchCli := newClient(t, c.endpoints()...)
 
 	failed := false
-	for i := 0; i < p.Cycles && !failed; i++ {
+	for i := 0; i < p.cycles && !failed; i++ {
 		w.churnWatchers(t, c, watchRng, watchCli)
 		time.Sleep(between(rng, 300*time.Millisecond, 800*time.Millisecond))
 		lead, err := c.leader(recoverWithin)
@@ -159,9 +159,9 @@ func Run(t *testing.T, p Plan) {
 			t.Errorf("cycle %d: no leader before the fault: %v (seed %d)", i, err, seed)
 			break
 		}
-		f := p.Faults[i%len(p.Faults)]
+		f := p.faults[i%len(p.faults)]
 		what, heal := f.inject(c, lead, rng)
-		hold := f.hold(rng, p.Long)
+		hold := f.hold(rng, p.long)
 		journal.log("cycle %d: %s: %s (leader was %s), for %v", i, f.name, what, c.name(lead), hold)
 		time.Sleep(hold)
 		if err := heal(); err != nil {
@@ -187,7 +187,7 @@ func Run(t *testing.T, p Plan) {
 }
 
 // check reads the history and checks every recording against it.
-func check(t *testing.T, c *cluster, w *workload, p Plan, seed uint64, out string) {
+func check(t *testing.T, c *cluster, w *workload, p plan, seed uint64, out string) {
 	t.Helper()
 	cli := newClient(t, c.endpoints()...)
 	last, err := c.revision(cli)
@@ -225,7 +225,7 @@ func check(t *testing.T, c *cluster, w *workload, p Plan, seed uint64, out strin
 	report("locks", errors.Join(checkLocks(h, w.locks.acqs)...))
 	report("leases", errors.Join(checkLeases(w.leases.lives, w.clk)...))
 
-	res, bad, info := checkLinearizable(w.kv.ops, p.CheckTimeout)
+	res, bad, info := checkLinearizable(w.kv.ops, p.checkTimeout)
 	switch res {
 	case porcupine.Illegal:
 		path := filepath.Join(out, "kv-history.html")
@@ -234,7 +234,7 @@ func check(t *testing.T, c *cluster, w *workload, p Plan, seed uint64, out strin
 		}
 		violations = append(violations, fmt.Errorf("KV history not linearizable for keys %v (drawn in %s)", bad, path))
 	case porcupine.Unknown:
-		violations = append(violations, fmt.Errorf("porcupine could not decide the KV history within %v", p.CheckTimeout))
+		violations = append(violations, fmt.Errorf("porcupine could not decide the KV history within %v", p.checkTimeout))
 	}
 
 	unknown := 0
