@@ -35,11 +35,12 @@ func holdOutage(rng *rand.Rand, long bool) time.Duration {
 	return between(rng, 2*time.Second, 4*time.Second)
 }
 
-// holdPause is holdOutage, except that the short runs' pauses end before
-// the paused leader's Lessor can find a lease kept alive every second
-// expired by its own clock: a deposed leader then revokes it (the open bug
-// TestReproLeaseRevokedByDeposedLeader shows), which the long runs find
-// and `make test` must not trip over until it is fixed.
+// holdPause is holdOutage, except that the short runs' pauses (with their
+// longer lease TTL) end well before the paused leader's Lessor can find a
+// lease kept alive every second expired by its own clock: a deposed
+// leader then revokes it (the open bug TestReproLeaseRevokedByDeposedLeader
+// shows), which the long runs find and `make test` must not trip over
+// until it is fixed.
 func holdPause(rng *rand.Rand, long bool) time.Duration {
 	if long {
 		return holdOutage(rng, long)

@@ -29,7 +29,10 @@ import (
 // answered for a lease already gone (a stale leader renewing what the
 // real one has revoked).
 
-const leaseTTL = 4 // seconds; above the minimum TTL of 1.5 election timeouts
+// leaseTTL is the keepers' lease TTL in the long runs, in seconds: above
+// the minimum of 1.5 election timeouts, and short, so that faults outlast
+// it. The short runs use twice as much (plan.leaseTTL): see holdPause.
+const leaseTTL = 4
 
 // leaseLife is one lease as its keeper saw it. Times are clock.now().
 type leaseLife struct {
@@ -74,6 +77,7 @@ type leaseLog struct {
 
 type leaseKeeper struct {
 	name string
+	ttl  int64 // seconds
 	cli  *clientv3.Client
 	rng  *rand.Rand
 	clk  clock
@@ -98,7 +102,7 @@ func (k *leaseKeeper) pause(ctx context.Context, d time.Duration) {
 func (k *leaseKeeper) life(ctx context.Context, n int) {
 	sent := k.clk.now()
 	gctx, cancel := context.WithTimeout(ctx, opTimeout)
-	g, err := k.cli.Grant(gctx, leaseTTL)
+	g, err := k.cli.Grant(gctx, k.ttl)
 	cancel()
 	if err != nil {
 		k.pause(ctx, 100*time.Millisecond)

@@ -31,6 +31,8 @@ type plan struct {
 	checkTimeout time.Duration
 	// long selects the long runs' fault durations (see fault.hold).
 	long bool
+	// leaseTTL is the lease keepers' TTL, in seconds.
+	leaseTTL int64
 }
 
 const (
@@ -79,7 +81,7 @@ func (w *workload) spawn(f func(ctx context.Context)) {
 // lease keeper that talk to that member only (so a member cut off or
 // paused keeps its clients), and two KV clients that use every member
 // (and fail over, as clientv3 does).
-func startWorkload(t testing.TB, c *cluster, seed uint64) *workload {
+func startWorkload(t testing.TB, c *cluster, seed uint64, leaseTTL int64) *workload {
 	w := &workload{clk: clock{start: time.Now()}}
 	w.ctx, w.stop = context.WithCancel(context.Background())
 	stream := uint64(100)
@@ -95,7 +97,7 @@ func startWorkload(t testing.TB, c *cluster, seed uint64) *workload {
 		kv(m.Endpoint())
 		h := &lockHolder{name: m.Name, cli: newClient(t, m.Endpoint()), rng: rng(), log: &w.locks}
 		w.spawn(h.run)
-		k := &leaseKeeper{name: c.name(i), cli: newClient(t, m.Endpoint()), rng: rng(), clk: w.clk, log: &w.leases}
+		k := &leaseKeeper{name: c.name(i), ttl: leaseTTL, cli: newClient(t, m.Endpoint()), rng: rng(), clk: w.clk, log: &w.leases}
 		w.spawn(k.run)
 	}
 	kv(c.endpoints()...)
@@ -145,7 +147,7 @@ func run(t *testing.T, p plan) {
 	// snapshot as well as from the log.
 	c := startCluster(t, "--snapshot-count=300", "--snapshot-catchup-entries=100")
 	c.keepLogs(out)
-	w := startWorkload(t, c, seed)
+	w := startWorkload(t, c, seed, p.leaseTTL)
 	defer w.stop()
 	watchRng := rand.New(rand.NewPCG(seed, 2))
 	watchCli := newClient(t, c.endpoints()...)

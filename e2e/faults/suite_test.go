@@ -18,9 +18,9 @@ const longEnv = "METASTORE_FAULTS"
 
 func planFor(faults []fault, shortCycles, longCycles int) plan {
 	if os.Getenv(longEnv) == "long" {
-		return plan{faults: faults, cycles: longCycles, checkTimeout: 5 * time.Minute, long: true}
+		return plan{faults: faults, cycles: longCycles, checkTimeout: 5 * time.Minute, long: true, leaseTTL: leaseTTL}
 	}
-	return plan{faults: faults, cycles: shortCycles, checkTimeout: time.Minute}
+	return plan{faults: faults, cycles: shortCycles, checkTimeout: time.Minute, leaseTTL: 2 * leaseTTL}
 }
 
 // TestKills: kill -9 the leader, a follower, two members at once, and all
