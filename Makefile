@@ -7,6 +7,7 @@
 #   make test-long - long differential, crash and watch-guarantee runs
 #   make fuzz   - every Go fuzz target, one after another, FUZZTIME each
 #                 (default 1m; FUZZTIME=10m make fuzz for a longer run)
+#   make test-faults - long kill / pause / partition runs of a 3-member cluster
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
@@ -68,6 +69,16 @@ fuzz:
 			$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
 		done; \
 	done
+
+.PHONY: test-faults
+
+# Long fault runs; not part of `make test` (which runs a cycle or two of
+# each kind). Processes, network and pauses (e2e/faults): 100 kill -9, 50
+# SIGSTOP and 50 partition cycles against three member processes under
+# load; seeds and schedules are in the -v output, artifacts of failed runs
+# in $$METASTORE_FAULTS_OUT (or a kept temp dir).
+test-faults: build
+	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_FAULTS=long $(GO) test -count=1 -v -timeout 90m ./e2e/faults/
 
 .PHONY: cluster bench-cluster
 

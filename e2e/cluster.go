@@ -20,14 +20,40 @@ func StartCluster(t testing.TB, kind Kind, n int, opts ...Option) []*Server {
 		name := fmt.Sprintf("%s-c%d", kind, i+1)
 		s := newServer(t, kind, append([]Option{WithName(name)}, opts...))
 		s.ClientPort, s.PeerPort = FreePort(t), FreePort(t)
+		if s.cfg.peerFront != nil {
+			s.advertisedPeer = s.cfg.peerFront(s.Name, s.PeerPort)
+		}
 		members[i] = s
 		initial = append(initial, s.Name+"="+s.PeerURL())
 	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, s := range members {
+	for _, s := range members {
 		s.cfg.initialCluster = strings.Join(initial, ",")
 		s.cfg.clientPort, s.cfg.peerPort = s.ClientPort, s.PeerPort
+	}
+	launchAll(t, "start", members)
+	return members
+}
+
+// RestartMembers starts the given stopped (or killed) members again, all
+// at once — a member serves only once a quorum is up, so members that
+// make the quorum together cannot be restarted one by one — and waits
+// until each serves clients. Members still running are left alone.
+func RestartMembers(t testing.TB, members ...*Server) {
+	t.Helper()
+	var stopped []*Server
+	for _, s := range members {
+		if !s.Running() {
+			stopped = append(stopped, s)
+		}
+	}
+	launchAll(t, "restart", stopped)
+}
+
+func launchAll(t testing.TB, what string, members []*Server) {
+	t.Helper()
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, s := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -37,10 +63,9 @@ func StartCluster(t testing.TB, kind Kind, n int, opts ...Option) []*Server {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("e2e: start %s: %v", members[i].Name, err)
+			t.Fatalf("e2e: %s %s: %v", what, members[i].Name, err)
 		}
 	}
-	return members
 }
 
 // Endpoints are the client addresses of servers.

@@ -327,6 +327,10 @@ type config struct {
 	initialCluster  string // --initial-cluster; default: this member alone
 	clientTLS       bool   // https client URLs
 	peerTLS         bool   // https peer URLs
+	// peerFront, when set, is asked by StartCluster for the URL a member
+	// advertises to its peers instead of its own peer URL (see
+	// WithPeerFront).
+	peerFront func(name string, peerPort int) string
 }
 
 func (c *config) clientScheme() string {
@@ -373,6 +377,15 @@ func WithPorts(client, peer int) Option {
 	return func(c *config) { c.clientPort, c.peerPort = client, peer }
 }
 
+// WithPeerFront makes StartCluster ask front, once each member's ports are
+// chosen, for the URL the member advertises to its peers (in
+// --initial-advertise-peer-urls and everyone's --initial-cluster) while it
+// still listens on its own peer port: e.g. a proxy that forwards to that
+// port and can cut the link. PeerURL then returns the advertised URL.
+func WithPeerFront(front func(name string, peerPort int) (url string)) Option {
+	return func(c *config) { c.peerFront = front }
+}
+
 // WithStartTimeout bounds the wait for readiness (default 30s).
 func WithStartTimeout(d time.Duration) Option { return func(c *config) { c.startTimeout = d } }
 
@@ -394,6 +407,9 @@ type Server struct {
 	PeerPort   int
 	// LogFile receives the server's stdout and stderr, across restarts.
 	LogFile string
+	// advertisedPeer is the peer URL advertised instead of the listening
+	// one (WithPeerFront); "" advertises the listening one.
+	advertisedPeer string
 
 	t      testing.TB
 	cfg    config
@@ -509,7 +525,7 @@ func (s *Server) Args() []string {
 		"--data-dir=" + s.DataDir,
 		"--listen-client-urls=" + client,
 		"--advertise-client-urls=" + client,
-		"--listen-peer-urls=" + peer,
+		"--listen-peer-urls=" + s.listenPeerURL(),
 		"--initial-advertise-peer-urls=" + peer,
 		"--initial-cluster=" + s.Name + "=" + peer,
 	}
@@ -525,8 +541,16 @@ func (s *Server) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(s.Client
 // ClientURL is "http://127.0.0.1:<client port>".
 func (s *Server) ClientURL() string { return s.cfg.clientScheme() + "://" + s.Endpoint() }
 
-// PeerURL is "http://127.0.0.1:<peer port>".
+// PeerURL is the URL the member advertises to its peers:
+// "http://127.0.0.1:<peer port>", or its front's (WithPeerFront).
 func (s *Server) PeerURL() string {
+	if s.advertisedPeer != "" {
+		return s.advertisedPeer
+	}
+	return s.listenPeerURL()
+}
+
+func (s *Server) listenPeerURL() string {
 	return s.cfg.peerScheme() + "://127.0.0.1:" + strconv.Itoa(s.PeerPort)
 }
 
