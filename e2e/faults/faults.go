@@ -35,17 +35,12 @@ func holdOutage(rng *rand.Rand, long bool) time.Duration {
 	return between(rng, 2*time.Second, 4*time.Second)
 }
 
-// holdPause is holdOutage, except that the short runs' pauses (with their
-// longer lease TTL) end well before the paused leader's Lessor can find a
-// lease kept alive every second expired by its own clock: a deposed
-// leader then revokes it (the open bug TestReproLeaseRevokedByDeposedLeader
-// shows), which the long runs find and `make test` must not trip over
-// until it is fixed.
+// holdPause is how long a paused leader stays stopped: as an outage, long
+// enough for a new election and for the paused leader's Lessor to find
+// the leases kept alive meanwhile expired by its own clock (a deposed
+// leader once revoked them; see TestLeaseSurvivesDeposedLeaderResuming).
 func holdPause(rng *rand.Rand, long bool) time.Duration {
-	if long {
-		return holdOutage(rng, long)
-	}
-	return between(rng, 2*time.Second, 2400*time.Millisecond)
+	return holdOutage(rng, long)
 }
 
 // A killed member stays down a moment, or not at all.

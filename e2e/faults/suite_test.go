@@ -20,7 +20,7 @@ func planFor(faults []fault, shortCycles, longCycles int) plan {
 	if os.Getenv(longEnv) == "long" {
 		return plan{faults: faults, cycles: longCycles, checkTimeout: 5 * time.Minute, long: true, leaseTTL: leaseTTL}
 	}
-	return plan{faults: faults, cycles: shortCycles, checkTimeout: time.Minute, leaseTTL: 2 * leaseTTL}
+	return plan{faults: faults, cycles: shortCycles, checkTimeout: time.Minute, leaseTTL: leaseTTL}
 }
 
 // TestKills: kill -9 the leader, a follower, two members at once, and all
