@@ -381,19 +381,41 @@ func (n *Node) publish() {
 	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Lead: lead, Term: term, Committed: committed, IsLearner: learner})
 }
 
-// persist writes a Ready's entries and hard state in one pebble batch,
-// after installing its snapshot.
+// persist writes a Ready's snapshot point, entries and hard state in one
+// pebble batch, after the store has installed the Ready's snapshot. One
+// batch: a snapshot's point written apart from the hard state it brings
+// (its commit index) left, after a power loss between the two, a commit
+// below the truncation point, which raft refuses to start from.
 func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.installSnapshot(ctx, rd.Snapshot); err != nil {
+	snap := !raft.IsEmptySnap(rd.Snapshot)
+	if snap {
+		if err := n.installInStore(ctx, rd.Snapshot); err != nil {
 			return err
 		}
 	}
-	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
+	if !snap && len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil
 	}
 	b := n.cfg.DB.NewBatch()
 	defer b.Close()
+	lastSaved, logFirst := n.lastSaved, n.logFirst
+	if snap {
+		// The log now starts after the snapshot: its point replaces the
+		// truncation point, and every entry up to it goes.
+		meta := rd.Snapshot.GetMetadata()
+		data, err := proto.Marshal(meta)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keySnapshot, data, nil); err != nil {
+			return err
+		}
+		to := max(lastSaved, meta.GetIndex())
+		if err := n.deleteEntries(b, logFirst, to); err != nil {
+			return err
+		}
+		logFirst, lastSaved = to+1, meta.GetIndex()
+	}
 	for _, e := range rd.Entries {
 		var err error
 		if n.entryBuf, err = (proto.MarshalOptions{}).MarshalAppend(n.entryBuf[:0], e); err != nil {
@@ -404,12 +426,11 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 			return err
 		}
 	}
-	lastSaved := n.lastSaved
 	if k := len(rd.Entries); k > 0 {
 		last := rd.Entries[k-1].GetIndex()
-		if n.lastSaved > last {
+		if lastSaved > last {
 			// A new leader overwrote our uncommitted tail.
-			if err := n.deleteEntries(b, last+1, n.lastSaved); err != nil {
+			if err := n.deleteEntries(b, last+1, lastSaved); err != nil {
 				return err
 			}
 		}
@@ -424,39 +445,45 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 			return err
 		}
 	}
+	sync := rd.MustSync || snap
 	opts := pebble.NoSync
-	if rd.MustSync {
+	if sync {
 		opts = pebble.Sync
 	}
 	start := n.cfg.Clock.Now()
 	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("raftactor: failed to save raft hard state and entries: %w", err)
 	}
-	n.lastSaved = lastSaved
+	n.lastSaved, n.logFirst = lastSaved, logFirst
 	d := n.cfg.Clock.Now().Sub(start)
 	walWriteBytes.Add(float64(b.Len()))
-	if rd.MustSync {
+	switch {
+	case snap:
+		snapFsyncSec.Observe(d.Seconds())
+	case sync:
 		walFsyncSec.Observe(d.Seconds())
 		groupCommitEntries.Observe(float64(len(rd.Entries)))
 		if d > warnSyncDuration {
 			n.cfg.Logger.Warn("slow fdatasync", zap.Duration("took", d), zap.Duration("expected-duration", warnSyncDuration))
 		}
-	} else {
+	default:
 		walWriteSec.Observe(d.Seconds())
 	}
 	if d > slowPersist {
-		n.cfg.Logger.Warn("slow raft log write", zap.Duration("took", d), zap.Int("entries", len(rd.Entries)), zap.Bool("sync", rd.MustSync))
+		n.cfg.Logger.Warn("slow raft log write", zap.Duration("took", d), zap.Int("entries", len(rd.Entries)), zap.Bool("sync", sync))
+	}
+	if snap {
+		return n.core.snapshotInstalled(rd.Snapshot, n.cfg.StoreView().Applied)
 	}
 	return nil
 }
 
-// installSnapshot makes this member's state the leader's snapshot: the
-// store installs the checkpoint that came with it (and is waited for:
-// nothing after the snapshot may be handed to it first), then the raft log
-// is replaced by the snapshot's point in one synced batch. A crash between
-// the two leaves a store ahead of its log, which the store's skipping of
-// applied entries tolerates.
-func (n *Node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) error {
+// installInStore has the store install the checkpoint that came with a
+// snapshot from the leader, and waits for it: nothing after the snapshot
+// may be handed to the store first. A crash before persist records the
+// snapshot leaves a store ahead of its log, which the store's skipping of
+// applied entries tolerates (and the leader sends the snapshot again).
+func (n *Node) installInStore(ctx actor.Context, snap *raftpb.Snapshot) error {
 	meta := snap.GetMetadata()
 	index, term := meta.GetIndex(), meta.GetTerm()
 	dir := ReceivedSnapshotDir(n.cfg.SnapshotFS, n.cfg.SnapshotRoot, index, term)
@@ -473,28 +500,7 @@ func (n *Node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) error {
 	case <-time.After(installTimeout):
 		return fmt.Errorf("raftactor: the store did not install snapshot %d within %v", index, installTimeout)
 	}
-	data, err := proto.Marshal(meta)
-	if err != nil {
-		return err
-	}
-	b := n.cfg.DB.NewBatch()
-	defer b.Close()
-	if err := b.Set(keySnapshot, data, nil); err != nil {
-		return err
-	}
-	to := max(n.lastSaved, index)
-	if err := n.deleteEntries(b, n.logFirst, to); err != nil {
-		return err
-	}
-	start := n.cfg.Clock.Now()
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("raftactor: save snapshot %d: %w", index, err)
-	}
-	snapFsyncSec.Observe(n.cfg.Clock.Now().Sub(start).Seconds())
-	n.logFirst = to + 1
-	n.lastSaved = index
-	_ = n.cfg.SnapshotFS.RemoveAll(dir)
-	return n.core.snapshotInstalled(snap, n.cfg.StoreView().Applied)
+	return nil
 }
 
 // installTimeout bounds the wait for the store to install a snapshot.
