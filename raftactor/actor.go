@@ -451,7 +451,7 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 		opts = pebble.Sync
 	}
 	start := n.cfg.Clock.Now()
-	if err := b.Commit(opts); err != nil {
+	if err := commit(b, opts); err != nil {
 		return fmt.Errorf("raftactor: failed to save raft hard state and entries: %w", err)
 	}
 	n.lastSaved, n.logFirst = lastSaved, logFirst
@@ -531,7 +531,7 @@ func (n *Node) writeTruncation(t *truncation) error {
 		return err
 	}
 	sync := n.cfg.Clock.Now()
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := commit(b, pebble.Sync); err != nil {
 		return err
 	}
 	end := n.cfg.Clock.Now()

@@ -104,3 +104,17 @@ func get(db pebble.Reader, key []byte) ([]byte, bool, error) {
 	out := append([]byte(nil), b...)
 	return out, true, closer.Close()
 }
+
+// commit commits b, turning the panic pebble's fatal logger raises on a
+// failed WAL write or sync (pebble does not return it from Commit) into an
+// error: the raft actor must stop the member through its own failure path
+// (nothing more acknowledged, OnFatal), not panic into a restart that goes
+// on from a log whose write failed.
+func commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return b.Commit(opts)
+}
