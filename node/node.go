@@ -117,6 +117,11 @@ type Config struct {
 	// PeerCut is fault injection for in-process tests: raft messages to
 	// and from a peer it reports true for are dropped (a partition).
 	PeerCut func(peer uint64) bool
+	// FS, for tests and embedders, holds the member's files (the pebble
+	// DB and snapshot checkpoints, under DataDir) instead of the OS's
+	// disk; it wins over InMemory. The fault suites (faults/) give a
+	// member a crashable or error-injecting FS this way.
+	FS vfs.FS
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
