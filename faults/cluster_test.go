@@ -38,6 +38,9 @@ type cmember struct {
 	n    *node.Node // nil while down
 	conn *grpc.ClientConn
 	dead atomic.Bool
+	// leftovers are what its snapshot folder held when it restarted
+	// after a power loss.
+	leftovers []string
 }
 
 func startCluster(t *testing.T, p *power) *cluster {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -29,7 +30,10 @@ type restState struct {
 	first, last          uint64   // the entries in the log; 0, 0: none
 	terms                []uint64 // their terms, first to last
 	holes                []string
-	installing           []string // checkpoints received for a snapshot install not yet finished
+	// snapFiles are what the snapshot folder holds: checkpoints being
+	// sent (checkpoint-*) or received (recv-*), none of which a restart
+	// resumes.
+	snapFiles []string
 }
 
 // readRest opens the DB on fs read-only (the crash clone is not changed)
@@ -96,14 +100,13 @@ func readRest(fs vfs.FS, dataDir string) (restState, error) {
 	if err := it.Error(); err != nil {
 		return rs, err
 	}
-	snapDir := fs.PathJoin(dataDir, "member", "snap")
-	names, _ := fs.List(snapDir)
-	for _, name := range names {
-		if strings.HasPrefix(name, "recv-") {
-			rs.installing = append(rs.installing, name)
-		}
-	}
+	rs.snapFiles, _ = fs.List(fs.PathJoin(dataDir, "member", "snap"))
 	return rs, nil
+}
+
+// receiving: a checkpoint for a snapshot install was being received.
+func (rs restState) receiving() bool {
+	return slices.ContainsFunc(rs.snapFiles, func(f string) bool { return strings.HasPrefix(f, "recv-") })
 }
 
 // lastIndex is the last index raft has: the last entry, or the snapshot.
@@ -168,6 +171,10 @@ func (rs restState) String() string {
 	if rs.empty {
 		return "no DB"
 	}
-	return fmt.Sprintf("store applied %d (term %d, rev %d); raft commit %d, truncated at %d, entries %d..%d%s",
-		rs.applied, rs.appliedTerm, rs.rev, rs.commit, rs.snapIndex, rs.first, rs.last, map[bool]string{true: ", installing " + strings.Join(rs.installing, ","), false: ""}[len(rs.installing) > 0])
+	s := fmt.Sprintf("store applied %d (term %d, rev %d); raft commit %d, truncated at %d, entries %d..%d",
+		rs.applied, rs.appliedTerm, rs.rev, rs.commit, rs.snapIndex, rs.first, rs.last)
+	if len(rs.snapFiles) > 0 {
+		s += "; snapshot folder: " + strings.Join(rs.snapFiles, ",")
+	}
+	return s
 }

@@ -36,8 +36,26 @@ func (n *Node) openStorage() error {
 	}
 	n.db = db
 	n.snapDir = filepath.Join(n.cfg.DataDir, "member", "snap")
+	n.removeSnapshotLeftovers()
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)
 	return nil
+}
+
+// removeSnapshotLeftovers empties the snapshot folder. It holds only
+// checkpoints under way — being sent to a follower or an etcdctl snapshot,
+// or received from the leader, with the table made from it — which a
+// crash leaves behind and nothing resumes, each as large as the DB.
+func (n *Node) removeSnapshotLeftovers() {
+	left, err := n.fs.List(n.snapDir)
+	if err != nil || len(left) == 0 {
+		return
+	}
+	for _, name := range left {
+		if err := n.fs.RemoveAll(n.fs.PathJoin(n.snapDir, name)); err != nil {
+			n.lg.Warn("failed to remove snapshot files left by a crash", zap.String("path", n.fs.PathJoin(n.snapDir, name)), zap.Error(err))
+		}
+	}
+	n.lg.Info("removed snapshot files left by a crash", zap.String("dir", n.snapDir), zap.Strings("names", left))
 }
 
 // createDurableDir makes dir and its missing parents, and syncs the
