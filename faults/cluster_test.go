@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
@@ -41,6 +42,7 @@ type cmember struct {
 	// leftovers are what its snapshot folder held when it restarted
 	// after a power loss.
 	leftovers []string
+	faults    faultSwitch // errors injected into its disk's operations
 }
 
 func startCluster(t *testing.T, p *power) *cluster {
@@ -76,7 +78,7 @@ func (c *cluster) start(ms ...*cmember) error {
 	for _, m := range ms {
 		m.dead.Store(false)
 		cfg := m.cfg
-		cfg.FS = m.disk.FS()
+		cfg.FS = errorfs.Wrap(m.disk.FS(), &m.faults)
 		n, err := node.Start(cfg)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", m.name, err)

@@ -197,3 +197,26 @@ func (f diskFile) SyncTo(length int64) (full bool, err error) {
 	err = f.d.do(errorfs.OpFileSyncTo, f.name, nil, func() error { full, err = f.File.SyncTo(length); return err })
 	return full, err
 }
+
+// faultSwitch injects the errors of the injector it is set to (none
+// while nil): a member's disk fails while the test says so.
+type faultSwitch struct {
+	inj atomic.Pointer[errorfs.Injector]
+}
+
+func (f *faultSwitch) set(inj errorfs.Injector) {
+	if inj == nil {
+		f.inj.Store(nil)
+		return
+	}
+	f.inj.Store(&inj)
+}
+
+func (f *faultSwitch) MaybeError(op errorfs.Op) error {
+	if inj := f.inj.Load(); inj != nil {
+		return (*inj).MaybeError(op)
+	}
+	return nil
+}
+
+func (f *faultSwitch) String() string { return "faultSwitch" }

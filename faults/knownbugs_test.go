@@ -5,6 +5,14 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	zapobserver "go.uber.org/zap/zaptest/observer"
 )
 
 // Bugs these suites found in code outside the storage code they cover
@@ -53,4 +61,51 @@ func TestPowerLossBetweenSnapshotRecordAndHardState(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.report("after the cluster caught up", c.check(ctx, r, m, lead))
+}
+
+// stopBug: a failed WAL sync does not reach the raft actor's own failure
+// path (Node.fail: "raft cannot go on; stopping the member", every later
+// request refused with "etcdserver: server stopped"). pebble's
+// DB.Apply does not return the commit error: it calls its logger's
+// Fatalf, which panics (storeactor/pebblelog.go), in the raft actor's
+// persist; the guardian restarts the actor on a log holding the entries
+// whose sync failed, ten times, then gives up on it. Requests then go to
+// a dead actor and wait out their deadline. (node.storageFailed contains
+// the damage: the member stops talking raft and reports Fatal.)
+const stopBug = "a failed WAL sync panics the raft actor instead of stopping it through its failure path"
+
+// TestDiskFaultWALSyncRefusesRequests: once the lone member's WAL sync
+// failed, the raft actor says so and refuses every request at once.
+func TestDiskFaultWALSyncRefusesRequests(t *testing.T) {
+	skipKnownBug(t, stopBug)
+	core, logs := zapobserver.New(zapcore.InfoLevel)
+	cfg := loneConfig(t, "lone")
+	cfg.Logger = zap.New(core)
+	var faults faultSwitch
+	d := newDisk(newPower(1), vfs.NewCrashableMem())
+	n, err := startOn(cfg, errorfs.Wrap(d.FS(), &faults))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	conn := dial(t, n.ClientAddrs()[0])
+	defer conn.Close()
+	kv := pb.NewKVClient(conn)
+	faults.set(walSyncFailures)
+	put := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		return err
+	}
+	if err := put(); err == nil {
+		t.Fatal("a put was acknowledged with the WAL's syncs failing")
+	}
+	<-n.Fatal()
+	if err := put(); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCStopped) {
+		t.Errorf("a put to the stopped member: %v, want %v", err, rpctypes.ErrGRPCStopped)
+	}
+	if logs.FilterMessage("raft cannot go on; stopping the member").Len() == 0 {
+		t.Errorf("not logged: raft cannot go on; stopping the member")
+	}
 }

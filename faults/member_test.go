@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
@@ -197,4 +198,61 @@ func readOnce(ctx context.Context, conn *grpc.ClientConn) (memberState, error) {
 func sameState(a, b memberState) bool {
 	return a.rev == b.rev && maps.Equal(a.leases, b.leases) &&
 		maps.EqualFunc(a.kvs, b.kvs, func(x, y *mvccpb.KeyValue) bool { return x.ModRevision == y.ModRevision })
+}
+
+// lone is a one-member cluster on a crashable disk whose operations can
+// be made to fail.
+type lone struct {
+	cfg    node.Config
+	disk   *disk
+	faults faultSwitch
+	n      *node.Node
+	conn   *grpc.ClientConn
+}
+
+func startLone(t *testing.T, p *power) *lone {
+	l := &lone{cfg: loneConfig(t, "lone"), disk: newDisk(p, vfs.NewCrashableMem())}
+	n, err := startOn(l.cfg, errorfs.Wrap(l.disk.FS(), &l.faults))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.n = n
+	t.Cleanup(n.Stop)
+	l.conn = dial(t, n.ClientAddrs()[0])
+	t.Cleanup(func() { l.conn.Close() })
+	return l
+}
+
+// restartSynced starts a member on what l's disk has synced — as a power
+// loss with the member stopped leaves it, on a disk that no longer fails
+// — checks it at rest and with the model, and stops it.
+func (l *lone) restartSynced(t *testing.T, r *run, m *model) {
+	clone := l.disk.mem.CrashClone(vfs.CrashCloneCfg{})
+	rest, err := readRest(clone, l.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := rest.check()
+	n, err := startOn(l.cfg, clone)
+	if err != nil {
+		t.Fatalf("restart on the synced disk (%v): %v", rest, err)
+	}
+	defer n.Stop()
+	conn := dial(t, n.ClientAddrs()[0])
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), startWithin)
+	defer cancel()
+	if _, err := waitApplied(ctx, conn, rest.commit); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	v := verify(m.ops, m.writer, m.deleter, m.granter, m.revoker, st, m.acks)
+	bad = append(append(bad, m.live...), v.violations...)
+	m.mu.Unlock()
+	r.count("ops-took-effect", v.took)
+	r.report(fmt.Sprintf("restarted on the synced disk (%v)", rest), bad)
 }

@@ -98,10 +98,12 @@ func (tr *trigger) pullAt(unsynced int, during bool, at diskOp) {
 // record: kind Set, key length 2, key).
 var walMarker = []byte{1, 2, 'r', 's'}
 
-// isWAL: the op is on the DB's WAL (a received checkpoint has .log files
-// too).
-func isWAL(op diskOp) bool {
-	return strings.HasSuffix(op.path, ".log") && strings.Contains(op.path, "/member/pebble/")
+func isWAL(op diskOp) bool { return walPath(op.path) }
+
+// walPath: the path is one of the DB's WAL files (a received checkpoint
+// has .log files too).
+func walPath(path string) bool {
+	return strings.HasSuffix(path, ".log") && strings.Contains(path, "/member/pebble/")
 }
 
 func isSync(op diskOp) bool {

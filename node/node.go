@@ -143,6 +143,7 @@ type Node struct {
 
 	// storage.go
 	db        *pebble.DB
+	failedDB  atomic.Bool // pebble met a failure it cannot go on from (storageFailed)
 	fs        vfs.FS
 	pacer     *storeactor.CompactionPacer
 	snapDir   string
@@ -347,9 +348,12 @@ func (n *Node) Stop() {
 		if n.db == nil {
 			return
 		}
-		// Make everything applied durable before closing.
-		if err := n.db.Flush(); err != nil {
-			n.lg.Warn("flush on stop", zap.Error(err))
+		// Make everything applied durable before closing — unless pebble
+		// failed: its broken WAL cannot rotate, and a flush panics.
+		if !n.failedDB.Load() {
+			if err := n.db.Flush(); err != nil {
+				n.lg.Warn("flush on stop", zap.Error(err))
+			}
 		}
 		if err := n.db.Close(); err != nil {
 			n.lg.Warn("close db", zap.Error(err))

@@ -30,7 +30,8 @@ func (n *Node) openStorage() error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	n.pacer = storeactor.NewCompactionPacer()
-	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), dir, storeactor.WithPebbleLogger(n.lg.Named("pebble")))
+	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), dir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
+		storeactor.WithOnFatal(n.storageFailed))
 	if err != nil {
 		return fmt.Errorf("open data dir: %w", err)
 	}
@@ -39,6 +40,27 @@ func (n *Node) openStorage() error {
 	n.removeSnapshotLeftovers()
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)
 	return nil
+}
+
+// storageFailed is pebble's last word before it panics: a write or sync
+// of its WAL failed, say. pebble still applies later unsynced writes to
+// its memtable, so a raft actor the guardian restarts would load entries
+// whose sync failed as saved, and a follower would acknowledge them to
+// its leader: a write durable on fewer members than raft counted. So the
+// member stops talking raft at once (peerCut) and reports Fatal, as etcd
+// stops on a failed WAL write.
+func (n *Node) storageFailed(err error) {
+	if n.failedDB.Swap(true) {
+		return
+	}
+	n.lg.Error("storage failed; stopping the member", zap.Error(err))
+	n.onFatal(err)
+}
+
+// peerCut is the transport's Cut: every peer once the storage failed,
+// and those Config.PeerCut cuts.
+func (n *Node) peerCut(peer uint64) bool {
+	return n.failedDB.Load() || n.cfg.PeerCut != nil && n.cfg.PeerCut(peer)
 }
 
 // removeSnapshotLeftovers empties the snapshot folder. It holds only
