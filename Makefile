@@ -5,6 +5,7 @@
 #                 the Go module proxy into .ref/, never committed)
 #   make bench  - MetaStore vs reference etcd with etcd's benchmark tool
 #   make test-long - long differential, crash and watch-guarantee runs
+#   make test-faults - long fault runs (power loss, disk faults)
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
@@ -44,6 +45,13 @@ test-race: build ref
 # Long differential and crash runs; not part of `make test`.
 test-long: build ref
 	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_LONG=1 $(GO) test -count=1 -timeout 60m -run 'Differential|Crash|WatchGuarantee' ./e2e/...
+
+# Long fault runs; not part of `make test` (which runs their short
+# versions). In-process power loss and disk faults: faults/, results in
+# docs/reliability.md.
+.PHONY: test-faults
+test-faults:
+	METASTORE_FAULTS=long $(GO) test -count=1 -timeout 60m -v ./faults/
 
 bench: build ref
 	bash scripts/bench.sh
