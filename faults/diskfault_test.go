@@ -278,14 +278,7 @@ func TestDiskFaultTableWrites(t *testing.T) {
 		t.Fatalf("the member stopped: %v", err)
 	default:
 	}
-	st, err := readState(ctx, lm.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.mu.Lock()
-	v := verify(m.ops, m.writer, m.deleter, m.granter, m.revoker, st, m.acks)
-	bad := append(append([]string(nil), m.live...), v.violations...)
-	m.mu.Unlock()
+	_, bad := checkMember(ctx, r, lm.conn, m, allAcks)
 	r.report("the member, once tables can be written again", bad)
 	lm.n.Stop()
 	lm.restartSynced(t, r, m)

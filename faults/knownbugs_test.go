@@ -53,7 +53,7 @@ func TestPowerLossBetweenSnapshotRecordAndHardState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l.waitOps(ctx, 50)
-	lead, x := c.follower(ctx, r, m, l, 0)
+	lead, x := c.leaveBehind(ctx, r, m, l, 0)
 	c.installCrash(ctx, r, m, 0, lead, x, installStep{"record", 3}, 3)
 	l.pause()
 	lead, err := c.converge(ctx)

@@ -1,20 +1,16 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
@@ -144,115 +140,4 @@ func sleepCtx(ctx context.Context) error {
 	case <-time.After(10 * time.Millisecond):
 		return nil
 	}
-}
-
-// readState reads the load's keys and the leases from a member that has
-// caught up and takes no writes: it reads until two reads agree, since
-// the lessor learns of applied leases just after the store publishes
-// them.
-func readState(ctx context.Context, conn *grpc.ClientConn) (memberState, error) {
-	var prev memberState
-	for i := 0; ; i++ {
-		st, err := readOnce(ctx, conn)
-		if err != nil {
-			return st, err
-		}
-		if i > 0 && sameState(prev, st) {
-			return st, nil
-		}
-		prev = st
-		if err := sleepCtx(ctx); err != nil {
-			return st, fmt.Errorf("the member's state did not settle: %w", err)
-		}
-	}
-}
-
-func readOnce(ctx context.Context, conn *grpc.ClientConn) (memberState, error) {
-	kv, lc := pb.NewKVClient(conn), pb.NewLeaseClient(conn)
-	st := memberState{kvs: map[string]*mvccpb.KeyValue{}, leases: map[int64]bool{}}
-	from, end := []byte("f/"), []byte("f0")
-	for {
-		r, err := kv.Range(ctx, &pb.RangeRequest{Key: from, RangeEnd: end, Limit: 2000, Revision: st.rev, Serializable: true})
-		if err != nil {
-			return st, err
-		}
-		st.rev = r.Header.Revision
-		for _, x := range r.Kvs {
-			st.kvs[string(x.Key)] = x
-		}
-		if !r.More {
-			break
-		}
-		from = append(bytes.Clone(r.Kvs[len(r.Kvs)-1].Key), 0)
-	}
-	ls, err := lc.LeaseLeases(ctx, &pb.LeaseLeasesRequest{})
-	if err != nil {
-		return st, err
-	}
-	for _, l := range ls.Leases {
-		st.leases[l.ID] = true
-	}
-	return st, nil
-}
-
-func sameState(a, b memberState) bool {
-	return a.rev == b.rev && maps.Equal(a.leases, b.leases) &&
-		maps.EqualFunc(a.kvs, b.kvs, func(x, y *mvccpb.KeyValue) bool { return x.ModRevision == y.ModRevision })
-}
-
-// lone is a one-member cluster on a crashable disk whose operations can
-// be made to fail.
-type lone struct {
-	cfg    node.Config
-	disk   *disk
-	faults faultSwitch
-	n      *node.Node
-	conn   *grpc.ClientConn
-}
-
-func startLone(t *testing.T, p *power) *lone {
-	l := &lone{cfg: loneConfig(t, "lone"), disk: newDisk(p, vfs.NewCrashableMem())}
-	n, err := startOn(l.cfg, errorfs.Wrap(l.disk.FS(), &l.faults))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.n = n
-	t.Cleanup(n.Stop)
-	l.conn = dial(t, n.ClientAddrs()[0])
-	t.Cleanup(func() { l.conn.Close() })
-	return l
-}
-
-// restartSynced starts a member on what l's disk has synced — as a power
-// loss with the member stopped leaves it, on a disk that no longer fails
-// — checks it at rest and with the model, and stops it.
-func (l *lone) restartSynced(t *testing.T, r *run, m *model) {
-	clone := l.disk.mem.CrashClone(vfs.CrashCloneCfg{})
-	rest, err := readRest(clone, l.cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := rest.check()
-	n, err := startOn(l.cfg, clone)
-	if err != nil {
-		t.Fatalf("restart on the synced disk (%v): %v", rest, err)
-	}
-	defer n.Stop()
-	conn := dial(t, n.ClientAddrs()[0])
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), startWithin)
-	defer cancel()
-	if _, err := waitApplied(ctx, conn, rest.commit); err != nil {
-		t.Fatal(err)
-	}
-	st, err := readState(ctx, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.mu.Lock()
-	v := verify(m.ops, m.writer, m.deleter, m.granter, m.revoker, st, m.acks)
-	bad = append(append(bad, m.live...), v.violations...)
-	m.mu.Unlock()
-	r.count("ops-took-effect", v.took)
-	r.report(fmt.Sprintf("restarted on the synced disk (%v)", rest), bad)
 }

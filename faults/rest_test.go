@@ -131,10 +131,10 @@ func (rs restState) term(index uint64) (uint64, bool) {
 //   - a truncation point past the store's applied index (the entries in
 //     between are gone, and the store never gets them);
 //   - a store that applied past the commit index (the log does not say
-//     what it applied);
+//     what it applied) — unless midInstall, see aheadOfCommit;
 //   - a store whose applied entry has another term in the log (it
 //     applied an entry the log does not hold).
-func (rs restState) check() []string {
+func (rs restState) check(midInstall bool) []string {
 	if rs.empty {
 		return nil
 	}
@@ -151,10 +151,17 @@ func (rs restState) check() []string {
 	if rs.snapIndex > rs.applied {
 		violations = append(violations, fmt.Sprintf("the log is truncated at %d, past the store's applied index %d", rs.snapIndex, rs.applied))
 	}
-	if rs.aheadOfCommit() {
+	switch {
+	case rs.aheadOfCommit() && !midInstall:
 		violations = append(violations, fmt.Sprintf("the store applied index %d, past the commit index %d", rs.applied, rs.commit))
-	} else if t, ok := rs.term(rs.applied); ok && rs.applied > 0 && t != rs.appliedTerm {
-		violations = append(violations, fmt.Sprintf("the store applied index %d at term %d, the log has term %d there", rs.applied, rs.appliedTerm, t))
+	case rs.aheadOfCommit():
+	default:
+		if t, ok := rs.term(rs.applied); ok && rs.applied > 0 && t != rs.appliedTerm {
+			violations = append(violations, fmt.Sprintf("the store applied index %d at term %d, the log has term %d there", rs.applied, rs.appliedTerm, t))
+		}
+	}
+	for i, v := range violations {
+		violations[i] = fmt.Sprintf("at rest: %s (%v)", v, rs)
 	}
 	return violations
 }

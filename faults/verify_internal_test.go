@@ -64,7 +64,7 @@ func TestVerifyCatches(t *testing.T) {
 			m := history()
 			st := full()
 			c.change(&st)
-			v := verify(m.ops, m.writer, m.deleter, m.granter, m.revoker, st, c.cut)
+			v := m.check(st, c.cut)
 			got := strings.Join(v.violations, "\n")
 			switch {
 			case c.want == "" && got != "":

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -109,6 +110,20 @@ func (s *solver) same(a, b *op, why string) {
 type verification struct {
 	violations []string
 	took, lost int // operations decided each way (the rest: either could be)
+}
+
+// allAcks is a cut that every acknowledgement must survive.
+const allAcks = math.MaxInt64
+
+// check checks st against the model: the acknowledgements up to cut
+// must have survived; what the members answered that none may is a
+// violation too.
+func (m *model) check(st memberState, cut int64) verification {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := verify(m.ops, m.writer, m.deleter, m.granter, m.revoker, st, cut)
+	v.violations = append(append([]string(nil), m.live...), v.violations...)
+	return v
 }
 
 // verify checks st against the operations in ops, cut being the
