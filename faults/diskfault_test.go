@@ -123,12 +123,16 @@ func diskFailure(t *testing.T, faults errorfs.Injector) {
 	lm.restartSynced(t, r, m)
 }
 
+// tablePath: the path is one of the DB's tables (sstables).
+func tablePath(path string) bool {
+	return strings.HasSuffix(path, ".sst") && strings.Contains(path, "/member/pebble/")
+}
+
 // tableReads fails every read of the DB's tables, and counts them.
 type tableReads struct{ failed atomic.Int64 }
 
 func (f *tableReads) MaybeError(op errorfs.Op) error {
-	if (op.Kind == errorfs.OpFileRead || op.Kind == errorfs.OpFileReadAt) &&
-		strings.HasSuffix(op.Path, ".sst") && strings.Contains(op.Path, "/member/pebble/") {
+	if (op.Kind == errorfs.OpFileRead || op.Kind == errorfs.OpFileReadAt) && tablePath(op.Path) {
 		f.failed.Add(1)
 		return errorfs.ErrInjected
 	}
@@ -242,7 +246,7 @@ func TestDiskFaultTableWrites(t *testing.T) {
 	lm.faults.set(errorfs.InjectorFunc(func(op errorfs.Op) error {
 		switch op.Kind {
 		case errorfs.OpCreate, errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData:
-			if strings.HasSuffix(op.Path, ".sst") && strings.Contains(op.Path, "/member/pebble/") {
+			if tablePath(op.Path) {
 				failed.Add(1)
 				return errorfs.ErrInjected
 			}

@@ -33,10 +33,11 @@ func skipKnownBug(t *testing.T, bug string) {
 // (raftactor.Node.installSnapshot: the truncation point and the deletion
 // of the entries it replaces, one synced batch) and only then, in
 // another batch, the Ready's hard state with the commit index the
-// snapshot brings. A power loss between the two leaves a commit index
-// below the truncation point, from which raft refuses to start ("state.
-// commit 417 is out of range [1302, 1302]"): the member never starts
-// again.
+// snapshot brings — not synced when only the commit changed, so until
+// the member's next synced write. A power loss in between leaves a
+// commit index below the truncation point, from which raft refuses to
+// start ("state.commit 417 is out of range [1302, 1302]"): the member
+// never starts again.
 const recordBug = "a power loss between a snapshot's record and the hard state leaves a member that cannot start"
 
 // TestPowerLossBetweenSnapshotRecordAndHardState cuts a follower's power
