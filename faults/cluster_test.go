@@ -21,10 +21,11 @@ import (
 // member restarts where its peers and clients look for it.
 //
 // A member that lost power is dead until it restarts: it still runs until
-// stopped, but its raft messages to and from its peers are dropped from
-// the power loss on (node.Config.PeerCut), so nothing it does after the
+// stopped, but it drops its raft messages to and from its peers from the
+// power loss on (node.Config.PeerCut), so nothing it does after the
 // instant its disk was cloned reaches the cluster — as when the power
-// goes.
+// goes. Its peers do not cut it: the transport drops a MsgSnap to a cut
+// peer without reporting it failed, and raft would wait on it for good.
 type cluster struct {
 	t       *testing.T
 	p       *power
@@ -33,7 +34,6 @@ type cluster struct {
 
 type cmember struct {
 	name string
-	id   uint64
 	cfg  node.Config
 	disk *disk
 	n    *node.Node // nil while down
@@ -48,16 +48,14 @@ type cmember struct {
 func startCluster(t *testing.T, p *power) *cluster {
 	c := &cluster{t: t, p: p}
 	initial := map[string][]string{}
-	byID := map[uint64]*cmember{}
 	for _, name := range []string{"m1", "m2", "m3"} {
 		cfg := memberConfig(t, name)
 		peer, client := freeURL(t), freeURL(t)
 		initial[name] = []string{peer}
 		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
 		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
-		m := &cmember{name: name, id: node.MemberID([]string{peer}, cfg.InitialClusterToken), cfg: cfg, disk: newDisk(p, vfs.NewCrashableMem())}
-		m.cfg.PeerCut = func(peer uint64) bool { return m.dead.Load() || byID[peer] != nil && byID[peer].dead.Load() }
-		byID[m.id] = m
+		m := &cmember{name: name, cfg: cfg, disk: newDisk(p, vfs.NewCrashableMem())}
+		m.cfg.PeerCut = func(uint64) bool { return m.dead.Load() }
 		m.conn = dial(t, client[len("http://"):])
 		t.Cleanup(func() { m.conn.Close() })
 		c.members = append(c.members, m)
@@ -75,6 +73,19 @@ func startCluster(t *testing.T, p *power) *cluster {
 // start starts members on their disks, all before waiting for any: a
 // member knows a leader only once a quorum runs.
 func (c *cluster) start(ms ...*cmember) error {
+	if err := c.launch(ms...); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := waitReady(m.n); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// launch starts members on their disks without waiting for them.
+func (c *cluster) launch(ms ...*cmember) error {
 	for _, m := range ms {
 		m.dead.Store(false)
 		cfg := m.cfg
@@ -84,11 +95,6 @@ func (c *cluster) start(ms ...*cmember) error {
 			return fmt.Errorf("start %s: %w", m.name, err)
 		}
 		m.n = n
-	}
-	for _, m := range ms {
-		if err := waitReady(m.n); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -56,13 +57,14 @@ func loneConfig(t testing.TB, name string) node.Config {
 	return cfg
 }
 
-// testLogger is silent unless METASTORE_FAULTS_LOG is set: hundreds of
-// members start in a run.
+// testLogger is silent unless METASTORE_FAULTS_LOG names a level (info,
+// warn, error): hundreds of members start in a run.
 func testLogger(t testing.TB) *zap.Logger {
-	if os.Getenv("METASTORE_FAULTS_LOG") == "" {
+	level, err := zapcore.ParseLevel(os.Getenv("METASTORE_FAULTS_LOG"))
+	if os.Getenv("METASTORE_FAULTS_LOG") == "" || err != nil {
 		return zap.NewNop()
 	}
-	return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	return zaptest.NewLogger(t, zaptest.Level(level))
 }
 
 // startOn starts a member with cfg on fs and waits until it serves.

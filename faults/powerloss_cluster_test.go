@@ -142,7 +142,7 @@ func (c *cluster) restartOn(r *run, cp crashPoint, ms ...*cmember) {
 // power cut before the k-th disk operation of a step of the snapshot
 // install that catches it up, and restarts it again on what that left.
 func (c *cluster) installCrash(ctx context.Context, r *run, m *model, i int, lead, x *cmember, step installStep, k int) {
-	var linked, marked, recorded bool
+	var linked, marked, recorded, pending bool // pending: a record written, not yet synced
 	// recordBug's window, from the sync of a snapshot's record until the
 	// WAL's next sync is done (the WAL's operations come one after the
 	// other, from pebble's flusher): unless known bugs run, the power is
@@ -160,13 +160,14 @@ func (c *cluster) installCrash(ctx context.Context, r *run, m *model, i int, lea
 		table := recv && strings.HasSuffix(op.path, ".sst") && strings.HasSuffix(path.Dir(op.path), "/snap")
 		link := table && op.kind == errorfs.OpLink
 		marker := linked && isWAL(op) && bytes.Contains(op.data, walMarker)
-		markerSync := marked && !recorded && isWAL(op) && isSync(op)
+		markerSync := pending && isWAL(op) && isSync(op)
 		w := window.Load()
 		if w == syncing && isWAL(op) {
 			w = closed
 		}
 		defer func() {
 			linked, marked, recorded = linked || link, marked || marker, recorded || markerSync
+			pending = marker || pending && !markerSync
 			switch {
 			case markerSync:
 				window.Store(open)
@@ -190,7 +191,8 @@ func (c *cluster) installCrash(ctx context.Context, r *run, m *model, i int, lea
 			return marker || markerSync || recorded && isWAL(op)
 		}
 	})
-	if err := c.start(x); err != nil {
+	// Not waiting for x to know a leader: the power may go before.
+	if err := c.launch(x); err != nil {
 		c.t.Fatalf("crash point %d (install): restart %s: %v (seed %d)", i, x.name, err, r.seed)
 	}
 	// Caught up before the k-th operation: the power goes once x has
@@ -205,7 +207,9 @@ func (c *cluster) installCrash(ctx context.Context, r *run, m *model, i int, lea
 		case cp = <-tr.fired:
 			waiting = false
 		case <-ctx.Done():
-			c.t.Fatalf("crash point %d (install): %s did not catch up (seed %d)", i, x.name, r.seed)
+			xs, err := pb.NewMaintenanceClient(x.conn).Status(context.Background(), &pb.StatusRequest{})
+			c.t.Fatalf("crash point %d (install): %s did not catch up to %d (status %v, %v; window %d) (seed %d)",
+				i, x.name, st.RaftIndex, xs, err, window.Load(), r.seed)
 		case <-time.After(20 * time.Millisecond):
 			xs, err := pb.NewMaintenanceClient(x.conn).Status(ctx, &pb.StatusRequest{})
 			if err == nil && xs.RaftAppliedIndex >= st.RaftIndex && (knownBugs() || window.Load() == closed) {
