@@ -77,18 +77,17 @@ type model struct {
 	mu      sync.Mutex
 	ops     []*op
 	acks    int64
-	frozen  bool                // acknowledgements are not believed (see freeze)
-	writer  map[string]*op      // key -> the operation that puts it
-	deleter map[string]*op      // key -> the operation that deletes it
-	granter map[int64]*op       // lease -> its grant
-	revoker map[int64]*op       // lease -> its revoke
-	live    []string            // what the members answered that no member may answer
-	counts  map[opKind][2]int64 // issued, acknowledged
+	frozen  bool           // acknowledgements are not believed (see freeze)
+	writer  map[string]*op // key -> the operation that puts it
+	deleter map[string]*op // key -> the operation that deletes it
+	granter map[int64]*op  // lease -> its grant
+	revoker map[int64]*op  // lease -> its revoke
+	live    []string       // what the members answered that no member may answer
 }
 
 func newModel() *model {
 	return &model{writer: map[string]*op{}, deleter: map[string]*op{}, granter: map[int64]*op{},
-		revoker: map[int64]*op{}, counts: map[opKind][2]int64{}}
+		revoker: map[int64]*op{}}
 }
 
 // issue records o before it is sent.
@@ -109,9 +108,6 @@ func (m *model) issue(o *op) {
 	case opRevoke:
 		m.revoker[o.lease] = o
 	}
-	c := m.counts[o.kind]
-	c[0]++
-	m.counts[o.kind] = c
 }
 
 // acked records o's acknowledgement at rev. It reports false when the
@@ -126,9 +122,6 @@ func (m *model) acked(o *op, rev int64) bool {
 	}
 	m.acks++
 	o.ack, o.rev = m.acks, rev
-	c := m.counts[o.kind]
-	c[1]++
-	m.counts[o.kind] = c
 	return true
 }
 
