@@ -7,7 +7,8 @@
 #   make test-long - long differential, crash and watch-guarantee runs
 #   make fuzz   - every Go fuzz target, one after another, FUZZTIME each
 #                 (default 1m; FUZZTIME=10m make fuzz for a longer run)
-#   make test-faults - long kill / pause / partition runs of a 3-member cluster
+#   make test-faults - long fault runs: power loss, disk faults (faults/),
+#                 kill / pause / partition of a 3-member cluster (e2e/faults/)
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 
@@ -72,12 +73,15 @@ fuzz:
 
 .PHONY: test-faults
 
-# Long fault runs; not part of `make test` (which runs a cycle or two of
-# each kind). Processes, network and pauses (e2e/faults): 100 kill -9, 50
-# SIGSTOP and 50 partition cycles against three member processes under
-# load; seeds and schedules are in the -v output, artifacts of failed runs
-# in $$METASTORE_FAULTS_OUT (or a kept temp dir).
+# Long fault runs; not part of `make test` (which runs their short
+# versions). In-process power loss and disk faults (faults/); processes,
+# network and pauses (e2e/faults): 100 kill -9, 50 SIGSTOP and 50
+# partition cycles against three member processes under load. Seeds and
+# schedules are in the -v output, artifacts of failed process runs in
+# $$METASTORE_FAULTS_OUT (or a kept temp dir). docs/reliability.md has
+# the results.
 test-faults: build
+	METASTORE_FAULTS=long $(GO) test -count=1 -timeout 60m -v ./faults/
 	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_FAULTS=long $(GO) test -count=1 -v -timeout 90m ./e2e/faults/
 
 .PHONY: cluster bench-cluster

@@ -117,6 +117,11 @@ type Config struct {
 	// PeerCut is fault injection for in-process tests: raft messages to
 	// and from a peer it reports true for are dropped (a partition).
 	PeerCut func(peer uint64) bool
+	// FS, for tests and embedders, holds the member's files (the pebble
+	// DB and snapshot checkpoints, under DataDir) instead of the OS's
+	// disk; it wins over InMemory. The fault suites (faults/) give a
+	// member a crashable or error-injecting FS this way.
+	FS vfs.FS
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
@@ -138,6 +143,7 @@ type Node struct {
 
 	// storage.go
 	db        *pebble.DB
+	failedDB  atomic.Bool // pebble met a failure it cannot go on from (storageFailed)
 	fs        vfs.FS
 	pacer     *storeactor.CompactionPacer
 	snapDir   string
@@ -342,9 +348,12 @@ func (n *Node) Stop() {
 		if n.db == nil {
 			return
 		}
-		// Make everything applied durable before closing.
-		if err := n.db.Flush(); err != nil {
-			n.lg.Warn("flush on stop", zap.Error(err))
+		// Make everything applied durable before closing — unless pebble
+		// failed: its broken WAL cannot rotate, and a flush panics.
+		if !n.failedDB.Load() {
+			if err := n.db.Flush(); err != nil {
+				n.lg.Warn("flush on stop", zap.Error(err))
+			}
 		}
 		if err := n.db.Close(); err != nil {
 			n.lg.Warn("close db", zap.Error(err))

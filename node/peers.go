@@ -31,7 +31,7 @@ func (n *Node) newTransport() *transport.Transport {
 		SnapshotStatus: func(id uint64, failure bool) { n.raft.Send(&raftactor.ReportSnapshot{ID: id, Failure: failure}) },
 		IsRemoved:      func(id uint64) bool { return n.reader.Members().Removed[id] },
 		Removed:        func(uint64) { n.markRemoved() },
-		Cut:            n.cfg.PeerCut,
+		Cut:            n.peerCut,
 		TLS:            n.tls.peerClient,
 		OpenSnapshot:   func(*raftpb.Message) (io.ReadCloser, error) { return n.snapshots.Open() },
 		ReceiveSnapshot: func(m *raftpb.Message, data io.Reader) error {

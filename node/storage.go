@@ -1,8 +1,8 @@
 package node
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -13,19 +13,26 @@ import (
 )
 
 // openStorage opens the member's pebble DB under <data-dir>/member/pebble
-// (or on an in-memory FS), paced by the defragmenter's compaction pacer,
-// and the snapshotter that takes checkpoints under <data-dir>/member/snap,
-// from which it first removes what a crash left (see snapdir.go).
+// (on the OS's disk, an in-memory FS, or Config.FS), paced by the
+// defragmenter's compaction pacer, and the snapshotter that takes
+// checkpoints under <data-dir>/member/snap, from which it first removes
+// what a crash left (see snapdir.go).
 func (n *Node) openStorage() error {
 	dir := filepath.Join(n.cfg.DataDir, "member", "pebble")
-	n.fs = vfs.Default
-	if n.cfg.InMemory {
+	switch {
+	case n.cfg.FS != nil:
+		n.fs = n.cfg.FS
+	case n.cfg.InMemory:
 		n.fs = vfs.NewMem()
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	default:
+		n.fs = vfs.Default
+	}
+	if err := createDurableDir(n.fs, dir); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
 	}
 	n.pacer = storeactor.NewCompactionPacer()
-	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), dir, storeactor.WithPebbleLogger(n.lg.Named("pebble")))
+	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), dir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
+		storeactor.WithOnFatal(n.storageFailed))
 	if err != nil {
 		return fmt.Errorf("open data dir: %w", err)
 	}
@@ -34,6 +41,62 @@ func (n *Node) openStorage() error {
 	cleanSnapDir(n.lg, n.fs, n.snapDir)
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)
 	return nil
+}
+
+// storageFailed is pebble's last word before it panics: a write or sync
+// of its WAL failed, say. pebble still applies later unsynced writes to
+// its memtable, so a raft actor the guardian restarts would load entries
+// whose sync failed as saved, and a follower would acknowledge them to
+// its leader: a write durable on fewer members than raft counted. So the
+// member stops talking raft at once (peerCut) and reports Fatal, as etcd
+// stops on a failed WAL write.
+func (n *Node) storageFailed(err error) {
+	if n.failedDB.Swap(true) {
+		return
+	}
+	n.lg.Error("storage failed; stopping the member", zap.Error(err))
+	n.onFatal(err)
+}
+
+// peerCut is the transport's Cut: every peer once the storage failed,
+// and those Config.PeerCut cuts.
+func (n *Node) peerCut(peer uint64) bool {
+	return n.failedDB.Load() || n.cfg.PeerCut != nil && n.cfg.PeerCut(peer)
+}
+
+// createDurableDir makes dir and its missing parents, and syncs the
+// parent of each directory it made. pebble makes its files and its own
+// directory's entries durable, but the entry naming dir (and those naming
+// its parents) belongs to the parent: unsynced, a power loss can take the
+// directory back, and with it every file pebble had synced in it.
+func createDurableDir(fs vfs.FS, dir string) error {
+	var made []string // missing, deepest first
+	for d := dir; ; d = fs.PathDir(d) {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+		if fs.PathDir(d) == d {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := syncDir(fs, fs.PathDir(made[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // identity is who this member is and whom it starts with.

@@ -1,6 +1,7 @@
 package storeactor
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -15,16 +16,23 @@ import (
 // metastore_pebble_write_stall_duration_seconds_total, in metrics.go).
 
 // pebbleLogger routes pebble's Logger into zap: its chatter (Infof) at
-// debug, errors at error. Fatalf logs at error and panics, as the quiet
-// logger did: pebble calls it for corruption it cannot go on from.
-type pebbleLogger struct{ l *zap.SugaredLogger }
+// debug, errors at error. Fatalf logs at error, tells onFatal (see
+// WithOnFatal) and panics, as the quiet logger did: pebble calls it for
+// failures it cannot go on from.
+type pebbleLogger struct {
+	l       *zap.SugaredLogger
+	onFatal func(error)
+}
 
 func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debugf(format, args...) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error("pebble: fatal: " + msg)
-	panic("pebble: fatal: " + msg)
+	msg := "pebble: fatal: " + fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	if p.onFatal != nil {
+		p.onFatal(errors.New(msg))
+	}
+	panic(msg)
 }
 
 // eventListener logs pebble's background errors (error), disk operations

@@ -48,10 +48,12 @@ func TestPebbleEventsAreLoggedAndCounted(t *testing.T) {
 	}
 }
 
-// pebble's own messages go to zap: its chatter at debug, errors at error.
+// pebble's own messages go to zap: its chatter at debug, errors at error;
+// a fatal one is told to WithOnFatal's function before pebble panics.
 func TestPebbleLoggerRoutesToZap(t *testing.T) {
 	core, logs := zapobserver.New(zapcore.DebugLevel)
-	lg := pebbleLogger{zap.New(core).Sugar()}
+	var fatal error
+	lg := pebbleLogger{l: zap.New(core).Sugar(), onFatal: func(err error) { fatal = err }}
 	lg.Infof("flushed %d memtables", 1)
 	lg.Errorf("background %s", "trouble")
 	func() {
@@ -66,5 +68,8 @@ func TestPebbleLoggerRoutesToZap(t *testing.T) {
 	if len(got) != 3 || got[0].Level != zapcore.DebugLevel || got[0].Message != "flushed 1 memtables" ||
 		got[1].Level != zapcore.ErrorLevel || got[2].Level != zapcore.ErrorLevel {
 		t.Errorf("logged %v", got)
+	}
+	if fatal == nil || fatal.Error() != "pebble: fatal: corrupt table" {
+		t.Errorf("onFatal got %v", fatal)
 	}
 }

@@ -59,12 +59,23 @@ func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
 // OpenOption configures OpenPebbleFS.
 type OpenOption func(*openConfig)
 
-type openConfig struct{ lg *zap.Logger }
+type openConfig struct {
+	lg      *zap.Logger
+	onFatal func(error)
+}
 
 // WithPebbleLogger sends pebble's messages and events to lg (see
 // pebblelog.go); without it they are discarded.
 func WithPebbleLogger(lg *zap.Logger) OpenOption {
 	return func(c *openConfig) { c.lg = lg }
+}
+
+// WithOnFatal has fn told, on the failing goroutine and before pebble
+// panics, that the DB cannot go on: a write or sync of its WAL failed
+// (pebble then fails every later sync, but still applies unsynced
+// writes to its memtable, where reads find them), or it met corruption.
+func WithOnFatal(fn func(error)) OpenOption {
+	return func(c *openConfig) { c.onFatal = fn }
 }
 
 // OpenPebbleFS opens the node's pebble DB in dir on fs, with pebble's disk
@@ -81,7 +92,7 @@ func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error)
 	}
 	po := PebbleOptions()
 	po.FS = fs
-	po.Logger = pebbleLogger{c.lg.Sugar()}
+	po.Logger = pebbleLogger{l: c.lg.Sugar(), onFatal: c.onFatal}
 	po.AddEventListener(eventListener(c.lg))
 	po.WithFSDefaults() // disk health checks: DiskSlow events
 	return pebble.Open(dir, po)

@@ -1,0 +1,145 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/metastore/metastore/node"
+)
+
+// Members run in the test process (node.Start) on their disks, with
+// short raft timings, a raft log truncation every 100 applied entries
+// (20 kept for followers), and the same flags as etcd's defaults
+// otherwise.
+
+const (
+	heartbeat   = 50 * time.Millisecond
+	election    = 500 * time.Millisecond
+	startWithin = 20 * time.Second // a member's start, a cluster's convergence
+)
+
+// memberConfig is a member's configuration; the caller adds the URLs and
+// the cluster.
+func memberConfig(t testing.TB, name string) node.Config {
+	return node.Config{
+		Name: name, DataDir: "/" + name,
+		InitialClusterToken: "faults", InitialClusterState: "new",
+		SnapshotCount: 100, SnapshotCatchUpEntries: 20,
+		StrictReconfigCheck: true, MaxLearners: 1,
+		HeartbeatInterval: heartbeat, ElectionTimeout: election,
+		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
+		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
+		Logger: testLogger(t),
+	}
+}
+
+// loneConfig is a one-member cluster without a peer listener, serving
+// clients on a port of its own.
+func loneConfig(t testing.TB, name string) node.Config {
+	cfg := memberConfig(t, name)
+	cfg.InitialCluster = map[string][]string{name: {"http://127.0.0.1:1"}}
+	cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
+	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+	return cfg
+}
+
+// testLogger is silent unless METASTORE_FAULTS_LOG names a level (info,
+// warn, error): hundreds of members start in a run.
+func testLogger(t testing.TB) *zap.Logger {
+	level, err := zapcore.ParseLevel(os.Getenv("METASTORE_FAULTS_LOG"))
+	if os.Getenv("METASTORE_FAULTS_LOG") == "" || err != nil {
+		return zap.NewNop()
+	}
+	return zaptest.NewLogger(t, zaptest.Level(level))
+}
+
+// startOn starts a member with cfg on fs and waits until it serves.
+func startOn(cfg node.Config, fs vfs.FS) (*node.Node, error) {
+	cfg.FS = fs
+	n, err := node.Start(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(n); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// waitReady waits until n knows a leader.
+func waitReady(n *node.Node) error {
+	select {
+	case <-n.Ready():
+		return nil
+	case err := <-n.Fatal():
+		return fmt.Errorf("stopped while starting: %w", err)
+	case <-time.After(startWithin):
+		return errors.New("no leader")
+	}
+}
+
+// dial connects to a member's client address; the connection outlives
+// restarts of a member on the same port, and reconnects fast.
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func freeURL(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// waitApplied waits until the member has a leader and has applied what
+// it knows committed, at least index; it returns its status.
+func waitApplied(ctx context.Context, conn *grpc.ClientConn, index uint64) (*pb.StatusResponse, error) {
+	mc := pb.NewMaintenanceClient(conn)
+	for {
+		st, err := mc.Status(ctx, &pb.StatusRequest{})
+		if err == nil && st.Leader != 0 && st.RaftAppliedIndex >= st.RaftIndex && st.RaftAppliedIndex >= index {
+			return st, nil
+		}
+		if sleepCtx(ctx) != nil {
+			if err == nil {
+				err = fmt.Errorf("applied %d of %d (want %d), leader %x", st.RaftAppliedIndex, st.RaftIndex, index, st.Leader)
+			}
+			return nil, fmt.Errorf("not caught up: %w", err)
+		}
+	}
+}
+
+// sleepCtx waits a poll's interval, or until ctx ends (its error).
+func sleepCtx(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Millisecond):
+		return nil
+	}
+}
