@@ -339,6 +339,14 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	if s.cfg.Leases != nil && (len(out.leases.Granted) > 0 || len(out.leases.Revoked) > 0) {
 		ctx.Send(s.cfg.Leases, &out.leases)
 	}
+	// Raft hears of the batch before its clients do: a client that, once
+	// answered, proposes again (a second membership change right after a
+	// first one) must find raft past the first, whose conf change raft
+	// holds as pending until this report brings its verdict.
+	s.replaying = false
+	if ctx.Sender() != nil {
+		ctx.Respond(&Applied{Index: next.Applied, Conf: out.conf})
+	}
 	answer := func() {
 		for _, r := range replies {
 			actors.Reply(r.ch, r.res)
@@ -348,10 +356,6 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		ctx.Send(s.cfg.Tokens, &authactor.Apply{Ops: out.tokenOps, Then: answer})
 	} else {
 		answer()
-	}
-	s.replaying = false
-	if ctx.Sender() != nil {
-		ctx.Respond(&Applied{Index: next.Applied, Conf: out.conf})
 	}
 	if newCompaction && !s.compacting {
 		s.compacting = true
