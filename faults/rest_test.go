@@ -169,7 +169,7 @@ func (rs restState) check(midInstall bool) []string {
 // aheadOfCommit: the store applied past the commit index. A snapshot
 // install leaves that between its two durable steps: the store takes the
 // leader's checkpoint (storeactor/install.go) before the raft actor
-// records the snapshot and its commit index (raftactor.Node.installSnapshot,
+// records the snapshot and its commit index (raftactor.Node.persist and installInStore,
 // which documents that the store's skipping of what it applied tolerates
 // it). etcd records the snapshot first.
 func (rs restState) aheadOfCommit() bool { return !rs.empty && rs.applied > rs.commit }
