@@ -908,6 +908,7 @@ func TestHTTPAccessControl(t *testing.T) {
 		sd.port(s.PeerPort, "peer")
 		c := s.ClientURL()
 		pollCurl(t, "the member to be healthy", statusIs(200), c+"/health")
+		migrated(t, c+"/version") // step 3 shows the storage version
 		sd.get("no Origin: GET /health", c+"/health")
 		sd.get("listed Origin: GET /health", c+"/health", "-H", "Origin: http://a.example:8080")
 		sd.get("other listed Origin: GET /version", c+"/version", "-H", "Origin: https://b.example:8443")
