@@ -32,12 +32,7 @@ import (
 // sstables, where the faults are.
 func faultyMember(t *testing.T, setup ...*pb.InternalRaftRequest) (*grpc.ClientConn, *errorfs.Toggle) {
 	t.Helper()
-	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if (op.Kind == errorfs.OpFileRead || op.Kind == errorfs.OpFileReadAt) && strings.HasSuffix(op.Path, ".sst") {
-			return errorfs.ErrInjected
-		}
-		return nil
-	})}
+	faults := testkit.TableReadFaults()
 	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db")
 	if err != nil {
 		t.Fatal(err)

@@ -20,12 +20,7 @@ import (
 
 // sstReadErrors fails every read of an sstable while on.
 func sstReadErrors() *errorfs.Toggle {
-	return &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if (op.Kind == errorfs.OpFileRead || op.Kind == errorfs.OpFileReadAt) && strings.HasSuffix(op.Path, ".sst") {
-			return errorfs.ErrInjected
-		}
-		return nil
-	})}
+	return testkit.TableReadFaults()
 }
 
 // A read that pebble fails (a disk read error) fails that request with
