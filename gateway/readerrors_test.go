@@ -33,7 +33,7 @@ import (
 func faultyMember(t *testing.T, setup ...*pb.InternalRaftRequest) (*grpc.ClientConn, *errorfs.Toggle) {
 	t.Helper()
 	faults := testkit.TableReadFaults()
-	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db")
+	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db", storeactor.WithoutBlockCache())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func sstReadErrors() *errorfs.Toggle {
 // reads succeed once the disk reads again.
 func TestReadErrorsAreReturned(t *testing.T) {
 	faults := sstReadErrors()
-	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db")
+	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db", storeactor.WithoutBlockCache())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestReadErrorsAreReturned(t *testing.T) {
 // same reads answer.
 func TestReaderReadsReturnErrors(t *testing.T) {
 	faults := sstReadErrors()
-	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db")
+	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db", storeactor.WithoutBlockCache())
 	if err != nil {
 		t.Fatal(err)
 	}

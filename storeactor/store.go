@@ -60,8 +60,17 @@ func OpenPebble(dir string, inMemory bool) (*pebble.DB, error) {
 type OpenOption func(*openConfig)
 
 type openConfig struct {
-	lg      *zap.Logger
-	onFatal func(error)
+	lg        *zap.Logger
+	onFatal   func(error)
+	cacheless bool
+}
+
+// WithoutBlockCache opens the DB with a block cache too small to hold a
+// block, so that every read goes to the sstable files: tests that fail
+// those reads need it, as a block some background read cached would
+// otherwise answer in the file's place.
+func WithoutBlockCache() OpenOption {
+	return func(c *openConfig) { c.cacheless = true }
 }
 
 // WithPebbleLogger sends pebble's messages and events to lg (see
@@ -92,6 +101,9 @@ func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error)
 	}
 	po := PebbleOptions()
 	po.FS = fs
+	if c.cacheless {
+		po.CacheSize = 1 // pebble rejects entries larger than the cache
+	}
 	po.Logger = pebbleLogger{l: c.lg.Sugar(), onFatal: c.onFatal}
 	po.AddEventListener(eventListener(c.lg))
 	po.WithFSDefaults() // disk health checks: DiskSlow events

@@ -22,7 +22,7 @@ import (
 func faultyHarness(t *testing.T) (*harness, *errorfs.Toggle) {
 	t.Helper()
 	faults := testkit.TableReadFaults()
-	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db")
+	db, err := storeactor.OpenPebbleFS(errorfs.Wrap(vfs.NewMem(), faults), "/db", storeactor.WithoutBlockCache())
 	if err != nil {
 		t.Fatal(err)
 	}
