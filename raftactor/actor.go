@@ -149,7 +149,7 @@ func (n *Node) Receive(ctx actor.Context) {
 		c.tick()
 		n.queueReady(ctx)
 	case *Step:
-		if err := c.rn.Step(m.Msg); err != nil {
+		if err := c.step(m.Msg); err != nil {
 			n.cfg.Logger.Debug("raft step", zap.Error(err))
 		}
 		n.queueReady(ctx)

@@ -73,6 +73,11 @@ type core struct {
 	heldFrom uint64      // index of the first conf change in held
 	heldConf uint64      // index of the last conf change in held
 
+	// Conf changes this leader waits to hand raft (see confqueue.go).
+	confQueue   []confProposal
+	pendingConf uint64 // raft's pendingConfIndex, or above it
+	confStepped bool   // a conf change is stepped but not yet appended
+
 	fx effects
 }
 
@@ -347,6 +352,10 @@ func (c *core) proposeConfChange(m *ProposeConfChange) {
 		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCNoLeader})
 		return
 	}
+	if c.confBusy() {
+		c.confQueue = append(c.confQueue, confProposal{local: m})
+		return
+	}
 	if err := c.rn.ProposeConfChange(m.CC); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = rpctypes.ErrGRPCNoLeader
@@ -354,6 +363,7 @@ func (c *core) proposeConfChange(m *ProposeConfChange) {
 		c.answer(m.Reply, actors.Result{Err: err})
 		return
 	}
+	c.confStepped = c.lead == c.id
 	c.waiters[m.CC.GetId()] = waiter{req: &Propose{ID: m.CC.GetId(), Reply: m.Reply}}
 }
 
@@ -361,6 +371,9 @@ func (c *core) proposeConfChange(m *ProposeConfChange) {
 // etcd's wait registry is freed when a request times out): the waiter and
 // its request are freed. The proposal may still commit and be applied.
 func (c *core) cancel(id uint64) {
+	if c.cancelConf(id) {
+		return
+	}
 	for i, m := range c.proposals {
 		if m.ID == id {
 			c.proposals = append(c.proposals[:i], c.proposals[i+1:]...)
@@ -466,6 +479,7 @@ func (c *core) advance(rd raft.Ready) error {
 		if err := c.ms.Append(rd.Entries); err != nil {
 			return err
 		}
+		c.confAppended(rd.Entries)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := c.ms.SetHardState(rd.HardState); err != nil {
@@ -517,6 +531,7 @@ func (c *core) advance(rd raft.Ready) error {
 func (c *core) afterReady(storeApplied uint64) {
 	c.releaseReads(storeApplied)
 	c.campaignIfAlone()
+	c.flushConfQueue()
 }
 
 // campaignIfAlone starts an election at once when this member is the only
@@ -554,6 +569,9 @@ func (c *core) setLead(lead uint64) {
 		leaderChanges.Inc()
 	}
 	c.lead = lead
+	if lead == c.id {
+		c.becameLeader()
+	}
 	// Reads waiting for a read index will not get one from the old
 	// leader's term: with a new leader they are asked again at once (as
 	// one new batch); with none they fail, as etcd's read loop does.

@@ -216,6 +216,9 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			if n.c.held != nil {
 				fmt.Fprintf(&e.out, " held-for-conf=%d", n.c.heldConf)
 			}
+			if len(n.c.confQueue) > 0 {
+				fmt.Fprintf(&e.out, " conf-waiting=%d", len(n.c.confQueue))
+			}
 			fmt.Fprintf(&e.out, " voters=%v learners=%v\n", n.c.confState.GetVoters(), n.c.confState.GetLearners())
 		}
 	default:
@@ -251,7 +254,7 @@ func (e *coreEnv) stabilize() {
 		for _, id := range e.ids {
 			n := e.nodes[id]
 			for _, m := range n.inbox {
-				if err := n.c.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+				if err := n.c.step(m); err != nil && err != raft.ErrStepPeerNotFound {
 					fmt.Fprintf(&e.out, "%d: step %v: %v\n", id, m.GetType(), err)
 				}
 			}
