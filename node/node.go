@@ -102,6 +102,8 @@ type Config struct {
 	MaxTxnOps       int
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval.
 	WatchProgressNotifyInterval time.Duration
+	// WarningApplyDuration is --warning-apply-duration (0: etcd's 100ms).
+	WarningApplyDuration time.Duration
 	BcryptCost                  int                  // --bcrypt-cost for password hashes
 	AuthTokenTTL                time.Duration        // --auth-token-ttl for simple tokens
 	Audit                       *zap.Logger          // the audit log; default: Logger's "audit"

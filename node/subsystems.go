@@ -94,7 +94,7 @@ func (n *Node) startStore() (err error) {
 	n.storePID, err = n.spawn("store", storeactor.New(storeactor.Config{
 		DB: n.db, Logger: n.lg.Named("store"), Watch: n.watchPID, Leases: n.leasePID, Tokens: tokensPID,
 		MinLeaseTTL: leaseactor.MinTTL(n.cfg.electionTicks(), n.cfg.HeartbeatInterval), MaxLearners: n.cfg.MaxLearners,
-		Raft: n.raft,
+		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration,
 	}, n.reader))
 	return err
 }

@@ -80,10 +80,8 @@ type Committed struct {
 // slowApply is how long an apply batch may take before it is logged.
 const slowApply = 100 * time.Millisecond
 
-// warnApplyDuration is how long one request's apply may take before
-// etcd's "apply request took too long" is logged and counted
-// (etcd_server_slow_apply_total): etcd's --warning-apply-duration default.
-const warnApplyDuration = 100 * time.Millisecond
+// defaultWarnApplyDuration is etcd's --warning-apply-duration default.
+const defaultWarnApplyDuration = 100 * time.Millisecond
 
 // Config is what a Store needs. DB is shared with the raft actor, which
 // owns the 'r' key space; the store owns 'k', 'h' and 'm'.
@@ -91,6 +89,11 @@ type Config struct {
 	DB           *pebble.DB
 	Logger       *zap.Logger
 	CompactChunk int // history entries handled per physical compaction step
+	// WarnApplyDuration is --warning-apply-duration: how long one
+	// request's apply may take before etcd's "apply request took too
+	// long" is logged and counted (etcd_server_slow_apply_total); 0:
+	// etcd's default.
+	WarnApplyDuration time.Duration
 
 	// Watch, when set, is sent a Committed after every batch that wrote.
 	Watch *actor.PID
@@ -466,7 +469,11 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 func (s *Store) observeApply(r *pb.InternalRaftRequest, res actors.Result, d time.Duration) {
 	success := res.Err == nil || errors.Is(res.Err, rpctypes.ErrGRPCCompacted)
 	observeApply(RequestType(r), success, d)
-	if d <= warnApplyDuration {
+	warn := s.cfg.WarnApplyDuration
+	if warn <= 0 {
+		warn = defaultWarnApplyDuration
+	}
+	if d <= warn {
 		return
 	}
 	var resp string
@@ -475,7 +482,7 @@ func (s *Store) observeApply(r *pb.InternalRaftRequest, res actors.Result, d tim
 	}
 	s.cfg.Logger.Warn("apply request took too long",
 		zap.Duration("took", d),
-		zap.Duration("expected-duration", warnApplyDuration),
+		zap.Duration("expected-duration", warn),
 		zap.String("prefix", ""),
 		zap.String("request", (&pb.InternalRaftStringer{Request: r}).String()),
 		zap.String("response", resp),

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/features"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/authactor"
+	"github.com/metastore/metastore/compactor"
+	"github.com/metastore/metastore/config"
+	"github.com/metastore/metastore/node"
+)
+
+// errRetention marks an auto-compaction retention etcd refuses only when
+// its server starts (and so under "discovery failed", its words).
+var errRetention = errors.New("invalid auto-compaction-retention")
+
+// nodeConfig turns a validated configuration into the node's: URL
+// defaults resolved as etcd resolves them, TLS, tokens and retention
+// parsed by the packages that own them.
+func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".metastore"
+		lg.Warn("'data-dir' was empty; using default", zap.String("data-dir", c.DataDir))
+	}
+	initial := c.InitialCluster
+	if initial == "" {
+		initial = c.Name + "=" + strings.Join(c.AdvertisePeerURLs, ",")
+	}
+	cluster, err := node.ParseInitialCluster(initial)
+	if err != nil {
+		return node.Config{}, err
+	}
+	clientTLS, peerTLS := tlsFiles(c.ClientTLS), tlsFiles(c.PeerTLS)
+	if len(c.CipherSuites) > 0 {
+		ids, err := node.ParseCipherSuites(c.CipherSuites)
+		if err != nil {
+			return node.Config{}, err
+		}
+		clientTLS.CipherSuites, peerTLS.CipherSuites = ids, ids
+	}
+	if clientTLS.MinVersion, clientTLS.MaxVersion, err = node.ParseTLSVersions(c.TLSMinVersion, c.TLSMaxVersion, clientTLS.CipherSuites); err != nil {
+		return node.Config{}, err
+	}
+	peerTLS.MinVersion, peerTLS.MaxVersion = clientTLS.MinVersion, clientTLS.MaxVersion
+	var jwt *authactor.JWTTokens
+	if kind, opts, _ := strings.Cut(c.AuthToken, ","); kind == "jwt" {
+		if jwt, err = authactor.NewJWTTokens(opts, actors.RealClock); err != nil {
+			return node.Config{}, err
+		}
+	}
+	retention, err := compactor.ParseRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return node.Config{}, errors.Join(errRetention, err)
+	}
+	gates, err := c.Gates()
+	if err != nil {
+		return node.Config{}, err
+	}
+	quota := c.QuotaBackendBytes
+	if quota == 0 {
+		quota = 2 << 30
+	}
+	return node.Config{
+		Name: c.Name, DataDir: c.DataDir, InMemory: c.Storage == "memory",
+		ListenClientURLs: c.ListenClientURLs, AdvertiseClientURLs: c.AdvertiseClientURLs,
+		ListenClientHTTPURLs: c.ListenClientHTTPURLs, ListenMetricsURLs: c.ListenMetricsURLs,
+		ExtensiveMetrics: c.Metrics == "extensive", EnablePprof: c.EnablePprof, EnableGRPCGateway: c.EnableGRPCGateway,
+		CORS: c.CORS, HostWhitelist: c.HostWhitelist,
+		InitialAdvertisePeerURLs: c.AdvertisePeerURLs, InitialCluster: cluster, ListenPeerURLs: c.ListenPeerURLs,
+		InitialClusterToken: c.InitialClusterToken, InitialClusterState: c.InitialClusterState,
+		SnapshotCount: c.SnapshotCount, SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
+		StrictReconfigCheck: c.StrictReconfigCheck, MaxLearners: c.MaxLearners,
+		HeartbeatInterval: time.Duration(c.HeartbeatMs) * time.Millisecond,
+		ElectionTimeout:   time.Duration(c.ElectionMs) * time.Millisecond,
+		QuotaBackendBytes: quota, DefragRateBytes: c.DefragRateBytes,
+		MaxRequestBytes: int(c.MaxRequestBytes), MaxTxnOps: int(c.MaxTxnOps),
+		WatchProgressNotifyInterval: c.WatchProgressNotifyInterval,
+		WarningApplyDuration:        c.WarningApplyDuration,
+		BcryptCost:                  int(c.BcryptCost),
+		AuthTokenTTL:                time.Duration(c.AuthTokenTTL) * time.Second,
+		Audit:                       audit,
+		JWT:                         jwt,
+		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
+		FeatureGate:                 gates,
+		CorruptCheckTime:            c.CorruptCheckTime,
+		ClientTLS:                   clientTLS, PeerTLS: peerTLS,
+		PeerSkipClientSANVerify: c.PeerTLS.SkipClientSANVerify, SelfSignedCertValidity: c.SelfSignedCertValidity,
+		AutoCompactionMode:      c.AutoCompactionMode,
+		AutoCompactionRetention: retention,
+		Logger:                  lg,
+	}, nil
+}
+
+func tlsFiles(t config.TLS) node.TLSFiles {
+	return node.TLSFiles{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile,
+		TrustedCAFile: t.TrustedCAFile, CRLFile: t.CRLFile, ClientCertAuth: t.ClientCertAuth, AutoTLS: t.AutoTLS,
+		AllowedCNs: t.AllowedCNs, AllowedHostnames: t.AllowedHostnames,
+	}
+}
