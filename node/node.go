@@ -104,10 +104,10 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// WarningApplyDuration is --warning-apply-duration (0: etcd's 100ms).
 	WarningApplyDuration time.Duration
-	BcryptCost                  int                  // --bcrypt-cost for password hashes
-	AuthTokenTTL                time.Duration        // --auth-token-ttl for simple tokens
-	Audit                       *zap.Logger          // the audit log; default: Logger's "audit"
-	JWT                         *authactor.JWTTokens // --auth-token=jwt,...; nil: simple tokens
+	BcryptCost           int                  // --bcrypt-cost for password hashes
+	AuthTokenTTL         time.Duration        // --auth-token-ttl for simple tokens
+	Audit                *zap.Logger          // the audit log; default: Logger's "audit"
+	JWT                  *authactor.JWTTokens // --auth-token=jwt,...; nil: simple tokens
 	// InitialCorruptCheck (--feature-gates=InitialCorruptCheck=true): a
 	// member with data checks its store's consistency before serving.
 	InitialCorruptCheck bool
