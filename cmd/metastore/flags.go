@@ -14,8 +14,7 @@ var (
 	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
 		enable-distributed-tracing enable-log-rotation
 		force-new-cluster initial-election-tick-advance memory-mlock
-		pre-vote socket-reuse-address socket-reuse-port
-		unsafe-no-fsync`)
+		pre-vote unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes
 		compact-hash-check-time compaction-batch-limit compaction-sleep-interval config-file
@@ -24,9 +23,8 @@ var (
 		discovery-password discovery-request-timeout discovery-srv discovery-srv-name
 		discovery-token discovery-user distributed-tracing-address
 		distributed-tracing-instance-id distributed-tracing-sampling-rate
-		distributed-tracing-service-name downgrade-check-time grpc-keepalive-interval
-		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
-		log-rotation-config-json max-concurrent-streams max-snapshots max-wals
+		distributed-tracing-service-name downgrade-check-time log-format log-outputs
+		log-rotation-config-json max-snapshots max-wals
 		raft-read-timeout raft-write-timeout
 		v2-deprecation wal-dir warning-apply-duration
 		warning-unary-request-duration discovery`)

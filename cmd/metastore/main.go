@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -114,6 +115,12 @@ func run(args []string) int {
 	metricsLevel := fs.String("metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	enableGateway := fs.Bool("enable-grpc-gateway", true, "Enable GRPC gateway.")
+	fs.Var(flags.NewUint32Value(math.MaxUint32), "max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.")
+	keepMin := fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
+	keepIvl := fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+	keepTimeout := fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	reusePort := fs.Bool("socket-reuse-port", false, "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use.")
+	reuseAddr := fs.Bool("socket-reuse-address", false, "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in `TIME_WAIT` state.")
 	// etcd's own flag values: the same parsing, checks and error messages.
 	cors := flags.NewUniqueURLsWithExceptions("*", "*")
 	fs.Var(cors, "cors", "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)")
@@ -257,6 +264,9 @@ func run(args []string) int {
 		AutoCompactionMode:      *compactMode,
 		AutoCompactionRetention: compactRetention,
 		Logger:                  lg,
+		MaxConcurrentStreams:    flags.Uint32FromFlag(fs, "max-concurrent-streams"),
+		GRPCKeepAliveMinTime:    *keepMin, GRPCKeepAliveInterval: *keepIvl, GRPCKeepAliveTimeout: *keepTimeout,
+		SocketReusePort: *reusePort, SocketReuseAddress: *reuseAddr,
 	})
 	if err != nil {
 		// etcd's words for a server that cannot start: "failed to start"
