@@ -216,20 +216,6 @@ var notBuilt = []struct {
 	{"unsafe-no-fsync", func(c *Config, _ featuregate.FeatureGate) bool { return c.UnsafeNoFsync }, "not built yet"},
 	{"force-new-cluster", func(c *Config, _ featuregate.FeatureGate) bool { return c.ForceNewCluster }, "not built yet"},
 	{"discovery-token", func(c *Config, _ featuregate.FeatureGate) bool { return c.Discovery.Token != "" }, "not built yet"},
-	{"max-concurrent-streams", func(c *Config, _ featuregate.FeatureGate) bool {
-		return c.MaxConcurrentStreams != Default().MaxConcurrentStreams
-	}, "not built yet"},
-	{"grpc-keepalive-min-time", func(c *Config, _ featuregate.FeatureGate) bool {
-		return c.GRPCKeepAliveMinTime != Default().GRPCKeepAliveMinTime
-	}, "not built yet"},
-	{"grpc-keepalive-interval", func(c *Config, _ featuregate.FeatureGate) bool {
-		return c.GRPCKeepAliveInterval != Default().GRPCKeepAliveInterval
-	}, "not built yet"},
-	{"grpc-keepalive-timeout", func(c *Config, _ featuregate.FeatureGate) bool {
-		return c.GRPCKeepAliveTimeout != Default().GRPCKeepAliveTimeout
-	}, "not built yet"},
-	{"socket-reuse-port", func(c *Config, _ featuregate.FeatureGate) bool { return c.SocketOpts.ReusePort }, "not built yet"},
-	{"socket-reuse-address", func(c *Config, _ featuregate.FeatureGate) bool { return c.SocketOpts.ReuseAddress }, "not built yet"},
 	{"warning-unary-request-duration", func(c *Config, _ featuregate.FeatureGate) bool {
 		return c.WarningUnaryRequestDuration != Default().WarningUnaryRequestDuration
 	}, "not built yet"},

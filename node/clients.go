@@ -89,13 +89,14 @@ func (n *Node) startGateway() error {
 	n.gw.Store(gw)
 
 	n.grpcHealth = health.FollowGRPC(gw, n.cfg.Clock, n.cfg.HeartbeatInterval, n.lg)
-	n.grpc = gw.NewServer()
+	n.cfg.logClientServerOptions(n.lg)
+	n.grpc = gw.NewServer(n.cfg.clientServerOptions()...)
 	healthpb.RegisterHealthServer(n.grpc, n.grpcHealth)
 	gw.InitializeMetrics(n.grpc)
 	if n.tls.client != nil {
 		// serving.Servers does the TLS handshakes (it routes each
 		// connection by its ALPN offer); the server only reads their state.
-		n.grpcTLS = gw.NewServer(grpc.Creds(serving.HandshakenTLS()))
+		n.grpcTLS = gw.NewServer(append(n.cfg.clientServerOptions(), grpc.Creds(serving.HandshakenTLS()))...)
 		healthpb.RegisterHealthServer(n.grpcTLS, n.grpcHealth)
 		gw.InitializeMetrics(n.grpcTLS)
 	}
@@ -130,7 +131,7 @@ func (n *Node) serveClients() error {
 	}
 	metricsOnly := n.metricsListenerHandler(checks, metricsHandler)
 
-	n.servers = serving.New(n.lg)
+	n.servers = serving.New(n.lg, n.cfg.maxConcurrentStreams())
 	grpcTraffic := serving.GRPCAndHTTP
 	if len(n.cfg.ListenClientHTTPURLs) > 0 {
 		grpcTraffic = serving.GRPCOnly
@@ -146,7 +147,7 @@ func (n *Node) serveClients() error {
 		{n.cfg.ListenMetricsURLs, "listen-metrics-urls", serving.HTTPOnly, true},
 	} {
 		for _, raw := range group.urls {
-			l, secure, err := listen(group.flag, raw, n.tls.client != nil)
+			l, secure, err := n.cfg.listen(group.flag, raw, n.tls.client != nil)
 			if err != nil {
 				return err
 			}
@@ -326,8 +327,8 @@ func (n *Node) dbSize() int64 { return int64(n.db.Metrics().DiskSpaceUsage()) }
 
 // listen opens a listener for one of flag's URLs: https and unixs ones
 // are served with TLS (haveCert: certificates are configured, which
-// setupTLS checked).
-func listen(flag, raw string, haveCert bool) (net.Listener, bool, error) {
+// setupTLS checked); TCP ones with the socket options (sockopts.go).
+func (cfg *Config) listen(flag, raw string, haveCert bool) (net.Listener, bool, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, false, fmt.Errorf("%s %q: %w", flag, raw, err)
@@ -347,7 +348,7 @@ func listen(flag, raw string, haveCert bool) (net.Listener, bool, error) {
 	if u.Scheme == "unix" || u.Scheme == "unixs" {
 		l, err = net.Listen("unix", u.Host+u.Path)
 	} else {
-		l, err = net.Listen("tcp", u.Host)
+		l, err = cfg.listenTCP(u.Host)
 	}
 	return l, secure, err
 }

@@ -95,6 +95,8 @@ func followConfChange(tr *transport.Transport, self uint64, removed func()) func
 
 // publish records this member's name and client URLs in the cluster
 // (etcd's publish): retried until it is applied or the member stops.
+// Once it is, the member is ready as etcd means it, and systemd is told
+// (sdnotify.go).
 func (n *Node) publish() {
 	memberID := n.ident.member
 	r := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
@@ -114,6 +116,7 @@ func (n *Node) publish() {
 			n.lg.Info("published local member to cluster through raft",
 				zap.String("local-member-id", fmt.Sprintf("%x", memberID)),
 				zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:[%s]}", n.cfg.Name, strings.Join(n.cfg.AdvertiseClientURLs, " "))))
+			notifySystemd(n.lg)
 			return
 		}
 		n.lg.Warn("failed to publish local member to cluster through raft", zap.Error(err))

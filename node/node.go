@@ -129,6 +129,33 @@ type Config struct {
 	// compactor.ParseRetention reads them; retention 0 turns it off.
 	AutoCompactionMode      string
 	AutoCompactionRetention time.Duration
+
+	// MaxConcurrentStreams is --max-concurrent-streams: how many streams
+	// (each RPC, each watch stream) one client connection may have open at
+	// once, on the client listeners' gRPC servers and their HTTP/2 servers
+	// (gRPC over TLS through net/http), as etcd applies it; a client
+	// queues the streams beyond it. 0: etcd's default, math.MaxUint32
+	// (unlimited).
+	MaxConcurrentStreams uint32
+	// GRPCKeepAliveMinTime is --grpc-keepalive-min-time (etcd's default
+	// 5s): a client pinging more often than this while it has streams open
+	// (or at all while it has none) gets GOAWAY "too_many_pings". 0: no
+	// policy of etcd's, gRPC's own (5 minutes), as etcd.
+	GRPCKeepAliveMinTime time.Duration
+	// GRPCKeepAliveInterval and GRPCKeepAliveTimeout are
+	// --grpc-keepalive-interval (etcd's default 2h) and
+	// --grpc-keepalive-timeout (20s): the server pings an idle client
+	// connection after the interval and closes it when no answer comes
+	// within the timeout. Either 0: gRPC's defaults (which are etcd's), as
+	// etcd.
+	GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// SocketReusePort and SocketReuseAddress are --socket-reuse-port and
+	// --socket-reuse-address: SO_REUSEPORT / SO_REUSEADDR on the client,
+	// peer and metrics TCP listeners, as etcd sets them. With reuse-port a
+	// second process (a new member binary, during a restart) can bind the
+	// ports while the old one still holds them. Go already sets
+	// SO_REUSEADDR on every TCP listener on Linux and the BSDs.
+	SocketReusePort, SocketReuseAddress bool
 }
 
 // RequestTimeout is etcd's: 5 s plus two election timeouts.

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -60,8 +59,10 @@ func (n *Node) peerHandler() http.Handler {
 	return mux
 }
 
-// servePeers listens on --listen-peer-urls and serves peerHandler.
+// servePeers listens on --listen-peer-urls (with the socket options,
+// sockopts.go) and serves peerHandler.
 func (n *Node) servePeers() error {
+	n.cfg.logSocketOptions(n.lg)
 	h := recoverHTTP(n.lg, actors.PanicPeerHTTP, n.peerHandler())
 	for _, raw := range n.cfg.ListenPeerURLs {
 		u, err := url.Parse(raw)
@@ -71,7 +72,7 @@ func (n *Node) servePeers() error {
 		if u.Scheme != "http" && u.Scheme != "https" {
 			return fmt.Errorf("listen-peer-urls %q: URL scheme must be http or https", raw)
 		}
-		l, err := net.Listen("tcp", u.Host)
+		l, err := n.cfg.listenTCP(u.Host)
 		if err != nil {
 			return fmt.Errorf("listen-peer-urls %q: %w", raw, err)
 		}

@@ -50,27 +50,9 @@ func TestDataDirSurvivesPowerLoss(t *testing.T) {
 // of its own.
 func startLone(t *testing.T, fs vfs.FS) *node.Node {
 	t.Helper()
-	client := []string{"http://127.0.0.1:0"}
-	n, err := node.Start(node.Config{
-		Name: "lone", FS: fs, DataDir: "/data/lone",
-		ListenClientURLs: client, AdvertiseClientURLs: client,
-		InitialCluster: map[string][]string{"lone": {"http://127.0.0.1:1"}}, InitialClusterToken: "lone", InitialClusterState: "new",
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, MaxLearners: 1,
-		HeartbeatInterval: heartbeat, ElectionTimeout: election,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("not ready")
-	}
-	return n
+	cfg := loneConfig("lone", "/data/lone")
+	cfg.FS = fs
+	return startReady(t, cfg)
 }
 
 // What a crash left in the snapshot folder — a checkpoint being sent to a

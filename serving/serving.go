@@ -58,10 +58,17 @@ type Servers struct {
 	https   []*http.Server
 	stopped bool
 	wg      sync.WaitGroup
+
+	// maxStreams caps the HTTP/2 streams of one connection to a client
+	// listener's HTTP server (--max-concurrent-streams; gRPC over TLS
+	// goes there when the client offers HTTP/1.1 too), as the gRPC
+	// servers cap their own.
+	maxStreams uint32
 }
 
-// New makes an empty set of servers.
-func New(lg *zap.Logger) *Servers { return &Servers{lg: lg} }
+// New makes an empty set of servers; client listeners' HTTP/2 servers
+// allow maxStreams streams per connection.
+func New(lg *zap.Logger, maxStreams uint32) *Servers { return &Servers{lg: lg, maxStreams: maxStreams} }
 
 // Client serves a client listener. tlsCfg is nil for a plain listener;
 // gs serves gRPC (nil with HTTPOnly) and, for a TLS listener, must have
@@ -81,7 +88,7 @@ func (s *Servers) Client(l net.Listener, tlsCfg *tls.Config, traffic Traffic, gs
 			if traffic == GRPCAndHTTP {
 				h = grpcOrHTTP(gs, h)
 			}
-			srv := s.httpServer(h, nil) // its connections come handshaken
+			srv := s.httpServer(h, nil, s.maxStreams) // its connections come handshaken
 			s.run("http", l, func() error { return srv.Serve(split.http) })
 		}
 		s.run("tls", l, split.serve)
@@ -96,7 +103,7 @@ func (s *Servers) Client(l net.Listener, tlsCfg *tls.Config, traffic Traffic, gs
 			s.run("grpc", l, func() error { return gs.Serve(grpcL) })
 		}
 		httpL := m.Match(cmux.HTTP1())
-		srv := s.httpServer(h, nil)
+		srv := s.httpServer(h, nil, s.maxStreams)
 		s.run("http", l, func() error { return srv.Serve(httpL) })
 		s.run("cmux", l, m.Serve)
 	}
@@ -110,19 +117,20 @@ func (s *Servers) HTTP(l net.Listener, tlsCfg *tls.Config, h http.Handler) {
 		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 		l = tls.NewListener(l, tlsCfg)
 	}
-	srv := s.httpServer(h, tlsCfg)
+	srv := s.httpServer(h, tlsCfg, math.MaxUint32) // etcd caps client listeners only
 	s.run("http", l, func() error { return srv.Serve(l) })
 }
 
-func (s *Servers) httpServer(h http.Handler, tlsCfg *tls.Config) *http.Server {
+// httpServer serves h, with maxStreams HTTP/2 streams per connection.
+func (s *Servers) httpServer(h http.Handler, tlsCfg *tls.Config, maxStreams uint32) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0), // a client's bad request is not the server's error
-		// gRPC streams over TLS are HTTP/2 streams here: as many as the
-		// gRPC server allows (net/http caps values above MaxInt32).
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32},
+		// gRPC streams over TLS are HTTP/2 streams here. net/http takes
+		// values above MaxInt32 as its default (250): clamp, as etcd.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(maxStreams, math.MaxInt32))},
 	}
 	s.mu.Lock()
 	s.https = append(s.https, srv)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -65,7 +66,7 @@ func start(t *testing.T, traffic Traffic, tlsCfg *tls.Config) string {
 	gs := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(gs, health.NewServer())
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.Proto) })
-	s := New(zap.NewNop())
+	s := New(zap.NewNop(), math.MaxUint32)
 	s.Client(l, tlsCfg, traffic, gs, h)
 	t.Cleanup(func() { s.Stop(); gs.Stop(); s.Wait() })
 	return l.Addr().String()

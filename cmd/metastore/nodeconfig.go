@@ -93,6 +93,10 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		AutoCompactionMode:      c.AutoCompactionMode,
 		AutoCompactionRetention: retention,
 		Logger:                  lg,
+		MaxConcurrentStreams:    c.MaxConcurrentStreams,
+		GRPCKeepAliveMinTime:    c.GRPCKeepAliveMinTime, GRPCKeepAliveInterval: c.GRPCKeepAliveInterval,
+		GRPCKeepAliveTimeout: c.GRPCKeepAliveTimeout,
+		SocketReusePort:      c.SocketOpts.ReusePort, SocketReuseAddress: c.SocketOpts.ReuseAddress,
 	}, nil
 }
 
