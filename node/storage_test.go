@@ -50,8 +50,13 @@ func TestDataDirSurvivesPowerLoss(t *testing.T) {
 // of its own.
 func startLone(t *testing.T, fs vfs.FS) *node.Node {
 	t.Helper()
+	return startWith(t, loneConfig(fs))
+}
+
+// loneConfig is the configuration startLone starts with.
+func loneConfig(fs vfs.FS) node.Config {
 	client := []string{"http://127.0.0.1:0"}
-	n, err := node.Start(node.Config{
+	return node.Config{
 		Name: "lone", FS: fs, DataDir: "/data/lone",
 		ListenClientURLs: client, AdvertiseClientURLs: client,
 		InitialCluster: map[string][]string{"lone": {"http://127.0.0.1:1"}}, InitialClusterToken: "lone", InitialClusterState: "new",
@@ -60,7 +65,13 @@ func startLone(t *testing.T, fs vfs.FS) *node.Node {
 		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
 		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
 		Logger: zap.NewNop(),
-	})
+	}
+}
+
+// startWith starts a member with cfg and waits until it serves.
+func startWith(t *testing.T, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

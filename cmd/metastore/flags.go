@@ -14,8 +14,7 @@ var (
 	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
 		enable-distributed-tracing enable-log-rotation
 		force-new-cluster initial-election-tick-advance memory-mlock
-		pre-vote socket-reuse-address socket-reuse-port
-		unsafe-no-fsync`)
+		pre-vote socket-reuse-address socket-reuse-port`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes
 		compact-hash-check-time compaction-batch-limit compaction-sleep-interval config-file
@@ -28,7 +27,7 @@ var (
 		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs
 		log-rotation-config-json max-concurrent-streams max-snapshots max-wals
 		raft-read-timeout raft-write-timeout
-		v2-deprecation wal-dir warning-apply-duration
+		v2-deprecation warning-apply-duration
 		warning-unary-request-duration discovery`)
 )
 

@@ -82,6 +82,8 @@ func run(args []string) int {
 	strictReconfig := fs.Bool("strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
 	corruptCheck := fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
 	maxLearners := fs.Int("max-learners", 1, "Sets the maximum number of learners that can be available in the cluster membership.")
+	walDir := fs.String("wal-dir", "", "Path to the dedicated wal directory.")
+	unsafeNoFsync := fs.Bool("unsafe-no-fsync", false, "Disables fsync, unsafe, will cause data loss.")
 	var clientTLS, peerTLS node.TLSFiles
 	fs.StringVar(&clientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
 	fs.StringVar(&clientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
@@ -233,7 +235,7 @@ func run(args []string) int {
 		return 1
 	}
 	n, err := node.Start(node.Config{
-		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
+		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory", WALDir: *walDir, UnsafeNoFsync: *unsafeNoFsync,
 		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
 		ListenClientHTTPURLs: listenClientHTTP, ListenMetricsURLs: listenMetrics,
 		ExtensiveMetrics: *metricsLevel == "extensive", EnablePprof: *enablePprof, EnableGRPCGateway: *enableGateway,
