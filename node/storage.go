@@ -156,8 +156,8 @@ func (n *Node) loadIdentity() error {
 	}
 	n.ident = id
 	n.lg.Info("starting member", zap.String("name", n.cfg.Name), zap.String("member-id", fmt.Sprintf("%x", id.member)),
-		zap.String("cluster-id", fmt.Sprintf("%x", id.cluster)), zap.String("data-dir", n.cfg.DataDir), zap.String("wal-dir", n.layout.walDir), zap.Bool("in-memory", n.cfg.InMemory),
-		zap.Bool("unsafe-no-fsync", n.cfg.UnsafeNoFsync))
+		zap.String("cluster-id", fmt.Sprintf("%x", id.cluster)), zap.String("data-dir", n.cfg.DataDir),
+		zap.String("wal-dir", n.layout.walDir), zap.Bool("in-memory", n.cfg.InMemory), zap.Bool("unsafe-no-fsync", n.cfg.UnsafeNoFsync))
 	return nil
 }
 
