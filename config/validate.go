@@ -212,8 +212,6 @@ var notBuilt = []struct {
 	{"raft-read-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftReadTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"raft-write-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftWriteTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"pre-vote", func(c *Config, _ featuregate.FeatureGate) bool { return !c.PreVote }, "raft always runs with pre-vote"},
-	{"wal-dir", func(c *Config, _ featuregate.FeatureGate) bool { return c.WALDir != "" }, "not built yet"},
-	{"unsafe-no-fsync", func(c *Config, _ featuregate.FeatureGate) bool { return c.UnsafeNoFsync }, "not built yet"},
 	{"force-new-cluster", func(c *Config, _ featuregate.FeatureGate) bool { return c.ForceNewCluster }, "not built yet"},
 	{"discovery-token", func(c *Config, _ featuregate.FeatureGate) bool { return c.Discovery.Token != "" }, "not built yet"},
 	{"warning-unary-request-duration", func(c *Config, _ featuregate.FeatureGate) bool {

@@ -25,61 +25,64 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	s := StartMetaStore(t)
 	cli := s.Client(t)
-	const writers = 64
-
 	var allAcked []ackedPut
 	for round := range rounds {
-		var (
-			mu    sync.Mutex
-			acked []ackedPut
-			wg    sync.WaitGroup
-		)
-		stop := make(chan struct{})
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					key := fmt.Sprintf("crash/w%02d/k%d", w, i%5)
-					val := fmt.Sprintf("r%d-w%d-i%d", round, w, i)
-					ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-					r, err := cli.Put(ctx, key, val)
-					cancel()
-					if err != nil {
-						select {
-						case <-stop:
-							return
-						case <-time.After(20 * time.Millisecond):
-						}
-						continue
-					}
-					mu.Lock()
-					acked = append(acked, ackedPut{key, val, r.Header.Revision})
-					mu.Unlock()
-				}
-			}()
-		}
-		time.Sleep(1500 * time.Millisecond)
-		s.Kill()
-		close(stop)
-		wg.Wait()
-		mu.Lock()
-		n := len(acked)
-		allAcked = append(allAcked, acked...)
-		mu.Unlock()
-		if n == 0 {
-			t.Fatalf("round %d: no put acknowledged in 1.5s", round)
-		}
-		t.Logf("round %d: %d puts acknowledged before SIGKILL", round, n)
-
+		allAcked = append(allAcked, killUnderWrites(t, s, cli, fmt.Sprintf("round%d", round))...)
 		s.Restart(t)
 		verifyAcked(t, s, allAcked)
 	}
+}
+
+// killUnderWrites has 64 clients put keys under "crash/" for 1.5 s, kills
+// s with SIGKILL while they do, and returns the puts acknowledged. tag
+// goes into the values, so that each round writes new ones.
+func killUnderWrites(t *testing.T, s *Server, cli *clientv3.Client, tag string) []ackedPut {
+	t.Helper()
+	const writers = 64
+	var (
+		mu    sync.Mutex
+		acked []ackedPut
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("crash/w%02d/k%d", w, i%5)
+				val := fmt.Sprintf("%s-w%d-i%d", tag, w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				r, err := cli.Put(ctx, key, val)
+				cancel()
+				if err != nil {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, ackedPut{key, val, r.Header.Revision})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.Kill()
+	close(stop)
+	wg.Wait()
+	if len(acked) == 0 {
+		t.Fatalf("%s: no put acknowledged in 1.5s", tag)
+	}
+	t.Logf("%s: %d puts acknowledged before SIGKILL", tag, len(acked))
+	return acked
 }
 
 // verifyAcked checks every acknowledged put against the server's state:

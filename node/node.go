@@ -124,6 +124,17 @@ type Config struct {
 	// disk; it wins over InMemory. The fault suites (faults/) give a
 	// member a crashable or error-injecting FS this way.
 	FS vfs.FS
+	// WALDir (--wal-dir) is the directory pebble writes its WAL to — the
+	// first durable copy of every raft log entry and store write — so that
+	// it can sit on a disk of its own; empty keeps it inside the data dir.
+	// The data dir records where its WAL is, and a start that names
+	// another WAL dir, or none, is refused (datadir.go).
+	WALDir string
+	// UnsafeNoFsync (--unsafe-no-fsync) makes every fsync a no-op: pebble's
+	// WAL (so the raft log's syncs), its tables, snapshot files and
+	// directories. What was written survives a killed process (the OS
+	// holds it) but not an OS crash or a power loss. For test clusters.
+	UnsafeNoFsync bool
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
@@ -174,6 +185,7 @@ type Node struct {
 	db        *pebble.DB
 	failedDB  atomic.Bool // pebble met a failure it cannot go on from (storageFailed)
 	fs        vfs.FS
+	layout    dataDirLayout
 	pacer     *storeactor.CompactionPacer
 	snapDir   string
 	snapshots *storeactor.Snapshotter
@@ -235,6 +247,7 @@ func Start(cfg Config) (*Node, error) {
 		removed: make(chan struct{}), fatal: make(chan error, 1)}
 	for _, step := range []func() error{
 		n.checkConfig,     // what etcd refuses before touching the data dir
+		n.checkDataDir,    // an etcd data dir, a newer format, a WAL dir other than the recorded one
 		n.setupTLS,        // certificates (auto TLS writes them under the data dir)
 		n.openStorage,     // pebble and the snapshot directory
 		n.loadIdentity,    // member and cluster ids: saved, --initial-cluster, or a running member's

@@ -43,6 +43,9 @@ func TestStartRemovesSnapshotLeftovers(t *testing.T) {
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	n := &Node{cfg: Config{DataDir: dataDir}, lg: zap.New(core)}
+	if err := n.checkDataDir(); err != nil {
+		t.Fatal(err)
+	}
 	if err := n.openStorage(); err != nil {
 		t.Fatal(err)
 	}

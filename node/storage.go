@@ -12,13 +12,11 @@ import (
 	"github.com/metastore/metastore/storeactor"
 )
 
-// openStorage opens the member's pebble DB under <data-dir>/member/pebble
-// (on the OS's disk, an in-memory FS, or Config.FS), paced by the
-// defragmenter's compaction pacer, and the snapshotter that takes
-// checkpoints under <data-dir>/member/snap, from which it first removes
-// what a crash left (see snapdir.go).
-func (n *Node) openStorage() error {
-	dir := filepath.Join(n.cfg.DataDir, "member", "pebble")
+// checkDataDir picks the FS the member's files live on (the OS's disk,
+// an in-memory FS, or Config.FS; with --unsafe-no-fsync one whose syncs do
+// nothing) and decides, before anything is written under the data dir,
+// whether the member may start on it (inspectDataDir).
+func (n *Node) checkDataDir() (err error) {
 	switch {
 	case n.cfg.FS != nil:
 		n.fs = n.cfg.FS
@@ -27,17 +25,41 @@ func (n *Node) openStorage() error {
 	default:
 		n.fs = vfs.Default
 	}
-	if err := createDurableDir(n.fs, dir); err != nil {
+	if n.cfg.UnsafeNoFsync {
+		n.fs = noSyncFS{n.fs}
+		n.lg.Warn("--unsafe-no-fsync is set: nothing the member writes is fsynced; " +
+			"an OS crash or power loss loses or corrupts its data. Use it for test clusters only")
+	}
+	n.layout, err = inspectDataDir(n.fs, n.cfg.DataDir, n.cfg.WALDir)
+	return err
+}
+
+// openStorage writes what the data dir lacks (its format record, the WAL
+// dir and its marker), opens the member's pebble DB under
+// <data-dir>/member/pebble with its WAL where the layout says, paced by
+// the defragmenter's compaction pacer, and the snapshotter that takes
+// checkpoints under <data-dir>/member/snap, from which it first removes
+// what a crash left (see snapdir.go).
+func (n *Node) openStorage() error {
+	l := n.layout
+	if err := l.prepare(n.fs); err != nil {
+		return fmt.Errorf("prepare data dir: %w", err)
+	}
+	if l.writeRecord {
+		n.lg.Info("wrote data dir format record", zap.String("data-dir", l.dataDir),
+			zap.Int("format-version", l.record.Format), zap.String("wal-dir", l.walDir))
+	}
+	if err := createDurableDir(n.fs, l.dbDir); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	n.pacer = storeactor.NewCompactionPacer()
-	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), dir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
-		storeactor.WithOnFatal(n.storageFailed))
+	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), l.dbDir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
+		storeactor.WithOnFatal(n.storageFailed), storeactor.WithWALDir(l.walDir))
 	if err != nil {
 		return fmt.Errorf("open data dir: %w", err)
 	}
 	n.db = db
-	n.snapDir = filepath.Join(n.cfg.DataDir, "member", "snap")
+	n.snapDir = filepath.Join(l.memberDir, "snap")
 	cleanSnapDir(n.lg, n.fs, n.snapDir)
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)
 	return nil
@@ -134,7 +156,8 @@ func (n *Node) loadIdentity() error {
 	}
 	n.ident = id
 	n.lg.Info("starting member", zap.String("name", n.cfg.Name), zap.String("member-id", fmt.Sprintf("%x", id.member)),
-		zap.String("cluster-id", fmt.Sprintf("%x", id.cluster)), zap.String("data-dir", n.cfg.DataDir), zap.Bool("in-memory", n.cfg.InMemory))
+		zap.String("cluster-id", fmt.Sprintf("%x", id.cluster)), zap.String("data-dir", n.cfg.DataDir),
+		zap.String("wal-dir", n.layout.walDir), zap.Bool("in-memory", n.cfg.InMemory), zap.Bool("unsafe-no-fsync", n.cfg.UnsafeNoFsync))
 	return nil
 }
 

@@ -50,9 +50,15 @@ func TestDataDirSurvivesPowerLoss(t *testing.T) {
 // of its own.
 func startLone(t *testing.T, fs vfs.FS) *node.Node {
 	t.Helper()
+	return startReady(t, loneFSConfig(fs))
+}
+
+// loneFSConfig is the configuration startLone starts with: a lone
+// member whose files are on fs.
+func loneFSConfig(fs vfs.FS) node.Config {
 	cfg := loneConfig("lone", "/data/lone")
 	cfg.FS = fs
-	return startReady(t, cfg)
+	return cfg
 }
 
 // What a crash left in the snapshot folder — a checkpoint being sent to a

@@ -63,6 +63,14 @@ type openConfig struct {
 	lg        *zap.Logger
 	onFatal   func(error)
 	cacheless bool
+	walDir    string
+}
+
+// WithWALDir has pebble write its WAL in dir (on the same fs) instead of
+// the DB's directory. pebble records it, and refuses to open the DB later
+// with another WAL dir: the WAL holds writes no table has yet.
+func WithWALDir(dir string) OpenOption {
+	return func(c *openConfig) { c.walDir = dir }
 }
 
 // WithoutBlockCache opens the DB with a block cache too small to hold a
@@ -101,6 +109,7 @@ func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error)
 	}
 	po := PebbleOptions()
 	po.FS = fs
+	po.WALDir = c.walDir
 	if c.cacheless {
 		po.CacheSize = 1 // pebble rejects entries larger than the cache
 	}
