@@ -70,7 +70,10 @@ func v2Settings(keys map[string]any) error {
 			return fmt.Errorf("%s: v2 discovery is not supported (etcd 3.7 ignores it and starts a one-member cluster); use discovery-token and discovery-endpoints (v3 discovery) or initial-cluster", k)
 		}
 	}
-	if v, ok := keys["proxy"].(string); ok && v != "" && v != "off" {
+	// YAML 1.1 reads an unquoted on/off as a boolean.
+	switch v := fmt.Sprint(keys["proxy"]); v {
+	case "<nil>", "", "off", "false":
+	default:
 		return fmt.Errorf("proxy: %q: the v2 proxy is not supported (etcd 3.7 removed it)", v)
 	}
 	return nil
