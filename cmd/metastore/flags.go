@@ -11,18 +11,14 @@ import (
 // value) and reported in a warning rather than refused. Booleans take no
 // separate value argument.
 var (
-	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
-		enable-distributed-tracing enable-log-rotation
+	etcdBoolFlags = words(`enable-distributed-tracing enable-log-rotation
 		force-new-cluster initial-election-tick-advance memory-mlock
 		pre-vote socket-reuse-address socket-reuse-port
 		unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type
 		bootstrap-defrag-threshold-megabytes
 		compact-hash-check-time compaction-batch-limit compaction-sleep-interval config-file
-		discovery-cacert discovery-cert discovery-dial-timeout discovery-fallback
-		discovery-keepalive-time discovery-keepalive-timeout discovery-key
-		discovery-password discovery-request-timeout discovery-srv discovery-srv-name
-		discovery-token discovery-user distributed-tracing-address
+		discovery-fallback discovery-srv discovery-srv-name distributed-tracing-address
 		distributed-tracing-instance-id distributed-tracing-sampling-rate
 		distributed-tracing-service-name downgrade-check-time grpc-keepalive-interval
 		grpc-keepalive-min-time grpc-keepalive-timeout log-format log-outputs

@@ -26,6 +26,7 @@ import (
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/compactor"
+	"github.com/metastore/metastore/discovery"
 	"github.com/metastore/metastore/node"
 )
 
@@ -122,6 +123,20 @@ func run(args []string) int {
 	fs.Var(&advClient, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
 	fs.Var(&listenPeer, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
 	fs.Var(&advPeer, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	var disc discovery.Config
+	fs.Var((*listFlag)(&disc.Endpoints), "discovery-endpoints", "V3 discovery: List of gRPC endpoints of the discovery service.")
+	fs.StringVar(&disc.Token, "discovery-token", "", "V3 discovery: discovery token for the etcd cluster to be bootstrapped.")
+	fs.DurationVar(&disc.DialTimeout, "discovery-dial-timeout", discovery.DefaultDialTimeout, "V3 discovery: dial timeout for client connections.")
+	fs.DurationVar(&disc.RequestTimeout, "discovery-request-timeout", discovery.DefaultRequestTimeout, "V3 discovery: timeout for discovery requests (excluding dial timeout).")
+	fs.DurationVar(&disc.KeepAliveTime, "discovery-keepalive-time", discovery.DefaultKeepAliveTime, "V3 discovery: keepalive time for client connections.")
+	fs.DurationVar(&disc.KeepAliveTimeout, "discovery-keepalive-timeout", discovery.DefaultKeepAliveTimeout, "V3 discovery: keepalive timeout for client connections.")
+	fs.BoolVar(&disc.InsecureTransport, "discovery-insecure-transport", true, "V3 discovery: disable transport security for client connections.")
+	fs.BoolVar(&disc.InsecureSkipVerify, "discovery-insecure-skip-tls-verify", false, "V3 discovery: skip server certificate verification (CAUTION: this option should be enabled only for testing purposes).")
+	fs.StringVar(&disc.CertFile, "discovery-cert", "", "V3 discovery: identify secure client using this TLS certificate file.")
+	fs.StringVar(&disc.KeyFile, "discovery-key", "", "V3 discovery: identify secure client using this TLS key file.")
+	fs.StringVar(&disc.CAFile, "discovery-cacert", "", "V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.")
+	fs.StringVar(&disc.User, "discovery-user", "", "V3 discovery: username[:password] for authentication (prompt if password is not supplied).")
+	fs.StringVar(&disc.Password, "discovery-password", "", "V3 discovery: password for authentication (if this option is used, --user option shouldn't include password).")
 
 	known, ignored := splitArgs(fs, args)
 	if err := fs.Parse(known); err != nil {
@@ -232,6 +247,14 @@ func run(args []string) int {
 		lg.Error("invalid --feature-gates", zap.Error(err))
 		return 1
 	}
+	var discoveryCfg *discovery.Config
+	if disc.Token != "" || len(disc.Endpoints) > 0 {
+		if err := disc.Validate(); err != nil {
+			lg.Warn("failed to verify flags", zap.Error(err))
+			return 1
+		}
+		discoveryCfg = &disc
+	}
 	n, err := node.Start(node.Config{
 		Name: *name, DataDir: *dataDir, InMemory: *storage == "memory",
 		ListenClientURLs: listenClient, AdvertiseClientURLs: advClient,
@@ -256,6 +279,7 @@ func run(args []string) int {
 		ClientTLS:                   clientTLS, PeerTLS: peerTLS, PeerSkipClientSANVerify: *peerSkipSAN, SelfSignedCertValidity: *certValidity,
 		AutoCompactionMode:      *compactMode,
 		AutoCompactionRetention: compactRetention,
+		Discovery:               discoveryCfg,
 		Logger:                  lg,
 	})
 	if err != nil {
