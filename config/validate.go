@@ -213,7 +213,6 @@ var notBuilt = []struct {
 	{"raft-write-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftWriteTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"pre-vote", func(c *Config, _ featuregate.FeatureGate) bool { return !c.PreVote }, "raft always runs with pre-vote"},
 	{"force-new-cluster", func(c *Config, _ featuregate.FeatureGate) bool { return c.ForceNewCluster }, "not built yet"},
-	{"discovery-token", func(c *Config, _ featuregate.FeatureGate) bool { return c.Discovery.Token != "" }, "not built yet"},
 	{"warning-unary-request-duration", func(c *Config, _ featuregate.FeatureGate) bool {
 		return c.WarningUnaryRequestDuration != Default().WarningUnaryRequestDuration
 	}, "not built yet"},

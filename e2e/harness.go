@@ -331,6 +331,9 @@ type config struct {
 	// advertises to its peers instead of its own peer URL (see
 	// WithPeerFront).
 	peerFront func(name string, peerPort int) string
+	// discovery are the --discovery-* flags that replace
+	// --initial-cluster (WithDiscovery).
+	discovery []string
 }
 
 func (c *config) clientScheme() string {
@@ -384,6 +387,15 @@ func WithPorts(client, peer int) Option {
 // port and can cut the link. PeerURL then returns the advertised URL.
 func WithPeerFront(front func(name string, peerPort int) (url string)) Option {
 	return func(c *config) { c.peerFront = front }
+}
+
+// WithDiscovery bootstraps the member through an etcd v3 discovery
+// service instead of --initial-cluster (which etcd refuses alongside):
+// --discovery-token=token --discovery-endpoints=endpoints.
+func WithDiscovery(token string, endpoints ...string) Option {
+	return func(c *config) {
+		c.discovery = []string{"--discovery-token=" + token, "--discovery-endpoints=" + strings.Join(endpoints, ",")}
+	}
 }
 
 // WithStartTimeout bounds the wait for readiness (default 30s).
@@ -531,6 +543,9 @@ func (s *Server) Args() []string {
 	}
 	if s.cfg.initialCluster != "" {
 		args[len(args)-1] = "--initial-cluster=" + s.cfg.initialCluster
+	}
+	if s.cfg.discovery != nil {
+		args = append(args[:len(args)-1], s.cfg.discovery...)
 	}
 	return append(args, s.cfg.flags...)
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/authactor"
+	"github.com/metastore/metastore/discovery"
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/health"
 	"github.com/metastore/metastore/raftactor"
@@ -167,6 +168,11 @@ type Config struct {
 	// ports while the old one still holds them. Go already sets
 	// SO_REUSEADDR on every TCP listener on Linux and the BSDs.
 	SocketReusePort, SocketReuseAddress bool
+	// Discovery (--discovery-token, --discovery-endpoints and the other
+	// --discovery-* flags; nil: none) gives a member without raft state
+	// its initial cluster, and the token that salts the ids, in place of
+	// InitialCluster and InitialClusterToken.
+	Discovery *discovery.Config
 }
 
 // RequestTimeout is etcd's: 5 s plus two election timeouts.
@@ -270,9 +276,10 @@ func Start(cfg Config) (*Node, error) {
 }
 
 // checkConfig refuses, as etcd does, an --initial-cluster entry for this
-// member that differs from --initial-advertise-peer-urls.
+// member that differs from --initial-advertise-peer-urls (with discovery,
+// the service gives the initial cluster).
 func (n *Node) checkConfig() error {
-	if len(n.cfg.InitialAdvertisePeerURLs) > 0 && !sameURLs(n.cfg.InitialCluster[n.cfg.Name], n.cfg.InitialAdvertisePeerURLs) {
+	if n.cfg.Discovery == nil && len(n.cfg.InitialAdvertisePeerURLs) > 0 && !sameURLs(n.cfg.InitialCluster[n.cfg.Name], n.cfg.InitialAdvertisePeerURLs) {
 		return fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
 			n.cfg.Name, strings.Join(n.cfg.InitialCluster[n.cfg.Name], ","), strings.Join(n.cfg.InitialAdvertisePeerURLs, ","))
 	}

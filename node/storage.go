@@ -130,10 +130,13 @@ type identity struct {
 }
 
 // loadIdentity finds the member and cluster ids. A new cluster derives
-// them from --initial-cluster; a member joining an existing one takes them
-// from the running members and bootstraps nothing; a restarted member has
-// them saved.
+// them from --initial-cluster, or from the cluster the discovery service
+// gives; a member joining an existing one takes them from the running
+// members and bootstraps nothing; a restarted member has them saved.
 func (n *Node) loadIdentity() error {
+	if err := n.discover(); err != nil {
+		return err
+	}
 	initial, self, err := initialMembers(n.cfg)
 	if err != nil {
 		return err

@@ -93,6 +93,19 @@ func loadLog(db *pebble.DB) (ms *raft.MemoryStorage, savedFirst uint64, exists b
 	return ms, savedFirst, exists, nil
 }
 
+// HasState reports whether the member's raft state was ever saved: a
+// hard state or a truncation point, as loadLog finds them. A new cluster's
+// member saves its bootstrap entries and hard state in its first Ready;
+// until then it may bootstrap again, from the same initial cluster.
+func HasState(db pebble.Reader) (bool, error) {
+	for _, key := range [][]byte{keyHardState, keySnapshot} {
+		if _, ok, err := get(db, key); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
 func get(db pebble.Reader, key []byte) ([]byte, bool, error) {
 	b, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {

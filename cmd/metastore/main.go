@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/config"
+	"github.com/metastore/metastore/discovery"
 	"github.com/metastore/metastore/node"
 )
 
@@ -96,6 +97,13 @@ func run(args []string) int {
 	}
 	lg.Info("starting an etcd server", append(versionFields(), cfg.LogFields()...)...)
 	n, err := node.Start(ncfg)
+	var derr *discovery.Error
+	if errors.As(err, &derr) {
+		lg.Warn("failed to bootstrap; discovery token was already used", zap.String("discovery-token", cfg.Discovery.Token),
+			zap.Strings("discovery-endpoints", cfg.Discovery.Client.Endpoints), zap.Error(err))
+		lg.Warn("do not reuse discovery token; generate a new one to bootstrap a cluster")
+		return 1
+	}
 	if err != nil {
 		// etcd's words for a server that cannot start: "failed to start"
 		// when the error's text mentions both "include" and

@@ -12,6 +12,7 @@ import (
 	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/compactor"
 	"github.com/metastore/metastore/config"
+	"github.com/metastore/metastore/discovery"
 	"github.com/metastore/metastore/node"
 )
 
@@ -28,7 +29,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		lg.Warn("'data-dir' was empty; using default", zap.String("data-dir", c.DataDir))
 	}
 	initial := c.InitialCluster
-	if initial == "" {
+	if initial == "" && c.Discovery.Token == "" {
 		initial = c.Name + "=" + strings.Join(c.AdvertisePeerURLs, ",")
 	}
 	cluster, err := node.ParseInitialCluster(initial)
@@ -97,6 +98,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		GRPCKeepAliveMinTime:    c.GRPCKeepAliveMinTime, GRPCKeepAliveInterval: c.GRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout: c.GRPCKeepAliveTimeout,
 		SocketReusePort:      c.SocketOpts.ReusePort, SocketReuseAddress: c.SocketOpts.ReuseAddress,
+		Discovery: discoveryConfig(c.Discovery),
 	}, nil
 }
 
@@ -105,5 +107,21 @@ func tlsFiles(t config.TLS) node.TLSFiles {
 		CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile,
 		TrustedCAFile: t.TrustedCAFile, CRLFile: t.CRLFile, ClientCertAuth: t.ClientCertAuth, AutoTLS: t.AutoTLS,
 		AllowedCNs: t.AllowedCNs, AllowedHostnames: t.AllowedHostnames,
+	}
+}
+
+// discoveryConfig is the --discovery-* settings for the discovery client
+// (nil: the member bootstraps from --initial-cluster).
+func discoveryConfig(d config.Discovery) *discovery.Config {
+	if d.Token == "" {
+		return nil
+	}
+	return &discovery.Config{
+		Endpoints: d.Client.Endpoints, Token: d.Token,
+		DialTimeout: d.Client.DialTimeout, RequestTimeout: d.Client.RequestTimeout,
+		KeepAliveTime: d.Client.KeepAliveTime, KeepAliveTimeout: d.Client.KeepAliveTimeout,
+		InsecureTransport: d.Client.Secure.InsecureTransport, InsecureSkipVerify: d.Client.Secure.InsecureSkipVerify,
+		CertFile: d.Client.Secure.Cert, KeyFile: d.Client.Secure.Key, CAFile: d.Client.Secure.Cacert,
+		User: d.Client.Auth.Username, Password: d.Client.Auth.Password,
 	}
 }
