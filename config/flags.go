@@ -195,13 +195,13 @@ func (fs *flagSet) fromFlags() {
 	c.ListenMetricsURLs = urlsFlag(fs.FlagSet, "listen-metrics-urls")
 	c.AdvertisePeerURLs = urlsFlag(fs.FlagSet, "initial-advertise-peer-urls")
 	c.AdvertiseClientURLs = urlsFlag(fs.FlagSet, "advertise-client-urls")
-	c.Discovery.Client.Endpoints = flags.UniqueStringsFromFlag(fs.FlagSet, "discovery-endpoints")
+	c.Discovery.Client.Endpoints = nilIfEmpty(flags.UniqueStringsFromFlag(fs.FlagSet, "discovery-endpoints"))
 	c.CORS = flags.UniqueURLsMapFromFlag(fs.FlagSet, "cors")
 	c.HostWhitelist = flags.UniqueStringsMapFromFlag(fs.FlagSet, "host-whitelist")
-	c.ClientTLS.AllowedHostnames = flags.StringsFromFlag(fs.FlagSet, "client-cert-allowed-hostname")
-	c.PeerTLS.AllowedCNs = flags.StringsFromFlag(fs.FlagSet, "peer-cert-allowed-cn")
-	c.PeerTLS.AllowedHostnames = flags.StringsFromFlag(fs.FlagSet, "peer-cert-allowed-hostname")
-	c.CipherSuites = flags.StringsFromFlag(fs.FlagSet, "cipher-suites")
+	c.ClientTLS.AllowedHostnames = nilIfEmpty(flags.StringsFromFlag(fs.FlagSet, "client-cert-allowed-hostname"))
+	c.PeerTLS.AllowedCNs = nilIfEmpty(flags.StringsFromFlag(fs.FlagSet, "peer-cert-allowed-cn"))
+	c.PeerTLS.AllowedHostnames = nilIfEmpty(flags.StringsFromFlag(fs.FlagSet, "peer-cert-allowed-hostname"))
+	c.CipherSuites = nilIfEmpty(flags.StringsFromFlag(fs.FlagSet, "cipher-suites"))
 	c.MaxConcurrentStreams = flags.Uint32FromFlag(fs.FlagSet, "max-concurrent-streams")
 	c.LogOutputs = flags.UniqueStringsFromFlag(fs.FlagSet, "log-outputs")
 	c.InitialClusterState = fs.clusterState.String()
@@ -219,6 +219,15 @@ func (fs *flagSet) fromFlags() {
 	if (c.DiscoverySRV != "" || c.DiscoverySRVName != "" || len(c.Discovery.Client.Endpoints) > 0) && !c.Explicit["initial-cluster"] {
 		c.InitialCluster = ""
 	}
+}
+
+// nilIfEmpty makes an empty list nil, as the file leaves a list it does
+// not set: one configuration, one value, however it was given.
+func nilIfEmpty(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
 }
 
 // urlsFlag is the URLs a flag of etcd's UniqueURLs type holds, as strings.

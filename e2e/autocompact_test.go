@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -141,6 +142,15 @@ func TestAutoCompactBadFlags(t *testing.T) {
 // warn-or-worse JSON log line.
 func failedStart(t *testing.T, bin string, args []string) string {
 	t.Helper()
+	return failedStartEnv(t, bin, args, nil)
+}
+
+// failedStartEnv is failedStart with ETCD_* variables env set (and
+// none of this process's). A fatal line counts without an error field;
+// when there is no log line at all (the flag package refused the command
+// line), the first line of output says why.
+func failedStartEnv(t *testing.T, bin string, args, env []string) string {
+	t.Helper()
 	dir := t.TempDir()
 	client := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
 	peer := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
@@ -152,6 +162,12 @@ func failedStart(t *testing.T, bin string, args []string) string {
 		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
 		"--initial-cluster=bad=" + peer,
 	}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("%s %v kept running (killed after 20s):\n%s", filepath.Base(bin), args, out)
@@ -162,12 +178,20 @@ func failedStart(t *testing.T, bin string, args []string) string {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var last string
+	var last, first string
 	for _, line := range strings.Split(string(out), "\n") {
 		var e struct{ Level, Msg, Error string }
-		if json.Unmarshal([]byte(line), &e) == nil && e.Level != "info" && e.Level != "debug" && e.Error != "" {
+		switch {
+		case json.Unmarshal([]byte(line), &e) != nil:
+			if first == "" {
+				first = strings.ReplaceAll(line, filepath.Base(bin), "<bin>")
+			}
+		case e.Level == "fatal" || e.Level != "info" && e.Level != "debug" && e.Error != "":
 			last = fmt.Sprintf("%q: %s", e.Msg, e.Error)
 		}
+	}
+	if last == "" {
+		last = first
 	}
 	return fmt.Sprintf("exit %d, %s", code, last)
 }
