@@ -13,7 +13,7 @@ import (
 var (
 	etcdBoolFlags = words(`discovery-insecure-skip-tls-verify discovery-insecure-transport
 		enable-distributed-tracing enable-log-rotation
-		force-new-cluster initial-election-tick-advance memory-mlock
+		initial-election-tick-advance memory-mlock
 		pre-vote socket-reuse-address socket-reuse-port
 		unsafe-no-fsync`)
 	etcdValueFlags = words(`backend-batch-interval backend-batch-limit backend-bbolt-freelist-type

@@ -58,6 +58,7 @@ func run(args []string) int {
 		advPeer      = urlsFlag{"http://localhost:2380"}
 		initCluster  = fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping (default ${name}=${initial-advertise-peer-urls}).")
 		clusterState = fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
+		forceNew     = fs.Bool("force-new-cluster", false, "Force to create a new one member cluster.")
 		clusterToken = fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap.")
 		snapCount    = fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot (raft log truncation).")
 		catchUp      = fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
@@ -239,7 +240,7 @@ func run(args []string) int {
 		ExtensiveMetrics: *metricsLevel == "extensive", EnablePprof: *enablePprof, EnableGRPCGateway: *enableGateway,
 		CORS: cors.Values, HostWhitelist: hostWhitelist.Values,
 		InitialAdvertisePeerURLs: advPeer, InitialCluster: cluster, ListenPeerURLs: listenPeer,
-		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState,
+		InitialClusterToken: *clusterToken, InitialClusterState: *clusterState, ForceNewCluster: *forceNew,
 		SnapshotCount: *snapCount, SnapshotCatchUpEntries: *catchUp,
 		StrictReconfigCheck: *strictReconfig, MaxLearners: *maxLearners,
 		HeartbeatInterval: time.Duration(*heartbeat) * time.Millisecond,
