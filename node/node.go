@@ -117,6 +117,15 @@ type Config struct {
 	CorruptCheckTime time.Duration
 	Logger           *zap.Logger
 	Clock            actors.Clock
+	// ForceNewCluster is --force-new-cluster, etcd's disaster recovery: a
+	// member with data restarts as the only voter of its cluster (same
+	// cluster id, every key, lease and auth record kept), committing the
+	// removal of every other member, so a cluster that lost its quorum for
+	// good comes back from one survivor and grows again with MemberAdd
+	// (raftactor.ForceNewCluster). Ignored by a member without data, as
+	// etcd ignores it without a WAL. Remove it once the cluster is
+	// recovered: every restart with it removes the other members again.
+	ForceNewCluster bool
 	// PeerCut is fault injection for in-process tests: raft messages to
 	// and from a peer it reports true for are dropped (a partition).
 	PeerCut func(peer uint64) bool

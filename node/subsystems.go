@@ -99,8 +99,15 @@ func (n *Node) startStore() (err error) {
 	return err
 }
 
-// startRaft starts the peer transport and the raft actor over the store.
+// startRaft starts the peer transport and the raft actor over the store
+// (with --force-new-cluster, on the log raftactor.ForceNewCluster
+// rewrote first).
 func (n *Node) startRaft() error {
+	if n.cfg.ForceNewCluster {
+		if err := raftactor.ForceNewCluster(n.db, n.ident.member, n.ident.cluster, n.reader.View().Applied, n.lg.Named("raft")); err != nil {
+			return err
+		}
+	}
 	n.transport = n.newTransport()
 	for _, m := range n.startPeers() {
 		if m.ID != n.ident.member {

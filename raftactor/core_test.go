@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -25,6 +26,7 @@ import (
 // explicit ticks. Commands:
 //
 //	add-nodes n=3 [snapshot-count=N catch-up=M]  bootstrap members 1..n as voters
+//	join <id>                        a member with an empty log, for a conf change to add
 //	campaign <id>                    the member starts an election
 //	force-campaign <id>              the member campaigns as a leadership transferee
 //	propose <id> <name>              a client proposes a put on the member
@@ -35,6 +37,7 @@ import (
 //	stabilize                        deliver messages, run Readies and stores until quiet
 //	isolate <id> / heal              drop every message to and from the member / none
 //	store <id> pause|resume|restart|crash-after-commit|lose-report
+//	restart <id> [force-new-cluster]  the member stops and starts again from its durable log
 //	status                           each member's raft and waiting state
 //
 // Every command prints what clients were answered and what the members
@@ -102,6 +105,20 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			e.ids = append(e.ids, id)
 		}
 		e.stabilize()
+	case "join":
+		var id uint64
+		if _, err := fmt.Sscan(d.CmdArgs[0].Key, &id); err != nil || e.nodes[id] != nil {
+			t.Fatalf("join %s?", d.CmdArgs[0].Key)
+		}
+		c, err := newCore(coreConfig{
+			ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
+			SnapshotCount: 10000, CatchUp: 5000, Logger: zap.NewNop(),
+		}, raft.NewMemoryStorage(), false, newClients(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.nodes[id] = &tnode{id: id, c: c, clients: map[string]any{}, names: map[uint64]string{}}
+		e.ids = append(e.ids, id)
 	case "campaign":
 		n := e.node(d, 0)
 		if err := n.c.rn.Campaign(); err != nil {
@@ -206,6 +223,8 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		default:
 			t.Fatalf("store %s?", what)
 		}
+	case "restart":
+		e.restart(e.node(d, 0), d.HasArg("force-new-cluster"))
 	case "status":
 		for _, id := range e.ids {
 			n := e.nodes[id]
@@ -228,6 +247,58 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		return "ok\n"
 	}
 	return e.out.String()
+}
+
+// restart stops n — its clients, messages in flight and Applies queued
+// for its store are lost with the process — and starts a new core on its
+// durable state: the log (the old core's MemoryStorage, as the driver
+// loads pebble's copy) and what its store has applied. With force, the
+// log is first rewritten as ForceNewCluster rewrites pebble's.
+func (e *coreEnv) restart(n *tnode, force bool) {
+	old := n.c.ms
+	snap, _ := old.Snapshot()
+	hs, _, _ := old.InitialState()
+	first, _ := old.FirstIndex()
+	upTo, _ := old.LastIndex()
+	var extra []*raftpb.Entry
+	if force {
+		f, err := forceNewLog(old, n.id, n.store.applied)
+		if err != nil {
+			fmt.Fprintf(&e.out, "%d: force-new-cluster refused: %v\n", n.id, err)
+			return
+		}
+		fmt.Fprintf(&e.out, "%d: forced: commit %d -> %d, discarded %d entries, removes %v, term %d\n",
+			n.id, f.walCommit, f.hs.GetCommit(), f.last-f.commit, f.removed, f.hs.GetTerm())
+		hs, upTo, extra = f.hs, f.commit, f.ents
+	}
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(snap); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := ms.SetHardState(hs); err != nil {
+		e.t.Fatal(err)
+	}
+	var ents []*raftpb.Entry
+	if upTo >= first {
+		var err error
+		if ents, err = old.Entries(first, upTo+1, math.MaxUint64); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := ms.Append(append(ents, extra...)); err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := newCore(coreConfig{
+		ID: n.id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
+		SnapshotCount: n.c.snapshotCount, CatchUp: n.c.catchUp, Logger: zap.NewNop(),
+	}, ms, true, newClients(), n.store.applied)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n.c, n.lead, n.inbox = c, 0, nil
+	n.store.queue, n.store.paused = nil, false
+	n.clients, n.names = map[string]any{}, map[uint64]string{}
+	e.collect(n)
 }
 
 func (e *coreEnv) node(d *datadriven.TestData, i int) *tnode {

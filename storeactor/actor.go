@@ -280,6 +280,9 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 		}
 		if e.ConfChange != nil {
 			ms, verdict, err := applyConfChange(b, s.members, e.Index, e.Term, e.ConfChange, s.cfg.MaxLearners)
+			if err == nil {
+				logMemberChange(s.cfg.Logger, e.ConfChange, s.members, ms)
+			}
 			s.members = ms
 			out.conf = append(out.conf, verdict)
 			if e.Reply != nil {

@@ -11,6 +11,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
@@ -247,5 +249,54 @@ func shipCheckpoint(t *testing.T, db *pebble.DB, fs vfs.FS, dir string) {
 	defer data.Close()
 	if err := storeactor.ReceiveCheckpoint(fs, dir, data); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The removals --force-new-cluster commits (raftactor.ForceNewCluster:
+// RemoveNode entries without request id or context) remove each member
+// the log counts, learners included, and are logged with etcd's lines,
+// so the operator sees who left; one for an id the store never accepted
+// (the log counts refused changes too) is refused as a no-op, unlogged.
+// The survivor is promoted first when it was a learner.
+func TestForcedRemovalsShrinkTheMembership(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	h := newHarness(t, func(c *storeactor.Config) { c.Logger = zap.New(core) })
+	for _, cc := range []*raftpb.ConfChange{addNode(1, false, "http://a:1"), addNode(2, false, "http://b:1")} {
+		h.confChangeAt(1, cc)
+	}
+	h.confChange(addNode(3, true, "http://c:1"))
+	logs.TakeAll()
+
+	forced := func(typ raftpb.ConfChangeType, id uint64, ctx []byte) storeactor.ConfApplied {
+		_, v := h.confChangeAt(5, &raftpb.ConfChange{Type: typ.Enum(), NodeId: proto.Uint64(id), Context: ctx})
+		return v
+	}
+	if v := forced(raftpb.ConfChangeAddNode, 3, storeactor.PromoteContext); v.CC.GetNodeId() != 3 {
+		t.Fatalf("promotion of the learner survivor refused: %v", v.CC)
+	}
+	for _, id := range []uint64{1, 2} {
+		if v := forced(raftpb.ConfChangeRemoveNode, id, nil); v.CC.GetNodeId() != id {
+			t.Fatalf("removal of %d refused: %v", id, v.CC)
+		}
+	}
+	if v := forced(raftpb.ConfChangeRemoveNode, 9, nil); v.CC.GetNodeId() != 0 {
+		t.Fatalf("removal of a non-member accepted: %v", v.CC)
+	}
+	ms := h.reader.Members()
+	if len(ms.List) != 1 || ms.List[0].ID != 3 || ms.List[0].IsLearner || !ms.Removed[1] || !ms.Removed[2] {
+		t.Fatalf("members %v removed %v, want only 3, a voter", ms.List, ms.Removed)
+	}
+	var got []string
+	for _, e := range logs.All() {
+		f := e.ContextMap()
+		if e.Message == "promote member" {
+			got = append(got, fmt.Sprintf("promote member %v", f["promoted-member-id"]))
+		} else {
+			got = append(got, fmt.Sprintf("%s %v %v", e.Message, f["removed-remote-peer-id"], f["removed-remote-peer-urls"]))
+		}
+	}
+	want := "promote member 3|removed member 1 [http://a:1]|removed member 2 [http://b:1]"
+	if strings.Join(got, "|") != want {
+		t.Errorf("logged\n %s\nwant\n %s", strings.Join(got, "|"), want)
 	}
 }

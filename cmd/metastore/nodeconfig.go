@@ -67,7 +67,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		quota = 2 << 30
 	}
 	return node.Config{
-		Name: c.Name, DataDir: c.DataDir, InMemory: c.Storage == "memory", WALDir: c.WALDir, UnsafeNoFsync: c.UnsafeNoFsync,
+		Name: c.Name, DataDir: c.DataDir, InMemory: c.Storage == "memory", WALDir: c.WALDir, UnsafeNoFsync: c.UnsafeNoFsync, ForceNewCluster: c.ForceNewCluster,
 		ListenClientURLs: c.ListenClientURLs, AdvertiseClientURLs: c.AdvertiseClientURLs,
 		ListenClientHTTPURLs: c.ListenClientHTTPURLs, ListenMetricsURLs: c.ListenMetricsURLs,
 		ExtensiveMetrics: c.Metrics == "extensive", EnablePprof: c.EnablePprof, EnableGRPCGateway: c.EnableGRPCGateway,
