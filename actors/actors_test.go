@@ -331,3 +331,37 @@ func TestRealClock(t *testing.T) {
 		t.Fatalf("RealClock.Now off by %v", d)
 	}
 }
+
+// The real clock's stop returns only once f has returned and will not run
+// again: the health updater reads the DB in f, and the member closes the
+// DB after stopping it (the power-loss suite caught a read of a closed DB
+// panicking the process).
+func TestRealClockStopWaitsForF(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var running, calls atomic.Int32
+	var once sync.Once
+	stop := actors.RealClock.Every(time.Millisecond, func() {
+		running.Add(1)
+		defer running.Add(-1)
+		calls.Add(1)
+		once.Do(func() { close(entered) })
+		<-release
+	})
+	<-entered
+	stopped := make(chan int32)
+	go func() { stop(); stopped <- running.Load() }()
+	select {
+	case r := <-stopped:
+		t.Fatalf("stop returned while f ran (running=%d)", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if r := <-stopped; r != 0 {
+		t.Fatalf("f running after stop returned: %d", r)
+	}
+	n := calls.Load()
+	stop() // again: returns at once
+	if calls.Load() != n {
+		t.Fatal("f ran after stop")
+	}
+}
