@@ -257,7 +257,6 @@ func TestNotBuiltAndNotApplicable(t *testing.T) {
 		{"--memory-mlock"},
 		{"--enable-distributed-tracing"},
 		{"--discovery-srv=example.com"},
-		{"--pre-vote=false"},
 		{"--raft-read-timeout=10s"},
 		{"--feature-gates=CompactHashCheck=true"},
 		{"--warning-unary-request-duration=1s"},

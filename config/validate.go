@@ -211,7 +211,6 @@ var notBuilt = []struct {
 	{"discovery-srv-name", func(c *Config, _ featuregate.FeatureGate) bool { return c.DiscoverySRVName != "" }, "no DNS SRV discovery"},
 	{"raft-read-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftReadTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"raft-write-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftWriteTimeout != 5*time.Second }, "peer connections use their own deadlines"},
-	{"pre-vote", func(c *Config, _ featuregate.FeatureGate) bool { return !c.PreVote }, "raft always runs with pre-vote"},
 	{"warning-unary-request-duration", func(c *Config, _ featuregate.FeatureGate) bool {
 		return c.WarningUnaryRequestDuration != Default().WarningUnaryRequestDuration
 	}, "not built yet"},

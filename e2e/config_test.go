@@ -125,7 +125,9 @@ func memberView(t *testing.T, endpoint string) string {
 		t.Fatalf("member list: %v %s", err, errOut)
 	}
 	var ml struct {
-		Header  struct{ ClusterID uint64 `json:"cluster_id"` }
+		Header struct {
+			ClusterID uint64 `json:"cluster_id"`
+		}
 		Members []struct {
 			ID         uint64   `json:"ID"`
 			Name       string   `json:"name"`
@@ -143,7 +145,9 @@ func memberView(t *testing.T, endpoint string) string {
 	}
 	var es []struct {
 		Status struct {
-			Header  struct{ MemberID uint64 `json:"member_id"` }
+			Header struct {
+				MemberID uint64 `json:"member_id"`
+			}
 			Version string `json:"version"`
 			Leader  uint64 `json:"leader"`
 		}
@@ -375,7 +379,6 @@ func TestConfigNotBuiltRefused(t *testing.T) {
 		{args: []string{"--memory-mlock"}, want: "--memory-mlock is not supported by MetaStore"},
 		{env: []string{"ETCD_ENABLE_DISTRIBUTED_TRACING=true"}, want: "--enable-distributed-tracing is not supported by MetaStore"},
 		{file: "discovery-srv: example.com\n", want: "--discovery-srv is not supported by MetaStore"},
-		{args: []string{"--pre-vote=false"}, want: "--pre-vote is not supported by MetaStore"},
 		{args: []string{"--feature-gates=CompactHashCheck=true"}, want: "--feature-gates=CompactHashCheck=true is not supported by MetaStore"},
 		{file: "discovery: https://discovery.etcd.io/abc\n", want: "v2 discovery is not supported"},
 		{file: "memory-mlock: true\n", want: "--memory-mlock is not supported by MetaStore"},

@@ -94,8 +94,10 @@ type Config struct {
 	StrictReconfigCheck     bool // --strict-reconfig-check
 	MaxLearners             int  // --max-learners
 	HeartbeatInterval       time.Duration
-	ElectionTimeout         time.Duration
-	QuotaBackendBytes       int64
+	// DisablePreVote is --pre-vote=false (etcd's default is on).
+	DisablePreVote    bool
+	ElectionTimeout   time.Duration
+	QuotaBackendBytes int64
 	// DefragRateBytes is --defrag-rate-bytes: how fast a defragmentation
 	// writes while clients write (0: unpaced; see storeactor.Defragmenter).
 	DefragRateBytes int64

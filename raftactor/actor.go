@@ -33,8 +33,12 @@ type Config struct {
 	Logger        *zap.Logger
 	TickInterval  time.Duration // --heartbeat-interval
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
-	SnapshotCount uint64        // applied entries between raft log truncations
-	CatchUp       uint64        // entries kept behind a truncation for slow followers
+	// DisablePreVote is --pre-vote=false: a member that was cut off
+	// campaigns at once when it returns, raising the term and deposing a
+	// healthy leader (pre-vote first asks whether it could win).
+	DisablePreVote bool
+	SnapshotCount  uint64 // applied entries between raft log truncations
+	CatchUp        uint64 // entries kept behind a truncation for slow followers
 	// SnapshotFS and SnapshotRoot are where the transport unpacks the
 	// checkpoints that come with snapshots from the leader (see
 	// ReceivedSnapshotDir). A snapshot without one there stops the member.
@@ -292,6 +296,7 @@ func (n *Node) start(ctx actor.Context) {
 	n.core, err = newCore(coreConfig{
 		ID: n.cfg.ID, ElectionTicks: n.cfg.ElectionTicks, TickInterval: n.cfg.TickInterval,
 		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.CatchUp, Logger: n.cfg.Logger, Peers: n.cfg.Peers,
+		DisablePreVote: n.cfg.DisablePreVote,
 	}, ms, exists, n.clients, n.cfg.StoreView().Applied)
 	if err != nil {
 		panic(err)

@@ -149,13 +149,14 @@ type readWait struct {
 
 // coreConfig is what a core needs besides its storage.
 type coreConfig struct {
-	ID            uint64
-	ElectionTicks int
-	TickInterval  time.Duration
-	SnapshotCount uint64
-	CatchUp       uint64
-	Logger        *zap.Logger
-	Peers         []raft.Peer // bootstrap a new cluster with these voters (when the log is empty)
+	ID             uint64
+	ElectionTicks  int
+	TickInterval   time.Duration
+	SnapshotCount  uint64
+	CatchUp        uint64
+	Logger         *zap.Logger
+	Peers          []raft.Peer // bootstrap a new cluster with these voters (when the log is empty)
+	DisablePreVote bool
 }
 
 // newCore starts raft on ms (loaded from the durable log: exists says
@@ -190,7 +191,7 @@ func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, s
 		MaxUncommittedEntriesSize: 1 << 30,
 		MaxInflightMsgs:           512,
 		CheckQuorum:               true,
-		PreVote:                   true,
+		PreVote:                   !cfg.DisablePreVote,
 		Logger:                    raftLogger{cfg.Logger.Sugar()},
 	})
 	if err != nil {

@@ -76,7 +76,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		InitialClusterToken: c.InitialClusterToken, InitialClusterState: c.InitialClusterState,
 		SnapshotCount: c.SnapshotCount, SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
 		StrictReconfigCheck: c.StrictReconfigCheck, MaxLearners: c.MaxLearners,
-		HeartbeatInterval: time.Duration(c.HeartbeatMs) * time.Millisecond,
+		HeartbeatInterval: time.Duration(c.HeartbeatMs) * time.Millisecond, DisablePreVote: !c.PreVote,
 		ElectionTimeout:   time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes: quota, DefragRateBytes: c.DefragRateBytes,
 		MaxRequestBytes: int(c.MaxRequestBytes), MaxTxnOps: int(c.MaxTxnOps),
