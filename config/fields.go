@@ -1,12 +1,15 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // LogFields is every setting the member runs with, one field per setting
@@ -65,4 +68,20 @@ func keys(m map[string]struct{}) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// fieldString is a logged setting's value as text: a duration as Go
+// writes it, anything else as JSON.
+func fieldString(f zap.Field) string {
+	enc := zapcore.NewMapObjectEncoder()
+	f.AddTo(enc)
+	v := enc.Fields[f.Key]
+	if d, ok := v.(time.Duration); ok {
+		return d.String()
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }

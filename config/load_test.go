@@ -124,16 +124,9 @@ func effective(c *Config) map[string]string {
 		if f.Key == "config-file" {
 			continue
 		}
-		enc := zapMapEncoder(f)
-		m[f.Key] = enc
+		m[f.Key] = fieldString(f)
 	}
 	return m
-}
-
-func zapMapEncoder(f zap.Field) string {
-	core, logs := observer.New(zap.DebugLevel)
-	zap.New(core).Info("", f)
-	return toString(logs.All()[0].ContextMap()[f.Key])
 }
 
 // Flags, ETCD_* variables and a config file give the same configuration,

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
@@ -95,14 +98,36 @@ func (c *Config) ZapLevel() zapcore.Level {
 	return lvl
 }
 
-// NewLogger builds the member's logger from --log-outputs, --log-format,
-// --enable-log-rotation and --log-rotation-config-json, with etcd's
-// encoder (its keys and timestamp layout, which log tooling built for
-// etcd parses), at level (which the caller may change while it runs).
-// Every line is kept: no sampling.
-func (c *Config) NewLogger(level zap.AtomicLevel) (*zap.Logger, error) {
-	if err := c.validateLogging(); err != nil {
+// Logging is a member's logger, whose level, outputs and format can
+// change while it runs (a configuration reload): the logger and every
+// logger derived from it (Named, With) write through the current core.
+type Logging struct {
+	Logger *zap.Logger
+	level  zap.AtomicLevel
+	core   *atomic.Pointer[zapcore.Core]
+	mu     sync.Mutex
+	files  []io.Closer // the current outputs' files, closed when replaced
+}
+
+// NewLogging builds the member's logger from --log-level, --log-outputs,
+// --log-format, --enable-log-rotation and --log-rotation-config-json,
+// with etcd's encoder (its keys and timestamp layout, which log tooling
+// built for etcd parses). Every line is kept: no sampling.
+func (c *Config) NewLogging() (*Logging, error) {
+	l := &Logging{level: zap.NewAtomicLevelAt(c.ZapLevel()), core: new(atomic.Pointer[zapcore.Core])}
+	if err := l.Apply(c); err != nil {
 		return nil, err
+	}
+	l.Logger = zap.New(swapCore{cur: l.core}, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr)),
+		zap.AddStacktrace(zapcore.ErrorLevel))
+	return l, nil
+}
+
+// Apply makes the logging settings of c current: the new outputs are
+// opened before the old ones are closed, so a bad value changes nothing.
+func (l *Logging) Apply(c *Config) error {
+	if err := c.validateLogging(); err != nil {
+		return err
 	}
 	format, _ := logutil.ConvertToZapFormat(c.LogFormat)
 	enc := zapcore.NewJSONEncoder(logutil.DefaultZapLoggerConfig.EncoderConfig)
@@ -110,6 +135,13 @@ func (c *Config) NewLogger(level zap.AtomicLevel) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(logutil.DefaultZapLoggerConfig.EncoderConfig)
 	}
 	var sinks []zapcore.WriteSyncer
+	var files []io.Closer
+	fail := func(err error) error {
+		for _, f := range files {
+			_ = f.Close()
+		}
+		return err
+	}
 	seen := map[string]bool{}
 	for _, o := range c.LogOutputs {
 		if seen[o] {
@@ -123,30 +155,68 @@ func (c *Config) NewLogger(level zap.AtomicLevel) (*zap.Logger, error) {
 			sinks = append(sinks, zapcore.Lock(os.Stdout))
 		case logJournal:
 			if !journal.Enabled() {
-				return nil, errors.New("--log-outputs=journal: the systemd journal is not available")
+				return fail(errors.New("--log-outputs=journal: the systemd journal is not available"))
 			}
 			sinks = append(sinks, zapcore.AddSync(journalWriter{}))
 		default:
 			if c.EnableLogRotation {
 				r, err := c.rotation()
 				if err != nil {
-					return nil, err
+					return fail(err)
 				}
 				r.Filename = o
-				sinks = append(sinks, zapcore.AddSync(r))
+				sinks, files = append(sinks, zapcore.AddSync(r)), append(files, r)
 				continue
 			}
-			f, _, err := zap.Open(o)
+			f, err := os.OpenFile(o, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 			if err != nil {
-				return nil, err
+				return fail(err)
 			}
-			sinks = append(sinks, f)
+			sinks, files = append(sinks, zapcore.Lock(f)), append(files, f)
 		}
 	}
-	out := zapcore.NewMultiWriteSyncer(sinks...)
-	return zap.New(zapcore.NewCore(enc, out, level), zap.AddCaller(), zap.ErrorOutput(out),
-		zap.AddStacktrace(zapcore.ErrorLevel)), nil
+	core := zapcore.NewCore(enc, zapcore.NewMultiWriteSyncer(sinks...), l.level)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.core.Swap(&core)
+	if old != nil {
+		_ = (*old).Sync()
+	}
+	for _, f := range l.files {
+		_ = f.Close()
+	}
+	l.files = files
+	l.level.SetLevel(c.ZapLevel())
+	return nil
 }
+
+// swapCore writes through whichever core is current.
+type swapCore struct {
+	cur    *atomic.Pointer[zapcore.Core]
+	fields []zapcore.Field
+}
+
+func (s swapCore) Enabled(l zapcore.Level) bool { return (*s.cur.Load()).Enabled(l) }
+
+func (s swapCore) With(fields []zapcore.Field) zapcore.Core {
+	return swapCore{cur: s.cur, fields: append(append([]zapcore.Field(nil), s.fields...), fields...)}
+}
+
+func (s swapCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if s.Enabled(e.Level) {
+		return ce.AddCore(e, s)
+	}
+	return ce
+}
+
+func (s swapCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if len(s.fields) > 0 {
+		fields = append(append([]zapcore.Field(nil), s.fields...), fields...)
+	}
+	return (*s.cur.Load()).Write(e, fields)
+}
+
+func (s swapCore) Sync() error { return (*s.cur.Load()).Sync() }
 
 // journalWriter sends each JSON log line to the systemd journal with the
 // line's level as the journal priority, as etcd's journal output does.

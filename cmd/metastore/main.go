@@ -68,12 +68,12 @@ func run(args []string) int {
 		}
 		return 1
 	}
-	level := zap.NewAtomicLevelAt(cfg.ZapLevel())
-	lg, err := cfg.NewLogger(level)
+	logging, err := cfg.NewLogging()
 	if err != nil {
 		boot.Warn("failed to verify flags", zap.Error(err))
 		return 1
 	}
+	lg := logging.Logger
 	defer lg.Sync()
 	lg.Info("Running: ", zap.Strings("args", os.Args))
 	audit := lg.Named("audit")
@@ -88,13 +88,20 @@ func run(args []string) int {
 	if err != nil {
 		// etcd refuses a bad retention when its server starts, under
 		// these (odd, but etcd's) words.
-		if errors.Is(err, errRetention) {
-			lg.Error("discovery failed", zap.Error(errors.Unwrap(err)))
+		var retention retentionError
+		if errors.As(err, &retention) {
+			lg.Error("discovery failed", zap.Error(retention.error))
 		} else {
 			lg.Warn("failed to verify flags", zap.Error(err))
 		}
 		return 1
 	}
+	// Signals are taken from here on: a SIGHUP while the member starts
+	// waits for it to serve instead of killing it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	lg.Info("starting an etcd server", append(versionFields(), cfg.LogFields()...)...)
 	n, err := node.Start(ncfg)
 	var derr *discovery.Error
@@ -120,20 +127,23 @@ func run(args []string) int {
 		// Developer knob for profiling (go tool pprof http://ADDR/debug/pprof/profile).
 		go func() { lg.Warn("pprof server stopped", zap.Error(http.ListenAndServe(addr, nil))) }()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sigs:
-		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
-		n.Stop()
-		return 0
-	case <-n.Removed():
-		n.Stop()
-		return 0
-	case err := <-n.Fatal():
-		lg.Error("fatal failure; shutting down", zap.Error(err))
-		n.Stop()
-		return 1
+	reload := &reloader{args: args, running: cfg, logging: logging, lg: lg}
+	for {
+		select {
+		case <-hup:
+			reload.reload()
+		case s := <-sigs:
+			lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+			n.Stop()
+			return 0
+		case <-n.Removed():
+			n.Stop()
+			return 0
+		case err := <-n.Fatal():
+			lg.Error("fatal failure; shutting down", zap.Error(err))
+			n.Stop()
+			return 1
+		}
 	}
 }
 

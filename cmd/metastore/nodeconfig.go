@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"strings"
 	"time"
 
@@ -16,9 +15,9 @@ import (
 	"github.com/metastore/metastore/node"
 )
 
-// errRetention marks an auto-compaction retention etcd refuses only when
+// retentionError is an auto-compaction retention etcd refuses only when
 // its server starts (and so under "discovery failed", its words).
-var errRetention = errors.New("invalid auto-compaction-retention")
+type retentionError struct{ error }
 
 // nodeConfig turns a validated configuration into the node's: URL
 // defaults resolved as etcd resolves them, TLS, tokens and retention
@@ -56,7 +55,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 	}
 	retention, err := compactor.ParseRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
 	if err != nil {
-		return node.Config{}, errors.Join(errRetention, err)
+		return node.Config{}, retentionError{err}
 	}
 	gates, err := c.Gates()
 	if err != nil {
