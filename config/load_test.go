@@ -290,3 +290,31 @@ func TestLogFieldsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+// docs/operations.md lists every setting MetaStore refuses or does not
+// need, so operators can read what a configuration will do.
+func TestOperationsDocListsSettings(t *testing.T) {
+	b, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	var names []string
+	for _, s := range notBuilt {
+		names = append(names, s.name)
+	}
+	for name := range notApplicable {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		want := "`--" + name + "`"
+		if gate, ok := strings.CutPrefix(name, "feature-gates="); ok {
+			want = strings.TrimSuffix(gate, "=true")
+		} else if strings.HasPrefix(name, "distributed-tracing-") {
+			want = "`--distributed-tracing-*`"
+		}
+		if !strings.Contains(doc, want) {
+			t.Errorf("docs/operations.md does not mention %s", want)
+		}
+	}
+}

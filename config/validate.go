@@ -195,6 +195,7 @@ var notApplicable = map[string]string{
 	"distributed-tracing-sampling-rate":    "used only with --enable-distributed-tracing, which MetaStore does not support",
 	"initial-election-tick-advance":        "a MetaStore member campaigns after one election timeout at boot, as etcd with it off",
 	"v2-deprecation":                       "etcd enforces its default whatever is given; so does MetaStore",
+	"compact-hash-check-time":              "used only with --feature-gates=CompactHashCheck=true, which MetaStore does not support",
 }
 
 // notBuilt are settings MetaStore does not implement: left at etcd's
