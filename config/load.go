@@ -87,7 +87,14 @@ func Load(args []string, environ []string, lg *zap.Logger) (*Config, error) {
 	}
 	// etcd enforces its default whatever is given.
 	c.V2Deprecation = Default().V2Deprecation
-	return c, c.Validate(lg)
+	if err := c.Validate(lg); err != nil {
+		return c, err
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".metastore"
+		lg.Warn("'data-dir' was empty; using default", zap.String("data-dir", c.DataDir))
+	}
+	return c, nil
 }
 
 // usage is printed after a command line the flag package refused, as

@@ -23,10 +23,6 @@ type retentionError struct{ error }
 // defaults resolved as etcd resolves them, TLS, tokens and retention
 // parsed by the packages that own them.
 func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
-	if c.DataDir == "" {
-		c.DataDir = c.Name + ".metastore"
-		lg.Warn("'data-dir' was empty; using default", zap.String("data-dir", c.DataDir))
-	}
 	initial := c.InitialCluster
 	if initial == "" && c.Discovery.Token == "" {
 		initial = c.Name + "=" + strings.Join(c.AdvertisePeerURLs, ",")
