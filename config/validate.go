@@ -225,18 +225,11 @@ var notBuilt = []struct {
 // as etcd (a name could resolve to anything).
 func checkBindURLs(urls []string) error {
 	for _, s := range urls {
-		u, err := url.Parse(s)
+		host, unix, err := urlHost(s)
 		if err != nil {
 			return err
 		}
-		if u.Scheme == "unix" || u.Scheme == "unixs" {
-			continue
-		}
-		host, _, err := net.SplitHostPort(u.Host)
-		if err != nil {
-			return err
-		}
-		if host != "localhost" && net.ParseIP(host) == nil {
+		if !unix && host != "localhost" && net.ParseIP(host) == nil {
 			return fmt.Errorf("expected IP in URL for binding (%s)", s)
 		}
 	}
@@ -246,20 +239,26 @@ func checkBindURLs(urls []string) error {
 // checkHostURLs wants each advertised URL to name a host and port.
 func checkHostURLs(urls []string) error {
 	for _, s := range urls {
-		u, err := url.Parse(s)
+		host, unix, err := urlHost(s)
 		if err != nil {
 			return err
 		}
-		if u.Scheme == "unix" || u.Scheme == "unixs" {
-			continue
-		}
-		host, _, err := net.SplitHostPort(u.Host)
-		if err != nil {
-			return err
-		}
-		if host == "" {
+		if !unix && host == "" {
 			return fmt.Errorf("unexpected empty host (%s)", s)
 		}
 	}
 	return nil
+}
+
+// urlHost is the host of a host:port URL; unix sockets have none.
+func urlHost(s string) (host string, unix bool, err error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", false, err
+	}
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		return "", true, nil
+	}
+	host, _, err = net.SplitHostPort(u.Host)
+	return host, false, err
 }
