@@ -193,7 +193,6 @@ var notApplicable = map[string]string{
 	"distributed-tracing-service-name":     "used only with --enable-distributed-tracing, which MetaStore does not support",
 	"distributed-tracing-instance-id":      "used only with --enable-distributed-tracing, which MetaStore does not support",
 	"distributed-tracing-sampling-rate":    "used only with --enable-distributed-tracing, which MetaStore does not support",
-	"initial-election-tick-advance":        "a MetaStore member campaigns after one election timeout at boot, as etcd with it off",
 	"v2-deprecation":                       "etcd enforces its default whatever is given; so does MetaStore",
 	"compact-hash-check-time":              "used only with --feature-gates=CompactHashCheck=true, which MetaStore does not support",
 }

@@ -95,9 +95,12 @@ type Config struct {
 	MaxLearners             int  // --max-learners
 	HeartbeatInterval       time.Duration
 	// DisablePreVote is --pre-vote=false (etcd's default is on).
-	DisablePreVote    bool
-	ElectionTimeout   time.Duration
-	QuotaBackendBytes int64
+	DisablePreVote bool
+	// DisableTickAdvance is --initial-election-tick-advance=false (etcd's
+	// default is on: see raftactor/tickadvance.go).
+	DisableTickAdvance bool
+	ElectionTimeout    time.Duration
+	QuotaBackendBytes  int64
 	// DefragRateBytes is --defrag-rate-bytes: how fast a defragmentation
 	// writes while clients write (0: unpaced; see storeactor.Defragmenter).
 	DefragRateBytes int64

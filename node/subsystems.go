@@ -118,6 +118,7 @@ func (n *Node) startRaft() error {
 		DB: n.db, ID: n.ident.member, ClusterID: n.ident.cluster, Peers: bootstrapPeers(n.ident.bootstrap),
 		Store: n.storePID, StoreView: n.reader.View, Transport: n.transport, Clock: n.cfg.Clock, Logger: n.lg.Named("raft"),
 		TickInterval: n.cfg.HeartbeatInterval, ElectionTicks: n.cfg.electionTicks(), DisablePreVote: n.cfg.DisablePreVote,
+		ActivePeers: n.transport.ActivePeers, DisableTickAdvance: n.cfg.DisableTickAdvance,
 		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.SnapshotCatchUpEntries,
 		SnapshotFS: n.fs, SnapshotRoot: n.snapDir,
 		OnConfChange: followConfChange(n.transport, n.ident.member, n.markRemoved),

@@ -33,6 +33,12 @@ type Config struct {
 	Logger        *zap.Logger
 	TickInterval  time.Duration // --heartbeat-interval
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
+	// ActivePeers counts the other members this one has a live connection
+	// to; with DisableTickAdvance (--initial-election-tick-advance=false)
+	// unset, a starting member fast-forwards its election clock once more
+	// than one is up (tickadvance.go). nil: no advance.
+	ActivePeers        func() int
+	DisableTickAdvance bool
 	// DisablePreVote is --pre-vote=false: a member that was cut off
 	// campaigns at once when it returns, raising the term and deposing a
 	// healthy leader (pre-vote first asks whether it could win).
@@ -90,7 +96,10 @@ type Node struct {
 
 	core    *core
 	stopTck func()
-	failed  error // set once the member cannot go on; every request is refused
+	// The initial election tick advance (tickadvance.go).
+	stopTickAdvance   func()
+	tickAdvanceChecks int
+	failed            error // set once the member cannot go on; every request is refused
 
 	readyQueued bool
 	lastSaved   uint64 // last log index written to pebble
@@ -134,10 +143,7 @@ func (n *Node) Receive(ctx actor.Context) {
 	case *actor.Started:
 		n.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		if n.stopTck != nil {
-			n.stopTck()
-			n.stopTck = nil
-		}
+		n.stopTimers()
 	case *Propose:
 		c.propose(m)
 		n.queueReady(ctx)
@@ -151,6 +157,9 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.queueReady(ctx)
 	case tick:
 		c.tick()
+		n.queueReady(ctx)
+	case tickAdvanceCheck:
+		n.checkTickAdvance()
 		n.queueReady(ctx)
 	case *Step:
 		if err := c.step(m.Msg); err != nil {
@@ -229,6 +238,16 @@ func (n *Node) execute(ctx actor.Context) {
 	}
 }
 
+// stopTimers stops the actor's tickers.
+func (n *Node) stopTimers() {
+	for _, stop := range []*func(){&n.stopTck, &n.stopTickAdvance} {
+		if *stop != nil {
+			(*stop)()
+			*stop = nil
+		}
+	}
+}
+
 // fail stops the member: nothing more is acknowledged, and OnFatal (the
 // node shuts down) is told why.
 func (n *Node) fail(err error) {
@@ -237,10 +256,7 @@ func (n *Node) fail(err error) {
 	}
 	n.failed = err
 	n.cfg.Logger.Error("raft cannot go on; stopping the member", zap.Error(err))
-	if n.stopTck != nil {
-		n.stopTck()
-		n.stopTck = nil
-	}
+	n.stopTimers()
 	if n.cfg.OnFatal != nil {
 		n.cfg.OnFatal(err)
 	}
@@ -308,6 +324,7 @@ func (n *Node) start(ctx actor.Context) {
 	self := ctx.Self()
 	root := ctx.ActorSystem().Root
 	n.stopTck = n.cfg.Clock.Every(n.cfg.TickInterval, func() { root.Send(self, tick{}) })
+	n.startTickAdvance(ctx)
 	n.queueReady(ctx)
 }
 

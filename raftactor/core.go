@@ -128,6 +128,10 @@ type clients struct {
 	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
 	readWaits  []readWait                // confirmed, waiting for the store to apply
 
+	// tickAdvanceStarted: the initial election tick advance was started
+	// by an earlier instance of the actor (it happens once per process).
+	tickAdvanceStarted bool
+
 	pendingReported int // this node's share of the proposals_pending gauge
 }
 

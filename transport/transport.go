@@ -250,6 +250,18 @@ func (t *Transport) ActiveSince(id uint64) time.Time {
 	return time.Unix(0, ns)
 }
 
+// ActivePeers counts the peers with a live stream (etcd's
+// Transport.ActivePeers).
+func (t *Transport) ActivePeers() int {
+	n := 0
+	for _, p := range *t.peers.Load() {
+		if p.active.Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // Stop stops every sender, closes outgoing and incoming connections and
 // waits for the handlers it cut: once it returns, Deliver is not called
 // again and the handler answers 503.
