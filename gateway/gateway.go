@@ -99,6 +99,10 @@ type Config struct {
 	// ExtensiveMetrics is --metrics=extensive: the client server also
 	// times every RPC (grpc_server_handling_seconds), as etcd does.
 	ExtensiveMetrics bool
+	// WarningUnaryRequestDuration is --warning-unary-request-duration: a
+	// unary RPC slower than this logs etcd's "request stats" at warn
+	// (reqstats.go). 0: etcd's 300ms.
+	WarningUnaryRequestDuration time.Duration
 	// FeatureGate is the member's --feature-gates, reported as
 	// etcd_server_feature_enabled (nil: etcd's defaults).
 	FeatureGate featuregate.FeatureGate
@@ -140,6 +144,9 @@ func New(cfg Config) *Gateway {
 	if cfg.Audit == nil {
 		cfg.Audit = cfg.Logger.Named("audit")
 	}
+	if cfg.WarningUnaryRequestDuration <= 0 {
+		cfg.WarningUnaryRequestDuration = defaultWarningUnaryRequestDuration
+	}
 	return &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
 		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics)}
 }
@@ -180,11 +187,12 @@ func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOp
 	// As etcd's chain: the metrics first, so that every RPC is counted,
 	// refusals included; client versions next. Panics are recovered
 	// (recover.go) under the metrics, which so count a panicked RPC as
-	// Internal, and over everything else.
+	// Internal, and over everything else. Over them all, as etcd's log
+	// interceptor, unary RPCs' request stats (reqstats.go).
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
 	if instrument {
-		unary = append(unary, g.serverMetrics.UnaryServerInterceptor())
+		unary = append(unary, g.withRequestStats(g.serverMetrics.UnaryServerInterceptor()))
 		stream = append(stream, g.serverMetrics.StreamServerInterceptor())
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor(g.recoveryOption()))

@@ -85,6 +85,7 @@ func (n *Node) startGateway() error {
 		ClientCertAuth: n.cfg.ClientTLS.ClientCertAuth,
 		Self:           n.self, BcryptCost: n.cfg.BcryptCost,
 		ExtensiveMetrics: n.cfg.ExtensiveMetrics, FeatureGate: n.cfg.FeatureGate,
+		WarningUnaryRequestDuration: n.cfg.WarningUnaryRequestDuration,
 	})
 	n.gw.Store(gw)
 

@@ -108,6 +108,10 @@ type Config struct {
 	MaxTxnOps       int
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval.
 	WatchProgressNotifyInterval time.Duration
+	// WarningUnaryRequestDuration is --warning-unary-request-duration: a
+	// unary client RPC slower than this logs etcd's "request stats" at
+	// warn (0: etcd's 300ms).
+	WarningUnaryRequestDuration time.Duration
 	// WarningApplyDuration is --warning-apply-duration (0: etcd's 100ms).
 	WarningApplyDuration time.Duration
 	BcryptCost           int                  // --bcrypt-cost for password hashes
