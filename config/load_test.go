@@ -252,7 +252,6 @@ func TestNotBuiltAndNotApplicable(t *testing.T) {
 		{"--discovery-srv=example.com"},
 		{"--raft-read-timeout=10s"},
 		{"--feature-gates=CompactHashCheck=true"},
-		{"--warning-unary-request-duration=1s"},
 	} {
 		name := strings.TrimPrefix(strings.SplitN(args[0], "=", 2)[0], "--")
 		if _, _, err := load(t, args, nil); err == nil || !strings.Contains(err.Error(), "--"+name) ||

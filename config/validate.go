@@ -211,9 +211,6 @@ var notBuilt = []struct {
 	{"discovery-srv-name", func(c *Config, _ featuregate.FeatureGate) bool { return c.DiscoverySRVName != "" }, "no DNS SRV discovery"},
 	{"raft-read-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftReadTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"raft-write-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftWriteTimeout != 5*time.Second }, "peer connections use their own deadlines"},
-	{"warning-unary-request-duration", func(c *Config, _ featuregate.FeatureGate) bool {
-		return c.WarningUnaryRequestDuration != Default().WarningUnaryRequestDuration
-	}, "not built yet"},
 	{"feature-gates=CompactHashCheck=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.CompactHashCheck) }, "no compaction hash check"},
 	{"feature-gates=LeaseCheckpoint=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.LeaseCheckpoint) }, "no lease checkpoints"},
 	{"feature-gates=SetMemberLocalAddr=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.SetMemberLocalAddr) }, "peers are dialled from any local address"},

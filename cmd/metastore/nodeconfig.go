@@ -78,6 +78,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		MaxRequestBytes: int(c.MaxRequestBytes), MaxTxnOps: int(c.MaxTxnOps),
 		WatchProgressNotifyInterval: c.WatchProgressNotifyInterval,
 		WarningApplyDuration:        c.WarningApplyDuration,
+		WarningUnaryRequestDuration: c.WarningUnaryRequestDuration,
 		BcryptCost:                  int(c.BcryptCost),
 		AuthTokenTTL:                time.Duration(c.AuthTokenTTL) * time.Second,
 		Audit:                       audit,
