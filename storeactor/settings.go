@@ -55,9 +55,6 @@ func warnApplyDuration(flag time.Duration) time.Duration {
 }
 
 func (s *Store) setQuota(m *SetQuota) error {
-	if err := m.Validate(); err != nil {
-		return err
-	}
 	q := quotaBytes(m.Bytes)
 	if old := s.quota.Swap(q); old != q {
 		actors.SettingChanged(s.cfg.Logger, "quota-backend-bytes", old, q)
