@@ -206,8 +206,14 @@ func TestReconfigureRunningMember(t *testing.T) {
 	defer conn.Close()
 	auth, kv := pb.NewAuthClient(conn), pb.NewKVClient(conn)
 	for _, step := range []func() error{
-		func() error { _, err := auth.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "root", Password: "pw"}); return err },
-		func() error { _, err := auth.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"}); return err },
+		func() error {
+			_, err := auth.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "root", Password: "pw"})
+			return err
+		},
+		func() error {
+			_, err := auth.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"})
+			return err
+		},
 		func() error { _, err := auth.AuthEnable(ctx, &pb.AuthEnableRequest{}); return err },
 	} {
 		if err := step(); err != nil {
