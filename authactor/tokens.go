@@ -25,6 +25,7 @@ import (
 type SimpleTokens struct {
 	cfg   TokensConfig
 	table *atomic.Pointer[tokenTable]
+	ttl   *atomic.Int64 // the TTL now (SetTTL); shared with the TokenView, outlives restarts
 	stop  func()
 }
 
@@ -75,7 +76,7 @@ type tokenEntry struct {
 // publishes.
 type TokenView struct {
 	table *atomic.Pointer[tokenTable]
-	ttl   time.Duration
+	ttl   *atomic.Int64
 	clock actors.Clock
 }
 
@@ -90,7 +91,7 @@ func (v *TokenView) User(token string) (string, bool) {
 	if now.UnixNano() >= e.deadline.Load() {
 		return "", false
 	}
-	e.deadline.Store(now.Add(v.ttl).UnixNano())
+	e.deadline.Store(now.Add(time.Duration(v.ttl.Load())).UnixNano())
 	return e.user, true
 }
 
@@ -98,7 +99,7 @@ func (v *TokenView) User(token string) (string, bool) {
 // tokens. The table outlives restarts of the actor, so tokens stay valid.
 func NewSimpleTokens(cfg TokensConfig) (*actor.Props, *TokenView) {
 	if cfg.TTL <= 0 {
-		cfg.TTL = 300 * time.Second
+		cfg.TTL = DefaultTokenTTL
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = actors.RealClock
@@ -108,20 +109,23 @@ func NewSimpleTokens(cfg TokensConfig) (*actor.Props, *TokenView) {
 	}
 	table := new(atomic.Pointer[tokenTable])
 	table.Store(&tokenTable{})
-	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table} },
+	ttl := new(atomic.Int64)
+	ttl.Store(int64(cfg.TTL))
+	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table, ttl: ttl} },
 		actor.WithReceiverMiddleware(applyGuard(table, cfg.Logger))) // first: outermost (tokenfail.go)
-	return props, &TokenView{table: table, ttl: cfg.TTL, clock: cfg.Clock}
+	return props, &TokenView{table: table, ttl: ttl, clock: cfg.Clock}
 }
 
 func (s *SimpleTokens) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		s.stop = s.cfg.Clock.Every(s.cfg.TTL/2, func() { root.Send(self, sweep{}) })
+		s.armSweep(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		if s.stop != nil {
 			s.stop()
 		}
+	case *SetTTL:
+		actors.Reply(m.Reply, s.setTTL(ctx, m))
 	case *Apply:
 		s.update(func(t tokenTable) {
 			for _, op := range m.Ops {
@@ -147,7 +151,7 @@ func (s *SimpleTokens) apply(t tokenTable, op TokenOp) {
 	switch op.Kind {
 	case AssignToken:
 		e := &tokenEntry{user: op.User}
-		e.deadline.Store(s.cfg.Clock.Now().Add(s.cfg.TTL).UnixNano())
+		e.deadline.Store(s.cfg.Clock.Now().Add(time.Duration(s.ttl.Load())).UnixNano())
 		t[op.Token] = e
 	case DropUser:
 		for tok, e := range t {

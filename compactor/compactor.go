@@ -20,6 +20,9 @@
 // there first). Only the raft leader compacts (etcd pauses its compactor
 // on followers); a paused periodic compactor keeps sampling.
 //
+// A retention of 0 turns it off: the actor then waits, idle, for a
+// SetPolicy (policy.go) that turns it on, changes it, or off again.
+//
 // The actor has no goroutines of its own beyond the injected Clock's
 // callbacks and one short-lived waiter per proposal, both of which only
 // Send it a message; all state is touched in Receive. Nothing is durable:
@@ -31,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -63,11 +67,12 @@ const (
 
 // Config is what a Compactor needs.
 type Config struct {
-	// Mode is ModePeriodic or ModeRevision.
+	// Mode is ModePeriodic or ModeRevision ("" too when Retention is 0).
 	Mode string
 	// Retention is, as in etcd's server config, a time.Duration either way:
 	// the time to keep in periodic mode, the number of revisions to keep
-	// (as a plain integer) in revision mode. See ParseRetention.
+	// (as a plain integer) in revision mode; 0: off. See ParseRetention.
+	// Mode and Retention are the policy at start; SetPolicy changes it.
 	Retention time.Duration
 	// Rev is the store's current revision.
 	Rev func() int64
@@ -131,12 +136,16 @@ func ParseRetention(mode, retention string) (time.Duration, error) {
 // Invariants: at most one of timer and flight is set while running — the
 // compactor either waits for its next check or for one compaction's
 // result, never both, so compactions never overlap (etcd's loop blocks
-// on each). Messages from a timer or proposal that is no longer current
-// (stopped, timed out, or from before a restart) are ignored.
+// on each); neither is set while off. Messages from a timer or proposal
+// that is no longer current (stopped, timed out, from before a restart or
+// a policy change) are ignored. A periodic compaction is proposed only at
+// a sample taken at least a retention ago.
 type Compactor struct {
-	cfg  Config
-	self *actor.PID
-	root *actor.RootContext
+	cfg    Config
+	policy *atomic.Pointer[policy] // the policy now; outlives restarts
+	self   *actor.PID
+	root   *actor.RootContext
+	mode   string // the running policy's mode; "" while off
 
 	timer  *timer  // the armed wait for the next check
 	flight *flight // the compaction proposed and not yet answered
@@ -177,9 +186,10 @@ type proposed struct {
 // timedOut: the proposal f got no result within RequestTimeout.
 type timedOut struct{ f *flight }
 
-// New returns the compactor's props, or an error for an unknown mode.
+// New returns the compactor's props, or an error for an unknown mode or
+// a negative retention.
 func New(cfg Config) (*actor.Props, error) {
-	if err := ValidateMode(cfg.Mode); err != nil {
+	if err := validate(cfg.Mode, cfg.Retention); err != nil {
 		return nil, err
 	}
 	if cfg.Rev == nil || cfg.Propose == nil {
@@ -200,7 +210,9 @@ func New(cfg Config) (*actor.Props, error) {
 	if cfg.RevisionInterval <= 0 {
 		cfg.RevisionInterval = RevisionInterval
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &Compactor{cfg: cfg} }), nil
+	cell := new(atomic.Pointer[policy])
+	cell.Store(&policy{mode: cfg.Mode, retention: cfg.Retention})
+	return actor.PropsFromProducer(func() actor.Actor { return &Compactor{cfg: cfg, policy: cell} }), nil
 }
 
 // Intervals returns periodic mode's sampling interval, least time between
@@ -235,24 +247,37 @@ func (c *Compactor) Receive(ctx actor.Context) {
 			c.flight = nil
 			c.finish(m.f, rpctypes.ErrGRPCTimeout)
 		}
+	case *SetPolicy:
+		actors.Reply(m.Reply, c.setPolicy(m))
 	}
 }
 
-// start begins from scratch: a restarted compactor, like a restarted etcd,
-// waits a full retention before its first periodic compaction.
+// start begins from scratch with the policy now: a restarted compactor,
+// like a restarted etcd, waits a full retention before its first
+// periodic compaction.
 func (c *Compactor) start(ctx actor.Context) {
 	c.self, c.root = ctx.Self(), ctx.ActorSystem().Root
+	c.begin()
+}
+
+// begin starts the policy now afresh (nothing armed while it is off).
+func (c *Compactor) begin() {
 	c.timer, c.flight = nil, nil
-	switch c.cfg.Mode {
+	p := c.policy.Load()
+	c.mode = p.mode
+	if p.retention == 0 {
+		c.mode = ""
+	}
+	switch c.mode {
 	case ModePeriodic:
-		c.period = c.cfg.Retention
+		c.period = p.retention
 		c.sample, c.compactIvl, c.window = Intervals(c.period)
 		c.revs = make([]int64, 0, c.window+1)
 		c.lastRev, c.lastSuccess, c.wait = 0, c.cfg.Clock.Now(), c.period
 		c.takeSample()
 		c.arm(c.sample)
 	case ModeRevision:
-		c.keep, c.prev = int64(c.cfg.Retention), 0
+		c.keep, c.prev = int64(p.retention), 0
 		c.arm(c.cfg.RevisionInterval)
 	}
 }
@@ -287,7 +312,7 @@ func (c *Compactor) takeSample() {
 }
 
 func (c *Compactor) check() {
-	if c.cfg.Mode == ModeRevision {
+	if c.mode == ModeRevision {
 		c.checkRevision()
 	} else {
 		c.checkPeriodic()
@@ -296,7 +321,12 @@ func (c *Compactor) check() {
 
 func (c *Compactor) checkPeriodic() {
 	rev := c.revs[0]
-	if !c.cfg.Leader() || c.cfg.Clock.Now().Sub(c.lastSuccess) < c.wait || rev == c.lastRev {
+	// The window spans a retention once it holds window-1 samples (the
+	// newest taken a sampling interval ago): always so by the time the
+	// first compaction is due, but not for a while after the retention
+	// was raised (SetPolicy).
+	spans := len(c.revs) >= c.window-1
+	if !c.cfg.Leader() || c.cfg.Clock.Now().Sub(c.lastSuccess) < c.wait || rev == c.lastRev || !spans {
 		c.takeSample()
 		c.arm(c.sample)
 		return
@@ -344,7 +374,7 @@ func (c *Compactor) propose(rev int64) {
 func (c *Compactor) finish(f *flight, err error) {
 	ok := err == nil || IsCompacted(err)
 	took := c.cfg.Clock.Now().Sub(f.start)
-	if c.cfg.Mode == ModeRevision {
+	if c.mode == ModeRevision {
 		if ok {
 			c.prev = f.rev
 			c.cfg.Logger.Info("completed auto revision compaction",

@@ -2,7 +2,14 @@ package config
 
 import (
 	"sort"
+	"strings"
 )
+
+// IsLogging reports whether a setting is one of the logger's, which the
+// caller's Logging applies (the member's own parts apply the others).
+func IsLogging(setting string) bool {
+	return strings.HasPrefix(setting, "log-") || setting == "enable-log-rotation"
+}
 
 // Change is one setting a reloaded configuration gives another value.
 type Change struct {
@@ -23,6 +30,15 @@ var liveSettings = map[string]func(dst, src *Config){
 	"log-format":               func(d, s *Config) { d.LogFormat = s.LogFormat },
 	"enable-log-rotation":      func(d, s *Config) { d.EnableLogRotation = s.EnableLogRotation },
 	"log-rotation-config-json": func(d, s *Config) { d.LogRotationConfigJSON = s.LogRotationConfigJSON },
+	"auth-token-ttl":           func(d, s *Config) { d.AuthTokenTTL = s.AuthTokenTTL },
+	"quota-backend-bytes":      func(d, s *Config) { d.QuotaBackendBytes = s.QuotaBackendBytes },
+	"auto-compaction-mode":     func(d, s *Config) { d.AutoCompactionMode = s.AutoCompactionMode },
+	"auto-compaction-retention": func(d, s *Config) {
+		d.AutoCompactionRetention = s.AutoCompactionRetention
+	},
+	"defrag-rate-bytes":      func(d, s *Config) { d.DefragRateBytes = s.DefragRateBytes },
+	"warning-apply-duration": func(d, s *Config) { d.WarningApplyDuration = s.WarningApplyDuration },
+	"corrupt-check-time":     func(d, s *Config) { d.CorruptCheckTime = s.CorruptCheckTime },
 }
 
 // Changes lists the settings next gives other values than running does,

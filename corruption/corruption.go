@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -120,7 +121,7 @@ func corrupted(lg *zap.Logger, self uint64, first, second storeactor.KVHash, pee
 // Config is what a Checker needs.
 type Config struct {
 	Hashes
-	Interval time.Duration // --corrupt-check-time
+	Interval time.Duration // --corrupt-check-time at start (0: off); SetInterval changes it
 	Timeout  time.Duration // per check (etcd: the request timeout)
 	// Leader reports whether this member leads: only the leader checks.
 	Leader func() bool
@@ -138,11 +139,13 @@ type Config struct {
 // during a check are dropped. That goroutine is outside the actor's
 // supervision: a panic there is recovered, logged and counted
 // (metastore_recovered_panics_total{where="corruption"}), and ends the
-// check like any failure, so the next tick checks again.
+// check like any failure, so the next tick checks again. With an
+// interval of 0 it ticks never, until a SetInterval (interval.go).
 type Checker struct {
-	cfg     Config
-	stop    func()
-	running bool
+	cfg      Config
+	interval *atomic.Int64 // the interval now (0: off); outlives restarts
+	stop     func()        // stops the ticks; nil while off
+	running  bool
 }
 
 type tick struct{}
@@ -157,19 +160,19 @@ func New(cfg Config) *actor.Props {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &Checker{cfg: cfg} })
+	interval := new(atomic.Int64)
+	interval.Store(int64(cfg.Interval))
+	return actor.PropsFromProducer(func() actor.Actor { return &Checker{cfg: cfg, interval: interval} })
 }
 
 func (c *Checker) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		c.cfg.Logger.Info("enabled corruption checking", zap.String("local-member-id", fmt.Sprintf("%x", c.cfg.Self)), zap.Duration("interval", c.cfg.Interval))
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		c.stop = c.cfg.Clock.Every(c.cfg.Interval, func() { root.Send(self, tick{}) })
+		c.startTicks(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		if c.stop != nil {
-			c.stop()
-		}
+		c.stopTicks()
+	case *SetInterval:
+		actors.Reply(m.Reply, c.setInterval(ctx, m))
 	case tick:
 		if c.running || !c.cfg.Leader() {
 			return

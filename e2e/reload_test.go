@@ -12,7 +12,8 @@ import (
 
 // TestReloadOnSIGHUP: a member started from a config file re-reads it on
 // SIGHUP. A new log level takes effect at once (info lines stop); a
-// setting that cannot change while running (the name) is logged and kept
+// member setting that can (the quota) takes effect; a setting that cannot
+// change while running (the name) is logged and kept
 // (member list unchanged); a file that does not parse changes nothing and
 // the member serves on.
 func TestReloadOnSIGHUP(t *testing.T) {
@@ -22,8 +23,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	endpoint := "127.0.0.1:" + strconv.Itoa(cport)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "metastore.yaml")
-	write := func(name, level string) {
-		body := "name: " + name + "\ndata-dir: " + filepath.Join(dir, "data") + "\n" +
+	write := func(name, level, quota string) {
+		body := "name: " + name + "\ndata-dir: " + filepath.Join(dir, "data") + "\nquota-backend-bytes: " + quota + "\n" +
 			"listen-client-urls: " + client + "\nadvertise-client-urls: " + client + "\n" +
 			"listen-peer-urls: " + peer + "\ninitial-advertise-peer-urls: " + peer + "\n" +
 			"initial-cluster: r1=" + peer + "\nlog-level: " + level + "\n"
@@ -31,7 +32,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("r1", "info")
+	write("r1", "info", "0")
 	l := launch(t, MetaStoreBin(t), dir, []string{"--config-file", file}, nil)
 	l.waitServing(t, endpoint)
 	before := memberView(t, endpoint)
@@ -54,7 +55,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		}
 	}
 
-	write("renamed", "warn")
+	write("renamed", "warn", "123456789")
 	hup()
 	waitFor(`"msg":"setting cannot change while the member runs; keeping the running value until restart","setting":"name","running":"\"r1\"","requested":"\"renamed\""`, 1)
 	waitFor(`"msg":"changed setting","setting":"log-level","old":"\"info\"","new":"\"warn\""`, 1)
@@ -67,6 +68,11 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	if after := memberView(t, endpoint); after != before {
 		t.Errorf("member changed by a reload: %s, was %s", after, before)
+	}
+	// The member's own settings change too: the quota it reports.
+	waitFor(`"msg":"changed setting","setting":"quota-backend-bytes"`, 1)
+	if st, _, err := Etcdctl(t, endpoint, "endpoint", "status", "-w", "json"); err != nil || !strings.Contains(st, `"dbSizeQuota":123456789`) {
+		t.Errorf("quota after the reload: %v %s", err, st)
 	}
 
 	if err := os.WriteFile(file, []byte("name: [broken\n"), 0o600); err != nil {

@@ -63,8 +63,7 @@ type Config struct {
 	MaxRequestBytes                   int
 	MaxTxnOps                         int
 	RequestTimeout                    time.Duration // etcd: 5s + 2 x election timeout
-	QuotaBytes                        int64
-	DBSize                            func() int64 // bytes the store takes on disk
+	DBSize                            func() int64  // bytes the store takes on disk
 	// Defragment reclaims space while reads and writes go on (a pebble
 	// manual compaction; etcd stops the world for it).
 	Defragment func(context.Context) error

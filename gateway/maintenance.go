@@ -49,7 +49,7 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftTerm:         st.Term,
 		RaftAppliedIndex: st.Applied,
 		IsLearner:        st.IsLearner,
-		DbSizeQuota:      s.g.cfg.QuotaBytes,
+		DbSizeQuota:      s.g.cfg.Store.QuotaBytes(),
 		DowngradeInfo:    &pb.DowngradeInfo{},
 		StorageVersion:   s.g.cfg.StorageVersion,
 	}

@@ -75,10 +75,10 @@ func (n *Node) startGateway() error {
 		Tokens: n.tokens, JWT: n.cfg.JWT, IDs: n.ids, Audit: n.cfg.Audit, Logger: n.lg.Named("gateway"),
 		MaxRequestBytes: n.cfg.MaxRequestBytes, MaxTxnOps: n.cfg.MaxTxnOps,
 		RequestTimeout: n.cfg.RequestTimeout(),
-		QuotaBytes:     n.cfg.QuotaBackendBytes, DBSize: n.dbSize, Version: APIVersion,
+		DBSize:         n.dbSize, Version: APIVersion,
 		ClusterVersion: ClusterVersion, StorageVersion: StorageVersion,
 		Snapshots:    n.snapshots,
-		Defragment:   (&storeactor.Defragmenter{DB: n.db, Pacer: n.pacer, Rate: n.cfg.DefragRateBytes}).Defragment,
+		Defragment:   n.defrag.Defragment,
 		Members:      n.members,
 		LeaderLeases: leader, LeaderPromote: leader.promoteAtLeader,
 		Peers: n.transport, StrictReconfigCheck: n.cfg.StrictReconfigCheck,
@@ -112,7 +112,8 @@ func (n *Node) startGateway() error {
 
 	n.registry, err = metrics.NewRegistry(
 		raftactor.NewCollector(n.raftView),
-		storeactor.NewCollector(n.db, n.reader, n.cfg.QuotaBackendBytes),
+		storeactor.NewCollector(n.db, n.reader),
+		n.defrag,
 		transport.NewCollector(n.transport),
 		actors.NewCollector(n.supervisor),
 		gateway.NewCollector(gw),

@@ -157,6 +157,10 @@ type Config struct {
 
 	// AutoCompactionMode and AutoCompactionRetention are etcd's flags, as
 	// compactor.ParseRetention reads them; retention 0 turns it off.
+	//
+	// These, AuthTokenTTL, QuotaBackendBytes, DefragRateBytes,
+	// WarningApplyDuration and CorruptCheckTime are the settings at
+	// start: Reconfigure changes them while the member runs (Live).
 	AutoCompactionMode      string
 	AutoCompactionRetention time.Duration
 
@@ -210,7 +214,7 @@ type Node struct {
 	failedDB  atomic.Bool // pebble met a failure it cannot go on from (storageFailed)
 	fs        vfs.FS
 	layout    dataDirLayout
-	pacer     *storeactor.CompactionPacer
+	defrag    *storeactor.Defragmenter // paced by the compaction pacer pebble's files go through
 	snapDir   string
 	snapshots *storeactor.Snapshotter
 	ident     identity
@@ -226,7 +230,10 @@ type Node struct {
 	watchPID   *actor.PID
 	leasePID   *actor.PID
 	tokens     *authactor.TokenView
+	tokensPID  *actor.PID
 	storePID   *actor.PID
+	// the periodic actors startChecks spawns, on or off (reconfigure.go)
+	compactorPID, corruptionPID *actor.PID
 	// initialCheck: --feature-gates=InitialCorruptCheck on a member with
 	// data; its first half ran in startStore, its second waits for peers.
 	initialCheck bool
@@ -249,6 +256,11 @@ type Node struct {
 	grpcHealth *health.GRPCStatus
 	stopJSON   context.CancelFunc
 
+	// reconfigure.go: the settings that can change while it runs, as it
+	// runs with them now.
+	liveMu sync.Mutex
+	live   Live
+
 	quit        chan struct{} // closed by Stop
 	removed     chan struct{} // closed when this member is removed from the cluster
 	removedOnce sync.Once
@@ -268,7 +280,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Clock = actors.RealClock
 	}
 	n := &Node{cfg: cfg, lg: cfg.Logger, ready: make(chan struct{}), quit: make(chan struct{}),
-		removed: make(chan struct{}), fatal: make(chan error, 1)}
+		removed: make(chan struct{}), fatal: make(chan error, 1), live: liveOf(cfg)}
 	for _, step := range []func() error{
 		n.checkConfig,     // what etcd refuses before touching the data dir
 		n.checkDataDir,    // an etcd data dir, a newer format, a WAL dir other than the recorded one

@@ -52,13 +52,14 @@ func (n *Node) openStorage() error {
 	if err := createDurableDir(n.fs, l.dbDir); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	n.pacer = storeactor.NewCompactionPacer()
-	db, err := storeactor.OpenPebbleFS(n.pacer.FS(n.fs), l.dbDir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
+	pacer := storeactor.NewCompactionPacer()
+	db, err := storeactor.OpenPebbleFS(pacer.FS(n.fs), l.dbDir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
 		storeactor.WithOnFatal(n.storageFailed), storeactor.WithWALDir(l.walDir))
 	if err != nil {
 		return fmt.Errorf("open data dir: %w", err)
 	}
 	n.db = db
+	n.defrag = &storeactor.Defragmenter{DB: db, Pacer: pacer, Rate: n.cfg.DefragRateBytes, Logger: n.lg.Named("store")}
 	n.snapDir = filepath.Join(l.memberDir, "snap")
 	cleanSnapDir(n.lg, n.fs, n.snapDir)
 	n.snapshots = storeactor.NewSnapshotter(db, n.fs, n.snapDir)

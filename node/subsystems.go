@@ -87,14 +87,13 @@ func (n *Node) startStore() (err error) {
 		TTL: n.cfg.AuthTokenTTL, Clock: n.cfg.Clock, Logger: n.lg.Named("auth"),
 	})
 	n.tokens = tokens
-	tokensPID, err := n.spawn("tokens", tokensProps)
-	if err != nil {
+	if n.tokensPID, err = n.spawn("tokens", tokensProps); err != nil {
 		return err
 	}
 	n.storePID, err = n.spawn("store", storeactor.New(storeactor.Config{
-		DB: n.db, Logger: n.lg.Named("store"), Watch: n.watchPID, Leases: n.leasePID, Tokens: tokensPID,
+		DB: n.db, Logger: n.lg.Named("store"), Watch: n.watchPID, Leases: n.leasePID, Tokens: n.tokensPID,
 		MinLeaseTTL: leaseactor.MinTTL(n.cfg.electionTicks(), n.cfg.HeartbeatInterval), MaxLearners: n.cfg.MaxLearners,
-		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration,
+		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration, QuotaBytes: n.cfg.QuotaBackendBytes,
 	}, n.reader))
 	return err
 }
@@ -138,7 +137,8 @@ func (n *Node) startRaft() error {
 
 // startChecks runs the initial corruption check against the peers (its
 // first half ran in startStore), then starts the periodic corruption
-// checker and auto-compaction when their flags ask for them.
+// checker and auto-compaction: idle when their flags turn them off, so
+// that Reconfigure can turn them on.
 func (n *Node) startChecks() error {
 	hashes := corruption.Hashes{Self: n.ident.member, Local: n.reader.HashKV,
 		Peers: func(ctx context.Context, rev int64) []corruption.PeerHash {
@@ -154,20 +154,16 @@ func (n *Node) startChecks() error {
 		}
 	}
 	leads := func() bool { return n.raft.View().Leads() }
-	if n.cfg.CorruptCheckTime > 0 {
-		if _, err := n.spawn("corruption", corruption.New(corruption.Config{
-			Hashes: hashes, Interval: n.cfg.CorruptCheckTime, Timeout: timeout, Clock: n.cfg.Clock, Logger: n.lg,
-			Leader: leads, LinearizableRead: n.raft.ReadIndex,
-			Alarm: func(id uint64) {
-				n.raft.Propose(&pb.InternalRaftRequest{Header: n.reader.RootHeader(),
-					Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_CORRUPT}}, nil)
-			},
-		})); err != nil {
-			return err
-		}
-	}
-	if n.cfg.AutoCompactionRetention == 0 {
-		return nil
+	var err error
+	if n.corruptionPID, err = n.spawn("corruption", corruption.New(corruption.Config{
+		Hashes: hashes, Interval: n.cfg.CorruptCheckTime, Timeout: timeout, Clock: n.cfg.Clock, Logger: n.lg,
+		Leader: leads, LinearizableRead: n.raft.ReadIndex,
+		Alarm: func(id uint64) {
+			n.raft.Propose(&pb.InternalRaftRequest{Header: n.reader.RootHeader(),
+				Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_CORRUPT}}, nil)
+		},
+	})); err != nil {
+		return err
 	}
 	// etcd's auto-compaction: Compaction requests proposed like a
 	// client's Compact, only while this member leads (etcd pauses it on
@@ -182,6 +178,6 @@ func (n *Node) startChecks() error {
 	if err != nil {
 		return err
 	}
-	_, err = n.spawn("compactor", props)
+	n.compactorPID, err = n.spawn("compactor", props)
 	return err
 }

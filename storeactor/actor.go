@@ -80,20 +80,21 @@ type Committed struct {
 // slowApply is how long an apply batch may take before it is logged.
 const slowApply = 100 * time.Millisecond
 
-// defaultWarnApplyDuration is etcd's --warning-apply-duration default.
-const defaultWarnApplyDuration = 100 * time.Millisecond
-
 // Config is what a Store needs. DB is shared with the raft actor, which
 // owns the 'r' key space; the store owns 'k', 'h' and 'm'.
 type Config struct {
 	DB           *pebble.DB
 	Logger       *zap.Logger
 	CompactChunk int // history entries handled per physical compaction step
-	// WarnApplyDuration is --warning-apply-duration: how long one
-	// request's apply may take before etcd's "apply request took too
+	// WarnApplyDuration is --warning-apply-duration at start: how long
+	// one request's apply may take before etcd's "apply request took too
 	// long" is logged and counted (etcd_server_slow_apply_total); 0:
-	// etcd's default.
+	// etcd's default. SetWarnApplyDuration changes it.
 	WarnApplyDuration time.Duration
+	// QuotaBytes is --quota-backend-bytes at start (0: etcd's 2 GiB;
+	// negative: no quota), which the Reader's QuotaAvailable decides by;
+	// SetQuota changes it.
+	QuotaBytes int64
 
 	// Watch, when set, is sent a Committed after every batch that wrote.
 	Watch *actor.PID
@@ -141,6 +142,11 @@ type Store struct {
 	reads      *readCache   // the Reader's (readcache.go); emptied by every start
 	authRef    *atomic.Pointer[authactor.State]
 
+	// The settings that can change while the member runs (settings.go),
+	// in cells that outlive restarts of the actor: quota is the Reader's.
+	quota *atomic.Int64
+	warn  *atomic.Int64 // --warning-apply-duration, normalized
+
 	replaying    bool      // a Replay is outstanding; entries past a gap are dropped
 	compacting   bool      // a compactStep is queued
 	compactStart time.Time // first step of the physical compaction under way
@@ -156,6 +162,7 @@ func NewReader(db *pebble.DB) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{db: db, view: new(viewRef), auth: new(atomic.Pointer[authactor.State]), members: new(membersRef), reads: newReadCache(admitMask)}
+	r.quota.Store(DefaultQuotaBytes)
 	r.view.Store(&v)
 	r.auth.Store(loadAuthState(db))
 	r.members.Store(loadMembers(db))
@@ -176,8 +183,11 @@ func New(cfg Config, r *Reader) *actor.Props {
 	if cfg.MaxLearners <= 0 {
 		cfg.MaxLearners = 1
 	}
+	r.quota.Store(quotaBytes(cfg.QuotaBytes))
+	warn := new(atomic.Int64)
+	warn.Store(int64(warnApplyDuration(cfg.WarnApplyDuration)))
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads}
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn}
 	})
 }
 
@@ -191,6 +201,10 @@ func (s *Store) Receive(ctx actor.Context) {
 		s.compactStep(ctx)
 	case *InstallSnapshot:
 		s.installSnapshot(ctx, m)
+	case *SetQuota:
+		actors.Reply(m.Reply, s.setQuota(m))
+	case *SetWarnApplyDuration:
+		actors.Reply(m.Reply, s.setWarnApplyDuration(m))
 	}
 }
 
@@ -472,10 +486,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 func (s *Store) observeApply(r *pb.InternalRaftRequest, res actors.Result, d time.Duration) {
 	success := res.Err == nil || errors.Is(res.Err, rpctypes.ErrGRPCCompacted)
 	observeApply(RequestType(r), success, d)
-	warn := s.cfg.WarnApplyDuration
-	if warn <= 0 {
-		warn = defaultWarnApplyDuration
-	}
+	warn := time.Duration(s.warn.Load())
 	if d <= warn {
 		return
 	}

@@ -7,14 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// defaultQuotaBytes is what etcd reports as its quota when
-// --quota-backend-bytes is 0 (its default, 2 GiB).
-const defaultQuotaBytes = 2 << 30
-
 // NewCollector reads one member's store at scrape time, from the View the
 // store publishes and from pebble's own metrics: nothing is kept up to
-// date between scrapes. quota is --quota-backend-bytes (0: etcd's
-// default, 2 GiB, is reported; negative: reported as is, as etcd does).
+// date between scrapes.
 //
 // etcd's families, with MetaStore's meaning where it differs:
 //   - etcd_mvcc_db_total_size_in_bytes: pebble's disk usage (sstables,
@@ -28,16 +23,14 @@ const defaultQuotaBytes = 2 << 30
 //     any compaction, as etcd);
 //   - etcd_debugging_auth_revision;
 //   - etcd_server_proposals_applied_total: the store's applied index;
-//   - etcd_server_quota_backend_bytes;
+//   - etcd_server_quota_backend_bytes: the quota the member runs with
+//     now (Reader.QuotaBytes: etcd's 2 GiB for 0; negative as is);
 //   - etcd_debugging_server_alarms{server_id, alarm_type}: 1 per active
 //     alarm.
 //
 // and pebble's health under metastore_pebble_* (see pebbleCollector).
-func NewCollector(db *pebble.DB, reader *Reader, quota int64) prometheus.Collector {
-	if quota == 0 {
-		quota = defaultQuotaBytes
-	}
-	return &collector{db: db, reader: reader, quota: float64(quota)}
+func NewCollector(db *pebble.DB, reader *Reader) prometheus.Collector {
+	return &collector{db: db, reader: reader}
 }
 
 var (
@@ -65,7 +58,6 @@ var (
 type collector struct {
 	db     *pebble.DB
 	reader *Reader
-	quota  float64
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -89,7 +81,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(compactRevDesc, float64(v.CompactRev))
 	gauge(authRevDesc, float64(c.reader.Auth().Rev))
 	gauge(appliedDesc, float64(v.Applied))
-	gauge(quotaDesc, c.quota)
+	gauge(quotaDesc, float64(c.reader.QuotaBytes()))
 	if v.NoSpace || v.Corrupt {
 		// Unreadable alarms are left out of the scrape; the Reader counts
 		// and logs the error.

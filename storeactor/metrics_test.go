@@ -91,7 +91,7 @@ func TestMetricsMVCCCountsAsEtcd(t *testing.T) {
 // applied index, the quota, active alarms, pebble's disk usage and health.
 func TestMetricsCollectorFollowsTheStore(t *testing.T) {
 	h := newHarness(t)
-	reg := testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 0))
+	reg := testkit.Registry(t, storeactor.NewCollector(h.db, h.reader))
 	gauge := func(name string, labels ...string) float64 { return scrape(t, reg).Must(t, name, labels...) }
 
 	for i := range 10 {
@@ -130,14 +130,15 @@ func TestMetricsCollectorFollowsTheStore(t *testing.T) {
 	}
 
 	h.restart() // a new Reader: the collector must read the new one
-	reg = testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 0))
+	reg = testkit.Registry(t, storeactor.NewCollector(h.db, h.reader))
 	eventually(t, "keys_total counted again after a restart", func() bool { return gauge("etcd_debugging_mvcc_keys_total") == 9 })
 	h.must(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 0xabc, Alarm: pb.AlarmType_NOSPACE}})
 	if got := gauge("etcd_debugging_server_alarms", "server_id", "abc", "alarm_type", "NOSPACE"); got != 1 {
 		t.Errorf("alarms{abc,NOSPACE} = %v", got)
 	}
-	if q := scrape(t, testkit.Registry(t, storeactor.NewCollector(h.db, h.reader, 1<<20))).Must(t, "etcd_server_quota_backend_bytes"); q != 1<<20 {
-		t.Errorf("quota_backend_bytes with --quota-backend-bytes=1MiB: %v", q)
+	h.setQuota(1 << 20)
+	if q := gauge("etcd_server_quota_backend_bytes"); q != 1<<20 {
+		t.Errorf("quota_backend_bytes after --quota-backend-bytes changed to 1MiB: %v", q)
 	}
 }
 

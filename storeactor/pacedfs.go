@@ -69,6 +69,13 @@ func (p *CompactionPacer) Limit(bytesPerSec int64) (restore func()) {
 	}
 }
 
+// setRate changes the pace of the Limit in effect.
+func (p *CompactionPacer) setRate(bytesPerSec int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = float64(max(bytesPerSec, 0))
+}
+
 // wait blocks until a compaction may write n bytes.
 func (p *CompactionPacer) wait(n int) {
 	p.mu.Lock()

@@ -22,6 +22,7 @@ type Reader struct {
 	auth    *atomic.Pointer[authactor.State]
 	members *membersRef
 	reads   *readCache                   // hot keys' newest versions (readcache.go)
+	quota   atomic.Int64                 // the space quota now (quota.go); set by New, then by the Store (SetQuota)
 	errLog  atomic.Pointer[readErrorLog] // nil: read errors are only counted (SetLogger)
 }
 

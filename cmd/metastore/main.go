@@ -127,7 +127,7 @@ func run(args []string) int {
 		// Developer knob for profiling (go tool pprof http://ADDR/debug/pprof/profile).
 		go func() { lg.Warn("pprof server stopped", zap.Error(http.ListenAndServe(addr, nil))) }()
 	}
-	reload := &reloader{args: args, running: cfg, logging: logging, lg: lg}
+	reload := &reloader{args: args, running: cfg, logging: logging, node: n, lg: lg}
 	for {
 		select {
 		case <-hup:

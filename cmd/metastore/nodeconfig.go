@@ -57,10 +57,6 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 	if err != nil {
 		return node.Config{}, err
 	}
-	quota := c.QuotaBackendBytes
-	if quota == 0 {
-		quota = 2 << 30
-	}
 	return node.Config{
 		Name: c.Name, DataDir: c.DataDir, InMemory: c.Storage == "memory", WALDir: c.WALDir, UnsafeNoFsync: c.UnsafeNoFsync, ForceNewCluster: c.ForceNewCluster,
 		ListenClientURLs: c.ListenClientURLs, AdvertiseClientURLs: c.AdvertiseClientURLs,
@@ -74,7 +70,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		HeartbeatInterval: time.Duration(c.HeartbeatMs) * time.Millisecond, DisablePreVote: !c.PreVote,
 		DisableTickAdvance: !c.InitialElectionTickAdvance,
 		ElectionTimeout:    time.Duration(c.ElectionMs) * time.Millisecond,
-		QuotaBackendBytes:  quota, DefragRateBytes: c.DefragRateBytes,
+		QuotaBackendBytes:  c.QuotaBackendBytes, DefragRateBytes: c.DefragRateBytes,
 		MaxRequestBytes: int(c.MaxRequestBytes), MaxTxnOps: int(c.MaxTxnOps),
 		WatchProgressNotifyInterval: c.WatchProgressNotifyInterval,
 		WarningApplyDuration:        c.WarningApplyDuration,
@@ -121,4 +117,18 @@ func discoveryConfig(d config.Discovery) *discovery.Config {
 		CertFile: d.Client.Secure.Cert, KeyFile: d.Client.Secure.Key, CAFile: d.Client.Secure.Cacert,
 		User: d.Client.Auth.Username, Password: d.Client.Auth.Password,
 	}
+}
+
+// liveOf is the part of c a running member can take (node.Reconfigure).
+func liveOf(c *config.Config) (node.Live, error) {
+	retention, err := compactor.ParseRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return node.Live{}, err
+	}
+	return node.Live{
+		AuthTokenTTL:      time.Duration(c.AuthTokenTTL) * time.Second,
+		QuotaBackendBytes: c.QuotaBackendBytes, DefragRateBytes: c.DefragRateBytes,
+		AutoCompactionMode: c.AutoCompactionMode, AutoCompactionRetention: retention,
+		WarningApplyDuration: c.WarningApplyDuration, CorruptCheckTime: c.CorruptCheckTime,
+	}, nil
 }

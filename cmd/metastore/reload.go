@@ -6,8 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/config"
 	"github.com/metastore/metastore/metrics"
+	"github.com/metastore/metastore/node"
 )
 
 // reloadRequests counts configuration reloads (SIGHUP) by outcome:
@@ -29,6 +31,7 @@ type reloader struct {
 	args    []string
 	running *config.Config
 	logging *config.Logging
+	node    *node.Node
 	lg      *zap.Logger
 }
 
@@ -41,26 +44,37 @@ func (r *reloader) reload() {
 		return
 	}
 	changes := config.Changes(r.running, next)
-	live := false
+	anyLive := false
 	for _, ch := range changes {
 		if !ch.Live {
 			r.lg.Warn("setting cannot change while the member runs; keeping the running value until restart",
 				zap.String("setting", ch.Setting), zap.String("running", ch.Old), zap.String("requested", ch.New))
 			continue
 		}
-		live = true
+		anyLive = true
 	}
-	if !live {
+	if !anyLive {
 		reloadRequests.WithLabelValues("unchanged").Inc()
 		r.lg.Info("configuration reloaded; no setting that can change while running changed")
 		return
 	}
 	applied := config.WithLive(r.running, next, changes)
-	// Logged before the logging settings change (a higher level would
-	// hide them), as warnings: a member's behaviour changes.
+	live, err := liveOf(applied)
+	if err == nil {
+		// The member's parts put their settings in effect and log each
+		// change; all or nothing.
+		err = r.node.Reconfigure(live)
+	}
+	if err != nil {
+		reloadRequests.WithLabelValues("failed").Inc()
+		r.lg.Error("configuration reload refused; the member keeps running with its configuration", zap.Error(err))
+		return
+	}
+	// The logger's own changes are logged before they take effect (a
+	// higher level would hide them).
 	for _, ch := range changes {
-		if ch.Live {
-			r.lg.Warn("changed setting", zap.String("setting", ch.Setting), zap.String("old", ch.Old), zap.String("new", ch.New))
+		if ch.Live && config.IsLogging(ch.Setting) {
+			actors.SettingChanged(r.lg, ch.Setting, ch.Old, ch.New)
 		}
 	}
 	if err := r.logging.Apply(applied); err != nil {
