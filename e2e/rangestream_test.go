@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -144,11 +145,17 @@ func TestRangeStreamDifferential(t *testing.T) {
 		return pb.NewKVClient(c.ActiveConnection())
 	}
 	msKV, refKV = userKV(ms), userKV(ref)
-	for _, r := range []*pb.RangeRequest{{Key: big, RangeEnd: bigEnd}, {Key: []byte("/one/"), RangeEnd: []byte("/one0")}} {
-		got, gotErr := rangeStreamMessages(msKV, r)
-		want, wantErr := rangeStreamMessages(refKV, r)
+	for _, c := range []struct {
+		r       *pb.RangeRequest
+		allowed bool
+	}{{&pb.RangeRequest{Key: big, RangeEnd: bigEnd}, false}, {&pb.RangeRequest{Key: []byte("/one/"), RangeEnd: []byte("/one0")}, true}} {
+		got, gotErr := rangeStreamMessages(msKV, c.r)
+		want, wantErr := rangeStreamMessages(refKV, c.r)
 		if d := diffStreams(got, gotErr, want, wantErr); d != "" {
-			t.Errorf("RangeStream as u %s: %s", fmtMsg(r), d)
+			t.Errorf("RangeStream as u %s: %s", fmtMsg(c.r), d)
+		}
+		if denied := rpctypes.ErrorDesc(gotErr) == rpctypes.ErrorDesc(rpctypes.ErrGRPCPermissionDenied); denied == c.allowed || (c.allowed && gotErr != nil) {
+			t.Errorf("RangeStream as u %s: %v", fmtMsg(c.r), gotErr)
 		}
 	}
 }

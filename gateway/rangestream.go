@@ -17,8 +17,9 @@ import (
 // stream of chunks, so that a range far larger than a gRPC message, or
 // than the memory one response would take, can be read: each chunk is one
 // Reader.RangeChunk of the keys after the previous chunk's last, at the
-// revision of the first chunk, sized to about --max-request-bytes. Neither
-// the member nor the client ever holds more than a chunk or two.
+// revision of the first chunk, sized to about --max-request-bytes. The
+// member holds one chunk at a time (gRPC's flow control holds the next
+// back while the client has not read), however large the range.
 //
 // The chunks are etcd's (v3_server.go rangeStream), so that merging them
 // gives what Range answers and a client sees the same messages from both:
@@ -106,7 +107,7 @@ func (s *rangeStream) run(r *pb.RangeRequest) error {
 		s.rev = resp.Header.Revision
 		return s.send(&pb.RangeResponse{Header: &pb.ResponseHeader{Revision: s.rev}, Count: resp.Count})
 	}
-	total := r.Limit // keys the client asked for; none left to ask is math.MaxInt64
+	total := r.Limit // the keys the client asked for; 0: all of them
 	if total == 0 {
 		total = math.MaxInt64
 	}
