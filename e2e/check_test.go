@@ -19,7 +19,7 @@ import (
 func TestEtcdctlCheckDatascale(t *testing.T) {
 	ms := StartMetaStore(t)
 	out, stderr, err := Etcdctl(t, ms.Endpoint(), "check", "datascale", "--load", "s", "--auto-compact", "--auto-defrag")
-	t.Logf("etcdctl check datascale --load s:\n%s", lastLines(out, 4))
+	t.Logf("etcdctl check datascale --load s:\n%s", outputTail(out, 4))
 	if err != nil || strings.Contains(out, "FAIL") {
 		t.Fatalf("%v\n%s%s", err, out, stderr)
 	}
@@ -31,7 +31,7 @@ func TestEtcdctlCheckDatascale(t *testing.T) {
 			t.Fatalf("no %q in\n%s", want, out)
 		}
 	}
-	requireNoKeys(t, ms.Client(t), "/etcdctl-check-datascale/")
+	requireNoKeysUnder(t, ms.Client(t), "/etcdctl-check-datascale/")
 }
 
 // `etcdctl check perf` against MetaStore, shortened: etcdctl's only load
@@ -85,7 +85,7 @@ func TestEtcdctlCheckPerf(t *testing.T) {
 			t.Fatalf("check perf did not end after its interrupt\n%s%s", out.String(), stderr.String())
 		}
 	}
-	t.Logf("etcdctl check perf --load s (exit: %v):\n%s", err, lastLines(out.String(), 5))
+	t.Logf("etcdctl check perf --load s (exit: %v):\n%s", err, outputTail(out.String(), 5))
 	if strings.Contains(out.String(), "too many errors") || strings.Contains(out.String(), "Cleanup failed") {
 		t.Fatalf("requests failed:\n%s%s", out.String(), stderr.String())
 	}
@@ -94,10 +94,10 @@ func TestEtcdctlCheckPerf(t *testing.T) {
 			t.Fatalf("no %q line in\n%s%s", want, out.String(), stderr.String())
 		}
 	}
-	requireNoKeys(t, ms.Client(t), "/etcdctl-check-perf/")
+	requireNoKeysUnder(t, ms.Client(t), "/etcdctl-check-perf/")
 }
 
-func requireNoKeys(t *testing.T, c *clientv3.Client, prefix string) {
+func requireNoKeysUnder(t *testing.T, c *clientv3.Client, prefix string) {
 	t.Helper()
 	resp, err := c.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count != 0 {
@@ -105,8 +105,8 @@ func requireNoKeys(t *testing.T, c *clientv3.Client, prefix string) {
 	}
 }
 
-// lastLines is the last n lines of s (etcdctl's progress bar aside).
-func lastLines(s string, n int) string {
+// outputTail is the last n lines of s (etcdctl's progress bar aside).
+func outputTail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -63,15 +63,19 @@ func TestMakeMirrorCutOver(t *testing.T) {
 
 	out := runCutover(t, dir, start, src, dst)
 	pid := mirrorPID(t, dir, out)
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // gone already unless the test failed first
+	t.Cleanup(func() { stopMirror(pid) })
 
 	// Writes go on while the mirror copies and then follows etcd.
-	waitFor(t, "the mirror to copy keys", func() bool {
+	if !pollFor(time.Minute, func() bool {
 		resp, err := dstC.Get(context.Background(), "/app/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err == nil && resp.Count > 0
-	})
+	}) {
+		t.Fatal("the mirror copied nothing in a minute")
+	}
 	from := w.ops.Load()
-	waitFor(t, "1500 more writes to etcd", func() bool { return w.ops.Load() >= from+1500 || t.Failed() })
+	if !pollFor(time.Minute, func() bool { return w.ops.Load() >= from+1500 || t.Failed() }) {
+		t.Fatal("no 1500 more writes to etcd in a minute")
+	}
 	close(stop) // step 2: writes stop
 	wg.Wait()
 	if t.Failed() {
@@ -85,7 +89,7 @@ func TestMakeMirrorCutOver(t *testing.T) {
 	if syscall.Kill(pid, 0) == nil {
 		t.Fatalf("make-mirror (pid %d) still runs after the cut-over", pid)
 	}
-	got, want := keyValues(t, dstC), keyValues(t, srcC)
+	got, want := allKeyValues(t, dstC), allKeyValues(t, srcC)
 	if len(got) != len(want) || len(want) != len(w.want) {
 		t.Fatalf("MetaStore has %d keys, etcd %d, the writer wrote %d", len(got), len(want), len(w.want))
 	}
@@ -94,7 +98,7 @@ func TestMakeMirrorCutOver(t *testing.T) {
 			t.Fatalf("key %s: MetaStore %q, etcd %q, written %q", k, got[k], want[k], v)
 		}
 	}
-	t.Logf("%d writes while mirroring; %d keys in both; %s", w.ops.Load(), len(got), lastLines(out, 1))
+	t.Logf("%d writes to etcd (1500 or more while the mirror ran); %d keys in both; %s", w.ops.Load(), len(got), outputTail(out, 1))
 }
 
 // cutoverScript is the sh block after marker in docs/migration.md, the
@@ -138,6 +142,16 @@ func runCutover(t *testing.T, dir, script string, src, dst *Server) string {
 	return string(out)
 }
 
+// stopMirror kills the mirror the cut-over started, if it still runs (the
+// test failed before the cut-over stopped it): the pid is checked to be a
+// make-mirror still, not a process that took the number since.
+func stopMirror(pid int) {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err == nil && strings.Contains(string(cmdline), "make-mirror") {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
 func mirrorPID(t *testing.T, dir, out string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "mirror.pid"))
@@ -151,19 +165,7 @@ func mirrorPID(t *testing.T, dir, out string) int {
 	return pid
 }
 
-// waitFor polls cond until it holds, for at most a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func keyValues(t *testing.T, c *clientv3.Client) map[string]string {
+func allKeyValues(t *testing.T, c *clientv3.Client) map[string]string {
 	t.Helper()
 	resp, err := c.Get(context.Background(), "", clientv3.WithFromKey())
 	if err != nil {

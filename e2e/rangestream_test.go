@@ -255,13 +255,13 @@ func compareEtcdctl(t *testing.T, ms, ref *Server, args ...string) {
 	t.Helper()
 	gotOut, gotErr, gotRunErr := Etcdctl(t, ms.Endpoint(), args...)
 	wantOut, wantErr, wantRunErr := Etcdctl(t, ref.Endpoint(), args...)
-	if normIDs(gotOut) != normIDs(wantOut) || gotErr != wantErr || exitCode(gotRunErr) != exitCode(wantRunErr) {
+	if normIDs(gotOut) != normIDs(wantOut) || gotErr != wantErr || etcdctlExitCode(gotRunErr) != etcdctlExitCode(wantRunErr) {
 		t.Errorf("etcdctl %s:\nmetastore (%v): %.1000s%.1000s\netcd (%v): %.1000s%.1000s",
 			strings.Join(args, " "), gotRunErr, gotOut, gotErr, wantRunErr, wantOut, wantErr)
 	}
 }
 
-func exitCode(err error) string {
+func etcdctlExitCode(err error) string {
 	if err == nil {
 		return "0"
 	}
