@@ -12,8 +12,8 @@ import (
 
 // kvServer implements etcd's KV service.
 type kvServer struct {
-	pb.UnimplementedKVServer // RangeStream (etcd 3.7) is not built yet
-	g                        *Gateway
+	pb.UnimplementedKVServer
+	g *Gateway
 }
 
 func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeResponse, err error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
@@ -68,8 +69,16 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return newWorldOn(t, db)
+}
+
+// newWorldOn is newWorld on a DB the caller opened (and closes after the
+// test: open it before calling, so that the actors stop first).
+func newWorldOn(t *testing.T, db *pebble.DB) *world {
+	t.Helper()
 	w := &world{t: t, kit: testkit.New(t), ctx: context.Background(), clock: testkit.NewFakeClock(time.Unix(1e9, 0))}
 	w.events = w.kit.CaptureEvents()
+	var err error
 	if w.reader, err = storeactor.NewReader(db); err != nil {
 		t.Fatal(err)
 	}

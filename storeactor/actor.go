@@ -444,7 +444,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		}
 	case r.Range != nil:
 		start := time.Now()
-		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev)
+		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev, true)
 		observeRange(err == nil, start)
 		tw.ops.rng(1)
 		tw.ops.end()

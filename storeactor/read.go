@@ -153,21 +153,30 @@ func latest(r pebble.Reader, key []byte, rev int64, withValue bool) (rec record,
 
 // rangeResult is what one MVCC range read yields before etcd's filtering,
 // sorting and limiting: the visible KeyValues (up to limit when limit > 0)
-// and how many keys matched in all.
+// and how many keys matched in all (or were read: see rangeKeys).
 type rangeResult struct {
 	kvs   []*mvccpb.KeyValue
 	count int64
 }
 
-func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
+// rangeKeys reads the visible versions in [key, end) at rev. withTotal
+// counts every visible key of the range, as a Range answers; without it
+// the walk stops at limit keys (when limit > 0) and count is how many it
+// read, as etcd's range with WithTotalCount off: a RangeStream chunk then
+// costs what it returns, not a walk over the rest of the range.
+func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly, withTotal bool) (rangeResult, error) {
 	if end == nil {
 		return rangeOneKey(r, key, rev, countOnly, keysOnly)
 	}
 	var rr rangeResult
 	var valueErr error
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
+		full := limit > 0 && int64(len(rr.kvs)) >= limit
+		if full && !withTotal {
+			return false
+		}
 		rr.count++
-		if countOnly || (limit > 0 && int64(len(rr.kvs)) >= limit) {
+		if countOnly || full {
 			return true
 		}
 		rec, err := decodeRecord(val)
@@ -238,7 +247,9 @@ func checkRev(reqRev, curRev, compactRev int64) (int64, error) {
 // resolved revision, filter by revision bounds, sort, then apply the limit.
 // The header's revision is the store's current revision, not the one read at.
 // rc, when set, answers single-key reads (only for r = the DB: see readCache).
-func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, compactRev int64) (*pb.RangeResponse, error) {
+// Without withTotal the response's Count is only how many keys were read
+// (at most the limit plus one; see rangeKeys).
+func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, compactRev int64, withTotal bool) (*pb.RangeResponse, error) {
 	rev, err := checkRev(req.Revision, curRev, compactRev)
 	if err != nil {
 		return nil, err
@@ -252,7 +263,7 @@ func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, 
 	if rc != nil && end == nil {
 		rr, err = rc.rangeOneKey(r, req.Key, rev, req.CountOnly, keysOnly)
 	} else {
-		rr, err = rangeKeys(r, req.Key, end, rev, rangeLimit(req), req.CountOnly, keysOnly)
+		rr, err = rangeKeys(r, req.Key, end, rev, rangeLimit(req), req.CountOnly, keysOnly, withTotal)
 	}
 	if err != nil {
 		return nil, err

@@ -38,7 +38,20 @@ func (r *Reader) View() *View { return r.view.Load() }
 // answered as compacted (as it would be a moment later anyway); a read at
 // the current revision is simply done again on the newer view. So is any
 // read a snapshot install overlapped (viewRef).
-func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
+func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return r.rangeRead(req, true)
+}
+
+// RangeChunk is Range for one chunk of a RangeStream: it reads no further
+// than req.Limit keys plus one (so More is exact), and the response's
+// Count is how many it read rather than the range's total (etcd's range
+// with WithTotalCount off). A stream's chunks so cost what they return:
+// memory and time stay bounded by the chunk, however large the range.
+func (r *Reader) RangeChunk(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return r.rangeRead(req, false)
+}
+
+func (r *Reader) rangeRead(req *pb.RangeRequest, withTotal bool) (resp *pb.RangeResponse, err error) {
 	rangeCounter.Inc()
 	defer func(start time.Time) {
 		observeRange(err == nil, start)
@@ -47,7 +60,7 @@ func (r *Reader) Range(req *pb.RangeRequest) (resp *pb.RangeResponse, err error)
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
-		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev)
+		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev, withTotal)
 		if !r.view.readValid(seq) {
 			continue
 		}

@@ -78,7 +78,7 @@ func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps)
 // An absent key compares as a zero KeyValue, except for VALUE targets,
 // which an absent key never satisfies.
 func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) (bool, error) {
-	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false)
+	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false, true)
 	if err != nil {
 		return false, err
 	}
@@ -259,7 +259,7 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			tw.ops.rng(1)
-			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev)
+			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev, true)
 			if err != nil {
 				// checkTxn let through only ranges that can run: this is
 				// the store failing to read, or (a read-only txn
