@@ -430,7 +430,9 @@ func TestRestoreBumpRevisionAsEtcdutl(t *testing.T) {
 		}
 	}
 	for kind, s := range restored {
-		var status []struct{ Status struct{ Header struct{ Revision int64 } } }
+		var status []struct {
+			Status struct{ Header struct{ Revision int64 } }
+		}
 		o, _, err := Etcdctl(t, s.Endpoint(), "endpoint", "status", "-w", "json")
 		if err != nil || json.Unmarshal([]byte(o), &status) != nil || len(status) != 1 || status[0].Status.Header.Revision != 9+bump {
 			t.Errorf("%s endpoint status: %v %s, want revision %d", kind, err, o, 9+bump)
