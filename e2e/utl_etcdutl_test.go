@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -97,15 +99,20 @@ func (s utlSide) run(t *testing.T, args ...string) utlTranscript {
 		expanded[i] = a
 	}
 	o, e, err := run(s.bin, expanded, time.Minute)
-	tr := utlTranscript{stdout: o, stderr: e}
+	return utlTranscript{stdout: o, stderr: e, code: exitCode(t, err)}
+}
+
+// exitCode is the exit code of a command run returned err.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
-		tr.code = ee.ExitCode()
+		return ee.ExitCode()
 	case err != nil:
-		t.Fatalf("%s: %v", s.bin, err)
+		t.Fatal(err)
 	}
-	return tr
+	return 0
 }
 
 // etcdWording maps etcdutl's words to metastoreutl's where they differ on
@@ -143,15 +150,16 @@ var utlValueRules = []struct {
 }
 
 var (
-	tableLine = regexp.MustCompile(`^[│┌├└]`)
-	spaces    = regexp.MustCompile(` {2,}`)
-	dashes    = regexp.MustCompile(`─+`)
+	tableLine   = regexp.MustCompile(`^[│┌├└]`)
+	spaces      = regexp.MustCompile(` {2,}`)
+	dashes      = regexp.MustCompile(`─+`)
+	migrateLine = regexp.MustCompile(`^\s*migrate(\s|$)`)
 	// a zap console line: time, level, caller, message, fields
 	logLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\S+\t(\w+)\t(?:\S+\t)+?([^\t]+?)(?:\t(\{.*\}))?$`)
 )
 
 // utlLogged are the restore log lines compared, with the fields compared
-// ("" : all of them).
+// (nil: all of them).
 var utlLogged = map[string][]string{
 	"restoring snapshot":         {"path", "wal-dir", "data-dir"},
 	"bumping latest revision":    nil,
@@ -166,17 +174,19 @@ var utlLogged = map[string][]string{
 // keep only the restore's own messages and fields. The `migrate` command
 // is left out: etcdutl's and MetaStore's are different commands.
 func (s utlSide) normalize(tr utlTranscript) utlTranscript {
-	paths := make([]string, 0, 2*len(s.vars))
-	for k, v := range s.vars {
-		paths = append(paths, v, "{"+k+"}")
+	// Longer paths first: one may start with another.
+	names := slices.Collect(maps.Keys(s.vars))
+	sort.Slice(names, func(i, j int) bool { return len(s.vars[names[i]]) > len(s.vars[names[j]]) })
+	var pairs []string
+	for _, k := range names {
+		pairs = append(pairs, s.vars[k], "{"+k+"}")
 	}
-	sort.Sort(byLongerPair(paths))
-	pathNames := strings.NewReplacer(paths...)
+	pathNames := strings.NewReplacer(pairs...)
 	norm := func(text string) string {
 		text = etcdWording.Replace(pathNames.Replace(text))
 		var out []string
 		for _, l := range strings.Split(text, "\n") {
-			if l == "migrate" || strings.HasPrefix(strings.TrimSpace(l), "migrate ") || strings.HasPrefix(l, "migrate\t") {
+			if migrateLine.MatchString(l) {
 				continue
 			}
 			if m := logLine.FindStringSubmatch(l); m != nil {
@@ -221,17 +231,6 @@ func logFields(js string, keys []string) string {
 	return b.String()
 }
 
-// byLongerPair sorts old/new pairs longest old first, so that a path is
-// replaced before a path it starts with.
-type byLongerPair []string
-
-func (p byLongerPair) Len() int           { return len(p) / 2 }
-func (p byLongerPair) Less(i, j int) bool { return len(p[2*i]) > len(p[2*j]) }
-func (p byLongerPair) Swap(i, j int) {
-	p[2*i], p[2*j] = p[2*j], p[2*i]
-	p[2*i+1], p[2*j+1] = p[2*j+1], p[2*i+1]
-}
-
 // TestUtlTranscriptsAsEtcdutl runs every command both tools have, with
 // good and bad input, on the same data and compares the transcripts.
 func TestUtlTranscriptsAsEtcdutl(t *testing.T) {
@@ -248,6 +247,7 @@ func TestUtlTranscriptsAsEtcdutl(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// hashkv reads a copy: etcdutl's writes to the bbolt file it hashes.
 		corrupt, truncated, copied := filepath.Join(tmp, "corrupt.db"), filepath.Join(tmp, "truncated.db"), filepath.Join(tmp, "copy.db")
 		flipped := append([]byte(nil), data...)
 		flipped[len(flipped)/3] ^= 1
@@ -267,9 +267,7 @@ func TestUtlTranscriptsAsEtcdutl(t *testing.T) {
 			"db": s.DataDir, "out": filepath.Join(tmp, "out"),
 			"nonempty": nonEmpty, "existing": existing, "missing": filepath.Join(tmp, "missing"),
 		}}
-		if s.Kind == KindEtcd {
-			// etcdutl hashkv takes the bbolt file, and writes to it: a copy
-			// of the snapshot keeps the original's checksum.
+		if s.Kind == KindEtcd { // etcdutl hashkv takes the data dir's bbolt file
 			side.bin, side.vars["db"] = RefBin(t, "etcdutl"), filepath.Join(s.DataDir, "member", "snap", "db")
 		}
 		sides[s.Kind] = side
@@ -414,14 +412,7 @@ func TestRestoreBumpRevisionAsEtcdutl(t *testing.T) {
 	ctlNoise := regexp.MustCompile(`(?m)^\{"level":.*\n`) // the client's retry warnings
 	ctl := func(kind Kind, args ...string) string {
 		o, e, err := Etcdctl(t, restored[kind].Endpoint(), args...)
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprintf("exit %d\n%s\n%s", code, withoutMemberIDs(o), ctlNoise.ReplaceAllString(e, ""))
+		return fmt.Sprintf("exit %d\n%s\n%s", exitCode(t, err), withoutMemberIDs(o), ctlNoise.ReplaceAllString(e, ""))
 	}
 	same := func(args ...string) {
 		t.Helper()
