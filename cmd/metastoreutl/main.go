@@ -69,7 +69,9 @@ type command struct {
 	path  string // e.g. "snapshot status"
 	use   string // usage line after the tool name
 	short string
-	long  string
+	// long is the command's description (cobra's Long): kept as its
+	// documentation, not printed, as etcdutl's help prints the usage only.
+	long string
 	// flags declares the command's own flags on fs (pflag: the standard
 	// library's methods, with cobra's parsing and messages).
 	flags func(fs *pflag.FlagSet)
