@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/metastore/metastore/storeactor"
@@ -104,10 +107,48 @@ func (s *snapshotFile) verify(h hash.Hash) error {
 		return errNoChecksum(s.size)
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, s.checksum) {
-		// etcdutl's words, which print the byte slices in decimal.
-		return fmt.Errorf("%s: expected sha256 %v, got %v", errIntegrity, s.checksum, got)
+		return checksumMismatch{want: s.checksum, got: got}
 	}
 	return nil
+}
+
+// checksumMismatch is a file whose SHA-256 is not its trailer's, in
+// etcdutl restore's words (byte slices in decimal), which scripts match.
+type checksumMismatch struct{ want, got []byte }
+
+func (e checksumMismatch) Error() string {
+	return fmt.Sprintf("expected sha256 %v, got %v", e.want, e.got)
+}
+
+// withSnapshotDB checks file (its SHA-256 trailer must match), unpacks
+// its DB into a temporary directory, and calls fn with the DB opened
+// read-only and the file's size. The directory is removed afterwards.
+func withSnapshotDB(file string, fn func(db *pebble.DB, size int64) error) error {
+	s, err := openSnapshot(file, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	tmp, err := os.MkdirTemp("", "metastoreutl-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "db")
+	if err := s.unpack(dir, true, nil); err != nil {
+		if errors.As(err, new(checksumMismatch)) {
+			err = fmt.Errorf("%s: %w", errIntegrity, err)
+		}
+		return err
+	}
+	opts := storeactor.PebbleOptions()
+	opts.ReadOnly, opts.ErrorIfNotExists = true, true
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return fmt.Errorf("%s: cannot open the database: %w", errIntegrity, err)
+	}
+	defer db.Close()
+	return fn(db, s.size)
 }
 
 // progressReader reports how much has been read, at most every

@@ -3,17 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/node"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -28,15 +28,14 @@ func defragCommand() *command {
 rewrites the tables without deleted and overwritten data. It waits up to
 --timeout for the database's lock (a running member holds it).
 `,
-		flags: func(fs *flag.FlagSet) {
+		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&dataDir, "data-dir", "", "Required. Defragments a data directory not in use by MetaStore.")
 		},
+		setup: func(cc *cobra.Command) {
+			_ = cc.MarkFlagRequired("data-dir")
+			_ = cc.MarkFlagDirname("data-dir")
+		},
 		run: func(c *cli, args []string) int {
-			if !flagSet(c.fs, "data-dir") {
-				fmt.Fprintf(c.stderr, "Error: required flag(s) %q not set\n", "data-dir")
-				c.usage(c.stderr, false)
-				return exitError
-			}
 			lg := newLogger(c.stderr)
 			defer lg.Sync()
 			if err := defrag(lg, dataDir, c.g.timeout); err != nil {
@@ -47,18 +46,13 @@ rewrites the tables without deleted and overwritten data. It waits up to
 	}
 }
 
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 func defrag(lg *zap.Logger, dataDir string, timeout time.Duration) error {
-	dir := filepath.Join(dataDir, "member", "pebble")
-	if _, err := os.Stat(dir); err != nil {
+	paths, err := node.ExistingDataDir(dataDir)
+	if err != nil {
 		return err
 	}
-	db, err := openLocked(dir, timeout)
+	dir := paths.DB
+	db, err := openLocked(paths, timeout, false)
 	if err != nil {
 		return err
 	}
@@ -83,14 +77,14 @@ func defrag(lg *zap.Logger, dataDir string, timeout time.Duration) error {
 	return nil
 }
 
-// openLocked opens the DB, waiting up to timeout (0: for ever) while
-// another process holds its lock.
-func openLocked(dir string, timeout time.Duration) (*pebble.DB, error) {
+// openLocked opens a stopped member's DB with its WAL, waiting up to
+// timeout (0: for ever) while another process holds its lock.
+func openLocked(p node.StoragePaths, timeout time.Duration, readOnly bool) (*pebble.DB, error) {
 	opts := storeactor.PebbleOptions()
-	opts.ErrorIfNotExists = true
+	opts.ErrorIfNotExists, opts.ReadOnly, opts.WALDir = true, readOnly, p.WAL
 	deadline := time.Now().Add(timeout)
 	for {
-		db, err := pebble.Open(dir, opts)
+		db, err := pebble.Open(p.DB, opts)
 		if err == nil {
 			return db, nil
 		}

@@ -3,26 +3,33 @@
 // on a running member.
 //
 //	metastoreutl snapshot status FILE [-w simple|table|json|fields]
-//	metastoreutl snapshot restore FILE [--data-dir DIR] [--name N]
+//	metastoreutl snapshot restore FILE [--data-dir DIR] [--wal-dir DIR] [--name N]
 //	    [--initial-cluster ...] [--initial-cluster-token ...]
 //	    [--initial-advertise-peer-urls ...] [--skip-hash-check]
+//	    [--bump-revision N --mark-compacted]
+//	metastoreutl hashkv DATA-DIR|FILE [--rev R]
 //	metastoreutl defrag --data-dir DIR
+//	metastoreutl completion bash|zsh|fish|powershell
 //	metastoreutl version
 //
 // Commands, flags, defaults, output formats, messages and exit codes are
-// etcdutl v3.7's; what they mean for MetaStore's storage (a pebble DB under
+// etcdutl v3.7's, on the same command line library (cobra, with etcdutl's
+// settings: help shows the usage only, commands match by prefix); what
+// they mean for MetaStore's storage (a pebble DB under
 // <data-dir>/member/pebble, snapshots in the format of
-// storeactor/snapshot.go) is documented with each command.
+// storeactor/snapshot.go) is documented with each command and in
+// docs/operations.md, "metastoreutl".
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/metastore/metastore/node"
 )
@@ -40,6 +47,10 @@ const (
 
 const cliName = "metastoreutl"
 
+func init() {
+	cobra.EnablePrefixMatching = true // as etcdutl: `snap st` is `snapshot status`
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -51,22 +62,32 @@ type globals struct {
 	timeout  time.Duration
 }
 
+// command is one leaf command: the table below is turned into cobra
+// commands, a group ("snapshot") made for the first word of a two-word
+// path.
 type command struct {
 	path  string // e.g. "snapshot status"
 	use   string // usage line after the tool name
 	short string
-	long  string
-	// flags declares the command's own flags on fs.
-	flags func(fs *flag.FlagSet)
+	// long is the command's description (cobra's Long): kept as its
+	// documentation, not printed, as etcdutl's help prints the usage only.
+	long string
+	// flags declares the command's own flags on fs (pflag: the standard
+	// library's methods, with cobra's parsing and messages).
+	flags func(fs *pflag.FlagSet)
+	// setup, if set, adds what etcdutl's command has beyond its flags:
+	// argument checks, required flags, flags completed as directories.
+	setup func(cc *cobra.Command)
 	run   func(c *cli, args []string) int
 }
 
-// cli is one invocation: its output streams and global flags.
+// cli is one invocation: its output streams, global flags, and the
+// command that ran (its flags: cc.Flags()) with its exit code.
 type cli struct {
 	stdout, stderr io.Writer
 	g              globals
-	cmd            *command
-	fs             *flag.FlagSet
+	cc             *cobra.Command
+	code           int
 }
 
 var groups = map[string]string{
@@ -74,197 +95,81 @@ var groups = map[string]string{
 }
 
 func commands() []*command {
-	return []*command{defragCommand(), snapshotRestoreCommand(), snapshotStatusCommand(), versionCommand()}
+	return []*command{completionCommand(), defragCommand(), hashKVCommand(), snapshotRestoreCommand(),
+		snapshotStatusCommand(), versionCommand()}
 }
 
-// globalValueFlags take a value in the next argument (-w json).
-var globalValueFlags = map[string]bool{"w": true, "write-out": true, "timeout": true}
-
+// run executes one command line and returns the exit code. As etcdutl's
+// main, an error cobra reports (unknown command or flag, wrong arguments,
+// a required flag missing) is printed by cobra, with the command's usage
+// on stderr, then printed again, and exits 1.
 func run(args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr}
-	// The command words are the arguments that are neither flags nor the
-	// value of a global flag, up to the leaf command.
-	var words []string
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") && a != "-" {
-			rest = append(rest, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && globalValueFlags[name] && i+1 < len(args) {
-				i++
-				rest = append(rest, args[i])
-			}
-			continue
-		}
-		if len(words) == 0 || (len(words) == 1 && words[0] == "snapshot") {
-			words = append(words, a)
-			continue
-		}
-		rest = append(rest, a)
+	root := c.rootCommand()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return c.code
 	}
-	if len(words) > 0 && words[0] == "help" {
-		words = words[1:]
-		rest = append(rest, "--help")
+	// cobra prints the usage to the same writer as help; etcdutl's goes to
+	// stderr, so it is printed here (an unknown command gets none).
+	if !strings.HasPrefix(err.Error(), "unknown command ") {
+		fmt.Fprintln(stderr, cmd.UsageString())
 	}
-	path := strings.Join(words, " ")
-	var cmd *command
-	for _, k := range commands() {
-		if k.path == path {
-			cmd = k
-		}
-	}
-	if cmd == nil {
-		return c.group(words, rest)
-	}
-	c.cmd = cmd
-	c.fs = c.flagSet(cmd)
-	pos, err := parseInterspersed(c.fs, rest)
-	if errors.Is(err, flag.ErrHelp) {
-		c.usage(stdout, true)
-		return exitSuccess
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
-		c.usage(stderr, false)
-		return exitError
-	}
-	return cmd.run(c, pos)
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	return exitError
 }
 
-// group answers a path that is not a leaf command: the tool itself or
-// "snapshot" (their help), or an unknown command.
-func (c *cli) group(words, rest []string) int {
-	help := len(words) == 0 || (len(words) == 1 && groups[words[0]] != "")
-	if !help {
-		parent, name := cliName, words[0]
-		if len(words) > 1 {
-			parent, name = cliName+" "+words[0], words[1]
-		}
-		fmt.Fprintf(c.stderr, "Error: unknown command %q for %q\nRun '%s --help' for usage.\n", name, parent, parent)
-		return exitError
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:          cliName,
+		Short:        "An administrative command line tool for MetaStore.",
+		SilenceUsage: true,
 	}
-	prefix := ""
-	if len(words) == 1 {
-		prefix = words[0] + " "
-	}
-	fs := flag.NewFlagSet(cliName, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var g globals
-	declareGlobals(fs, &g)
-	h := fs.Bool("help", false, "")
-	fs.BoolVar(h, "h", false, "")
-	if _, err := parseInterspersed(fs, rest); err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(c.stderr, "Error: %v\n", err)
-		return exitError
-	}
-	w := c.stdout
-	fmt.Fprintf(w, "Usage:\n  %s %s[command]\n\nAvailable Commands:\n", cliName, prefix)
-	seen := map[string]bool{}
-	for _, k := range commands() {
-		if !strings.HasPrefix(k.path, prefix) {
-			continue
-		}
-		name, _, sub := strings.Cut(strings.TrimPrefix(k.path, prefix), " ")
-		short := k.short
-		if sub {
-			short = groups[name]
-		}
-		if !seen[name] {
-			seen[name] = true
-			fmt.Fprintf(w, "  %-11s %s\n", name, short)
-		}
-	}
-	fmt.Fprintf(w, "\nFlags:\n  -h, --help   help for %s\n", strings.TrimSpace(cliName+" "+prefix))
-	fmt.Fprintf(w, "\nGlobal Flags:\n%s\n\nUse \"%s %s[command] --help\" for more information about a command.\n", globalUsage, cliName, prefix)
-	return exitSuccess
-}
-
-const globalUsage = `      --timeout duration   time to wait to obtain a file lock on db file, 0 to block indefinitely (default 10s)
-  -w, --write-out string   set the output format (fields, json, simple, table) (default "simple")`
-
-func declareGlobals(fs *flag.FlagSet, g *globals) {
-	fs.StringVar(&g.writeOut, "write-out", "simple", "")
-	fs.StringVar(&g.writeOut, "w", "simple", "")
-	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "")
-}
-
-func (c *cli) flagSet(cmd *command) *flag.FlagSet {
-	fs := flag.NewFlagSet(cliName+" "+cmd.path, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	declareGlobals(fs, &c.g)
-	if cmd.flags != nil {
-		cmd.flags(fs)
-	}
-	return fs
-}
-
-// usage prints a command's help the way cobra lays it out for etcdutl;
-// withLong adds the command's description first (for --help).
-func (c *cli) usage(w io.Writer, withLong bool) {
-	if withLong && c.cmd.long != "" {
-		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(c.cmd.long))
-	}
-	fmt.Fprintf(w, "Usage:\n  %s %s\n\nFlags:\n", cliName, c.cmd.use)
-	var names, usages []string
-	c.fs.VisitAll(func(f *flag.Flag) {
-		if f.Usage == "" {
-			return // globals and aliases
-		}
-		kind, usage := flag.UnquoteUsage(f)
-		if kind == "value" {
-			kind = ""
-		}
-		switch f.DefValue {
-		case "", "0", "false":
-		default:
-			if kind == "string" {
-				usage += fmt.Sprintf(" (default %q)", f.DefValue)
-			} else {
-				usage += fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-		}
-		names = append(names, strings.TrimSpace("      --"+f.Name+" "+kind))
-		usages = append(usages, usage)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetHelpTemplate(`{{.UsageString}}`) // as etcdutl: help is the usage
+	pf := root.PersistentFlags()
+	pf.DurationVar(&c.g.timeout, "timeout", 10*time.Second, "time to wait to obtain a file lock on db file, 0 to block indefinitely")
+	pf.StringVarP(&c.g.writeOut, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
+	_ = root.RegisterFlagCompletionFunc("write-out", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"fields", "json", "protobuf", "simple", "table"}, cobra.ShellCompDirectiveDefault
 	})
-	leaf := c.cmd.path[strings.LastIndex(c.cmd.path, " ")+1:]
-	names = append(names, "-h, --help")
-	usages = append(usages, "help for "+leaf)
-	width := 0
-	for _, n := range names {
-		width = max(width, len(n))
-	}
-	for i, n := range names {
-		indent := "      "
-		if strings.HasPrefix(n, "-h") {
-			indent = "  "
+	parents := map[string]*cobra.Command{}
+	for _, k := range commands() {
+		parent := root
+		if group, _, sub := strings.Cut(k.path, " "); sub {
+			if parents[group] == nil {
+				parents[group] = &cobra.Command{Use: group + " <subcommand>", Short: groups[group]}
+				root.AddCommand(parents[group])
+			}
+			parent = parents[group]
 		}
-		fmt.Fprintf(w, "%s%-*s   %s\n", indent, width, n, usages[i])
+		parent.AddCommand(c.leaf(k, parent))
 	}
-	fmt.Fprintf(w, "\nGlobal Flags:\n%s\n", globalUsage)
+	return root
 }
 
-// parseInterspersed parses flags anywhere among the arguments (as cobra
-// does: `snapshot status FILE -w json`) and returns the positional ones.
-// Unknown flags are reported as cobra reports them.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
-				return nil, fmt.Errorf("unknown flag: --%s", name)
-			}
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil // everything after "--" is positional
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
+// leaf makes k's cobra command.
+func (c *cli) leaf(k *command, parent *cobra.Command) *cobra.Command {
+	use := k.use
+	if parent.HasParent() {
+		use = strings.TrimPrefix(use, parent.Name()+" ")
 	}
+	cc := &cobra.Command{
+		Use: use, Short: k.short, Long: k.long,
+		Run: func(cc *cobra.Command, args []string) {
+			c.cc = cc
+			c.code = k.run(c, args)
+		},
+	}
+	if k.flags != nil {
+		k.flags(cc.Flags())
+	}
+	if k.setup != nil {
+		k.setup(cc)
+	}
+	return cc
 }
 
 // fail prints err as etcdutl does and returns code.

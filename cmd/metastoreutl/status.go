@@ -1,15 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
-	"path/filepath"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -68,48 +62,24 @@ func snapshotStatus(c *cli, args []string) int {
 	if _, err := os.Stat(args[0]); err != nil {
 		return c.fail(exitError, err)
 	}
-	p, code, err := newPrinter(c.g.writeOut)
-	if err != nil {
-		return c.fail(code, err)
+	if err := checkFormat(c.g.writeOut); err != nil {
+		return c.fail(exitBadFeature, err)
 	}
 	st, err := readStatus(args[0])
 	if err != nil {
 		return c.fail(exitError, err)
 	}
-	p(c.stdout, st)
-	return exitSuccess
+	return c.print(st.result())
 }
 
-// readStatus checks the file, unpacks it into a temporary directory and
-// reads the store in it.
-func readStatus(file string) (Status, error) {
-	s, err := openSnapshot(file, false)
-	if err != nil {
-		return Status{}, err
-	}
-	defer s.Close()
-	tmp, err := os.MkdirTemp("", "metastoreutl-status-")
-	if err != nil {
-		return Status{}, err
-	}
-	defer os.RemoveAll(tmp)
-	dir := filepath.Join(tmp, "db")
-	if err := s.unpack(dir, true, nil); err != nil {
-		return Status{}, err
-	}
-	opts := storeactor.PebbleOptions()
-	opts.ReadOnly, opts.ErrorIfNotExists = true, true
-	db, err := pebble.Open(dir, opts)
-	if err != nil {
-		return Status{}, fmt.Errorf("%s: cannot open the database: %w", errIntegrity, err)
-	}
-	defer db.Close()
-	st, err := storeStatus(db)
-	if err != nil {
-		return Status{}, err
-	}
-	st.TotalSize, st.Version = s.size, node.StorageVersion
-	return st, nil
+// readStatus reads the status of the store in a snapshot file.
+func readStatus(file string) (st Status, err error) {
+	err = withSnapshotDB(file, func(db *pebble.DB, size int64) error {
+		st, err = storeStatus(db)
+		st.TotalSize, st.Version = size, node.StorageVersion
+		return err
+	})
+	return st, err
 }
 
 // storeStatus reads hash, revision and key count from a store's DB.
@@ -130,120 +100,14 @@ func storeStatus(db *pebble.DB) (Status, error) {
 	return Status{Hash: h.Hash, Revision: v.Rev, TotalKey: int(resp.Count)}, nil
 }
 
-// Printers, as etcdutl's for DBStatus.
-
-type printer func(w io.Writer, st Status)
-
-func newPrinter(format string) (printer, int, error) {
-	switch format {
-	case "simple":
-		return func(w io.Writer, st Status) {
-			_, rows := statusTable(st)
-			for _, r := range rows {
-				fmt.Fprintln(w, strings.Join(r, ", "))
-			}
-		}, 0, nil
-	case "table":
-		return func(w io.Writer, st Status) {
-			hdr, rows := statusTable(st)
-			printTable(w, hdr, rows)
-		}, 0, nil
-	case "json":
-		return func(w io.Writer, st Status) {
-			b, err := json.Marshal(st)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return
-			}
-			fmt.Fprintln(w, string(b))
-		}, 0, nil
-	case "fields":
-		return func(w io.Writer, st Status) {
-			fmt.Fprintln(w, `"Hash" :`, st.Hash)
-			fmt.Fprintln(w, `"Revision" :`, st.Revision)
-			fmt.Fprintln(w, `"Keys" :`, st.TotalKey)
-			fmt.Fprintln(w, `"Size" :`, st.TotalSize)
-			fmt.Fprintln(w, `"Version" :`, st.Version)
-		}, 0, nil
-	case "protobuf":
-		return nil, exitBadFeature, errors.New("protobuf not supported as output format")
+// result lays st out as etcdutl's printers lay out a DBStatus.
+func (st Status) result() result {
+	return result{
+		header: []string{"hash", "revision", "total keys", "total size", "version"},
+		row: []string{fmt.Sprintf("%x", st.Hash), fmt.Sprint(st.Revision), fmt.Sprint(st.TotalKey),
+			humanBytes(uint64(st.TotalSize)), st.Version},
+		json: st,
+		fields: []field{{"Hash", st.Hash}, {"Revision", st.Revision}, {"Keys", st.TotalKey},
+			{"Size", st.TotalSize}, {"Version", st.Version}},
 	}
-	return nil, exitBadFeature, errors.New("unsupported output format")
-}
-
-func statusTable(st Status) (hdr []string, rows [][]string) {
-	hdr = []string{"hash", "revision", "total keys", "total size", "version"}
-	rows = append(rows, []string{
-		fmt.Sprintf("%x", st.Hash),
-		fmt.Sprint(st.Revision),
-		fmt.Sprint(st.TotalKey),
-		humanBytes(uint64(st.TotalSize)),
-		st.Version,
-	})
-	return hdr, rows
-}
-
-// printTable draws the table etcdutl's tablewriter draws: upper-case
-// centred headers, right-aligned cells, box-drawing borders.
-func printTable(w io.Writer, hdr []string, rows [][]string) {
-	width := make([]int, len(hdr))
-	for i, h := range hdr {
-		width[i] = utf8.RuneCountInString(h)
-	}
-	for _, r := range rows {
-		for i, c := range r {
-			width[i] = max(width[i], utf8.RuneCountInString(c))
-		}
-	}
-	line := func(l, m, r string) {
-		var b strings.Builder
-		b.WriteString(l)
-		for i, n := range width {
-			if i > 0 {
-				b.WriteString(m)
-			}
-			b.WriteString(strings.Repeat("─", n+2))
-		}
-		b.WriteString(r)
-		fmt.Fprintln(w, b.String())
-	}
-	cells := func(cs []string, align func(s string, n int) string) {
-		var b strings.Builder
-		b.WriteString("│")
-		for i, c := range cs {
-			b.WriteString(" " + align(c, width[i]) + " │")
-		}
-		fmt.Fprintln(w, b.String())
-	}
-	center := func(s string, n int) string {
-		pad := n - utf8.RuneCountInString(s)
-		return strings.Repeat(" ", pad/2) + s + strings.Repeat(" ", pad-pad/2)
-	}
-	right := func(s string, n int) string { return strings.Repeat(" ", n-utf8.RuneCountInString(s)) + s }
-	upper := make([]string, len(hdr))
-	for i, h := range hdr {
-		upper[i] = strings.ToUpper(h)
-	}
-	line("┌", "┬", "┐")
-	cells(upper, center)
-	line("├", "┼", "┤")
-	for _, r := range rows {
-		cells(r, right)
-	}
-	line("└", "┴", "┘")
-}
-
-// humanBytes formats n in SI units as go-humanize's Bytes does ("20 kB").
-func humanBytes(n uint64) string {
-	if n < 10 {
-		return fmt.Sprintf("%d B", n)
-	}
-	sizes := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
-	e := math.Floor(math.Log(float64(n)) / math.Log(1000))
-	val := math.Floor(float64(n)/math.Pow(1000, e)*10+0.5) / 10
-	f := "%.0f %s"
-	if val < 10 {
-		f = "%.1f %s"
-	}
-	return fmt.Sprintf(f, val, sizes[int(e)])
 }
