@@ -80,7 +80,7 @@ func v2Settings(keys map[string]any) error {
 }
 
 // fromFile reads the YAML file at path over the defaults, with etcd's
-// rules: keys it does not know are skipped (Unknown lists them, for a
+// rules: keys it does not know are skipped (unknownKeys lists them, for a
 // warning), empty URL lists keep their defaults, and the initial cluster
 // is left to discovery when discovery is configured.
 func (c *Config) fromFile(path string) error {
