@@ -6,6 +6,8 @@
 //	metastoreutl snapshot restore FILE [--data-dir DIR] [--name N]
 //	    [--initial-cluster ...] [--initial-cluster-token ...]
 //	    [--initial-advertise-peer-urls ...] [--skip-hash-check]
+//	metastoreutl snapshot export --to-etcd FILE|DIR OUT
+//	metastoreutl migrate from-etcd FILE|DIR [--data-dir DIR] [restore's flags]
 //	metastoreutl defrag --data-dir DIR
 //	metastoreutl version
 //
@@ -71,10 +73,11 @@ type cli struct {
 
 var groups = map[string]string{
 	"snapshot": "Manages MetaStore node snapshots",
+	"migrate":  "Migrates data from etcd",
 }
 
 func commands() []*command {
-	return []*command{defragCommand(), snapshotRestoreCommand(), snapshotStatusCommand(), versionCommand()}
+	return []*command{defragCommand(), migrateFromEtcdCommand(), snapshotExportCommand(), snapshotRestoreCommand(), snapshotStatusCommand(), versionCommand()}
 }
 
 // globalValueFlags take a value in the next argument (-w json).
@@ -97,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		if len(words) == 0 || (len(words) == 1 && words[0] == "snapshot") {
+		if len(words) == 0 || (len(words) == 1 && groups[words[0]] != "") {
 			words = append(words, a)
 			continue
 		}
