@@ -86,7 +86,10 @@ func TestReadEtcdSnapshot(t *testing.T) {
 		}
 		return nil
 	}))
-	must(t, b.Roles(func(r *authpb.Role) error { roles = append(roles, fmt.Sprintf("%s:%d", r.Name, len(r.KeyPermission))); return nil }))
+	must(t, b.Roles(func(r *authpb.Role) error {
+		roles = append(roles, fmt.Sprintf("%s:%d", r.Name, len(r.KeyPermission)))
+		return nil
+	}))
 	if fmt.Sprint(users) != "[root[root] u1[r1]]" || fmt.Sprint(roles) != "[r1:1]" {
 		t.Fatalf("users %v roles %v", users, roles)
 	}
