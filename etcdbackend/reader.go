@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -66,8 +67,11 @@ func recoverCorrupt(err *error) {
 	}
 }
 
-// view runs fn in a read transaction, with bbolt's panics as errors.
+// view runs fn in a read transaction, with bbolt's panics as errors, and
+// so too its memory faults: a damaged page can point bbolt outside the
+// mapped file.
 func (b *Backend) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
 	return b.db.View(fn)
 }
@@ -149,7 +153,8 @@ func (b *Backend) RevisionSpan() (first, last int64, err error) {
 }
 
 // Versions calls fn with every entry of the key bucket, in revision order,
-// from one read transaction. fn must not keep v: it is reused.
+// from one read transaction. fn must not keep v: it is reused, and its
+// key and value alias the file's mapped memory, valid only during fn.
 func (b *Backend) Versions(fn func(v *Version) error) error {
 	return b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKey).Cursor()
@@ -159,7 +164,7 @@ func (b *Backend) Versions(fn func(v *Version) error) error {
 			if v.Main, v.Sub, v.Tombstone, err = parseRevKey(k); err != nil {
 				return err
 			}
-			if err := proto.Unmarshal(val, v.KV); err != nil {
+			if err := decodeKeyValue(val, v.KV); err != nil {
 				return fmt.Errorf("%w: revision %d.%d: %v", ErrCorrupt, v.Main, v.Sub, err)
 			}
 			if len(v.KV.Key) == 0 {

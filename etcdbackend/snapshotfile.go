@@ -43,7 +43,8 @@ func VerifySnapshot(path string, skipHashCheck bool, progress func(done, total i
 	}
 	n := st.Size() - sha256.Size
 	h := sha256.New()
-	if _, err := io.Copy(h, &countingReader{r: io.LimitReader(f, n), total: n, progress: progress}); err != nil {
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(h, &countingReader{r: io.LimitReader(f, n), total: n, progress: progress}, buf); err != nil {
 		return err
 	}
 	want := make([]byte, sha256.Size)

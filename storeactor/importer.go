@@ -1,24 +1,44 @@
 package storeactor
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// Importer writes into an empty DB the store key space of another MVCC
-// store's state — every version it still holds, its leases, users and
-// roles, its revision and compaction point — as the Store would hold it
-// had it applied the same history and compacted where the source did
-// (`metastoreutl migrate from-etcd`). It streams: versions go to pebble in
-// bounded batches, and the newest-version entries are derived afterwards
-// from pebble, so memory does not grow with the number of keys (only with
-// the number of leases).
+// Importer writes a new store DB holding another MVCC store's state —
+// every version it still has, its leases, users and roles, its revision
+// and compaction point — as the Store would hold it had it applied the
+// same history and compacted where the source did (`metastoreutl migrate
+// from-etcd`).
+//
+// It streams. Versions arrive in revision order and are gathered in
+// chunks of at most importChunkBytes; each chunk is sorted into the
+// store's key order and written as sstables — its history entries, and
+// its versions with each key's newest version of the chunk — which pebble
+// ingests, so no version passes through a memtable. A writer goroutine
+// does that for one chunk while the caller fills the next (two cores:
+// reading the source and writing the tables side by side). A later chunk's
+// newest-version entry shadows an earlier one's (ingested later, it is
+// newer to pebble), so each key's 'l' entry reads as its newest version
+// overall. A last pass over the 'l' entries (small: no values) counts the
+// live keys and attaches them to their leases. Memory is bounded by the
+// two chunks (and the set of lease ids).
 //
 // Invariants of the result, as for a store that applied the history: each
 // version is a 'k' entry; every key with a 'k' entry has an 'l' entry
@@ -27,13 +47,53 @@ import (
 // naming an existing lease are attached to it.
 type Importer struct {
 	db       *pebble.DB
-	b        *pebble.Batch
+	wopts    sstable.WriterOptions
+	dir      string // where chunk tables are written before ingestion
+	dbDir    string
 	histFrom int64
 	leases   map[int64]struct{}
 	last     [2]int64 // main, sub of the last version added
 	live     int64    // see View.LiveBytes
 	stats    ImportStats
-	key, buf []byte
+	b        *pebble.Batch
+	chunk    *importChunk      // being filled
+	work     chan *importChunk // to the writer
+	spare    chan *importChunk // from the writer, emptied
+	written  chan error        // the writer's outcome, once work is closed
+	failed   atomic.Pointer[error]
+	tables   int  // written so far (the writer's)
+	stopped  bool // work is closed and written read
+	closed   bool
+}
+
+// importChunk is the versions gathered since the last ingestion: their
+// 'k' keys and records in arena, in arrival (revision) order.
+type importChunk struct {
+	arena    []byte
+	versions []importVersion
+}
+
+type importVersion struct {
+	key, rec  span // 'k' key and record, in the arena
+	main, sub int64
+	tombstone bool
+	sortKey   [2]uint64 // see sortVersions
+}
+
+type span struct{ off, len int }
+
+// newImportChunk makes a chunk whose arena holds a full chunk and one
+// more version of etcd's largest (1.5 MiB requests) without growing.
+func newImportChunk() *importChunk {
+	return &importChunk{arena: make([]byte, 0, importChunkBytes+2<<20), versions: make([]importVersion, 0, importChunkBytes/512)}
+}
+
+func (c *importChunk) bytes(s span) []byte { return c.arena[s.off : s.off+s.len] }
+
+func (c *importChunk) add(b []byte) span {
+	s := span{len(c.arena), len(b)}
+	c.arena = append(c.arena, b...)
+	return s
 }
 
 // ImportStats counts what an Importer wrote.
@@ -62,41 +122,100 @@ type ImportState struct {
 	AuthRev     uint64 // 0: the default (1)
 }
 
-// ImportOptions are the pebble options for a DB an Importer fills: the
-// store's, without a WAL (Finish flushes; a failed import is discarded
-// whole, so nothing needs replaying).
-func ImportOptions() *pebble.Options {
-	opts := PebbleOptions()
-	opts.DisableWAL = true
-	return opts
-}
+// importChunkBytes bounds the keys and records of one chunk (a variable
+// for tests).
+var importChunkBytes = 64 << 20
 
-// importBatchBytes bounds a batch before it is committed.
+// importBatchBytes bounds a batch of the last pass before it is committed.
 const importBatchBytes = 4 << 20
 
-// NewImporter starts an import into db, which must hold no store keys.
-// Versions at revisions >= historyFrom get history entries (watch
-// events); those below are the newest versions a compaction kept, which
-// the store keeps without history. For a source compacted at C whose
-// physical compaction finished at F (<= C), historyFrom is F (0 if it
-// never compacted): the Store resumes a compaction from F to C as it
-// does after a restart.
-func NewImporter(db *pebble.DB, historyFrom int64) (*Importer, error) {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixAttach}, UpperBound: []byte{prefixAlarm + 1}})
+// NewImporter creates a store DB in dir, which must not hold one, and
+// starts an import into it. Versions at revisions >= historyFrom get
+// history entries (watch events); those below are the newest versions a
+// compaction kept, which the store keeps without history. For a source
+// compacted at C whose physical compaction finished at F (<= C),
+// historyFrom is F (0 if it never compacted): the Store resumes a
+// compaction from F to C as it does after a restart.
+//
+// The DB is written without pebble's WAL and without compactions (Finish
+// flushes it; the member compacts its tables once it runs): a failed
+// import is discarded whole, never resumed.
+func NewImporter(dir string, historyFrom int64) (*Importer, error) {
+	opts := PebbleOptions()
+	opts.ErrorIfExists = true
+	opts.DisableWAL = true
+	opts.DisableAutomaticCompactions = true
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, err
 	}
-	nonEmpty := it.First()
-	if err := it.Close(); err != nil {
-		return nil, err
+	opts = opts.Clone()
+	opts.EnsureDefaults()
+	im := &Importer{
+		db:       db,
+		wopts:    opts.MakeWriterOptions(0, db.FormatMajorVersion().MaxTableFormat()),
+		dir:      filepath.Dir(filepath.Clean(dir)),
+		dbDir:    dir,
+		histFrom: historyFrom,
+		leases:   map[int64]struct{}{},
+		b:        db.NewBatch(),
+		chunk:    newImportChunk(),
+		work:     make(chan *importChunk),
+		spare:    make(chan *importChunk, 1),
+		written:  make(chan error, 1),
 	}
-	if nonEmpty {
-		return nil, fmt.Errorf("storeactor: import into a DB that holds a store")
-	}
-	return &Importer{db: db, b: db.NewBatch(), histFrom: historyFrom, leases: map[int64]struct{}{}}, nil
+	go im.writer()
+	return im, nil
 }
 
-// AddVersion writes one version: kv at kv.ModRevision and sub revision
+// writer ingests the chunks handed to it, in order, until work is closed
+// or one fails (it then drops the rest); the first failure is also
+// published at once, so that the caller stops filling chunks.
+func (im *Importer) writer() {
+	var err error
+	for c := range im.work {
+		if err == nil {
+			if err = im.ingestChunk(c); err != nil {
+				im.failed.Store(&err)
+			}
+		}
+		c.arena, c.versions = c.arena[:0], c.versions[:0]
+		select {
+		case im.spare <- c:
+		default:
+		}
+	}
+	im.written <- err
+}
+
+// handOff gives the chunk being filled to the writer and starts another.
+func (im *Importer) handOff() error {
+	if p := im.failed.Load(); p != nil {
+		return *p
+	}
+	if len(im.chunk.versions) == 0 {
+		return nil
+	}
+	im.work <- im.chunk
+	select {
+	case im.chunk = <-im.spare:
+	default:
+		im.chunk = newImportChunk()
+	}
+	return nil
+}
+
+// stop waits for the writer to finish what it was given.
+func (im *Importer) stop() error {
+	if im.stopped {
+		return nil
+	}
+	im.stopped = true
+	close(im.work)
+	return <-im.written
+}
+
+// AddVersion adds one version: kv at kv.ModRevision and sub revision
 // sub, or, with tombstone, the deletion of kv.Key there (kv's other
 // fields are then ignored). Versions must come in revision order.
 func (im *Importer) AddVersion(kv *mvccpb.KeyValue, sub int64, tombstone bool) error {
@@ -113,27 +232,247 @@ func (im *Importer) AddVersion(kv *mvccpb.KeyValue, sub int64, tombstone bool) e
 	if !tombstone {
 		rec.create, rec.version, rec.lease, rec.value = kv.CreateRevision, kv.Version, kv.Lease, kv.Value
 	}
-	im.buf = rec.append(im.buf[:0])
-	im.key = versionKey(im.key[:0], kv.Key, main)
-	if err := im.set(im.key, im.buf); err != nil {
-		return err
+	c := im.chunk
+	v := importVersion{main: main, sub: sub, tombstone: tombstone}
+	start := len(c.arena)
+	c.arena = versionKey(c.arena, kv.Key, main)
+	v.key = span{start, len(c.arena) - start}
+	start = len(c.arena)
+	c.arena = rec.append(c.arena)
+	v.rec = span{start, len(c.arena) - start}
+	c.versions = append(c.versions, v)
+	im.live += int64(v.key.len + v.rec.len)
+	if main >= im.histFrom {
+		im.live += int64(17 + 1 + len(kv.Key)) // its history entry
 	}
-	im.live += int64(len(im.key) + len(im.buf))
 	im.stats.Versions++
 	if tombstone {
 		im.stats.Tombstones++
 	}
-	if main < im.histFrom {
+	if len(c.arena) < importChunkBytes {
 		return nil
 	}
-	flag := byte(0)
-	if tombstone {
-		flag = flagTombstone
+	return im.handOff()
+}
+
+// ingestChunk writes the chunk as three tables — its history entries in
+// revision order, its versions in key order, and each key's newest
+// version of the chunk — and has pebble ingest them together (their
+// spans, 'h', 'k' and 'l', do not overlap).
+func (im *Importer) ingestChunk(c *importChunk) error {
+	var paths []string
+	defer func() {
+		for _, p := range paths {
+			_ = os.Remove(p)
+		}
+	}()
+	hist, err := im.newTable()
+	if err != nil {
+		return err
 	}
-	im.buf = append(append(im.buf[:0], flag), kv.Key...)
-	im.key = historyKey(im.key[:0], main, sub)
-	im.live += int64(len(im.key) + len(im.buf))
-	return im.set(im.key, im.buf)
+	paths = append(paths, hist.path)
+	n, err := im.writeHistory(c, hist.w)
+	if err = errors.Join(err, hist.w.Close()); err != nil {
+		return err
+	}
+	if n == 0 {
+		paths = paths[:0] // all below the history floor
+	}
+	versions, err := im.newTable()
+	if err != nil {
+		return err
+	}
+	paths = append(paths, versions.path)
+	latest, err := im.newTable()
+	if err != nil {
+		versions.w.Close()
+		return err
+	}
+	paths = append(paths, latest.path)
+	err = im.writeVersions(c, versions.w, latest.w)
+	if err = errors.Join(err, versions.w.Close(), latest.w.Close()); err != nil {
+		return err
+	}
+	if err := im.db.Ingest(context.Background(), paths); err != nil {
+		return fmt.Errorf("storeactor: import: ingest: %w", err)
+	}
+	return nil
+}
+
+type importTable struct {
+	path string
+	w    *sstable.Writer
+}
+
+// newTable creates the next chunk table's file and writer.
+func (im *Importer) newTable() (importTable, error) {
+	im.tables++
+	path := filepath.Join(im.dir, fmt.Sprintf("import-%06d.sst", im.tables))
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return importTable{}, err
+	}
+	return importTable{path, sstable.NewWriter(objstorageprovider.NewFileWritable(newUnsyncedFile(f)), im.wopts)}, nil
+}
+
+// unsyncedFile buffers a table's writes in large blocks (pebble's writer
+// hands its file 4 KiB at a time) and does not sync it: Finish syncs
+// every table of the DB once the import is done (syncTables), so the
+// kernel writes them back meanwhile instead of the writer waiting for
+// each. Until then a crash loses them, and the import with them: a failed
+// import is discarded whole.
+type unsyncedFile struct {
+	vfs.File
+	bw *bufio.Writer
+}
+
+func newUnsyncedFile(f vfs.File) *unsyncedFile {
+	return &unsyncedFile{File: f, bw: bufio.NewWriterSize(f, 1<<20)}
+}
+
+func (f *unsyncedFile) Write(p []byte) (int, error) { return f.bw.Write(p) }
+func (f *unsyncedFile) Sync() error                 { return f.bw.Flush() }
+func (f *unsyncedFile) Close() error                { return errors.Join(f.bw.Flush(), f.File.Close()) }
+
+// syncTables syncs every table file of the DB in dir.
+func syncTables(dir string) error {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range names {
+		if filepath.Ext(e.Name()) != ".sst" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeHistory writes the chunk's history entries ('h' main sub -> flag
+// + key): the chunk is in revision order, which is theirs.
+func (im *Importer) writeHistory(c *importChunk, w *sstable.Writer) (int, error) {
+	var key, val []byte
+	n := 0
+	for _, v := range c.versions {
+		if v.main < im.histFrom {
+			continue
+		}
+		flag := byte(0)
+		if v.tombstone {
+			flag = flagTombstone
+		}
+		k := c.bytes(v.key)
+		key = historyKey(key[:0], v.main, v.sub)
+		val = append(append(val[:0], flag), decodeUserKey(k[1:len(k)-8])...)
+		if err := w.Set(key, val); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// writeVersions writes the chunk's 'k' entries in key order to versions
+// and, to latest, an 'l' entry for each key: its newest version in the
+// chunk, the first of its key in that order. Two versions of a key at
+// one main revision (a txn that deleted a range and put a key in it)
+// share a 'k' key: the later one (higher sub) is kept, as the Store keeps
+// it.
+func (im *Importer) writeVersions(c *importChunk, versions, latest *sstable.Writer) error {
+	order := c.sortVersions()
+	var lkey, lval []byte
+	newKey := true // order[i] is the first of its key
+	for i, o := range order {
+		v := &c.versions[o]
+		k := c.bytes(v.key)
+		p := k[:len(k)-8] // 'k' enc(key)
+		sameKeyNext := false
+		if i+1 < len(order) {
+			next := c.bytes(c.versions[order[i+1]].key)
+			sameKeyNext = bytes.Equal(p, next[:len(next)-8])
+		}
+		if sameKeyNext && c.versions[order[i+1]].main == v.main {
+			continue // the next is the later version at this revision
+		}
+		if err := versions.Set(k, c.bytes(v.rec)); err != nil {
+			return err
+		}
+		if newKey {
+			rec, err := decodeRecord(c.bytes(v.rec))
+			if err != nil {
+				return err
+			}
+			lkey = append(append(lkey[:0], prefixLatest), p[1:]...)
+			lval = appendLatest(lval[:0], v.main, &rec)
+			if err := latest.Set(lkey, lval); err != nil {
+				return err
+			}
+		}
+		newKey = !sameKeyNext
+	}
+	return nil
+}
+
+// sortVersions returns the chunk's versions in 'k' key order (equal keys
+// in arrival order). Keys share long prefixes ("/registry/pods/..."), so
+// each version first gets, as two integers, the 16 bytes of its key after
+// the prefix every key of the chunk shares (zero-padded): most
+// comparisons end there, the others compare whole keys. Zero padding
+// keeps the order: a key that is a prefix of another ties with it or
+// sorts first.
+func (c *importChunk) sortVersions() []int32 {
+	first := c.bytes(c.versions[0].key)
+	common := len(first)
+	for _, v := range c.versions[1:] {
+		k := c.bytes(v.key)
+		n := min(common, len(k))
+		i := 0
+		for i < n && k[i] == first[i] {
+			i++
+		}
+		common = i
+	}
+	var pad [16]byte
+	for i := range c.versions {
+		v := &c.versions[i]
+		k := c.bytes(v.key)[common:]
+		b := pad[:0]
+		if len(k) < 16 {
+			b = append(append(b, k...), make([]byte, 16-len(k))...)
+		} else {
+			b = k[:16]
+		}
+		v.sortKey = [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])}
+	}
+	order := make([]int32, len(c.versions))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int {
+		va, vb := &c.versions[a], &c.versions[b]
+		switch {
+		case va.sortKey[0] != vb.sortKey[0]:
+			return cmpU64(va.sortKey[0], vb.sortKey[0])
+		case va.sortKey[1] != vb.sortKey[1]:
+			return cmpU64(va.sortKey[1], vb.sortKey[1])
+		}
+		return bytes.Compare(c.bytes(va.key), c.bytes(vb.key))
+	})
+	return order
+}
+
+func cmpU64(a, b uint64) int {
+	if a < b {
+		return -1
+	}
+	return 1
 }
 
 // AddLease writes a lease granted for ttl seconds.
@@ -190,27 +529,30 @@ func (im *Importer) commit() error {
 	return nil
 }
 
-// Finish derives each key's newest-version entry and lease attachment
-// from the versions written, records st, and flushes the DB. progress,
-// if set, is told how many versions it has gone through.
-func (im *Importer) Finish(st ImportState, progress func(done int64)) (ImportStats, error) {
-	if err := im.commit(); err != nil {
+// Finish ingests the last chunk, attaches live keys to their leases,
+// records st, has extra (if set) write what the DB holds besides the
+// store (a new member's raft state and identity), and flushes the DB,
+// which stays open until Close. progress, if set, is told how many keys
+// the last pass has gone through.
+func (im *Importer) Finish(st ImportState, progress func(keys int64), extra func(b *pebble.Batch) error) (ImportStats, error) {
+	if err := errors.Join(im.handOff(), im.stop()); err != nil {
 		return im.stats, err
 	}
-	if err := im.deriveLatest(progress); err != nil {
+	if err := im.attach(progress); err != nil {
 		return im.stats, err
 	}
 	var applied [16]byte
 	binary.BigEndian.PutUint64(applied[:8], st.Applied)
 	binary.BigEndian.PutUint64(applied[8:], st.AppliedTerm)
+	enabled := []byte{0}
+	if st.AuthEnabled {
+		enabled[0] = 1
+	}
 	sets := [][2][]byte{
 		{metaRev, binary.BigEndian.AppendUint64(nil, uint64(max(st.Rev, 1)))},
 		{metaApplied, applied[:]},
 		{metaLive, binary.BigEndian.AppendUint64(nil, uint64(im.live))},
-		{metaAuthEnabled, []byte{0}},
-	}
-	if st.AuthEnabled {
-		sets[3][1] = []byte{1}
+		{metaAuthEnabled, enabled},
 	}
 	if st.AuthRev > 0 {
 		sets = append(sets, [2][]byte{metaAuthRev, binary.BigEndian.AppendUint64(nil, st.AuthRev)})
@@ -229,38 +571,40 @@ func (im *Importer) Finish(st ImportState, progress func(done int64)) (ImportSta
 	if err := im.commit(); err != nil {
 		return im.stats, err
 	}
+	if extra != nil {
+		if err := extra(im.b); err != nil {
+			return im.stats, err
+		}
+		if err := im.commit(); err != nil {
+			return im.stats, err
+		}
+	}
+	if err := syncTables(im.dbDir); err != nil {
+		return im.stats, err
+	}
 	return im.stats, im.db.Flush()
 }
 
-// deriveLatest walks the versions written — each key's newest first — and
-// writes each key's 'l' entry and, for a live newest version, its lease
-// attachment.
-func (im *Importer) deriveLatest(progress func(done int64)) error {
-	it, err := im.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+// attach walks the newest-version entries, counting the live keys and
+// attaching those that name an existing lease to it.
+func (im *Importer) attach(progress func(keys int64)) error {
+	it, err := im.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLatest}, UpperBound: latestSpaceUpper})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	var prev []byte
-	var done int64
+	var n int64
+	var key []byte
 	for ok := it.First(); ok; ok = it.Next() {
-		done++
-		if progress != nil && done%4096 == 0 {
-			progress(done)
+		if n++; progress != nil && n%4096 == 0 {
+			progress(n)
 		}
-		p, main := splitVersionKey(it.Key())
-		if bytes.Equal(p, prev) {
-			continue // an older version
+		v := it.Value()
+		if len(v) < 9 {
+			return fmt.Errorf("storeactor: import: newest version of %q: %w", decodeUserKey(it.Key()[1:]), errCorruptRecord)
 		}
-		prev = append(prev[:0], p...)
-		rec, err := decodeRecord(it.Value())
+		rec, err := decodeRecord(v[8:])
 		if err != nil {
-			return fmt.Errorf("storeactor: import: version %d of %q: %w", main, decodeUserKey(p[1:]), err)
-		}
-		key := decodeUserKey(p[1:])
-		im.buf = appendLatest(im.buf[:0], main, &rec)
-		im.key = latestKey(im.key[:0], key)
-		if err := im.set(im.key, im.buf); err != nil {
 			return err
 		}
 		if rec.tombstone {
@@ -275,13 +619,24 @@ func (im *Importer) deriveLatest(progress func(done int64)) error {
 			continue
 		}
 		im.stats.Attached++
-		im.key = appendEncodedKey(append(im.key[:0], attachPrefix(rec.lease)...), key)
-		if err := im.set(im.key, nil); err != nil {
+		key = append(append(key[:0], attachPrefix(rec.lease)...), it.Key()[1:]...)
+		if err := im.set(key, nil); err != nil {
 			return err
 		}
 	}
 	if progress != nil {
-		progress(done)
+		progress(n)
 	}
 	return it.Error()
+}
+
+// Close closes the DB (again: nothing); after a failed import, the caller
+// removes it.
+func (im *Importer) Close() error {
+	if im.closed {
+		return nil
+	}
+	im.closed = true
+	_ = im.stop() // a failed import's writer error is already known
+	return errors.Join(im.b.Close(), im.db.Close())
 }

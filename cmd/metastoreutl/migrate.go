@@ -20,6 +20,7 @@ import (
 
 	"github.com/metastore/metastore/etcdbackend"
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -134,14 +135,14 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 	if err != nil {
 		return sum, err
 	}
-	b, err := openEtcdSource(src, f.skipHashCheck, bar)
+	b, verified, err := openEtcdSource(src, f.skipHashCheck)
 	if err != nil {
 		return sum, err
 	}
 	defer b.Close()
 	meta, err := b.Meta()
 	if err != nil {
-		return sum, err
+		return sum, errors.Join(verified(), err)
 	}
 	lg.Info("migrating etcd data", zap.String("path", src), zap.String("data-dir", sum.dataDir),
 		zap.String("storage-version", meta.StorageVersion), zap.Uint64("consistent-index", meta.ConsistentIndex),
@@ -149,32 +150,29 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 
 	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(sum.dataDir)), "."+filepath.Base(sum.dataDir)+".migrating-")
 	if err != nil {
-		return sum, err
+		return sum, errors.Join(verified(), err)
 	}
 	// Whatever happens, the temporary dir goes: once the member dir is
 	// renamed out of it, it is empty.
 	defer os.RemoveAll(tmp)
 	member := filepath.Join(tmp, "member")
-	if err := os.Mkdir(member, 0o700); err != nil {
-		return sum, err
-	}
-	if err := writeSynced(filepath.Join(member, node.MigratingMarker)); err != nil {
-		return sum, err
-	}
 	dbDir := filepath.Join(member, "pebble")
-	db, err := pebble.Open(dbDir, storeactor.ImportOptions())
-	if err != nil {
-		return sum, err
+	err = os.Mkdir(member, 0o700)
+	if err == nil {
+		err = writeSynced(filepath.Join(member, node.MigratingMarker))
 	}
-	sum.stats, sum.state, err = importEtcd(ctx, lg, bar, b, meta, db)
-	if err = errors.Join(err, db.Close()); err != nil {
+	if err == nil {
+		sum.stats, sum.state, err = importEtcd(ctx, lg, bar, b, meta, dbDir, sum.id)
+	}
+	// A damaged file is reported as such, whatever the import made of it.
+	if verr := verified(); verr != nil {
+		return sum, verr
+	}
+	if err != nil {
 		return sum, err
 	}
 	// The new cluster's raft state, identity and members, as a restore
 	// writes them (with pebble's WAL, which the import went without).
-	if _, err := rewriteRestored(dbDir, sum.id); err != nil {
-		return sum, err
-	}
 	if err := installMember(member, sum.dataDir, existed); err != nil {
 		return sum, err
 	}
@@ -189,32 +187,46 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 	return sum, nil
 }
 
-// openEtcdSource opens the backend of an etcd snapshot file, checked as
-// etcdutl checks it, or of a stopped member's data dir (which has no
-// checksum; a running member's lock is refused).
-func openEtcdSource(src string, skipHashCheck bool, bar *progressBar) (*etcdbackend.Backend, error) {
+// openEtcdSource opens the backend of an etcd snapshot file or of a
+// stopped member's data dir (which has no checksum; a running member's
+// lock is refused). A snapshot file's checksum is checked as etcdutl
+// checks it, while the caller reads the backend (both read the file from
+// beginning to end: on two cores, side by side); verified waits for the
+// outcome, which the caller must have before it trusts what it read.
+func openEtcdSource(src string, skipHashCheck bool) (b *etcdbackend.Backend, verified func() error, err error) {
 	st, err := os.Stat(src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if st.IsDir() {
 		db := filepath.Join(src, "member", "snap", "db")
 		if _, err := os.Stat(db); err != nil {
-			return nil, fmt.Errorf("%s is not an etcd data dir: %w", src, err)
+			return nil, nil, fmt.Errorf("%s is not an etcd data dir: %w", src, err)
 		}
-		return etcdbackend.Open(db, time.Second)
+		b, err := etcdbackend.Open(db, time.Second)
+		return b, func() error { return nil }, err
 	}
-	bar.start("verifying", "bytes")
-	err = etcdbackend.VerifySnapshot(src, skipHashCheck, bar.set)
-	bar.done()
+	done := make(chan error, 1)
+	go func() { done <- etcdbackend.VerifySnapshot(src, skipHashCheck, nil) }()
+	var verr error
+	var waited bool
+	verified = func() error {
+		if !waited {
+			verr, waited = <-done, true
+		}
+		return verr
+	}
+	b, err = etcdbackend.Open(src, time.Second)
 	if err != nil {
-		return nil, err
+		if verr := verified(); verr != nil {
+			return nil, nil, verr
+		}
+		if errors.Is(err, etcdbackend.ErrCorrupt) && isTarArchive(src) {
+			return nil, nil, fmt.Errorf("%s is a MetaStore snapshot, not etcd's: use 'metastoreutl snapshot restore'", src)
+		}
+		return nil, nil, err
 	}
-	b, err := etcdbackend.Open(src, time.Second)
-	if errors.Is(err, etcdbackend.ErrCorrupt) && isTarArchive(src) {
-		return nil, fmt.Errorf("%s is a MetaStore snapshot, not etcd's: use 'metastoreutl snapshot restore'", src)
-	}
-	return b, err
+	return b, verified, nil
 }
 
 // isTarArchive reports whether the file starts with a USTAR header, as
@@ -230,9 +242,9 @@ func isTarArchive(path string) bool {
 	return err == nil && string(magic) == "ustar"
 }
 
-// importEtcd copies the backend's state into db and returns what it wrote
-// and the store state it recorded.
-func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdbackend.Backend, meta etcdbackend.Meta, db *pebble.DB) (storeactor.ImportStats, storeactor.ImportState, error) {
+// importEtcd copies the backend's state into a new store DB in dbDir and
+// returns what it wrote and the store state it recorded.
+func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdbackend.Backend, meta etcdbackend.Meta, dbDir string, id node.Identity) (storeactor.ImportStats, storeactor.ImportState, error) {
 	st := storeactor.ImportState{
 		CompactRev:  meta.CompactRevision(),
 		CompactDone: meta.FinishedCompact,
@@ -251,10 +263,27 @@ func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdba
 	// Versions below the finished compaction are the newest of their keys
 	// that it kept: history (watch events) starts there, as it does in a
 	// store that compacted there itself.
-	im, err := storeactor.NewImporter(db, max(meta.FinishedCompact, 0))
+	im, err := storeactor.NewImporter(dbDir, max(meta.FinishedCompact, 0))
 	if err != nil {
 		return storeactor.ImportStats{}, st, err
 	}
+	// The new cluster's raft state (starting after the store's applied
+	// index), identity and members: what a restore writes.
+	newMember := func(b *pebble.Batch) error {
+		if err := raftactor.WriteRestoredState(b, st.Applied, st.AppliedTerm, id.Voters); err != nil {
+			return err
+		}
+		if err := node.WriteIdentity(b, id); err != nil {
+			return err
+		}
+		return storeactor.WriteMembers(b, id.Members)
+	}
+	stats, err := copyEtcd(ctx, lg, bar, b, im, st, first, last, newMember)
+	return stats, st, errors.Join(err, im.Close())
+}
+
+func copyEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdbackend.Backend, im *storeactor.Importer,
+	st storeactor.ImportState, first, last int64, newMember func(*pebble.Batch) error) (storeactor.ImportStats, error) {
 	checkpointed := 0
 	if err := b.Leases(func(l *leasepb.Lease) error {
 		if l.RemainingTTL > 0 {
@@ -262,20 +291,20 @@ func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdba
 		}
 		return im.AddLease(l.ID, l.TTL)
 	}); err != nil {
-		return storeactor.ImportStats{}, st, err
+		return storeactor.ImportStats{}, err
 	}
 	if checkpointed > 0 {
 		lg.Warn("leases with a checkpointed remaining TTL start with their whole TTL", zap.Int("leases", checkpointed))
 	}
 	if err := b.Users(func(u *authpb.User) error { return im.AddUser(u) }); err != nil {
-		return storeactor.ImportStats{}, st, err
+		return storeactor.ImportStats{}, err
 	}
 	if err := b.Roles(func(r *authpb.Role) error { return im.AddRole(r) }); err != nil {
-		return storeactor.ImportStats{}, st, err
+		return storeactor.ImportStats{}, err
 	}
 	bar.start("copying versions", "revisions")
 	var versions int64
-	err = b.Versions(func(v *etcdbackend.Version) error {
+	err := b.Versions(func(v *etcdbackend.Version) error {
 		if versions++; versions%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -287,15 +316,15 @@ func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdba
 	bar.set(last-first+1, last-first+1)
 	bar.done()
 	if err != nil {
-		return storeactor.ImportStats{}, st, err
+		return storeactor.ImportStats{}, err
 	}
-	bar.start("indexing keys", "versions")
-	stats, err := im.Finish(st, func(done int64) { bar.set(done, versions) })
+	bar.start("indexing keys", "keys")
+	stats, err := im.Finish(st, func(keys int64) { bar.set(keys, 0) }, newMember)
 	bar.done()
 	if err == nil && stats.Unattached > 0 {
 		lg.Warn("keys name a lease that does not exist; left unattached, as etcd leaves them", zap.Int64("keys", stats.Unattached))
 	}
-	return stats, st, err
+	return stats, err
 }
 
 // installMember moves the complete member dir into dataDir (made if it did
