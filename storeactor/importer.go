@@ -370,7 +370,7 @@ func (im *Importer) writeHistory(c *importChunk, w *sstable.Writer) (int, error)
 		}
 		k := c.bytes(v.key)
 		key = historyKey(key[:0], v.main, v.sub)
-		val = append(append(val[:0], flag), decodeUserKey(k[1:len(k)-8])...)
+		val = appendDecodedKey(append(val[:0], flag), k[1:len(k)-8])
 		if err := w.Set(key, val); err != nil {
 			return n, err
 		}
