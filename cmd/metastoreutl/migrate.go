@@ -171,8 +171,6 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 	if err != nil {
 		return sum, err
 	}
-	// The new cluster's raft state, identity and members, as a restore
-	// writes them (with pebble's WAL, which the import went without).
 	if err := installMember(member, sum.dataDir, existed); err != nil {
 		return sum, err
 	}
@@ -343,6 +341,9 @@ func installMember(member, dataDir string, existed bool) error {
 		}
 	}
 	if err := os.Rename(member, filepath.Join(dataDir, "member")); err != nil {
+		if !existed {
+			_ = os.Remove(dataDir)
+		}
 		return err
 	}
 	if err := syncPath(dataDir); err != nil {
