@@ -67,8 +67,12 @@ type exportSummary struct {
 }
 
 func (s exportSummary) print(w io.Writer) {
-	fmt.Fprintf(w, "Exported %d versions, %d leases, %d users, %d roles at revision %d (compacted at %d) to %s in %v\n",
-		s.versions, s.leases, s.users, s.roles, s.rev, s.compactRev, s.out, s.took.Round(time.Millisecond))
+	auth := "off"
+	if s.authEnabled {
+		auth = "on"
+	}
+	fmt.Fprintf(w, "Exported %d versions, %d leases, %d users, %d roles (auth %s) at revision %d (compacted at %d) to %s in %v\n",
+		s.versions, s.leases, s.users, s.roles, auth, s.rev, s.compactRev, s.out, s.took.Round(time.Millisecond))
 }
 
 func exportToEtcd(lg *zap.Logger, bar *progressBar, src, out string) (exportSummary, error) {
