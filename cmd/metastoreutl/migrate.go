@@ -144,6 +144,11 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 	if err != nil {
 		return sum, errors.Join(verified(), err)
 	}
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		if err := checkEtcdWAL(lg, src, meta.ConsistentIndex); err != nil {
+			return sum, err
+		}
+	}
 	lg.Info("migrating etcd data", zap.String("path", src), zap.String("data-dir", sum.dataDir),
 		zap.String("storage-version", meta.StorageVersion), zap.Uint64("consistent-index", meta.ConsistentIndex),
 		zap.Int64("scheduled-compact-revision", meta.ScheduledCompact), zap.Int64("finished-compact-revision", meta.FinishedCompact))
