@@ -20,6 +20,8 @@ type progressBar struct {
 	unit  string
 	last  time.Time
 	drawn bool
+	cur   int64 // the last count set, and its total
+	total int64
 }
 
 const (
@@ -50,11 +52,17 @@ func (p *progressBar) set(done, total int64) {
 	if p.w == nil {
 		return
 	}
+	p.cur, p.total = done, total
 	now := time.Now()
 	if now.Sub(p.last) < progressRedraw && (total <= 0 || done < total) {
 		return
 	}
 	p.last = now
+	p.draw()
+}
+
+func (p *progressBar) draw() {
+	done, total := p.cur, p.total
 	if total <= 0 { // unknown: a count alone
 		fmt.Fprintf(p.w, "\r%-18s %d %s\x1b[K", p.phase, done, p.unit)
 		p.drawn = true
@@ -70,6 +78,7 @@ func (p *progressBar) set(done, total int64) {
 // done ends the line, so that what is printed next starts on its own.
 func (p *progressBar) done() {
 	if p.w != nil && p.drawn {
+		p.draw() // the last count, which set may have skipped
 		fmt.Fprintln(p.w)
 		p.drawn = false
 	}
