@@ -11,6 +11,8 @@
 #                 kill / pause / partition of a 3-member cluster (e2e/faults/)
 #   make cluster - a local 3-member cluster (scripts/cluster.sh)
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
+#   make bench-migrate - metastoreutl migrate from-etcd vs etcdutl snapshot
+#                 restore of a ~1 GiB etcd snapshot
 
 GO      ?= go
 REF_BIN := .ref/bin
@@ -96,6 +98,14 @@ cluster: build
 # range and leader failover (BENCH_SCALE, BENCH_ROUNDS, BENCH_OUT, ... as bench).
 bench-cluster: build ref
 	bash scripts/bench-cluster.sh
+
+# metastoreutl migrate from-etcd vs etcdutl snapshot restore of the same
+# ~1 GiB etcd snapshot (2M keys), then each server's start on the result
+# (cmd/metastoreutl/migrate_bench_test.go; MIGRATE_BENCH_KEYS and
+# MIGRATE_BENCH_VALUE scale it, MIGRATE_BENCH_DIR places its ~4 GiB of files).
+.PHONY: bench-migrate
+bench-migrate: build ref
+	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_BENCH_MIGRATE=1 $(GO) test -count=1 -timeout 60m -v -run TestBenchMigrate ./cmd/metastoreutl
 
 clean:
 	rm -rf bin .ref/bin

@@ -37,6 +37,12 @@ const (
 	markerName = "metastore-wal.json"
 )
 
+// MigratingMarker is a file under <data-dir>/member while `metastoreutl
+// migrate from-etcd` writes the data dir (in a temporary dir, renamed into
+// place once complete): a member never starts on a dir that holds one,
+// whether the migration still runs or was interrupted.
+const MigratingMarker = "migrating"
+
 // formatRecord is <data-dir>/member/metastore.json.
 type formatRecord struct {
 	Format int `json:"format"`
@@ -78,6 +84,12 @@ func inspectDataDir(fs vfs.FS, dataDir, walDir string) (dataDirLayout, error) {
 			return l, fmt.Errorf("--wal-dir %q: %w", walDir, err)
 		}
 		l.walDir = abs
+	}
+	if migrating, err := exists(fs, filepath.Join(l.memberDir, MigratingMarker)); err != nil {
+		return l, fmt.Errorf("data dir %q: %w", dataDir, err)
+	} else if migrating {
+		return l, fmt.Errorf("data dir %q is being written by `metastoreutl migrate from-etcd`, or its migration was interrupted (it holds %s): "+
+			"wait for the migration to finish, or remove the dir and migrate again", dataDir, filepath.Join(l.memberDir, MigratingMarker))
 	}
 	rec, found, err := readJSON[formatRecord](fs, filepath.Join(l.memberDir, recordName))
 	if err != nil {

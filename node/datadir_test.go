@@ -46,6 +46,23 @@ func TestStartRefusesEtcdDataDir(t *testing.T) {
 	}
 }
 
+// A data dir that metastoreutl is migrating into, or whose migration was
+// interrupted, holds the migration marker: a member refuses it, untouched,
+// even with a complete-looking DB beside the marker.
+func TestStartRefusesDataDirBeingMigrated(t *testing.T) {
+	fs := vfs.NewMem()
+	writeFile(t, fs, loneDir+"/member/"+node.MigratingMarker, "")
+	writeFile(t, fs, loneDir+"/member/pebble/MANIFEST-000001", "half-written")
+	before := tree(t, fs, "/")
+	err := startErr(loneFSConfig(fs))
+	if err == nil || !strings.Contains(err.Error(), "metastoreutl migrate from-etcd") || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("start on a data dir being migrated: %v", err)
+	}
+	if after := tree(t, fs, "/"); !slices.Equal(before, after) {
+		t.Fatalf("the refused start changed the files: before %v, after %v", before, after)
+	}
+}
+
 // A data dir written by a newer MetaStore (a greater format version) is
 // refused, untouched.
 func TestStartRefusesNewerFormat(t *testing.T) {

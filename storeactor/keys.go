@@ -75,14 +75,18 @@ func appendEncodedKey(dst, key []byte) []byte {
 // decodeUserKey reverses appendEncodedKey on enc (terminator included) and
 // returns the user key. It allocates: callers keep the result.
 func decodeUserKey(enc []byte) []byte {
-	out := make([]byte, 0, len(enc)-2)
+	return appendDecodedKey(make([]byte, 0, len(enc)-2), enc)
+}
+
+// appendDecodedKey appends the user key enc encodes (terminator included).
+func appendDecodedKey(dst, enc []byte) []byte {
 	for i := 0; i < len(enc)-2; i++ {
-		out = append(out, enc[i])
+		dst = append(dst, enc[i])
 		if enc[i] == 0 {
 			i++ // skip the 0xFF escape
 		}
 	}
-	return out
+	return dst
 }
 
 // growForKey makes room in dst for an encoded key of len(key) bytes (no

@@ -125,11 +125,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	tw.key = versionKey(tw.key[:0], key, main)
 	must(tw.w.Set(tw.key, tw.buf, nil))
 	tw.live += int64(len(tw.key) + len(tw.buf))
-	// The newest-version entry holds the record without its value (see
-	// record): the value is written once, in 'k'.
-	lrec := *rec
-	lrec.value, lrec.valueInK = nil, !rec.tombstone
-	tw.buf = lrec.append(binary.BigEndian.AppendUint64(tw.buf[:0], uint64(main)))
+	tw.buf = appendLatest(tw.buf[:0], main, rec)
 	tw.key = latestKey(tw.key[:0], key)
 	must(tw.w.Set(tw.key, tw.buf, nil))
 	if tw.written != nil {
@@ -211,4 +207,13 @@ func mkGteRange(end []byte) []byte {
 		return []byte{}
 	}
 	return end
+}
+
+// appendLatest appends key's newest-version ('l') entry for its version
+// rec at main: main, then the record without its value (see record): the
+// value is written once, in 'k'.
+func appendLatest(dst []byte, main int64, rec *record) []byte {
+	lrec := *rec
+	lrec.value, lrec.valueInK = nil, !rec.tombstone
+	return lrec.append(binary.BigEndian.AppendUint64(dst, uint64(main)))
 }

@@ -24,7 +24,8 @@ func TestCompletionScripts(t *testing.T) {
 		args []string
 		want string // completions, then cobra's directive
 	}{
-		{[]string{"snapshot", ""}, "restore\nstatus\n:4\n"},
+		{[]string{"snapshot", ""}, "export\nrestore\nstatus\n:4\n"},
+		{[]string{"migrate", ""}, "from-etcd\n:4\n"},
 		{[]string{"completion", ""}, "bash\nzsh\nfish\npowershell\n:4\n"},
 		{[]string{"-w", ""}, "fields\njson\nprotobuf\nsimple\ntable\n:0\n"},
 		{[]string{"snapshot", "restore", "--data-dir", ""}, ":16\n"}, // directories

@@ -7,6 +7,8 @@
 //	    [--initial-cluster ...] [--initial-cluster-token ...]
 //	    [--initial-advertise-peer-urls ...] [--skip-hash-check]
 //	    [--bump-revision N --mark-compacted]
+//	metastoreutl snapshot export --to-etcd FILE|DIR OUT
+//	metastoreutl migrate from-etcd FILE|DIR [--data-dir DIR] [restore's flags]
 //	metastoreutl hashkv DATA-DIR|FILE [--rev R]
 //	metastoreutl defrag --data-dir DIR
 //	metastoreutl completion bash|zsh|fish|powershell
@@ -92,11 +94,12 @@ type cli struct {
 
 var groups = map[string]string{
 	"snapshot": "Manages MetaStore node snapshots",
+	"migrate":  "Moves etcd's data into MetaStore, with every revision",
 }
 
 func commands() []*command {
-	return []*command{completionCommand(), defragCommand(), hashKVCommand(), snapshotRestoreCommand(),
-		snapshotStatusCommand(), versionCommand()}
+	return []*command{completionCommand(), defragCommand(), hashKVCommand(), migrateFromEtcdCommand(),
+		snapshotExportCommand(), snapshotRestoreCommand(), snapshotStatusCommand(), versionCommand()}
 }
 
 // run executes one command line and returns the exit code. As etcdutl's

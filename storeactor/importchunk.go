@@ -1,0 +1,316 @@
+package storeactor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// An Importer's chunks: versions gathered in revision order, sorted into
+// the store's key order and written as tables pebble ingests, by a writer
+// goroutine while the next chunk fills (see Importer).
+
+// importChunkBytes bounds the keys and records of one chunk (a variable
+// for tests).
+var importChunkBytes = 64 << 20
+
+// importChunk is the versions gathered since the last ingestion: their
+// 'k' keys and records in arena, in arrival (revision) order.
+type importChunk struct {
+	arena    []byte
+	versions []importVersion
+}
+
+type importVersion struct {
+	key, rec  span // 'k' key and record, in the arena
+	main, sub int64
+	tombstone bool
+	sortKey   [2]uint64 // see sortVersions
+}
+
+type span struct{ off, len int }
+
+// newImportChunk makes a chunk whose arena holds a full chunk and one
+// more version of etcd's largest (1.5 MiB requests) without growing.
+func newImportChunk() *importChunk {
+	return &importChunk{arena: make([]byte, 0, importChunkBytes+2<<20), versions: make([]importVersion, 0, importChunkBytes/512)}
+}
+
+func (c *importChunk) bytes(s span) []byte { return c.arena[s.off : s.off+s.len] }
+
+// writer ingests the chunks handed to it, in order, until work is closed
+// or one fails (it then drops the rest); the first failure is also
+// published at once, so that the caller stops filling chunks.
+func (im *Importer) writer() {
+	var err error
+	for c := range im.work {
+		if err == nil {
+			if err = im.ingestChunk(c); err != nil {
+				im.failed.Store(&err)
+			}
+		}
+		c.arena, c.versions = c.arena[:0], c.versions[:0]
+		select {
+		case im.spare <- c:
+		default:
+		}
+	}
+	im.written <- err
+}
+
+// handOff gives the chunk being filled to the writer and starts another.
+func (im *Importer) handOff() error {
+	if p := im.failed.Load(); p != nil {
+		return *p
+	}
+	if len(im.chunk.versions) == 0 {
+		return nil
+	}
+	im.work <- im.chunk
+	select {
+	case im.chunk = <-im.spare:
+	default:
+		im.chunk = newImportChunk()
+	}
+	return nil
+}
+
+// stop waits for the writer to finish what it was given.
+func (im *Importer) stop() error {
+	if im.stopped {
+		return nil
+	}
+	im.stopped = true
+	close(im.work)
+	return <-im.written
+}
+
+// ingestChunk writes the chunk as three tables — its history entries in
+// revision order, its versions in key order, and each key's newest
+// version of the chunk — and has pebble ingest them together (their
+// spans, 'h', 'k' and 'l', do not overlap).
+func (im *Importer) ingestChunk(c *importChunk) error {
+	var paths []string
+	defer func() {
+		for _, p := range paths {
+			_ = os.Remove(p)
+		}
+	}()
+	hist, err := im.newTable()
+	if err != nil {
+		return err
+	}
+	paths = append(paths, hist.path)
+	n, err := im.writeHistory(c, hist.w)
+	if err = errors.Join(err, hist.w.Close()); err != nil {
+		return err
+	}
+	if n == 0 {
+		paths = paths[:0] // all below the history floor
+	}
+	versions, err := im.newTable()
+	if err != nil {
+		return err
+	}
+	paths = append(paths, versions.path)
+	latest, err := im.newTable()
+	if err != nil {
+		versions.w.Close()
+		return err
+	}
+	paths = append(paths, latest.path)
+	err = im.writeVersions(c, versions.w, latest.w)
+	if err = errors.Join(err, versions.w.Close(), latest.w.Close()); err != nil {
+		return err
+	}
+	if err := im.db.Ingest(context.Background(), paths); err != nil {
+		return fmt.Errorf("storeactor: import: ingest: %w", err)
+	}
+	return nil
+}
+
+type importTable struct {
+	path string
+	w    *sstable.Writer
+}
+
+// newTable creates the next chunk table's file and writer.
+func (im *Importer) newTable() (importTable, error) {
+	im.tables++
+	path := filepath.Join(im.dir, fmt.Sprintf("import-%06d.sst", im.tables))
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return importTable{}, err
+	}
+	return importTable{path, sstable.NewWriter(objstorageprovider.NewFileWritable(newUnsyncedFile(f)), im.wopts)}, nil
+}
+
+// unsyncedFile buffers a table's writes in large blocks (pebble's writer
+// hands its file 4 KiB at a time) and does not sync it: Finish syncs
+// every table of the DB once the import is done (syncTables), so the
+// kernel writes them back meanwhile instead of the writer waiting for
+// each. Until then a crash loses them, and the import with them: a failed
+// import is discarded whole.
+type unsyncedFile struct {
+	vfs.File
+	bw *bufio.Writer
+}
+
+func newUnsyncedFile(f vfs.File) *unsyncedFile {
+	return &unsyncedFile{File: f, bw: bufio.NewWriterSize(f, 1<<20)}
+}
+
+func (f *unsyncedFile) Write(p []byte) (int, error) { return f.bw.Write(p) }
+func (f *unsyncedFile) Sync() error                 { return f.bw.Flush() }
+func (f *unsyncedFile) Close() error                { return errors.Join(f.bw.Flush(), f.File.Close()) }
+
+// syncTables syncs every table file of the DB in dir.
+func syncTables(dir string) error {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range names {
+		if filepath.Ext(e.Name()) != ".sst" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeHistory writes the chunk's history entries ('h' main sub -> flag
+// + key): the chunk is in revision order, which is theirs.
+func (im *Importer) writeHistory(c *importChunk, w *sstable.Writer) (int, error) {
+	var key, val []byte
+	n := 0
+	for _, v := range c.versions {
+		if v.main < im.histFrom {
+			continue
+		}
+		flag := byte(0)
+		if v.tombstone {
+			flag = flagTombstone
+		}
+		k := c.bytes(v.key)
+		key = historyKey(key[:0], v.main, v.sub)
+		val = appendDecodedKey(append(val[:0], flag), k[1:len(k)-8])
+		if err := w.Set(key, val); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// writeVersions writes the chunk's 'k' entries in key order to versions
+// and, to latest, an 'l' entry for each key: its newest version in the
+// chunk, the first of its key in that order. Two versions of a key at
+// one main revision (a txn that deleted a range and put a key in it)
+// share a 'k' key: the later one (higher sub) is kept, as the Store keeps
+// it.
+func (im *Importer) writeVersions(c *importChunk, versions, latest *sstable.Writer) error {
+	order := c.sortVersions()
+	var lkey, lval []byte
+	newKey := true // order[i] is the first of its key
+	for i, o := range order {
+		v := &c.versions[o]
+		k := c.bytes(v.key)
+		p := k[:len(k)-8] // 'k' enc(key)
+		sameKeyNext := false
+		if i+1 < len(order) {
+			next := c.bytes(c.versions[order[i+1]].key)
+			sameKeyNext = bytes.Equal(p, next[:len(next)-8])
+		}
+		if sameKeyNext && c.versions[order[i+1]].main == v.main {
+			continue // the next is the later version at this revision
+		}
+		if err := versions.Set(k, c.bytes(v.rec)); err != nil {
+			return err
+		}
+		if newKey {
+			rec, err := decodeRecord(c.bytes(v.rec))
+			if err != nil {
+				return err
+			}
+			lkey = append(append(lkey[:0], prefixLatest), p[1:]...)
+			lval = appendLatest(lval[:0], v.main, &rec)
+			if err := latest.Set(lkey, lval); err != nil {
+				return err
+			}
+		}
+		newKey = !sameKeyNext
+	}
+	return nil
+}
+
+// sortVersions returns the chunk's versions in 'k' key order (equal keys
+// in arrival order). Keys share long prefixes ("/registry/pods/..."), so
+// each version first gets, as two integers, the 16 bytes of its key after
+// the prefix every key of the chunk shares (zero-padded): most
+// comparisons end there, the others compare whole keys. Zero padding
+// keeps the order: a key that is a prefix of another ties with it or
+// sorts first.
+func (c *importChunk) sortVersions() []int32 {
+	first := c.bytes(c.versions[0].key)
+	common := len(first)
+	for _, v := range c.versions[1:] {
+		k := c.bytes(v.key)
+		n := min(common, len(k))
+		i := 0
+		for i < n && k[i] == first[i] {
+			i++
+		}
+		common = i
+	}
+	var pad [16]byte
+	for i := range c.versions {
+		v := &c.versions[i]
+		k := c.bytes(v.key)[common:]
+		b := pad[:0]
+		if len(k) < 16 {
+			b = append(append(b, k...), make([]byte, 16-len(k))...)
+		} else {
+			b = k[:16]
+		}
+		v.sortKey = [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])}
+	}
+	order := make([]int32, len(c.versions))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int {
+		va, vb := &c.versions[a], &c.versions[b]
+		switch {
+		case va.sortKey[0] != vb.sortKey[0]:
+			return cmpU64(va.sortKey[0], vb.sortKey[0])
+		case va.sortKey[1] != vb.sortKey[1]:
+			return cmpU64(va.sortKey[1], vb.sortKey[1])
+		}
+		return bytes.Compare(c.bytes(va.key), c.bytes(vb.key))
+	})
+	return order
+}
+
+func cmpU64(a, b uint64) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}
