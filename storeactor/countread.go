@@ -1,0 +1,267 @@
+package storeactor
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/metastore/metastore/metrics"
+)
+
+// How a range's total count was found (metastore_store_range_counts_total).
+var (
+	rangeCounts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "metastore_store_range_counts_total",
+		Help: "Range counts (count_only, or the total of a range cut by its limit) by how they were found: " +
+			"index (the count index at its revision), history (the index corrected by the changes since the revision read), " +
+			"walk (every key of the range, when the changes since the revision read outnumber its keys).",
+	}, []string{"how"})
+	countsByIndex, countsByHistory, countsByWalk = rangeCounts.WithLabelValues("index"),
+		rangeCounts.WithLabelValues("history"), rangeCounts.WithLabelValues("walk")
+)
+
+func init() { metrics.MustRegister(rangeCounts) }
+
+// countAt returns how many keys of [key, end) (end empty: every key from
+// key on) are live at rev.
+//
+// r is the DB or the apply batch. The count index is read at the revision
+// its view of the store holds: for the DB, one snapshot's (the revision
+// recorded with it); for the batch, cur (the batch's own revision). When
+// rev is older, the changes of (rev, that revision] in the history ('h')
+// correct it: each key of the range they touch counts as live at rev if
+// its first change after rev was a delete, or a put that did not create
+// it (version > 1). Only when those changes outnumber half the range's
+// keys is the range walked instead, at rev. A store without the index
+// (a Reader serving before the Store started on an old store) walks too.
+func countAt(r pebble.Reader, key, end []byte, rev, cur int64) (int64, error) {
+	if len(end) > 0 && bytes.Compare(key, end) >= 0 {
+		return 0, nil
+	}
+	if db, ok := r.(*pebble.DB); ok {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		r = snap
+		b, ok, err := getValue(snap, metaRev)
+		if err != nil {
+			return 0, err
+		}
+		if cur = 1; ok {
+			cur = int64(binary.BigEndian.Uint64(b))
+		}
+	}
+	if ok, err := countIndexCurrent(r); err != nil {
+		return 0, err
+	} else if !ok || rev > cur {
+		return walkCount(r, key, end, rev)
+	}
+	lo := appendEncodedKey(nil, key)
+	var hi []byte
+	if len(end) > 0 {
+		hi = appendEncodedKey(nil, end)
+	}
+	c := indexCounter{r: r}
+	n, err := c.count(lo, hi, countLevels)
+	c.close()
+	if err != nil || rev == cur {
+		countsByIndex.Inc()
+		return n, err
+	}
+	d, ok, err := historyDelta(r, key, end, rev, cur, n/2+1024)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		return walkCount(r, key, end, rev)
+	}
+	countsByHistory.Inc()
+	return n - d, nil
+}
+
+// walkCount counts the keys of [key, end) live at rev by visiting each.
+func walkCount(r pebble.Reader, key, end []byte, rev int64) (int64, error) {
+	countsByWalk.Inc()
+	var n int64
+	err := visitAt(r, key, end, rev, func([]byte, int64, []byte) bool { n++; return true })
+	return n, err
+}
+
+// historyDelta is how many more keys of [key, end) are live at cur than at
+// rev, from the history of (rev, cur]; false when that history holds more
+// than budget changes.
+func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64) (int64, bool, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: historyKey(nil, rev+1, 0), UpperBound: historyKey(nil, cur+1, 0)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	type span struct {
+		firstMain       int64 // the first change after rev
+		firstDel, isDel bool  // whether the first, and the last so far, was a delete
+	}
+	touched := map[string]*span{}
+	var seen int64
+	for ok := it.First(); ok; ok = it.Next() {
+		if seen++; seen > budget {
+			return 0, false, nil
+		}
+		v := it.Value()
+		if len(v) < 1 {
+			return 0, false, errCorruptRecord
+		}
+		k, del := v[1:], v[0]&flagTombstone != 0
+		if bytes.Compare(k, key) < 0 || (len(end) > 0 && bytes.Compare(k, end) >= 0) {
+			continue
+		}
+		if s, ok := touched[string(k)]; ok {
+			s.isDel = del
+			continue
+		}
+		main, _ := parseHistoryKey(it.Key())
+		touched[string(k)] = &span{firstMain: main, firstDel: del, isDel: del}
+	}
+	if err := it.Error(); err != nil {
+		return 0, false, err
+	}
+	var d int64
+	for k, s := range touched {
+		// A delete removes a live key only; a put of version 1 creates one.
+		wasLive := s.firstDel
+		if !s.firstDel {
+			v, closer, err := r.Get(versionKey(nil, []byte(k), s.firstMain))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return 0, false, errVersionGone // a compaction overtook the read
+			} else if err != nil {
+				return 0, false, err
+			}
+			rec, err := decodeRecord(v)
+			closer.Close()
+			if err != nil {
+				return 0, false, err
+			}
+			wasLive = rec.version > 1
+		}
+		switch {
+		case wasLive && s.isDel:
+			d--
+		case !wasLive && !s.isDel:
+			d++
+		}
+	}
+	return d, true, nil
+}
+
+// indexCounter counts ranges from the count index (counts.go) of one
+// consistent view r: an iterator per level, created as needed.
+type indexCounter struct {
+	r   pebble.Reader
+	its [countLevels + 1]*pebble.Iterator
+	buf [countLevels + 1][]byte
+}
+
+func (c *indexCounter) close() {
+	for _, it := range c.its {
+		if it != nil {
+			it.Close()
+		}
+	}
+}
+
+func (c *indexCounter) iter(level int) (*pebble.Iterator, error) {
+	if c.its[level] == nil {
+		lo, hi := levelBounds(level)
+		it, err := c.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return nil, err
+		}
+		c.its[level] = it
+	}
+	return c.its[level], nil
+}
+
+// count returns how many live keys have an encoded key in [lo, hi) (hi
+// nil: no upper bound), knowing that no separator of a level above top
+// lies in it. It works on the highest level that has separators in the
+// range: their buckets inside the range are summed, and the parts before
+// the first and after the last are counted one level down. As no higher
+// separator splits the range, a level contributes about one bucket's
+// worth of entries (32) on each side: the whole count costs a few
+// hundred steps, whatever the range's size.
+func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
+	for level := top; level >= 1; level-- {
+		it, err := c.iter(level)
+		if err != nil {
+			return 0, err
+		}
+		if !it.SeekGE(countKey(c.buf[level][:0], level, lo)) {
+			if err := it.Error(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if hi != nil && bytes.Compare(it.Key()[2:], hi) >= 0 {
+			continue
+		}
+		first := append(c.buf[level][:0], it.Key()[2:]...)
+		c.buf[level] = first
+		n, err := c.count(lo, first, level-1)
+		if err != nil {
+			return 0, err
+		}
+		for {
+			bucket, err := decodeCount(it.Value())
+			if err != nil {
+				return 0, err
+			}
+			sep := append(c.buf[level][:0], it.Key()[2:]...)
+			c.buf[level] = sep
+			if !it.Next() {
+				if err := it.Error(); err != nil {
+					return 0, err
+				}
+				if hi == nil {
+					return n + bucket, nil // the last bucket runs to the end
+				}
+				rest, err := c.count(sep, hi, level-1)
+				return n + rest, err
+			}
+			switch next := it.Key()[2:]; {
+			case hi == nil || bytes.Compare(next, hi) < 0:
+				n += bucket
+			case bytes.Equal(next, hi):
+				return n + bucket, nil
+			default:
+				rest, err := c.count(sep, hi, level-1)
+				return n + rest, err
+			}
+		}
+	}
+	return c.walk(lo, hi)
+}
+
+// walk counts the live 'l' entries in [lo, hi).
+func (c *indexCounter) walk(lo, hi []byte) (int64, error) {
+	it, err := c.iter(0)
+	if err != nil {
+		return 0, err
+	}
+	seek := append(append(c.buf[0][:0], prefixLatest), lo...)
+	c.buf[0] = seek
+	var n int64
+	for ok := it.SeekGE(seek); ok; ok = it.Next() {
+		if hi != nil && bytes.Compare(it.Key()[1:], hi) >= 0 {
+			break
+		}
+		live, err := liveEntry(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		if live {
+			n++
+		}
+	}
+	return n, it.Error()
+}
