@@ -139,6 +139,7 @@ type Store struct {
 	members    *Members         // as of the batch being applied; published with the View
 	membersRef *membersRef
 	latest     *latestCache // see latestcache.go; rebuilt by every start
+	counts     *countMirror // see countwrite.go; reloaded by every start
 	reads      *readCache   // the Reader's (readcache.go); emptied by every start
 	authRef    *atomic.Pointer[authactor.State]
 
@@ -213,7 +214,7 @@ func (s *Store) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
-	s.ensureCountIndex()
+	s.counts = s.loadCountIndex()
 	s.latest = newLatestCache(latestCacheHalf)
 	s.latest.keys, v.Keys = loadKeyFilter(s.cfg.DB)
 	s.cur = v
@@ -266,7 +267,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	next := s.cur
 	var replies []pendingReply
 	var newCompaction bool
-	out := &batchOut{counts: newCountWriter(b)}
+	out := &batchOut{counts: newCountWriter(b, s.counts)}
 	defer out.counts.close() // also when an entry panics: its iterators read the DB
 	// Each request's apply time runs from the end of the one before (one
 	// clock read per request): its decoding is included.
@@ -448,6 +449,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		}
 	case r.Range != nil:
 		start := time.Now()
+		out.counts.flush() // the range may count from the batch's index
 		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev, true)
 		observeRange(err == nil, start)
 		tw.ops.rng(1)

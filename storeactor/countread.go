@@ -3,7 +3,8 @@ package storeactor
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,19 +127,33 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 	if err := it.Error(); err != nil {
 		return 0, false, err
 	}
+	// Whether each key was live at rev: its versions' records, in key
+	// order through one iterator (see valueReader).
+	keys := make([]string, 0, len(touched))
+	for k := range touched {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	versions, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+	if err != nil {
+		return 0, false, err
+	}
+	defer versions.Close()
 	var d int64
-	for k, s := range touched {
+	var vk []byte
+	for _, k := range keys {
+		s := touched[k]
 		// A delete removes a live key only; a put of version 1 creates one.
 		wasLive := s.firstDel
 		if !s.firstDel {
-			v, closer, err := r.Get(versionKey(nil, []byte(k), s.firstMain))
-			if errors.Is(err, pebble.ErrNotFound) {
+			vk = versionKey(vk[:0], []byte(k), s.firstMain)
+			if !versions.SeekGE(vk) || !bytes.Equal(versions.Key(), vk) {
+				if err := versions.Error(); err != nil {
+					return 0, false, err
+				}
 				return 0, false, errVersionGone // a compaction overtook the read
-			} else if err != nil {
-				return 0, false, err
 			}
-			rec, err := decodeRecord(v)
-			closer.Close()
+			rec, err := decodeRecord(versions.Value())
 			if err != nil {
 				return 0, false, err
 			}
@@ -155,31 +170,37 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 }
 
 // indexCounter counts ranges from the count index (counts.go) of one
-// consistent view r: an iterator per level, created as needed.
+// consistent view r: per level, an iterator over its separators and one
+// over their counts, created as needed. Counts are read by seeking, in
+// increasing key order, an iterator that stays on its data block rather
+// than by point lookups, each of which would look the block up again.
 type indexCounter struct {
-	r   pebble.Reader
-	its [countLevels + 1]*pebble.Iterator
-	buf [countLevels + 1][]byte
+	r    pebble.Reader
+	seps [countLevels + 1]*pebble.Iterator // 0: the 'l' entries
+	cnts [countLevels + 1]*pebble.Iterator
+	buf  [countLevels + 1][]byte
+	kbuf []byte // the key of a count read
 }
 
 func (c *indexCounter) close() {
-	for _, it := range c.its {
-		if it != nil {
-			it.Close()
+	for _, its := range [][countLevels + 1]*pebble.Iterator{c.seps, c.cnts} {
+		for _, it := range its {
+			if it != nil {
+				it.Close()
+			}
 		}
 	}
 }
 
-func (c *indexCounter) iter(level int) (*pebble.Iterator, error) {
-	if c.its[level] == nil {
-		lo, hi := levelBounds(level)
+func (c *indexCounter) iter(its *[countLevels + 1]*pebble.Iterator, level int, lo, hi []byte) (*pebble.Iterator, error) {
+	if its[level] == nil {
 		it, err := c.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return nil, err
 		}
-		c.its[level] = it
+		its[level] = it
 	}
-	return c.its[level], nil
+	return its[level], nil
 }
 
 // count returns how many live keys have an encoded key in [lo, hi) (hi
@@ -192,11 +213,12 @@ func (c *indexCounter) iter(level int) (*pebble.Iterator, error) {
 // hundred steps, whatever the range's size.
 func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
 	for level := top; level >= 1; level-- {
-		it, err := c.iter(level)
+		lvlo, lvhi := levelBounds(level)
+		it, err := c.iter(&c.seps, level, lvlo, lvhi)
 		if err != nil {
 			return 0, err
 		}
-		if !it.SeekGE(countKey(c.buf[level][:0], level, lo)) {
+		if !it.SeekGE(sepKey(c.buf[level][:0], level, lo)) {
 			if err := it.Error(); err != nil {
 				return 0, err
 			}
@@ -212,10 +234,6 @@ func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
 			return 0, err
 		}
 		for {
-			bucket, err := decodeCount(it.Value())
-			if err != nil {
-				return 0, err
-			}
 			sep := append(c.buf[level][:0], it.Key()[2:]...)
 			c.buf[level] = sep
 			if !it.Next() {
@@ -223,16 +241,22 @@ func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
 					return 0, err
 				}
 				if hi == nil {
-					return n + bucket, nil // the last bucket runs to the end
+					m, err := c.bucket(level, sep) // the last bucket runs to the end
+					return n + m, err
 				}
 				rest, err := c.count(sep, hi, level-1)
 				return n + rest, err
 			}
 			switch next := it.Key()[2:]; {
 			case hi == nil || bytes.Compare(next, hi) < 0:
-				n += bucket
+				m, err := c.bucket(level, sep)
+				if err != nil {
+					return 0, err
+				}
+				n += m
 			case bytes.Equal(next, hi):
-				return n + bucket, nil
+				m, err := c.bucket(level, sep)
+				return n + m, err
 			default:
 				rest, err := c.count(sep, hi, level-1)
 				return n + rest, err
@@ -242,9 +266,30 @@ func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
 	return c.walk(lo, hi)
 }
 
+// bucket reads the count of separator enc of level.
+func (c *indexCounter) bucket(level int, enc []byte) (int64, error) {
+	it := c.cnts[level]
+	if it == nil {
+		lo := countKey(nil, level, nil)
+		var err error
+		if it, err = c.iter(&c.cnts, level, lo, prefixEnd(lo)); err != nil {
+			return 0, err
+		}
+	}
+	c.kbuf = countKey(c.kbuf[:0], level, enc)
+	if !it.SeekGE(c.kbuf) || !bytes.Equal(it.Key(), c.kbuf) {
+		if err := it.Error(); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("count index: level-%d separator %q has no count: %w", level, decodeUserKey(enc), errCorruptRecord)
+	}
+	return decodeCount(it.Value())
+}
+
 // walk counts the live 'l' entries in [lo, hi).
 func (c *indexCounter) walk(lo, hi []byte) (int64, error) {
-	it, err := c.iter(0)
+	llo, lhi := levelBounds(0)
+	it, err := c.iter(&c.seps, 0, llo, lhi)
 	if err != nil {
 		return 0, err
 	}

@@ -13,29 +13,39 @@ import (
 )
 
 // The count index ('i' space) answers "how many live keys in [a, b)" in a
-// few hundred iterator steps however many keys the range holds, without
-// walking the range's 'l' entries and without anything in memory (see
+// few hundred steps however many keys the range holds, without walking
+// the range's 'l' entries and without anything in memory (see
 // docs/architecture.md, "Counting without walking").
 //
 // It is a skip list of counted buckets over the live keys (those whose
 // 'l' entry is not a tombstone), persisted in pebble:
 //
-//	'i' L enc(key) -> uvarint: live keys in [key, the next level-L separator)
+//	'i' L enc(key)        -> (empty) key separates level L
+//	'i' 0x80|L enc(key)   -> uvarint: live keys in [key, the next level-L separator)
 //
-// for L in 1..countLevels. A live key is a separator of every level up to
-// its own, countLevel(key), which a hash of the key fixes: 1 key in 32 is
-// one of level >= 1, 1 in 32^2 of level >= 2, and so on. So the index is a
+// for L in 1..countLevels. A live key separates every level up to its
+// own, countLevel(key), which a hash of the key fixes: 1 key in 32 is one
+// of level >= 1, 1 in 32^2 of level >= 2, and so on. So the index is a
 // function of the set of live keys alone — the same whatever sequence of
 // writes led there, on every member, after a restart or a rebuild — and
 // its buckets adapt to how keys are spread (Kubernetes' long shared
 // prefixes included).
 //
+// Separators and counts are apart because they are read differently: the
+// separators are iterated, and change only when a separator key is
+// created or deleted; the counts change with every key created or deleted
+// in their bucket — the top levels' with nearly every such write — and are
+// only ever read by point lookups. pebble keeps every version of a key in
+// its memtable until a flush and an iterator steps over each one, so a
+// hot count among the iterated entries would make every read and every
+// seek of the apply path step over thousands of versions.
+//
 // Invariants:
-//   - for every L in 1..countLevels, the level-L entries are exactly the
-//     live keys k with countLevel(k) >= L, and each holds the number of
-//     live keys in [k, next level-L entry), or [k, end of the key space)
-//     for the last; keys before the first entry of a level are counted by
-//     the levels below it only.
+//   - for every L in 1..countLevels, the level-L separators are exactly
+//     the live keys k with countLevel(k) >= L, and each has a count: the
+//     number of live keys in [k, next level-L separator), or [k, end of
+//     the key space) for the last; keys before the first separator of a
+//     level are counted by the levels below it only.
 //   - the index changes in the batch that changes the liveness of a key
 //     (writeTxn.put of a key without a live version, writeTxn.deleteRange,
 //     nothing else: compaction only removes versions no live key has), so
@@ -49,6 +59,7 @@ const (
 	// the level below.
 	countFanoutBits = 5
 	countLevels     = 4
+	countOfLevel    = 0x80 // level | countOfLevel: the counts of level's separators
 	// countFormat is recorded in metaCounts; another value (another
 	// hash, fan-out or number of levels) makes the Store rebuild the
 	// index when it starts.
@@ -79,18 +90,25 @@ func countLevel(key []byte) int {
 	return min(bits.TrailingZeros64(h)/countFanoutBits, countLevels)
 }
 
-// countKey is 'i' L enc, enc an encoded user key (appendEncodedKey).
-func countKey(dst []byte, level int, enc []byte) []byte {
+// sepKey is 'i' L enc, enc an encoded user key (appendEncodedKey): enc
+// separates level L. sepKey(dst, L, nil) is the level's prefix.
+func sepKey(dst []byte, level int, enc []byte) []byte {
 	dst = append(dst, prefixCount, byte(level))
 	return append(dst, enc...)
 }
 
-// levelBounds are the bounds of level L's entries ('l' entries for 0).
+// countKey is 'i' 0x80|L enc: the count of separator enc of level L.
+func countKey(dst []byte, level int, enc []byte) []byte {
+	dst = append(dst, prefixCount, byte(level|countOfLevel))
+	return append(dst, enc...)
+}
+
+// levelBounds are the bounds of level L's separators ('l' entries for 0).
 func levelBounds(level int) (lo, hi []byte) {
 	if level == 0 {
 		return []byte{prefixLatest}, latestSpaceUpper
 	}
-	return []byte{prefixCount, byte(level)}, []byte{prefixCount, byte(level + 1)}
+	return sepKey(nil, level, nil), sepKey(nil, level+1, nil)
 }
 
 func decodeCount(v []byte) (int64, error) {
@@ -107,133 +125,6 @@ func liveEntry(v []byte) (bool, error) {
 		return false, errCorruptRecord
 	}
 	return v[8]&flagTombstone == 0, nil
-}
-
-// countWriter keeps the count index of one apply batch up to date: the
-// writeTxn of every request of the batch calls added or removed for each
-// key whose liveness it changes, after or before its 'l' write alike.
-// Each call costs a seek per level in the batch (one iterator per level,
-// refreshed to see the batch's writes), and, for the 1 key in 32 that
-// separates a level, a walk of about 32 entries of the level below.
-type countWriter struct {
-	b    *pebble.Batch
-	its  [countLevels + 1]*pebble.Iterator // by level; 0 walks 'l' entries
-	enc  []byte
-	kbuf []byte
-	vbuf []byte
-}
-
-func newCountWriter(b *pebble.Batch) *countWriter { return &countWriter{b: b} }
-
-// close releases the iterators; the batch may be committed after it.
-func (w *countWriter) close() {
-	for i, it := range w.its {
-		if it != nil {
-			must(it.Close())
-			w.its[i] = nil
-		}
-	}
-}
-
-// iter returns level's iterator, seeing every write of the batch so far.
-func (w *countWriter) iter(level int) *pebble.Iterator {
-	lo, hi := levelBounds(level)
-	opts := &pebble.IterOptions{LowerBound: lo, UpperBound: hi}
-	if w.its[level] == nil {
-		w.its[level] = mustRead(w.b.NewIter(opts))
-	} else {
-		w.its[level].SetOptions(opts) // refreshes the batch view
-	}
-	return w.its[level]
-}
-
-// added records that key (not live before) is live now.
-func (w *countWriter) added(key []byte) { w.change(key, +1) }
-
-// removed records that key (live before) is live no more.
-func (w *countWriter) removed(key []byte) { w.change(key, -1) }
-
-func (w *countWriter) change(key []byte, d int64) {
-	w.enc = appendEncodedKey(w.enc[:0], key)
-	top := countLevel(key)
-	for level := 1; level <= countLevels; level++ {
-		it := w.iter(level)
-		w.kbuf = countKey(w.kbuf[:0], level, w.enc)
-		if level > top {
-			// Not a separator here: the bucket holding key grows or shrinks.
-			if it.SeekLT(w.kbuf) {
-				w.set(it.Key(), mustRead(decodeCount(it.Value()))+d)
-			}
-			must(it.Error())
-			continue
-		}
-		// A separator here: key's bucket is split off the one holding it,
-		// or merged back into it.
-		var own int64
-		if d > 0 {
-			own = w.liveFrom(level, w.enc) // before the seek below: it moves it
-		} else {
-			v, closer, err := w.b.Get(w.kbuf)
-			must(err)
-			own = mustRead(decodeCount(v))
-			must(closer.Close())
-			must(w.b.Delete(w.kbuf, nil))
-		}
-		if it = w.iter(level); it.SeekLT(w.kbuf) {
-			// The previous bucket gives key's part away (own includes key
-			// itself, which the previous bucket did not count) or takes it
-			// back (own includes key, which is no longer live).
-			w.set(it.Key(), mustRead(decodeCount(it.Value()))-d*(own-1))
-		}
-		must(it.Error())
-		if d > 0 {
-			w.vbuf = binary.AppendUvarint(w.vbuf[:0], uint64(own))
-			must(w.b.Set(w.kbuf, w.vbuf, nil))
-		}
-	}
-}
-
-// liveFrom counts the live keys in [enc, next level-L separator after
-// enc), enc itself counted as live: from level L-1's buckets (where enc is
-// a separator already: levels are updated bottom up), or from the 'l'
-// entries for level 1.
-func (w *countWriter) liveFrom(level int, enc []byte) int64 {
-	next := w.iter(level)
-	var upper []byte
-	if next.SeekGE(countKey(nil, level, enc)) {
-		// A level-L key starts with 'i' L: the rest is the separator.
-		upper = append([]byte(nil), next.Key()[2:]...)
-	}
-	must(next.Error())
-	below := w.iter(level - 1)
-	lo, _ := levelBounds(level - 1)
-	n := int64(0)
-	if level == 1 {
-		n = 1 // enc itself; its 'l' entry may not be written yet
-	}
-	for ok := below.SeekGE(append(append([]byte(nil), lo...), enc...)); ok; ok = below.Next() {
-		cur := below.Key()[len(lo):]
-		if upper != nil && bytes.Compare(cur, upper) >= 0 {
-			break
-		}
-		if level == 1 {
-			if bytes.Equal(cur, enc) {
-				continue
-			}
-			if mustRead(liveEntry(below.Value())) {
-				n++
-			}
-			continue
-		}
-		n += mustRead(decodeCount(below.Value()))
-	}
-	must(below.Error())
-	return n
-}
-
-func (w *countWriter) set(k []byte, n int64) {
-	w.vbuf = binary.AppendUvarint(w.vbuf[:0], uint64(n))
-	must(w.b.Set(k, w.vbuf, nil))
 }
 
 // countIndexBuilder emits the count index of a key space walked in key
@@ -311,9 +202,11 @@ func buildCountIndex(r pebble.Reader, b *pebble.Batch) (keys int64, err error) {
 	}
 	var kbuf, vbuf []byte
 	bld := countIndexBuilder{emit: func(level int, enc []byte, n int64) error {
-		kbuf = countKey(kbuf[:0], level, enc)
+		if err := b.Set(sepKey(kbuf[:0], level, enc), nil, nil); err != nil {
+			return err
+		}
 		vbuf = binary.AppendUvarint(vbuf[:0], uint64(n))
-		return b.Set(kbuf, vbuf, nil)
+		return b.Set(countKey(kbuf[:0], level, enc), vbuf, nil)
 	}}
 	err = walkLive(r, func(enc, key []byte) error {
 		keys++
@@ -347,35 +240,45 @@ func checkCountIndex(r pebble.Reader) error {
 	if !ok {
 		return errors.New("count index: missing or of another format")
 	}
-	var its [countLevels + 1]*pebble.Iterator
-	var valid [countLevels + 1]bool
+	// Per level, the separators (0) and their counts (1), in key order.
+	var its [countLevels + 1][2]*pebble.Iterator
+	var valid [countLevels + 1][2]bool
 	for level := 1; level <= countLevels; level++ {
-		lo, hi := levelBounds(level)
-		if its[level], err = r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}); err != nil {
-			return err
+		for i, lo := range [][]byte{sepKey(nil, level, nil), countKey(nil, level, nil)} {
+			it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+			if err != nil {
+				return err
+			}
+			defer it.Close()
+			its[level][i], valid[level][i] = it, it.First()
 		}
-		defer its[level].Close()
-		valid[level] = its[level].First()
 	}
-	stray := func(level int) error {
-		return fmt.Errorf("count index: stray level-%d entry for %q", level, decodeUserKey(its[level].Key()[2:]))
+	what := [2]string{"separator", "count"}
+	stray := func(level, i int) error {
+		return fmt.Errorf("count index: stray level-%d %s for %q", level, what[i], decodeUserKey(its[level][i].Key()[2:]))
 	}
 	bld := countIndexBuilder{emit: func(level int, enc []byte, n int64) error {
-		it := its[level]
-		if valid[level] && bytes.Compare(it.Key()[2:], enc) < 0 {
-			return stray(level)
+		for i, it := range its[level] {
+			if valid[level][i] && bytes.Compare(it.Key()[2:], enc) < 0 {
+				return stray(level, i)
+			}
+			if !valid[level][i] || !bytes.Equal(it.Key()[2:], enc) {
+				return fmt.Errorf("count index: no level-%d %s for %q (%d keys)", level, what[i], decodeUserKey(enc), n)
+			}
 		}
-		if !valid[level] || !bytes.Equal(it.Key()[2:], enc) {
-			return fmt.Errorf("count index: no level-%d entry for %q (%d keys)", level, decodeUserKey(enc), n)
+		if v := its[level][0].Value(); len(v) != 0 {
+			return fmt.Errorf("count index: level-%d separator %q has a value", level, decodeUserKey(enc))
 		}
-		got, err := decodeCount(it.Value())
+		got, err := decodeCount(its[level][1].Value())
 		if err != nil {
-			return fmt.Errorf("count index: level-%d entry for %q: %w", level, decodeUserKey(enc), err)
+			return fmt.Errorf("count index: level-%d count of %q: %w", level, decodeUserKey(enc), err)
 		}
 		if got != n {
-			return fmt.Errorf("count index: level-%d entry for %q counts %d keys, %d are live", level, decodeUserKey(enc), got, n)
+			return fmt.Errorf("count index: level-%d separator %q counts %d keys, %d are live", level, decodeUserKey(enc), got, n)
 		}
-		valid[level] = it.Next()
+		for i, it := range its[level] {
+			valid[level][i] = it.Next()
+		}
 		return nil
 	}}
 	if err := walkLive(r, bld.live); err != nil {
@@ -385,28 +288,42 @@ func checkCountIndex(r pebble.Reader) error {
 		return err
 	}
 	for level := 1; level <= countLevels; level++ {
-		if valid[level] {
-			return stray(level)
-		}
-		if err := its[level].Error(); err != nil {
-			return err
+		for i, it := range its[level] {
+			if valid[level][i] {
+				return stray(level, i)
+			}
+			if err := it.Error(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	// Nothing else under 'i': levels are 1..countLevels.
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: countSpaceLow, UpperBound: countSpaceUpper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if k := it.Key(); len(k) < 2 || k[1]&^countOfLevel < 1 || k[1]&^countOfLevel > countLevels {
+			return fmt.Errorf("count index: stray entry %q", it.Key())
+		}
+	}
+	return it.Error()
 }
 
-// ensureCountIndex builds the count index when the store has none of the
-// current format (a store written before it, by an older version, or by a
-// tool that writes only the data): one walk of the 'l' entries and one
-// batch, before anything is applied or published.
-func (s *Store) ensureCountIndex() {
-	if mustRead(countIndexCurrent(s.cfg.DB)) {
-		return
+// loadCountIndex returns the mirror of the count index, which it builds
+// first when the store has none of the current format (a store written
+// before it, by an older version, or by a tool that writes only the
+// data): one walk of the 'l' entries and one batch, before anything is
+// applied or published.
+func (s *Store) loadCountIndex() *countMirror {
+	if !mustRead(countIndexCurrent(s.cfg.DB)) {
+		start := time.Now()
+		b := s.cfg.DB.NewBatch()
+		keys := mustRead(buildCountIndex(s.cfg.DB, b))
+		must(b.Commit(pebble.NoSync))
+		must(b.Close())
+		s.cfg.Logger.Info("built the range count index", zap.Int64("live-keys", keys), zap.Duration("took", time.Since(start)))
 	}
-	start := time.Now()
-	b := s.cfg.DB.NewBatch()
-	defer b.Close()
-	keys := mustRead(buildCountIndex(s.cfg.DB, b))
-	must(b.Commit(pebble.NoSync))
-	s.cfg.Logger.Info("built the range count index", zap.Int64("live-keys", keys), zap.Duration("took", time.Since(start)))
+	return mustRead(loadCountMirror(s.cfg.DB))
 }

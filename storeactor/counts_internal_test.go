@@ -44,6 +44,7 @@ type countModel struct {
 	rng  *rand.Rand
 	fs   *vfs.MemFS
 	db   *pebble.DB
+	m    *countMirror
 	rev  int64
 	keys []string
 }
@@ -51,6 +52,8 @@ type countModel struct {
 func newCountModel(t *testing.T, seed int64) *countModel {
 	m := &countModel{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 0)), fs: vfs.NewCrashableMem(), rev: 1}
 	m.db = m.open(m.fs)
+	must(putU64(m.db, metaCounts, countFormat)) // an empty store's index is empty
+	m.m = newCountMirror()
 	for _, p := range []string{"a/", "b/", "b/x/", "c"} {
 		for i := 0; i < 60; i++ {
 			m.keys = append(m.keys, fmt.Sprintf("%s%d", p, i))
@@ -94,7 +97,7 @@ func (m *countModel) keyRange() (key, end []byte) {
 // not) and returns the batch's revisions.
 func (m *countModel) batch() {
 	b := m.db.NewIndexedBatch()
-	cw := newCountWriter(b)
+	cw := newCountWriter(b, m.m)
 	for n := 1 + m.rng.IntN(20); n > 0; n-- {
 		tw := &writeTxn{r: b, w: b, beginRev: m.rev, counts: cw}
 		switch r := m.rng.IntN(20); {
@@ -109,6 +112,7 @@ func (m *countModel) batch() {
 		if m.rng.IntN(4) == 0 {
 			// A range counted inside the batch, as a txn's range is.
 			key, end := m.keyRange()
+			cw.flush()
 			m.checkCount(b, key, end, m.rng.Int64N(tw.rev())+1, tw.rev())
 		}
 		if tw.changes > 0 {
@@ -154,10 +158,12 @@ func TestCountIndexMatchesWalk(t *testing.T) {
 	for seed := int64(1); seed <= int64(seeds); seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			m := newCountModel(t, seed)
-			must(putU64(m.db, metaCounts, countFormat)) // an empty store's index is empty
 			for i := 0; i < batches; i++ {
 				m.batch()
 				if err := checkCountIndex(m.db); err != nil {
+					t.Fatalf("batch %d: %v", i, err)
+				}
+				if err := m.m.equal(m.db); err != nil {
 					t.Fatalf("batch %d: %v", i, err)
 				}
 				for j := 0; j < 5; j++ {
@@ -182,7 +188,6 @@ func TestCountIndexMatchesWalk(t *testing.T) {
 // kept up to date while writing it.
 func TestCountIndexBuild(t *testing.T) {
 	m := newCountModel(t, 7)
-	must(putU64(m.db, metaCounts, countFormat))
 	for i := 0; i < 100; i++ {
 		m.batch()
 	}

@@ -170,6 +170,8 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 	}
 	var rr rangeResult
 	var valueErr error
+	values := valueReader{r: r}
+	defer values.close()
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
 		full := limit > 0 && int64(len(rr.kvs)) >= limit
 		if full && !withTotal {
@@ -188,7 +190,7 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		switch {
 		case keysOnly:
 		case rec.valueInK:
-			if rec.value, valueErr = loadValue(r, userKey, main); valueErr != nil {
+			if rec.value, valueErr = values.load(userKey, main); valueErr != nil {
 				return false
 			}
 		default:
