@@ -209,7 +209,7 @@ func (c *indexCounter) iter(its *[countLevels + 1]*pebble.Iterator, level int, l
 // range: their buckets inside the range are summed, and the parts before
 // the first and after the last are counted one level down. As no higher
 // separator splits the range, a level contributes about one bucket's
-// worth of entries (32) on each side: the whole count costs a few
+// worth of entries (64) on each side: the whole count costs a few
 // hundred steps, whatever the range's size.
 func (c *indexCounter) count(lo, hi []byte, top int) (int64, error) {
 	for level := top; level >= 1; level-- {

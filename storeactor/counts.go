@@ -24,8 +24,8 @@ import (
 //	'i' 0x80|L enc(key)   -> uvarint: live keys in [key, the next level-L separator)
 //
 // for L in 1..countLevels. A live key separates every level up to its
-// own, countLevel(key), which a hash of the key fixes: 1 key in 32 is one
-// of level >= 1, 1 in 32^2 of level >= 2, and so on. So the index is a
+// own, countLevel(key), which a hash of the key fixes: 1 key in 64 is one
+// of level >= 1, 1 in 64^2 of level >= 2, 1 in 64^3 of level 3. So the index is a
 // function of the set of live keys alone — the same whatever sequence of
 // writes led there, on every member, after a restart or a rebuild — and
 // its buckets adapt to how keys are spread (Kubernetes' long shared
@@ -57,8 +57,8 @@ const (
 	prefixCount = 'i'
 	// countFanoutBits: a level holds 1 in 2^countFanoutBits of the keys of
 	// the level below.
-	countFanoutBits = 5
-	countLevels     = 4
+	countFanoutBits = 6
+	countLevels     = 3
 	countOfLevel    = 0x80 // level | countOfLevel: the counts of level's separators
 	// countFormat is recorded in metaCounts; another value (another
 	// hash, fan-out or number of levels) makes the Store rebuild the

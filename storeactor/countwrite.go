@@ -13,11 +13,11 @@ import (
 // counts (levels 1..countLevels), so that the apply path updates the
 // index with blind writes: finding the bucket of a key and its count in
 // pebble took a seek through the memtable per level and per key created
-// or deleted, four times the cost of the rest of such a put.
+// or deleted, more than all the rest of such a put.
 //
-// It holds 1 key in 31 (the separators of every level), not every key:
-// about 3 bytes a key for 64-byte keys, next to the key filter's 1.25 and
-// the ~100 of etcd's in-memory index.
+// It holds 1 key in 63 (the separators of every level), not every key:
+// under 2 bytes a key for 64-byte keys (see TestCountMirrorMemory), next
+// to the key filter's 1.25 and the ~100 of etcd's in-memory index.
 //
 // Invariants (as latestCache's): it belongs to one Store instance, loaded
 // from pebble when the Store starts (after a restart or a snapshot
@@ -89,7 +89,7 @@ func (m *countMirror) after(level int, enc string) (sep string, ok bool) {
 // writeTxn of every request of the batch calls added or removed for each
 // key whose liveness it changes, after or before its 'l' write alike.
 // Each call costs, per level, a lookup in the mirror and a count written;
-// for the 1 key in 32 that separates level 1, also a walk of about 32 'l'
+// for the 1 key in 64 that separates level 1, also a walk of about 64 'l'
 // entries in the batch.
 //
 // Counts are written once per batch (flush): the top levels' few counts
