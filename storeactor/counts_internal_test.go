@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -13,26 +12,11 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// levelKeys returns n keys under prefix whose countLevel is level: the
-// separators of the upper levels are rare (1 key in 2^18 for level 3), so
-// a test with a few hundred keys needs them chosen to reach every level.
-func levelKeys(prefix string, level, n int) []string {
-	var out []string
-	k := []byte(prefix)
-	for i := 0; len(out) < n; i++ {
-		k = strconv.AppendInt(k[:len(prefix)], int64(i), 10)
-		if countLevel(k) == level {
-			out = append(out, string(k))
-		}
-	}
-	return out
-}
-
 // separatorKeys are a few keys of every level under "a/" and "b/x/".
 var separatorKeys = sync.OnceValue(func() (keys []string) {
 	for level := 1; level <= countLevels; level++ {
-		keys = append(keys, levelKeys("a/", level, 3)...)
-		keys = append(keys, levelKeys("b/x/", level, 2)...)
+		keys = append(keys, SeparatorKeys("a/", level, 3)...)
+		keys = append(keys, SeparatorKeys("b/x/", level, 2)...)
 	}
 	return keys
 })
