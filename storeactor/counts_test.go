@@ -143,7 +143,9 @@ func checkCounts(t *testing.T, h *harness, g *countGen, n int) {
 		if low := max(v.CompactRev, 1); g.rng.IntN(2) == 0 && v.Rev > low {
 			rev = low + g.rng.Int64N(v.Rev-low+1)
 		}
-		req := func() *pb.RangeRequest { return &pb.RangeRequest{Key: []byte(key), RangeEnd: bytesOrNil(end), Revision: rev} }
+		req := func() *pb.RangeRequest {
+			return &pb.RangeRequest{Key: []byte(key), RangeEnd: bytesOrNil(end), Revision: rev}
+		}
 		all := h.rng(req())
 		want := int64(len(all.Kvs))
 		count := req()
