@@ -218,7 +218,7 @@ func TestCountMirrorMemory(t *testing.T) {
 		if l := countLevel(key); l > 0 {
 			enc := string(appendEncodedKey(nil, key))
 			for level := 1; level <= l; level++ {
-				m.levels[level].ReplaceOrInsert(enc, 1)
+				m.levels[level].ReplaceOrInsert(enc, &sepCount{n: 1})
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
@@ -26,21 +27,20 @@ import (
 // built. A batch that is not committed panics the actor, which drops the
 // mirror with the instance.
 type countMirror struct {
-	levels [countLevels + 1]*btreemap.BTreeMap[string, int64] // by level, encoded separator -> count; 0 unused
+	levels [countLevels + 1]*btreemap.BTreeMap[string, *sepCount] // by level, encoded separator; 0 unused
+}
+
+// sepCount is a separator's count as the batch being built leaves it.
+type sepCount struct {
+	n     int64
+	dirty bool // changed since the countWriter last wrote it
+	gone  bool // no longer a separator (deleted from the batch's index)
 }
 
 func newCountMirror() *countMirror {
 	m := &countMirror{}
 	for level := 1; level <= countLevels; level++ {
-		m.levels[level] = btreemap.New[string, int64](32, func(a, b string) int {
-			switch {
-			case a < b:
-				return -1
-			case a > b:
-				return 1
-			}
-			return 0
-		})
+		m.levels[level] = btreemap.New[string, *sepCount](32, strings.Compare)
 	}
 	return m
 }
@@ -60,7 +60,7 @@ func loadCountMirror(r pebble.Reader) (*countMirror, error) {
 				it.Close()
 				return nil, fmt.Errorf("count index: level-%d count of %q: %w", level, decodeUserKey(it.Key()[2:]), err)
 			}
-			m.levels[level].ReplaceOrInsert(string(it.Key()[2:]), n)
+			m.levels[level].ReplaceOrInsert(string(it.Key()[2:]), &sepCount{n: n})
 		}
 		if err := it.Close(); err != nil {
 			return nil, err
@@ -70,11 +70,11 @@ func loadCountMirror(r pebble.Reader) (*countMirror, error) {
 }
 
 // before returns the last level-L separator before enc, and its count.
-func (m *countMirror) before(level int, enc string) (sep string, n int64, ok bool) {
+func (m *countMirror) before(level int, enc string) (sep string, c *sepCount) {
 	for k, v := range m.levels[level].Descend(btreemap.LT(enc), btreemap.Min[string]()) {
-		return k, v, true
+		return k, v
 	}
-	return "", 0, false
+	return "", nil
 }
 
 // after returns the first level-L separator after enc.
@@ -99,34 +99,42 @@ func (m *countMirror) after(level int, enc string) (sep string, ok bool) {
 type countWriter struct {
 	b     *pebble.Batch
 	m     *countMirror
-	dirty map[countRef]struct{} // counts changed since the last flush
-	it    *pebble.Iterator      // over 'l' entries, for level-1 splits
+	dirty []dirtyCount     // counts changed since the last flush
+	it    *pebble.Iterator // over 'l' entries, for level-1 splits
 	enc   []byte
 	kbuf  []byte
 	vbuf  []byte
 }
 
-type countRef struct {
+type dirtyCount struct {
 	level int
 	sep   string
+	c     *sepCount
 }
 
 func newCountWriter(b *pebble.Batch, m *countMirror) *countWriter {
-	return &countWriter{b: b, m: m, dirty: map[countRef]struct{}{}}
+	return &countWriter{b: b, m: m}
+}
+
+func (w *countWriter) touch(level int, sep string, c *sepCount) {
+	if !c.dirty {
+		c.dirty = true
+		w.dirty = append(w.dirty, dirtyCount{level, sep, c})
+	}
 }
 
 // flush writes the counts changed since the last flush into the batch.
 func (w *countWriter) flush() {
-	for ref := range w.dirty {
-		_, n, ok := w.m.levels[ref.level].Get(ref.sep)
-		if !ok {
-			panic(fmt.Errorf("count index: level-%d separator %q changed but gone", ref.level, ref.sep))
+	for _, d := range w.dirty {
+		d.c.dirty = false
+		if d.c.gone {
+			continue // deleted with its separator
 		}
-		w.kbuf = append(append(w.kbuf[:0], prefixCount, byte(ref.level|countOfLevel)), ref.sep...)
-		w.vbuf = binary.AppendUvarint(w.vbuf[:0], uint64(n))
+		w.kbuf = append(append(w.kbuf[:0], prefixCount, byte(d.level|countOfLevel)), d.sep...)
+		w.vbuf = binary.AppendUvarint(w.vbuf[:0], uint64(d.c.n))
 		must(w.b.Set(w.kbuf, w.vbuf, nil))
-		delete(w.dirty, ref)
 	}
+	w.dirty = w.dirty[:0]
 }
 
 // close flushes and releases the iterator; the batch may be committed
@@ -164,16 +172,16 @@ func (w *countWriter) change(key []byte, d int64) {
 		var own int64
 		if d > 0 {
 			own = w.liveFrom(level, enc)
-			w.m.levels[level].ReplaceOrInsert(enc, own)
-			w.dirty[countRef{level, enc}] = struct{}{}
+			c := &sepCount{n: own}
+			w.m.levels[level].ReplaceOrInsert(enc, c)
+			w.touch(level, enc, c)
 			must(w.b.Set(sepKey(w.kbuf[:0], level, w.enc), nil, nil))
 		} else {
-			_, n, ok := w.m.levels[level].Delete(enc)
+			_, c, ok := w.m.levels[level].Delete(enc)
 			if !ok {
 				panic(fmt.Errorf("count index: deleted key %q separates level %d but has no count", key, level))
 			}
-			own = n
-			delete(w.dirty, countRef{level, enc})
+			own, c.gone = c.n, true
 			must(w.b.Delete(sepKey(w.kbuf[:0], level, w.enc), nil))
 			must(w.b.Delete(countKey(w.kbuf[:0], level, w.enc), nil))
 		}
@@ -184,9 +192,9 @@ func (w *countWriter) change(key []byte, d int64) {
 // addToPrevious adds d to the count of the last level-L separator before
 // enc, if there is one.
 func (w *countWriter) addToPrevious(level int, enc string, d int64) {
-	if prev, n, ok := w.m.before(level, enc); ok {
-		w.m.levels[level].ReplaceOrInsert(prev, n+d)
-		w.dirty[countRef{level, prev}] = struct{}{}
+	if prev, c := w.m.before(level, enc); c != nil {
+		c.n += d
+		w.touch(level, prev, c)
 	}
 }
 
@@ -203,7 +211,7 @@ func (w *countWriter) liveFrom(level int, enc string) int64 {
 		}
 		var n int64
 		for _, c := range w.m.levels[level-1].Ascend(btreemap.GE(enc), stop) {
-			n += c
+			n += c.n
 		}
 		return n
 	}
@@ -240,10 +248,10 @@ func (m *countMirror) equal(r pebble.Reader) error {
 	for level := 1; level <= countLevels; level++ {
 		var got, want bytes.Buffer
 		for k, v := range m.levels[level].Ascend(btreemap.Min[string](), btreemap.Max[string]()) {
-			fmt.Fprintf(&got, "%q=%d ", k, v)
+			fmt.Fprintf(&got, "%q=%d ", k, v.n)
 		}
 		for k, v := range loaded.levels[level].Ascend(btreemap.Min[string](), btreemap.Max[string]()) {
-			fmt.Fprintf(&want, "%q=%d ", k, v)
+			fmt.Fprintf(&want, "%q=%d ", k, v.n)
 		}
 		if got.String() != want.String() {
 			return fmt.Errorf("count mirror level %d: %s, pebble holds %s", level, got.String(), want.String())
