@@ -54,7 +54,6 @@ import (
 //     index, or by a tool that writes only the data) is indexed when the
 //     Store starts (ensureCountIndex), in one batch.
 const (
-	prefixCount = 'i'
 	// countFanoutBits: a level holds 1 in 2^countFanoutBits of the keys of
 	// the level below.
 	countFanoutBits = 6
