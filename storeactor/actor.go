@@ -268,7 +268,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	var replies []pendingReply
 	var newCompaction bool
 	out := &batchOut{counts: newCountWriter(b, s.counts)}
-	defer out.counts.close() // also when an entry panics: its iterators read the DB
+	defer out.counts.release() // also when an entry panics
 	// Each request's apply time runs from the end of the one before (one
 	// clock read per request): its decoding is included.
 	reqStart := start

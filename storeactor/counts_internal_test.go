@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -202,32 +201,4 @@ func dumpCountIndex(t *testing.T, db *pebble.DB) string {
 		out += fmt.Sprintf("%q=%x\n", it.Key(), it.Value())
 	}
 	return out
-}
-
-// TestCountMirrorMemory: the Store's mirror of the count index costs
-// under 2 bytes per live key of 64 bytes (it holds the separators only).
-func TestCountMirrorMemory(t *testing.T) {
-	const keys = 200_000
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	m := newCountMirror()
-	key := make([]byte, 0, 64)
-	for i := 0; i < keys; i++ {
-		key = fmt.Appendf(key[:0], "/registry/pods/namespace-%04d/pod-name-%032d", i%1000, i)
-		if l := countLevel(key); l > 0 {
-			enc := string(appendEncodedKey(nil, key))
-			for level := 1; level <= l; level++ {
-				m.levels[level].ReplaceOrInsert(enc, &sepCount{n: 1})
-			}
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	perKey := float64(after.HeapAlloc-before.HeapAlloc) / keys
-	t.Logf("%d-byte keys: %.2f bytes per key, %d separators", len(key), perKey, m.levels[1].Len())
-	if perKey >= 2 {
-		t.Fatalf("mirror costs %.2f bytes per key", perKey)
-	}
-	runtime.KeepAlive(m)
 }
