@@ -18,7 +18,7 @@ var (
 		Name: "metastore_store_range_counts_total",
 		Help: "Range counts (count_only, or the total of a range cut by its limit) by how they were found: " +
 			"index (the count index at its revision), history (the index corrected by the changes since the revision read), " +
-			"walk (every key of the range, when the changes since the revision read outnumber its keys).",
+			"walk (every key of the range: more changes since the revision read than half its keys, or no index yet).",
 	}, []string{"how"})
 	countsByIndex, countsByHistory, countsByWalk = rangeCounts.WithLabelValues("index"),
 		rangeCounts.WithLabelValues("history"), rangeCounts.WithLabelValues("walk")
@@ -56,7 +56,7 @@ func countAt(r pebble.Reader, key, end []byte, rev, cur int64) (int64, error) {
 	}
 	if ok, err := countIndexCurrent(r); err != nil {
 		return 0, err
-	} else if !ok || rev > cur {
+	} else if !ok || rev > cur { // (rev > cur: never, the View trails the DB)
 		return walkCount(r, key, end, rev)
 	}
 	lo := appendEncodedKey(nil, key)
@@ -67,9 +67,12 @@ func countAt(r pebble.Reader, key, end []byte, rev, cur int64) (int64, error) {
 	c := indexCounter{r: r}
 	n, err := c.count(lo, hi, countLevels)
 	c.close()
-	if err != nil || rev == cur {
+	switch {
+	case err != nil:
+		return 0, err
+	case rev == cur:
 		countsByIndex.Inc()
-		return n, err
+		return n, nil
 	}
 	d, ok, err := historyDelta(r, key, end, rev, cur, n/2+1024)
 	switch {
@@ -100,8 +103,8 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 	}
 	defer it.Close()
 	type span struct {
-		firstMain       int64 // the first change after rev
-		firstDel, isDel bool  // whether the first, and the last so far, was a delete
+		firstMain         int64 // the first change after rev
+		firstDel, lastDel bool  // whether the first, and the last so far, was a delete
 	}
 	touched := map[string]*span{}
 	var seen int64
@@ -118,14 +121,14 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 			continue
 		}
 		if s, ok := touched[string(k)]; ok {
-			s.isDel = del
+			s.lastDel = del
 			continue
 		}
 		main, _ := parseHistoryKey(it.Key())
-		touched[string(k)] = &span{firstMain: main, firstDel: del, isDel: del}
+		touched[string(k)] = &span{firstMain: main, firstDel: del, lastDel: del}
 	}
-	if err := it.Error(); err != nil {
-		return 0, false, err
+	if err := it.Error(); err != nil || len(touched) == 0 {
+		return 0, err == nil, err
 	}
 	// Whether each key was live at rev: its versions' records, in key
 	// order through one iterator (see valueReader).
@@ -160,9 +163,9 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 			wasLive = rec.version > 1
 		}
 		switch {
-		case wasLive && s.isDel:
+		case wasLive && s.lastDel:
 			d--
-		case !wasLive && !s.isDel:
+		case !wasLive && !s.lastDel:
 			d++
 		}
 	}

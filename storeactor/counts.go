@@ -14,8 +14,9 @@ import (
 
 // The count index ('i' space) answers "how many live keys in [a, b)" in a
 // few hundred steps however many keys the range holds, without walking
-// the range's 'l' entries and without anything in memory (see
-// docs/architecture.md, "Counting without walking").
+// the range's 'l' entries; readers need nothing in memory (the Store
+// mirrors the separators to write it: countwrite.go). See
+// docs/architecture.md, "Counting without walking".
 //
 // It is a skip list of counted buckets over the live keys (those whose
 // 'l' entry is not a tombstone), persisted in pebble:
@@ -25,8 +26,8 @@ import (
 //
 // for L in 1..countLevels. A live key separates every level up to its
 // own, countLevel(key), which a hash of the key fixes: 1 key in 64 is one
-// of level >= 1, 1 in 64^2 of level >= 2, 1 in 64^3 of level 3. So the index is a
-// function of the set of live keys alone — the same whatever sequence of
+// of level >= 1, 1 in 64^2 of level >= 2, 1 in 64^3 of level 3. So the
+// index is a function of the set of live keys alone — the same whatever sequence of
 // writes led there, on every member, after a restart or a rebuild — and
 // its buckets adapt to how keys are spread (Kubernetes' long shared
 // prefixes included).
@@ -35,7 +36,7 @@ import (
 // separators are iterated, and change only when a separator key is
 // created or deleted; the counts change with every key created or deleted
 // in their bucket — the top levels' with nearly every such write — and are
-// only ever read by point lookups. pebble keeps every version of a key in
+// only ever sought, one by one. pebble keeps every version of a key in
 // its memtable until a flush and an iterator steps over each one, so a
 // hot count among the iterated entries would make every read and every
 // seek of the apply path step over thousands of versions.
@@ -52,7 +53,7 @@ import (
 //     a crash or a torn batch leaves data and index together. metaCounts
 //     records the index's format; a store without it (written before the
 //     index, or by a tool that writes only the data) is indexed when the
-//     Store starts (ensureCountIndex), in one batch.
+//     Store starts (loadCountIndex), in one batch.
 const (
 	// countFanoutBits: a level holds 1 in 2^countFanoutBits of the keys of
 	// the level below.
