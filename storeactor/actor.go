@@ -139,6 +139,7 @@ type Store struct {
 	members    *Members         // as of the batch being applied; published with the View
 	membersRef *membersRef
 	latest     *latestCache // see latestcache.go; rebuilt by every start
+	counts     *countMirror // see countwrite.go; reloaded by every start
 	reads      *readCache   // the Reader's (readcache.go); emptied by every start
 	authRef    *atomic.Pointer[authactor.State]
 
@@ -213,6 +214,7 @@ func (s *Store) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
+	s.counts = s.loadCountIndex()
 	s.latest = newLatestCache(latestCacheHalf)
 	s.latest.keys, v.Keys = loadKeyFilter(s.cfg.DB)
 	s.cur = v
@@ -265,7 +267,8 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	next := s.cur
 	var replies []pendingReply
 	var newCompaction bool
-	out := &batchOut{}
+	out := &batchOut{counts: newCountWriter(b, s.counts)}
+	defer out.counts.release() // also when an entry panics
 	// Each request's apply time runs from the end of the one before (one
 	// clock read per request): its decoding is included.
 	reqStart := start
@@ -340,6 +343,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	must(b.Set(metaApplied, applied[:], nil))
 	must(putU64(b, metaRev, uint64(next.Rev)))
 	must(putU64(b, metaLive, uint64(next.LiveBytes)))
+	out.counts.close()
 	// NoSync: the raft log entries being applied are already synced, and
 	// the raft actor's next synced write flushes this batch too. After a
 	// crash, whatever is lost here is re-applied from the log.
@@ -390,6 +394,7 @@ type batchOut struct {
 	tokenOps []authactor.TokenOp
 	conf     []ConfApplied
 	written  [][]byte // every key a version was written for, for the read cache
+	counts   *countWriter
 	tw       writeTxn // each request's write txn in turn: its scratch buffers are reused
 	ops      mvccOps  // the batch's operations, for etcd's mvcc counters
 }
@@ -401,7 +406,7 @@ type batchOut struct {
 func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOut) (actors.Result, bool) {
 	r := e.Req
 	tw := &out.tw
-	*tw = writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest, written: &out.written, buf: tw.buf[:0], key: tw.key[:0]}
+	*tw = writeTxn{r: b, w: b, beginRev: next.Rev, events: out.events, cache: s.latest, written: &out.written, counts: out.counts, buf: tw.buf[:0], key: tw.key[:0]}
 	var res actors.Result
 	compacted := false
 	if err := refusedByAlarm(next, r); err != nil {
@@ -444,6 +449,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		}
 	case r.Range != nil:
 		start := time.Now()
+		out.counts.flush() // the range may count from the batch's index
 		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev, true)
 		observeRange(err == nil, start)
 		tw.ops.rng(1)

@@ -16,6 +16,9 @@ import (
 //   - every newest-version ('l') entry describes the newest version in 'k'
 //     of its key (same main revision, create revision, version, lease and
 //     tombstone flag), and every key with versions has an 'l' entry;
+//   - the count index ('i') is the one the live keys define (counts.go),
+//     if there is one of the current format (else the Store builds it
+//     when it starts, after this check);
 //   - HashKV at the current revision can be computed (every version
 //     decodes).
 //
@@ -79,6 +82,13 @@ func (r *Reader) CheckConsistency() error {
 	}
 	if err := versions.Error(); err != nil {
 		return err
+	}
+	if indexed, err := countIndexCurrent(snap); err != nil {
+		return err
+	} else if indexed {
+		if err := checkCountIndex(snap); err != nil {
+			return err
+		}
 	}
 	_, err = r.HashKV(0)
 	return err

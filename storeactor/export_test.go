@@ -7,6 +7,7 @@ package storeactor
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -142,3 +143,29 @@ func BreakRevision(db *pebble.DB) {
 // SetAfterIngest sets the hook run between a snapshot's ingest and the
 // publishing of its View (nil: none).
 func SetAfterIngest(f func()) { afterIngest = f }
+
+// DropCountIndex deletes the count index and its format mark, as in a
+// store written before the index.
+func DropCountIndex(db *pebble.DB) {
+	if err := db.DeleteRange(countSpaceLow, countSpaceUpper, pebble.Sync); err != nil {
+		panic(err)
+	}
+	if err := db.Delete(metaCounts, pebble.Sync); err != nil {
+		panic(err)
+	}
+}
+
+// SeparatorKeys returns n keys prefix<number> that separate level (see
+// countLevel): the count index's upper levels hold 1 key in 64^level, so
+// tests with few keys choose theirs to reach every level.
+func SeparatorKeys(prefix string, level, n int) []string {
+	var out []string
+	k := []byte(prefix)
+	for i := 0; len(out) < n; i++ {
+		k = strconv.AppendInt(k[:len(prefix)], int64(i), 10)
+		if countLevel(k) == level {
+			out = append(out, string(k))
+		}
+	}
+	return out
+}

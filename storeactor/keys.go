@@ -19,6 +19,8 @@ import (
 //	'u' name                    -> authpb.User
 //	'o' name                    -> authpb.Role
 //	'x' type(4) member(8)       -> (empty) an active alarm
+//	'i' L enc(key)              -> (empty) key separates level L of the count index
+//	'i' 0x80|L enc(key)         -> its count (see counts.go)
 //
 // 'l' repeats each key's newest version, without its value, so that the
 // common reads (at or near the current revision) walk one small entry per
@@ -44,6 +46,7 @@ const (
 	prefixUser    = 'u'
 	prefixRole    = 'o'
 	prefixAlarm   = 'x'
+	prefixCount   = 'i'
 )
 
 var (

@@ -170,6 +170,8 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 	}
 	var rr rangeResult
 	var valueErr error
+	values := valueReader{r: r}
+	defer values.close()
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
 		full := limit > 0 && int64(len(rr.kvs)) >= limit
 		if full && !withTotal {
@@ -188,7 +190,7 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		switch {
 		case keysOnly:
 		case rec.valueInK:
-			if rec.value, valueErr = loadValue(r, userKey, main); valueErr != nil {
+			if rec.value, valueErr = values.load(userKey, main); valueErr != nil {
 				return false
 			}
 		default:
@@ -200,6 +202,24 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 	if err == nil {
 		err = valueErr
 	}
+	return rr, err
+}
+
+// rangeCounted is rangeKeys with withTotal for a range that does not read
+// every key it counts: a count only, or at most limit keys. It reads what
+// it returns, and takes the total from the count index (countAt) unless
+// the range ended before the limit. r holds revision cur when it is not
+// the DB (see countAt).
+func rangeCounted(r pebble.Reader, key, end []byte, rev, cur, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
+	if countOnly {
+		n, err := countAt(r, key, end, rev, cur)
+		return rangeResult{count: n}, err
+	}
+	rr, err := rangeKeys(r, key, end, rev, limit, false, keysOnly, false)
+	if err != nil || int64(len(rr.kvs)) < limit {
+		return rr, err // the whole range was read: count is its size
+	}
+	rr.count, err = countAt(r, key, end, rev, cur)
 	return rr, err
 }
 
@@ -260,10 +280,13 @@ func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, 
 	}
 	keysOnly := req.KeysOnly && req.SortTarget != pb.RangeRequest_VALUE
 	var rr rangeResult
-	if rc != nil && end == nil {
+	switch limit := rangeLimit(req); {
+	case rc != nil && end == nil:
 		rr, err = rc.rangeOneKey(r, req.Key, rev, req.CountOnly, keysOnly)
-	} else {
-		rr, err = rangeKeys(r, req.Key, end, rev, rangeLimit(req), req.CountOnly, keysOnly, withTotal)
+	case end != nil && withTotal && (req.CountOnly || limit > 0):
+		rr, err = rangeCounted(r, req.Key, end, rev, curRev, limit, req.CountOnly, keysOnly)
+	default:
+		rr, err = rangeKeys(r, req.Key, end, rev, limit, req.CountOnly, keysOnly, withTotal)
 	}
 	if err != nil {
 		return nil, err

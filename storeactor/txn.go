@@ -27,6 +27,7 @@ type writeTxn struct {
 	events   *[]*mvccpb.Event // when set, every change is appended as a watch event
 	cache    *latestCache     // the Store's; nil for read-only txns
 	written  *[][]byte        // when set, every key written is appended (see readCache)
+	counts   *countWriter     // the apply batch's count index (counts.go); nil for read-only txns
 	readErr  error            // the first read error of a read-only txn's ranges (see readFailed)
 	live     int64            // bytes of versions and history written (see View.LiveBytes)
 	keys     int64            // change in the number of live keys (see View.Keys)
@@ -68,6 +69,9 @@ func (tw *writeTxn) put(key, value []byte, lease int64) {
 		rec.create, rec.version, prevLease = prev.create, prev.version+1, prev.lease
 	} else {
 		tw.keys++
+		if tw.counts != nil {
+			tw.counts.added(key)
+		}
 	}
 	tw.write(key, main, &rec)
 	tw.attach(key, prevLease, lease)
@@ -113,6 +117,9 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 	for _, k := range keys {
 		tw.write(k.key, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
 		tw.attach(k.key, k.lease, 0)
+		if tw.counts != nil {
+			tw.counts.removed(k.key)
+		}
 	}
 	tw.keys -= int64(len(keys))
 	return int64(len(keys))

@@ -259,6 +259,9 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			tw.ops.rng(1)
+			if tw.counts != nil {
+				tw.counts.flush() // the range may count from the batch's index
+			}
 			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev, true)
 			if err != nil {
 				// checkTxn let through only ranges that can run: this is

@@ -1,0 +1,204 @@
+package storeactor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// separatorKeys are a few keys of every level under "a/" and "b/x/".
+var separatorKeys = sync.OnceValue(func() (keys []string) {
+	for level := 1; level <= countLevels; level++ {
+		keys = append(keys, SeparatorKeys("a/", level, 3)...)
+		keys = append(keys, SeparatorKeys("b/x/", level, 2)...)
+	}
+	return keys
+})
+
+// countModel drives writeTxns over random batches the way the Store's
+// apply does (indexed batch, a countWriter per batch), on a DB whose FS
+// can be crash-cloned.
+type countModel struct {
+	t    *testing.T
+	rng  *rand.Rand
+	fs   *vfs.MemFS
+	db   *pebble.DB
+	m    *countMirror
+	rev  int64
+	keys []string
+}
+
+func newCountModel(t *testing.T, seed int64) *countModel {
+	m := &countModel{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 0)), fs: vfs.NewCrashableMem(), rev: 1}
+	m.db = m.open(m.fs)
+	must(putU64(m.db, metaCounts, countFormat)) // an empty store's index is empty
+	m.m = newCountMirror()
+	for _, p := range []string{"a/", "b/", "b/x/", "c"} {
+		for i := 0; i < 60; i++ {
+			m.keys = append(m.keys, fmt.Sprintf("%s%d", p, i))
+		}
+	}
+	m.keys = append(m.keys, separatorKeys()...)
+	m.keys = append(m.keys, "", "\x00", "\x00\x00a", "a", "b\xff")
+	t.Cleanup(func() { m.db.Close() })
+	return m
+}
+
+func (m *countModel) open(fs vfs.FS) *pebble.DB {
+	m.t.Helper()
+	db, err := OpenPebbleFS(fs, "/db")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return db
+}
+
+func (m *countModel) key() []byte { return []byte(m.keys[m.rng.IntN(len(m.keys))]) }
+
+// keyRange is a random [key, end): one of the prefixes, two random keys
+// (maybe inverted), or from a key on (end empty).
+func (m *countModel) keyRange() (key, end []byte) {
+	switch m.rng.IntN(4) {
+	case 0:
+		p := []string{"a/", "b/", "b/x/", "c", ""}[m.rng.IntN(5)]
+		if p == "" {
+			return []byte{0}, []byte{}
+		}
+		return []byte(p), prefixEnd([]byte(p))
+	case 1:
+		return m.key(), []byte{}
+	default:
+		return m.key(), m.key()
+	}
+}
+
+// batch applies 1..20 random changes in one committed batch (synced or
+// not) and returns the batch's revisions.
+func (m *countModel) batch() {
+	b := m.db.NewIndexedBatch()
+	cw := newCountWriter(b, m.m)
+	for n := 1 + m.rng.IntN(20); n > 0; n-- {
+		tw := &writeTxn{r: b, w: b, beginRev: m.rev, counts: cw}
+		switch r := m.rng.IntN(20); {
+		case r < 13:
+			tw.put(m.key(), []byte("v"), 0)
+		case r < 18:
+			tw.deleteRange(m.key(), nil)
+		default:
+			key, end := m.keyRange()
+			tw.deleteRange(key, end)
+		}
+		if m.rng.IntN(4) == 0 {
+			// A range counted inside the batch, as a txn's range is.
+			key, end := m.keyRange()
+			cw.flush()
+			m.checkCount(b, key, end, m.rng.Int64N(tw.rev())+1, tw.rev())
+		}
+		if tw.changes > 0 {
+			m.rev++
+		}
+	}
+	cw.close()
+	must(putU64(b, metaRev, uint64(m.rev)))
+	opts := pebble.NoSync
+	if m.rng.IntN(3) == 0 {
+		opts = pebble.Sync
+	}
+	must(b.Commit(opts))
+	must(b.Close())
+}
+
+// checkCount compares countAt with a walk of [key, end) at rev.
+func (m *countModel) checkCount(r pebble.Reader, key, end []byte, rev, cur int64) {
+	m.t.Helper()
+	want, err := walkCount(r, key, end, rev)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	got, err := countAt(r, key, end, rev, cur)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if got != want {
+		m.t.Fatalf("count of [%q, %q) at %d (current %d): %d, a walk finds %d", key, end, rev, cur, got, want)
+	}
+}
+
+// TestCountIndexMatchesWalk: after any sequence of puts and deletes, in
+// batches, the count index is the one its live keys define (entry by
+// entry), and counts from it — at the current revision, at past ones
+// (history correction) and inside a batch — are what a walk finds; also
+// on what a crash (unsynced writes lost or half kept) leaves on disk.
+func TestCountIndexMatchesWalk(t *testing.T) {
+	seeds, batches := 4, 150
+	if os.Getenv("METASTORE_LONG") == "1" {
+		seeds, batches = 20, 1000
+	}
+	for seed := int64(1); seed <= int64(seeds); seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			m := newCountModel(t, seed)
+			for i := 0; i < batches; i++ {
+				m.batch()
+				if err := checkCountIndex(m.db); err != nil {
+					t.Fatalf("batch %d: %v", i, err)
+				}
+				if err := m.m.equal(m.db); err != nil {
+					t.Fatalf("batch %d: %v", i, err)
+				}
+				for j := 0; j < 5; j++ {
+					key, end := m.keyRange()
+					m.checkCount(m.db, key, end, m.rng.Int64N(m.rev)+1, m.rev)
+				}
+				if m.rng.IntN(25) == 0 {
+					crashed := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: m.rng.IntN(101), RNG: m.rng})
+					db := m.open(crashed)
+					err := checkCountIndex(db)
+					db.Close()
+					if err != nil {
+						t.Fatalf("after a crash at batch %d: %v", i, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCountIndexBuild: an index built from a store's data is the one
+// kept up to date while writing it.
+func TestCountIndexBuild(t *testing.T) {
+	m := newCountModel(t, 7)
+	for i := 0; i < 100; i++ {
+		m.batch()
+	}
+	kept := dumpCountIndex(t, m.db)
+	b := m.db.NewBatch()
+	if _, err := buildCountIndex(m.db, b); err != nil {
+		t.Fatal(err)
+	}
+	must(b.Commit(pebble.Sync))
+	if built := dumpCountIndex(t, m.db); built != kept {
+		t.Fatalf("built index differs from the maintained one:\nbuilt:\n%s\nmaintained:\n%s", built, kept)
+	}
+	if kept == "" {
+		t.Fatal("empty index")
+	}
+}
+
+func dumpCountIndex(t *testing.T, db *pebble.DB) string {
+	t.Helper()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: countSpaceLow, UpperBound: countSpaceUpper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out string
+	for ok := it.First(); ok; ok = it.Next() {
+		out += fmt.Sprintf("%q=%x\n", it.Key(), it.Value())
+	}
+	return out
+}
