@@ -153,7 +153,9 @@ func dump(t *testing.T, db *pebble.DB, skip map[string]bool) [][2][]byte {
 	defer it.Close()
 	var out [][2][]byte
 	for ok := it.First(); ok; ok = it.Next() {
-		if !skip[string(it.Key())] {
+		// The count index ('i' entries and its format record) is not
+		// imported: a store without it builds it when it starts.
+		if k := it.Key(); !skip[string(k)] && k[0] != 'i' && string(k) != "mcounts" {
 			out = append(out, [2][]byte{bytes.Clone(it.Key()), bytes.Clone(it.Value())})
 		}
 	}
