@@ -36,7 +36,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +49,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/testkit"
 )
 
 // ModulePath is the import path of the repository's root module.
@@ -272,32 +273,12 @@ func run(bin string, args []string, timeout time.Duration) (string, string, erro
 // ---------------------------------------------------------------------------
 // Ports
 
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// FreePort returns a loopback TCP port that was free a moment ago and that
-// this process has not handed out before.
+// FreePort returns a loopback TCP port that was free a moment ago, outside
+// the ephemeral range, and that this process has not handed out before
+// (testkit.FreePort).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("e2e: no free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		portMu.Lock()
-		fresh := !portsUsed[port]
-		portsUsed[port] = true
-		portMu.Unlock()
-		if fresh {
-			return port
-		}
-	}
-	t.Fatalf("e2e: no fresh free port after 100 tries")
-	return 0
+	return testkit.FreePort(t)
 }
 
 // ---------------------------------------------------------------------------

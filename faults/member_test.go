@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/testkit"
 )
 
 // Members run in the test process (node.Start) on their disks, with
@@ -108,12 +108,7 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 }
 
 func freeURL(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
+	return fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t))
 }
 
 // waitApplied waits until the member has a leader and has applied what
