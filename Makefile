@@ -102,7 +102,9 @@ bench-cluster: build ref
 # metastoreutl migrate from-etcd vs etcdutl snapshot restore of the same
 # ~1 GiB etcd snapshot (2M keys), then each server's start on the result
 # (cmd/metastoreutl/migrate_bench_test.go; MIGRATE_BENCH_KEYS and
-# MIGRATE_BENCH_VALUE scale it, MIGRATE_BENCH_DIR places its ~4 GiB of files).
+# MIGRATE_BENCH_VALUE scale it, MIGRATE_BENCH_VALUES=objects makes the values
+# Kubernetes-like objects instead of random bytes, MIGRATE_BENCH_DIR places
+# its ~4 GiB of files).
 .PHONY: bench-migrate
 bench-migrate: build ref
 	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_BENCH_MIGRATE=1 $(GO) test -count=1 -timeout 60m -v -run TestBenchMigrate ./cmd/metastoreutl

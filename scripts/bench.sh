@@ -33,6 +33,13 @@
 #      over BENCH_KEY_SPACE, 256 B values
 #   o  JSON gateway range: as n, POST /v3/kv/range of the pre-put key
 #      (linearizable)
+#   q  memory under writes: a fresh server (new data dir) gets BENCH_MEM_PUTS
+#      (600k at scale 1) puts as b's over BENCH_KEY_SPACE keys; its peak RSS
+#      (VmHWM) over the run and its RSS at the end
+#   r  memory holding keys: a fresh server gets BENCH_MEM_KEYS (1M at scale
+#      1) distinct 16 B keys with 256 B values (the benchmark tool's
+#      sequential keys); its RSS once they are in, and the peak while
+#      loading
 #   k  put as b, with auth on: scripts/authsetup enables auth with a user
 #      "bench" whose role may read and write every key (prefix "bench-" and
 #      from-key "\x00": the put keys are binary and share no prefix); the
@@ -110,6 +117,8 @@ KEEPALIVE_TOTAL="$(scaled 100000 1000)"
 HTTP_CLIENTS="${BENCH_HTTP_CLIENTS:-100}"
 HTTP_TOTAL="$(scaled 30000 500)"
 LEASES="${BENCH_LEASES:-$(scaled 100000 1000)}"
+MEM_PUTS="${BENCH_MEM_PUTS:-$(scaled 600000 1000)}"
+MEM_KEYS="${BENCH_MEM_KEYS:-$(scaled 1000000 1000)}"
 MAINT_BYTES="${BENCH_MAINT_BYTES:-$(scaled 1073741824 67108864)}"
 
 # ---- tools -------------------------------------------------------------------
@@ -207,6 +216,8 @@ SCENARIOS=(
   "m|maintenance on a $((MAINT_BYTES >> 20)) MiB store|maintbench"
   "n|JSON gateway put ${HTTP_CLIENTS} HTTP clients|httpload put"
   "o|JSON gateway range ${HTTP_CLIENTS} HTTP clients|httpload range"
+  "q|memory: $MEM_PUTS puts over $KEY_SPACE keys, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_PUTS --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
+  "r|memory: $MEM_KEYS keys of 16 B with 256 B values, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_KEYS --key-size=16 --val-size=$VAL_SIZE --key-space-size=$MEM_KEYS --sequential-keys"
   "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "l|range serializable with auth ${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
 )
@@ -222,6 +233,8 @@ ROWS=(
   "o|(o) JSON gateway range, ${HTTP_CLIENTS} HTTP clients|"
   "k|(k) put with auth, ${CONNS} conns / ${CLIENTS} clients|"
   "l|(l) range serializable with auth, ${CLIENTS} clients|"
+  "q|(q) put as b, $MEM_PUTS of them on a fresh server|"
+  "r|(r) put of $MEM_KEYS new keys on a fresh server|"
 )
 # Second table rows: id | label | section | measure (rps, avg or p99 of a
 # benchmark section; kv: the value after a "name value" line of the output).
@@ -242,6 +255,10 @@ WROWS=(
   "m|(m) defragment, seconds|defrag_seconds|kv"
   "m|(m) put p99 while idle, ms|idle_put_p99_ms|kv"
   "m|(m) put p99 during defragment, ms|defrag_put_p99_ms|kv"
+  "q|(q) peak RSS over $MEM_PUTS puts on $KEY_SPACE keys, MiB|peak_rss_mib|kv"
+  "q|(q) RSS after them, MiB|rss_mib|kv"
+  "r|(r) RSS holding $MEM_KEYS keys, MiB|rss_mib|kv"
+  "r|(r) peak RSS while loading them, MiB|peak_rss_mib|kv"
 )
 
 # parse <file> <section>: prints "<req/s> <p99 ms> <errors> <avg ms>"; "-" when
@@ -318,6 +335,14 @@ run_target() { # run_target <target>
       sample_rss "$SERVER_PID" "$WORK/$name-h.rss" &
       sampler=$!
     fi
+    if [[ "$id" == q || "$id" == r ]]; then
+      # A fresh process on a new data dir: its peak RSS is this
+      # scenario's alone.
+      stop_server
+      rm -rf "$WORK/$name/data"
+      # shellcheck disable=SC2086 # flags are deliberately word-split
+      start_server "$name" "$bin" $flags
+    fi
     if [[ ( "$id" == k || "$id" == l ) && ! -f "$WORK/$name.auth" ]]; then
       # A fresh server and data dir, as b and d had, so that the auth rows
       # differ from them by auth alone (not by what j left behind).
@@ -350,6 +375,12 @@ run_target() { # run_target <target>
     BENCH_PID=$!
     local ok=1
     wait "$BENCH_PID" || ok=0
+    if [[ "$id" == q || "$id" == r ]] && ((ok)); then
+      # VmHWM is the process's peak resident set; it started with this
+      # scenario.
+      awk '/^VmHWM:/ { printf "peak_rss_mib %.1f\n", $2 / 1024 } /^VmRSS:/ { printf "rss_mib %.1f\n", $2 / 1024 }' \
+        "/proc/$SERVER_PID/status" >>"$out"
+    fi
     if [[ -n "$sampler" ]]; then
       kill "$sampler" 2>/dev/null || true
       wait "$sampler" 2>/dev/null || true
@@ -499,7 +530,7 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo
   echo "Watch (f: 10 streams x 10 watchers, $WLAT_PUTS puts at up to 1000/s; g: 100 x 100 watchers on one key, $WFAN_PUTS puts;"
   echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k; i: lease-keepalive, $KEEPALIVE_TOTAL requests;"
-  echo "j: $LEASES leases with a key each expiring together). For latencies, RSS and seconds lower is better."
+  echo "j: $LEASES leases with a key each expiring together; q, r: a fresh server each). For latencies, RSS and seconds lower is better."
   echo
   md_table wheader wlines
   if ((${#notes[@]})); then

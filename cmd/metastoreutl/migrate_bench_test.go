@@ -30,10 +30,15 @@ import (
 // The snapshot is generated with etcdbackend.Writer in etcd's layout (key
 // bucket in revision order, pages filled to 90% as etcd's sequential puts
 // fill them): MIGRATE_BENCH_KEYS keys (default 2,000,000) of
-// MIGRATE_BENCH_VALUE random bytes (default 340), about 1 GiB; a tenth of
+// MIGRATE_BENCH_VALUE bytes (default 340), about 1 GiB; a tenth of
 // them overwritten after a compaction at half, a thousand leases holding
-// a tenth of the keys. MIGRATE_BENCH_DIR sets where files go (default a
-// temp dir; needs ~4x the snapshot's size).
+// a tenth of the keys. MIGRATE_BENCH_VALUES says what the values are:
+// "random" (default: bytes no compressor shrinks, the worst case for a
+// migration that writes compressed tables while etcdutl copies the file)
+// or "objects" (Kubernetes-like JSON objects, each with its own name, uid,
+// timestamps and resourceVersion: what an apiserver's etcd holds).
+// MIGRATE_BENCH_DIR sets where files go (default a temp dir; needs ~4x the
+// snapshot's size).
 func TestBenchMigrate(t *testing.T) {
 	if os.Getenv("METASTORE_BENCH_MIGRATE") == "" {
 		t.Skip("set METASTORE_BENCH_MIGRATE=1 (make bench-migrate) to run the migration benchmark")
@@ -50,10 +55,17 @@ func TestBenchMigrate(t *testing.T) {
 	}
 	snap := filepath.Join(dir, "etcd.snapshot")
 	start := time.Now()
-	rev, versions := writeBenchSnapshot(t, snap, keys, valueSize)
+	values := os.Getenv("MIGRATE_BENCH_VALUES")
+	if values == "" {
+		values = "random"
+	}
+	if values != "random" && values != "objects" {
+		t.Fatalf("MIGRATE_BENCH_VALUES=%q: want random or objects", values)
+	}
+	rev, versions := writeBenchSnapshot(t, snap, keys, valueSize, values == "objects")
 	st, err := os.Stat(snap)
 	must(t, err)
-	t.Logf("generated %s: %d keys, %d versions, revision %d, %.2f GiB in %v", snap, keys, versions, rev,
+	t.Logf("generated %s: %d keys (%s values), %d versions, revision %d, %.2f GiB in %v", snap, keys, values, versions, rev,
 		float64(st.Size())/(1<<30), time.Since(start).Round(time.Millisecond))
 
 	util := filepath.Join(dir, "metastoreutl")
@@ -124,6 +136,9 @@ type timing struct {
 func timeCmd(t *testing.T, bin string, args ...string) timing {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	// What the previous step left dirty in the page cache is written
+	// now, not while this command syncs its own files.
+	syscall.Sync()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
@@ -150,7 +165,7 @@ func envInt(t *testing.T, name string, def int) int {
 
 // writeBenchSnapshot writes the benchmark's etcd snapshot file and returns
 // its current revision and number of versions.
-func writeBenchSnapshot(t *testing.T, path string, keys, valueSize int) (rev int64, versions int) {
+func writeBenchSnapshot(t *testing.T, path string, keys, valueSize int, objects bool) (rev int64, versions int) {
 	t.Helper()
 	w, err := etcdbackend.Create(path)
 	must(t, err)
@@ -160,10 +175,14 @@ func writeBenchSnapshot(t *testing.T, path string, keys, valueSize int) (rev int
 	const leases = 1000
 	put := func(i int, create, version int64) {
 		rev++
-		for j := 0; j+8 <= len(value); j += 8 {
-			v := rng.Uint64()
-			for b := range 8 {
-				value[j+b] = byte(v >> (8 * b))
+		if objects {
+			value = appendObject(value[:0], rng, i, rev, valueSize)
+		} else {
+			for j := 0; j+8 <= len(value); j += 8 {
+				v := rng.Uint64()
+				for b := range 8 {
+					value[j+b] = byte(v >> (8 * b))
+				}
 			}
 		}
 		var lease int64
@@ -192,4 +211,26 @@ func writeBenchSnapshot(t *testing.T, path string, keys, valueSize int) (rev int
 	must(t, w.Close())
 	must(t, etcdbackend.AppendChecksum(path))
 	return rev, versions
+}
+
+// appendObject appends a Kubernetes-like JSON object of about size bytes:
+// the fields every object of a kind shares, and what is its own (name,
+// uid, timestamps, resourceVersion, a node, an IP, a container hash),
+// padded with annotations.
+func appendObject(dst []byte, rng *rand.Rand, i int, rev int64, size int) []byte {
+	start := len(dst)
+	dst = fmt.Appendf(dst, `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"pod-%08d","namespace":"ns-%04d",`+
+		`"uid":"%08x-%04x-%04x-%04x-%012x","resourceVersion":"%d","creationTimestamp":"2026-12-%02dT%02d:%02d:%02dZ",`+
+		`"labels":{"app":"web-%d","pod-template-hash":"%010x"}},"spec":{"nodeName":"node-%03d","containers":[{"name":"web",`+
+		`"image":"registry.example.com/web:1.%d","resources":{"requests":{"cpu":"100m","memory":"128Mi"}}}]},`+
+		`"status":{"phase":"Running","podIP":"10.%d.%d.%d","containerStatuses":[{"containerID":"containerd://%016x%016x"}]},`+
+		`"annotations":{"note":"`,
+		i, i%1000, rng.Uint32(), rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint64()&0xffffffffffff,
+		rev, 1+i%28, i%24, i%60, (i/60)%60, i%50, rng.Uint64()&0xffffffffff, i%200, i%7,
+		i%256, (i/256)%256, rng.IntN(256), rng.Uint64(), rng.Uint64())
+	const pad = "managed by the deployment controller; "
+	for len(dst)-start < size-3 {
+		dst = append(dst, pad[(len(dst)-start)%len(pad)])
+	}
+	return append(dst, `"}}`...)
 }
