@@ -317,3 +317,24 @@ func TestOperationsDocListsSettings(t *testing.T) {
 		}
 	}
 }
+
+// --feature-gates=LeaseCheckpoint=true starts, with etcd's warning when
+// LeaseCheckpointPersist is not on too; the interval is etcd's 5 minutes
+// unless --lease-checkpoint-interval (MetaStore's) sets it, and must be
+// positive.
+func TestLeaseCheckpointSettings(t *testing.T) {
+	const warn = "warn Detected that checkpointing is enabled without persistence. Consider enabling feature gate LeaseCheckpointPersist"
+	c, log, err := load(t, []string{"--feature-gates=LeaseCheckpoint=true"}, nil)
+	if err != nil || !hasLine(log, warn) || c.LeaseCheckpointInterval != 5*time.Minute {
+		t.Fatalf("LeaseCheckpoint alone: %v, interval %v, log %v", err, c.LeaseCheckpointInterval, log)
+	}
+	c, log, err = load(t, []string{"--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true"},
+		[]string{"ETCD_LEASE_CHECKPOINT_INTERVAL=2s"})
+	if err != nil || hasLine(log, warn) || c.LeaseCheckpointInterval != 2*time.Second {
+		t.Fatalf("both gates, interval from the environment: %v, interval %v, log %v", err, c.LeaseCheckpointInterval, log)
+	}
+	if _, _, err := load(t, []string{"--lease-checkpoint-interval=0s"}, nil); err == nil ||
+		err.Error() != "--lease-checkpoint-interval must be >0 (set to 0s)" {
+		t.Fatalf("a zero interval: %v", err)
+	}
+}

@@ -99,6 +99,9 @@ func (c *Config) Validate(lg *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if !gates.Enabled(features.LeaseCheckpointPersist) && gates.Enabled(features.LeaseCheckpoint) {
+		lg.Warn("Detected that checkpointing is enabled without persistence. Consider enabling feature gate LeaseCheckpointPersist")
+	}
 	if gates.Enabled(features.LeaseCheckpointPersist) && !gates.Enabled(features.LeaseCheckpoint) {
 		return errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
 	}
@@ -144,6 +147,9 @@ func (c *Config) validateMetaStore(lg *zap.Logger) error {
 	}
 	if kind, _, _ := strings.Cut(c.AuthToken, ","); kind != "simple" && kind != "jwt" {
 		return fmt.Errorf("unknown --auth-token %q; want simple or jwt,...", c.AuthToken)
+	}
+	if c.LeaseCheckpointInterval <= 0 {
+		return fmt.Errorf("--lease-checkpoint-interval must be >0 (set to %v)", c.LeaseCheckpointInterval)
 	}
 	gates, _ := c.Gates()
 	for _, s := range notBuilt {
@@ -212,7 +218,6 @@ var notBuilt = []struct {
 	{"raft-read-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftReadTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"raft-write-timeout", func(c *Config, _ featuregate.FeatureGate) bool { return c.RaftWriteTimeout != 5*time.Second }, "peer connections use their own deadlines"},
 	{"feature-gates=CompactHashCheck=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.CompactHashCheck) }, "no compaction hash check"},
-	{"feature-gates=LeaseCheckpoint=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.LeaseCheckpoint) }, "no lease checkpoints"},
 	{"feature-gates=SetMemberLocalAddr=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.SetMemberLocalAddr) }, "peers are dialled from any local address"},
 	{"feature-gates=PriorityRequest=true", func(_ *Config, g featuregate.FeatureGate) bool { return g.Enabled(features.PriorityRequest) }, "no request priorities"},
 }

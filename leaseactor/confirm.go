@@ -25,27 +25,33 @@ var ErrNotPrimary = status.Error(codes.Unknown, "not a primary lessor")
 // acknowledged only after a quorum round begun after it arrived, and a
 // burst of keep-alives costs one round, not one each.
 //
-// Invariant: renewals wait (in waiting or in round) only while the Lessor
-// is primary; demotion refuses them all.
+// Invariant: renewals wait (in waiting, in round or in clears) only while
+// the Lessor is primary; demotion refuses them all.
 //
 // Revoking expired leases waits for a round too (etcd's revokeExpiredLeases
 // calls ensureLeadership first): a leader paused past an election timeout
 // (SIGSTOP, a long GC or disk stall) wakes up still believing it leads,
 // with every lease's expiry in its past; without a round it would propose
 // their revokes, and a proposal it forwards once it learns of the new
-// leader commits. A round fails there instead.
+// leader commits. A round fails there instead. So do checkpoints (etcd's
+// checkpointer calls ensureLeadership too).
 type confirmations struct {
-	waiting    []*Renew // arrived after the round in flight began
-	wantRevoke bool     // expired leases wait for the next round
-	round      *round   // in flight; nil when none
-	seq        uint64   // numbers rounds, so a late answer to an abandoned one is ignored
+	waiting        []*Renew // arrived after the round in flight began
+	wantRevoke     bool     // expired leases wait for the next round
+	wantCheckpoint bool     // due checkpoints wait for the next round
+	round          *round   // in flight; nil when none
+	// clears are confirmed renewals waiting for the clear of their
+	// lease's checkpoint to be applied (checkpoint.go), by seq.
+	clears map[uint64]*clearing
+	seq    uint64 // numbers rounds and clears, so a late answer to an abandoned one is ignored
 }
 
 type round struct {
-	seq, term uint64 // term: the Lessor's primary term when the round began
-	renewals  []*Renew
-	revoke    bool          // revoke the expired leases once confirmed
-	abandon   chan struct{} // closed when nobody waits for the answer any more
+	seq, term  uint64 // term: the Lessor's primary term when the round began
+	renewals   []*Renew
+	revoke     bool          // revoke the expired leases once confirmed
+	checkpoint bool          // propose the due checkpoints once confirmed
+	abandon    chan struct{} // closed when nobody waits for the answer any more
 }
 
 // confirmed is a round's answer, sent to the Lessor by the goroutine that
@@ -71,12 +77,13 @@ func (l *Lessor) renew(m *Renew) {
 // waiting, unless a round is in flight (they wait for its answer first).
 func (l *Lessor) startRound() {
 	c := &l.confirm
-	if c.round != nil || (len(c.waiting) == 0 && !c.wantRevoke) {
+	if c.round != nil || (len(c.waiting) == 0 && !c.wantRevoke && !c.wantCheckpoint) {
 		return
 	}
 	c.seq++
-	r := &round{seq: c.seq, term: l.term, renewals: c.waiting, revoke: c.wantRevoke, abandon: make(chan struct{})}
-	c.round, c.waiting, c.wantRevoke = r, nil, false
+	r := &round{seq: c.seq, term: l.term, renewals: c.waiting, revoke: c.wantRevoke, checkpoint: c.wantCheckpoint,
+		abandon: make(chan struct{})}
+	c.round, c.waiting, c.wantRevoke, c.wantCheckpoint = r, nil, false, false
 	reply := make(chan error, 1)
 	l.cfg.ReadIndex(reply)
 	select {
@@ -111,12 +118,21 @@ func (l *Lessor) confirmed(m confirmed) {
 	}
 	if err != nil {
 		l.refuse(r.renewals, err.Error())
+		if r.checkpoint {
+			l.cfg.Logger.Warn("Ignore the checkpoint request because current member isn't a leader",
+				zap.String("local-member-id", fmt.Sprintf("%x", l.cfg.ID)), zap.Error(err))
+		}
 	} else {
 		for _, rn := range r.renewals {
-			actors.Reply(rn.Reply, l.extend(rn.ID))
+			if !l.clearFirst(rn) {
+				actors.Reply(rn.Reply, l.extend(rn.ID))
+			}
 		}
 		if r.revoke {
 			l.revokeConfirmed()
+		}
+		if r.checkpoint {
+			l.checkpointConfirmed()
 		}
 	}
 	l.startRound()
@@ -131,7 +147,13 @@ func (l *Lessor) refuseRenewals(why string) {
 		l.refuse(r.renewals, why)
 	}
 	l.refuse(c.waiting, why)
-	c.round, c.waiting, c.wantRevoke = nil, nil, false
+	var clearing []*Renew
+	for _, cl := range c.clears {
+		close(cl.abandon)
+		clearing = append(clearing, cl.renew)
+	}
+	l.refuse(clearing, why)
+	c.round, c.waiting, c.wantRevoke, c.wantCheckpoint, c.clears = nil, nil, false, false, nil
 }
 
 func (l *Lessor) refuse(renewals []*Renew, why string) {

@@ -7,10 +7,15 @@
 // As in etcd, only the leader's Lessor expires leases, and only once it is
 // primary: leader, with every entry of earlier terms applied. On promotion
 // every lease gets its full TTL again plus Extend (so a leader change never
-// expires a lease early); on demotion expiries are forgotten, so a deposed
-// leader revokes nothing. Expired leases are revoked through raft, at most
-// RevokeRate a second, and retried after RetryInterval if the revoke has
-// not been applied by then.
+// expires a lease early) — or, if the store holds a checkpoint of its
+// remaining TTL, that remaining TTL plus Extend; on demotion expiries are
+// forgotten, so a deposed leader revokes nothing. Expired leases are
+// revoked through raft, at most RevokeRate a second, and retried after
+// RetryInterval if the revoke has not been applied by then. With
+// checkpoints on (CheckpointInterval, etcd's LeaseCheckpoint gate) the
+// primary records each lease's remaining TTL through raft every interval
+// (checkpoint.go), so that a new leader or a restarted cluster does not
+// give it its whole TTL again.
 //
 // A keep-alive is acknowledged only once a raft quorum round begun after
 // it arrived has confirmed this member still leads, in the same term
@@ -50,8 +55,10 @@ type Config struct {
 	// call, that this member leads, and the local store has applied what
 	// was committed then; or an error.
 	ReadIndex func(reply chan<- error)
-	// Propose sends a request through raft without waiting for it.
-	Propose func(*pb.InternalRaftRequest)
+	// Propose sends a request through raft and must not block; reply
+	// (nil: nobody waits) gets the store's answer once it is applied, or
+	// the error that kept it from being applied.
+	Propose func(r *pb.InternalRaftRequest, reply chan<- actors.Result)
 	Clock   actors.Clock
 	Logger  *zap.Logger
 
@@ -59,6 +66,13 @@ type Config struct {
 	RevokeRate    int           // expired leases revoked per second at most (etcd: 1000)
 	CheckInterval time.Duration // how often expiry is checked (etcd: 500ms)
 	RetryInterval time.Duration // when to revoke again if a revoke was not applied (etcd: 3s)
+
+	// CheckpointInterval is how often the primary checkpoints each
+	// lease's remaining TTL (--feature-gates=LeaseCheckpoint=true; etcd:
+	// 5 minutes). 0: no checkpoints, as etcd without the gate.
+	CheckpointInterval time.Duration
+	CheckpointRate     int // LeaseCheckpoint entries proposed per second at most (etcd: 1000)
+	CheckpointBatch    int // checkpoints in one entry at most (etcd: 1000)
 }
 
 // Renew is a keep-alive: the lease's expiry moves to now + its TTL.
@@ -103,32 +117,51 @@ type tick struct{}
 //
 // Invariants: leases holds every lease the store has granted and not
 // revoked (as far as LeasesApplied told, corrected from pebble on a miss);
-// when primary, every lease is in the heap keyed by its next check time,
-// which is its expiry until a revoke has been proposed for it. The Lessor
-// is primary only in one term (term), never in one at or below deposed:
-// a view published before raft's LeaderChanged cannot promote it again;
-// and only once loaded: it must know every lease to expire any.
+// when primary, every lease is in expiries keyed by its next check time,
+// which is its expiry until a revoke has been proposed for it, and a lease
+// is in checkpoints when its next checkpoint is scheduled; when not
+// primary both heaps are empty. The Lessor is primary only in one term
+// (term), never in one at or below deposed: a view published before
+// raft's LeaderChanged cannot promote it again; and only once loaded: it
+// must know every lease to expire any.
 type Lessor struct {
-	cfg      Config
-	leases   map[int64]*lease
-	loaded   bool // leases were read from pebble since the actor started (load)
-	loadLog  *actors.LogLimiter
-	heap     leaseHeap
-	primary  bool
-	term     uint64 // the raft term it is primary in
-	deposed  uint64 // the last term raft said another member, or none, leads
-	stopTick func()
-	self     *actor.PID
-	root     *actor.RootContext
-	confirm  confirmations
+	cfg         Config
+	leases      map[int64]*lease
+	loaded      bool // leases were read from pebble since the actor started (load)
+	loadLog     *actors.LogLimiter
+	expiries    leaseHeap
+	checkpoints leaseHeap
+	primary     bool
+	term        uint64 // the raft term it is primary in
+	deposed     uint64 // the last term raft said another member, or none, leads
+	stopTick    func()
+	self        *actor.PID
+	root        *actor.RootContext
+	confirm     confirmations
 }
 
 type lease struct {
-	id, ttl   int64
+	id, ttl int64
+	// remaining is the remaining TTL of the lease's last checkpoint, as
+	// the store recorded it (0: none).
+	remaining int64
 	expiry    time.Time // zero when not primary: never expires
-	nextCheck time.Time
-	index     int  // in the heap; -1 when not in it
-	expired   bool // this member proposed its revoke because it expired
+	exp       slot      // in expiries: the next check time
+	cp        slot      // in checkpoints: when the next checkpoint is due
+	expired   bool      // this member proposed its revoke because it expired
+}
+
+func newLease(r storeactor.LeaseRecord) *lease {
+	return &lease{id: r.ID, ttl: r.TTL, remaining: r.Remaining, exp: slot{index: -1}, cp: slot{index: -1}}
+}
+
+// remainingOrTTL is what a promotion gives the lease (etcd's
+// getRemainingTTL): its checkpointed remaining TTL, or its whole TTL.
+func (ls *lease) remainingOrTTL() time.Duration {
+	if ls.remaining > 0 {
+		return time.Duration(ls.remaining) * time.Second
+	}
+	return time.Duration(ls.ttl) * time.Second
 }
 
 // New returns the Lessor's props.
@@ -155,6 +188,12 @@ func New(cfg Config) *actor.Props {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 3 * time.Second
 	}
+	if cfg.CheckpointRate <= 0 {
+		cfg.CheckpointRate = 1000
+	}
+	if cfg.CheckpointBatch <= 0 {
+		cfg.CheckpointBatch = 1000
+	}
 	loadLog := actors.NewLogLimiter(cfg.Clock, loadLogInterval)
 	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg, loadLog: loadLog} })
 }
@@ -174,6 +213,8 @@ func (l *Lessor) Receive(ctx actor.Context) {
 		l.renew(m)
 	case confirmed:
 		l.confirmed(m)
+	case cleared:
+		l.cleared(m)
 	case *LeaderChanged:
 		l.leaderChanged(m)
 	case *TimeToLive:
@@ -185,15 +226,17 @@ func (l *Lessor) Receive(ctx actor.Context) {
 			l.load()
 		}
 		l.checkPrimary()
-		l.revokeExpired()
+		l.confirmDue()
 	}
 }
 
 // start loads the leases from pebble: after a restart of the actor or the
-// process, every lease is known again, and gets its full TTL once primary.
+// process, every lease is known again, and gets its full (or checkpointed
+// remaining) TTL once primary.
 func (l *Lessor) start(ctx actor.Context) {
 	l.leases = map[int64]*lease{}
-	l.heap = nil
+	l.expiries = leaseHeap{slot: expirySlot}
+	l.checkpoints = leaseHeap{slot: checkpointSlot}
 	l.primary, l.loaded = false, false
 	l.self, l.root = ctx.Self(), ctx.ActorSystem().Root
 	l.load()
@@ -221,7 +264,7 @@ func (l *Lessor) load() {
 	}
 	l.leases = make(map[int64]*lease, len(rs))
 	for _, r := range rs {
-		l.leases[r.ID] = &lease{id: r.ID, ttl: r.TTL, index: -1}
+		l.leases[r.ID] = newLease(r)
 	}
 	l.loaded = true
 }
@@ -254,17 +297,20 @@ func (l *Lessor) leaderChanged(m *LeaderChanged) {
 	}
 }
 
+// promote gives every lease its remaining TTL (the checkpointed one, or
+// its whole TTL) plus Extend from now, and schedules its checkpoint.
 func (l *Lessor) promote(term uint64) {
 	l.primary, l.term = true, term
 	now := l.cfg.Clock.Now()
-	l.heap = l.heap[:0]
+	l.expiries.clear()
+	l.checkpoints.clear()
 	for _, ls := range l.leases {
-		ls.expiry = now.Add(l.cfg.Extend + time.Duration(ls.ttl)*time.Second)
-		ls.nextCheck = ls.expiry
-		ls.index = len(l.heap)
-		l.heap = append(l.heap, ls)
+		ls.expiry = now.Add(l.cfg.Extend + ls.remainingOrTTL())
+		ls.exp = slot{at: ls.expiry, index: len(l.expiries.ls)}
+		l.expiries.ls = append(l.expiries.ls, ls)
+		l.scheduleCheckpoint(ls, now)
 	}
-	heap.Init(&l.heap)
+	heap.Init(&l.expiries)
 	l.cfg.Logger.Info("lessor promoted", zap.Int("leases", len(l.leases)), zap.Uint64("term", term))
 }
 
@@ -272,10 +318,11 @@ func (l *Lessor) promote(term uint64) {
 // confirmation of the leadership just lost.
 func (l *Lessor) demote(why string) {
 	l.primary = false
+	l.expiries.clear()
+	l.checkpoints.clear()
 	for _, ls := range l.leases {
-		ls.expiry, ls.nextCheck, ls.index = time.Time{}, time.Time{}, -1
+		ls.expiry = time.Time{}
 	}
-	l.heap = nil
 	l.cfg.Logger.Info("lessor demoted", zap.String("reason", why), zap.Uint64("term", l.term))
 	l.refuseRenewals(why)
 }
@@ -289,7 +336,9 @@ func (l *Lessor) applied(m *storeactor.LeasesApplied) {
 			leaseGranted.Inc()
 			leaseTTLs.Observe(float64(g.TTL))
 		}
-		if _, ok := l.leases[g.ID]; !ok {
+		if ls := l.leases[g.ID]; ls != nil {
+			ls.ttl, ls.remaining = g.TTL, g.Remaining // a snapshot's record
+		} else {
 			l.add(g)
 		}
 	}
@@ -299,6 +348,9 @@ func (l *Lessor) applied(m *storeactor.LeasesApplied) {
 			leaseExpired.Inc()
 		}
 		l.remove(id)
+	}
+	for _, c := range m.Checkpointed {
+		l.checkpointed(c)
 	}
 	if m.Reset {
 		keep := make(map[int64]bool, len(m.Granted))
@@ -314,12 +366,13 @@ func (l *Lessor) applied(m *storeactor.LeasesApplied) {
 }
 
 func (l *Lessor) add(r storeactor.LeaseRecord) *lease {
-	ls := &lease{id: r.ID, ttl: r.TTL, index: -1}
+	ls := newLease(r)
 	l.leases[r.ID] = ls
 	if l.primary {
-		ls.expiry = l.cfg.Clock.Now().Add(time.Duration(r.TTL) * time.Second)
-		ls.nextCheck = ls.expiry
-		heap.Push(&l.heap, ls)
+		now := l.cfg.Clock.Now()
+		ls.expiry = now.Add(ls.remainingOrTTL())
+		l.expiries.schedule(ls, ls.expiry)
+		l.scheduleCheckpoint(ls, now)
 	}
 	return ls
 }
@@ -330,9 +383,8 @@ func (l *Lessor) remove(id int64) {
 		return
 	}
 	delete(l.leases, id)
-	if ls.index >= 0 {
-		heap.Remove(&l.heap, ls.index)
-	}
+	l.expiries.remove(ls)
+	l.checkpoints.remove(ls)
 }
 
 // lookup finds a lease, asking pebble when this actor has not heard of it
@@ -349,7 +401,11 @@ func (l *Lessor) lookup(id int64) (*lease, error) {
 }
 
 // extend renews a lease once this member's leadership is confirmed: its
-// expiry moves to now + TTL.
+// expiry moves to now + TTL (with checkpoints on, its checkpoint was
+// cleared first: clearFirst). etcd's Renew moves it to now + the
+// checkpointed remaining TTL when that was not cleared — always, without
+// the LeaseCheckpoint gate — which keep-alives every TTL/3 may not
+// outrun; MetaStore renews for the TTL it tells the client.
 func (l *Lessor) extend(id int64) RenewResult {
 	ls, err := l.lookup(id)
 	if err != nil {
@@ -361,8 +417,7 @@ func (l *Lessor) extend(id int64) RenewResult {
 		return RenewResult{Err: rpctypes.ErrGRPCLeaseNotFound}
 	}
 	ls.expiry = now.Add(time.Duration(ls.ttl) * time.Second)
-	ls.nextCheck = ls.expiry
-	heap.Fix(&l.heap, ls.index)
+	l.expiries.schedule(ls, ls.expiry)
 	leaseRenewed.Inc()
 	return RenewResult{TTL: ls.ttl}
 }
@@ -398,27 +453,35 @@ func (l *Lessor) list() []int64 {
 	return ids
 }
 
-// revokeExpired proposes the revoke of expired leases, soonest first, at
-// most RevokeRate a second, so that a mass expiry is spread over time
-// instead of flooding raft (etcd #9360, #12105).
-func (l *Lessor) revokeExpired() {
-	if !l.primary || len(l.heap) == 0 || l.cfg.Clock.Now().Before(l.heap[0].nextCheck) {
+// confirmDue starts a quorum round when some lease is due for its revoke
+// or its checkpoint: both wait for one that confirms this member still
+// leads (see confirmations).
+func (l *Lessor) confirmDue() {
+	if !l.primary {
 		return
 	}
-	// Some lease is due: revoke only once a quorum round confirms this
-	// member still leads (see confirmations).
-	l.confirm.wantRevoke = true
+	now := l.cfg.Clock.Now()
+	due := func(h *leaseHeap) bool { ls := h.peek(); return ls != nil && !now.Before(h.slot(ls).at) }
+	l.confirm.wantRevoke = l.confirm.wantRevoke || due(&l.expiries)
+	l.confirm.wantCheckpoint = l.confirm.wantCheckpoint || due(&l.checkpoints)
 	l.startRound()
 }
 
-// revokeConfirmed proposes the revokes of the leases due, at most
-// RevokeRate a second, once a round has confirmed the leadership.
+// perCheck is how many of a per-second budget one check may spend.
+func (l *Lessor) perCheck(perSecond int) int {
+	return max(1, int(int64(perSecond)*int64(l.cfg.CheckInterval)/int64(time.Second)))
+}
+
+// revokeConfirmed proposes the revokes of expired leases, soonest first,
+// at most RevokeRate a second, so that a mass expiry is spread over time
+// instead of flooding raft (etcd #9360, #12105); once a round has
+// confirmed the leadership.
 func (l *Lessor) revokeConfirmed() {
 	now := l.cfg.Clock.Now()
-	limit := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.CheckInterval)/int64(time.Second)))
-	for n := 0; n < limit && len(l.heap) > 0; {
-		ls := l.heap[0]
-		if now.Before(ls.nextCheck) {
+	limit := l.perCheck(l.cfg.RevokeRate)
+	for n := 0; n < limit; {
+		ls := l.expiries.peek()
+		if ls == nil || now.Before(ls.exp.at) {
 			return
 		}
 		// A lease that cannot be read is revoked as if it were there: the
@@ -428,32 +491,9 @@ func (l *Lessor) revokeConfirmed() {
 			l.remove(ls.id) // revoked, and the news was lost
 			continue
 		}
-		l.cfg.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: ls.id}})
+		l.cfg.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: ls.id}}, nil)
 		ls.expired = true
-		ls.nextCheck = now.Add(l.cfg.RetryInterval)
-		heap.Fix(&l.heap, ls.index)
+		l.expiries.schedule(ls, now.Add(l.cfg.RetryInterval))
 		n++
 	}
-}
-
-// leaseHeap orders leases by next check time.
-type leaseHeap []*lease
-
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].nextCheck.Before(h[j].nextCheck) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *leaseHeap) Push(x any) {
-	ls := x.(*lease)
-	ls.index = len(*h)
-	*h = append(*h, ls)
-}
-func (h *leaseHeap) Pop() any {
-	old := *h
-	ls := old[len(old)-1]
-	*h = old[:len(old)-1]
-	ls.index = -1
-	return ls
 }

@@ -23,7 +23,8 @@ const wait = 5 * time.Second
 
 // harness runs a real Store (on in-memory pebble) feeding a Lessor on a
 // fake clock. The test plays raft: it applies requests to the store,
-// collects the revokes the Lessor proposes (applying them when it wants),
+// collects the revokes and checkpoints the Lessor proposes (applying them
+// when it wants),
 // publishes the raft view (primary, term) and answers quorum rounds: at
 // once, or, once holdRounds is set, when the test takes them from rounds.
 type harness struct {
@@ -38,7 +39,8 @@ type harness struct {
 	cfg      leaseactor.Config
 	primary  atomic.Bool
 	term     atomic.Uint64
-	proposed chan *pb.InternalRaftRequest
+	proposed chan *pb.InternalRaftRequest // revokes
+	cps      chan proposal                // checkpoints
 	index    uint64
 
 	holdRounds atomic.Bool
@@ -63,7 +65,8 @@ func newHarnessOn(t *testing.T, db *pebble.DB, tweak func(*leaseactor.Config)) *
 	t.Cleanup(func() { db.Close() })
 	var err error
 	h := &harness{t: t, db: db, kit: testkit.New(t), clock: testkit.NewFakeClock(time.Unix(1000, 0)),
-		proposed: make(chan *pb.InternalRaftRequest, 100000), rounds: make(chan chan<- error, 100)}
+		proposed: make(chan *pb.InternalRaftRequest, 100000), cps: make(chan proposal, 100000),
+		rounds: make(chan chan<- error, 100)}
 	h.primary.Store(true)
 	h.term.Store(1)
 	if h.reader, err = storeactor.NewReader(db); err != nil {
@@ -80,7 +83,13 @@ func newHarnessOn(t *testing.T, db *pebble.DB, tweak func(*leaseactor.Config)) *
 				reply <- nil
 			}
 		},
-		Propose: func(r *pb.InternalRaftRequest) { h.proposed <- r },
+		Propose: func(r *pb.InternalRaftRequest, reply chan<- actors.Result) {
+			if r.LeaseCheckpoint != nil {
+				h.cps <- proposal{r, reply}
+				return
+			}
+			h.proposed <- r
+		},
 	}
 	if tweak != nil {
 		tweak(&h.cfg)
@@ -94,6 +103,13 @@ func newHarnessOn(t *testing.T, db *pebble.DB, tweak func(*leaseactor.Config)) *
 func (h *harness) startLessor() {
 	h.lessor = h.kit.Spawn(leaseactor.New(h.cfg))
 	h.clock.WaitPending(1, wait) // its check timer is armed
+}
+
+// proposal is a request the Lessor proposed, and where it waits for the
+// store's answer (nil: it does not).
+type proposal struct {
+	req   *pb.InternalRaftRequest
+	reply chan<- actors.Result
 }
 
 // apply applies reqs through the store as committed raft entries.
@@ -114,6 +130,16 @@ func (h *harness) apply(reqs ...*pb.InternalRaftRequest) []actors.Result {
 	testkit.Expect[*storeactor.Applied](h.raft, wait)
 	h.list() // the Lessor has handled what the store told it
 	return out
+}
+
+// applyProposal applies what the Lessor proposed, answering it as raft
+// would once the store has.
+func (h *harness) applyProposal(p proposal) {
+	h.t.Helper()
+	h.index++
+	h.raft.Request(h.store, &storeactor.Apply{Entries: []storeactor.Entry{{Index: h.index, Term: 1, Req: p.req, Reply: p.reply}}})
+	testkit.Expect[*storeactor.Applied](h.raft, wait)
+	h.list()
 }
 
 func (h *harness) grant(id, ttl int64) {

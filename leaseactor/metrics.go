@@ -45,6 +45,20 @@ var (
 		Name: "metastore_lease_load_failures_total",
 		Help: "Failed reads of the leases by the lessor; until one succeeds it expires no lease.",
 	})
+	// leaseCheckpointsProposed counts the lease checkpoints this member
+	// proposed as primary (--feature-gates=LeaseCheckpoint=true): the
+	// remaining TTLs it recorded, and the clears of keep-alives (etcd has
+	// no such counter).
+	leaseCheckpointsProposed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_lease_checkpoints_proposed_total",
+		Help: "Lease checkpoints (remaining TTLs, and their clears by keep-alives) this member proposed as the primary lessor.",
+	})
+	// leaseCheckpointsApplied counts the lease checkpoints this member's
+	// store applied to a lease that exists (every member, from raft).
+	leaseCheckpointsApplied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_lease_checkpoints_applied_total",
+		Help: "Lease checkpoints applied to an existing lease: its remaining TTL recorded, or cleared by a keep-alive.",
+	})
 	// leaseExpired counts the leases this member revoked because they
 	// expired: counted when the revoke it proposed is applied.
 	leaseExpired = prometheus.NewCounter(prometheus.CounterOpts{
@@ -54,5 +68,6 @@ var (
 )
 
 func init() {
-	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired, leaseRenewUnconfirmed, leaseLoadFailures)
+	metrics.MustRegister(leaseGranted, leaseRevoked, leaseRenewed, leaseTTLs, leaseExpired, leaseRenewUnconfirmed, leaseLoadFailures,
+		leaseCheckpointsProposed, leaseCheckpointsApplied)
 }

@@ -121,6 +121,10 @@ type Config struct {
 	// InitialCorruptCheck (--feature-gates=InitialCorruptCheck=true): a
 	// member with data checks its store's consistency before serving.
 	InitialCorruptCheck bool
+	// LeaseCheckpointInterval is how often the leader checkpoints each
+	// lease's remaining TTL through raft (--feature-gates=LeaseCheckpoint=true,
+	// every --lease-checkpoint-interval); 0: never, etcd's default.
+	LeaseCheckpointInterval time.Duration
 	// CorruptCheckTime is --corrupt-check-time: how often the leader
 	// compares its hash with the followers' (0: never).
 	CorruptCheckTime time.Duration

@@ -76,10 +76,11 @@ func (n *Node) startStore() (err error) {
 			return v.Term, v.LeadsApplied(n.reader.View().AppliedTerm)
 		},
 		ReadIndex: func(reply chan<- error) { n.raft.Send(&raftactor.ReadIndex{Reply: reply}) },
-		Propose: func(r *pb.InternalRaftRequest) {
+		Propose: func(r *pb.InternalRaftRequest, reply chan<- actors.Result) {
 			r.Header = n.reader.RootHeader()
-			n.raft.Propose(r, nil)
+			n.raft.Propose(r, reply)
 		},
+		CheckpointInterval: n.cfg.LeaseCheckpointInterval,
 	})); err != nil {
 		return err
 	}

@@ -360,7 +360,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	if out.events != nil && next.Rev >= from {
 		ctx.Send(s.cfg.Watch, &Committed{From: from, Rev: next.Rev, Events: *out.events})
 	}
-	if s.cfg.Leases != nil && (len(out.leases.Granted) > 0 || len(out.leases.Revoked) > 0) {
+	if s.cfg.Leases != nil && (len(out.leases.Granted) > 0 || len(out.leases.Revoked) > 0 || len(out.leases.Checkpointed) > 0) {
 		ctx.Send(s.cfg.Leases, &out.leases)
 	}
 	// Raft hears of the batch before its clients do: a client that, once
@@ -440,6 +440,10 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 		if granted != nil {
 			out.leases.Granted = append(out.leases.Granted, *granted)
 		}
+	case r.LeaseCheckpoint != nil:
+		resp, changed := applyLeaseCheckpoint(b, r.LeaseCheckpoint, next.Rev)
+		res.Resp = resp
+		out.leases.Checkpointed = append(out.leases.Checkpointed, changed...)
 	case r.LeaseRevoke != nil:
 		resp, err := tw.applyLeaseRevoke(r.LeaseRevoke)
 		tw.ops.end()

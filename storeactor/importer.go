@@ -65,7 +65,9 @@ type ImportStats struct {
 	Tombstones int64
 	Keys       int64 // keys whose newest version is live (not deleted)
 	Leases     int64
-	Attached   int64 // live keys attached to a lease
+	// Checkpointed counts the leases with a remaining TTL from a checkpoint.
+	Checkpointed int64
+	Attached     int64 // live keys attached to a lease
 	// Unattached counts live keys naming a lease that does not exist: they
 	// keep the lease id in their record but are attached to nothing, as
 	// etcd's lessor leaves them when it loads such a backend.
@@ -167,14 +169,19 @@ func (im *Importer) AddVersion(kv *mvccpb.KeyValue, sub int64, tombstone bool) e
 	return im.handOff()
 }
 
-// AddLease writes a lease granted for ttl seconds.
-func (im *Importer) AddLease(id, ttl int64) error {
+// AddLease writes a lease granted for ttl seconds, with the remaining TTL
+// of its last checkpoint (0: none; see LeaseRecord), which a member
+// started on the result gives it when promoted, as etcd does.
+func (im *Importer) AddLease(id, ttl, remaining int64) error {
 	if id == 0 || ttl < 0 {
 		return fmt.Errorf("storeactor: import: invalid lease %d (TTL %d)", id, ttl)
 	}
 	im.leases[id] = struct{}{}
 	im.stats.Leases++
-	return im.set(leaseKey(id), binary.BigEndian.AppendUint64(nil, uint64(ttl)))
+	if remaining > 0 {
+		im.stats.Checkpointed++
+	}
+	return im.set(leaseKey(id), encodeLease(ttl, remaining))
 }
 
 // AddUser writes a user record (its password a bcrypt hash, as etcd's).

@@ -16,8 +16,8 @@ import (
 )
 
 // importWorkload applies puts, overwrites, deletes, a txn, leases with
-// attached keys (one revoked), a physical compaction and writes after it,
-// and auth records with auth on.
+// attached keys (one revoked, one checkpointed), a physical compaction and
+// writes after it, and auth records with auth on.
 func importWorkload(h *harness) {
 	h.t.Helper()
 	h.must(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 60}})
@@ -31,6 +31,7 @@ func importWorkload(h *harness) {
 	h.must(delReq("k2", ""))
 	h.must(txnReq(&pb.TxnRequest{Success: []*pb.RequestOp{opPut("t1", "a"), opPut("t2", "b"), opDel("k3", "")}}))
 	h.must(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 8}})
+	h.must(checkpointReq(&pb.LeaseCheckpoint{ID: 7, Remaining_TTL: 42})) // a remaining TTL comes along
 	h.put("k0", "v2")
 	h.must(compactReq(h.rev(), true)) // at a put: a tombstone at the compaction point keeps a history entry without its version, which no export carries
 	eventually(h.t, "physical compaction", func() bool { v := h.reader.View(); return v.CompactDone == v.CompactRev })
@@ -95,7 +96,7 @@ func checkImport(t *testing.T, h *harness) {
 		}
 	}
 	for _, l := range st.Leases {
-		must(t, im.AddLease(l.ID, l.TTL))
+		must(t, im.AddLease(l.ID, l.TTL, l.Remaining))
 	}
 	for _, u := range st.Users {
 		must(t, im.AddUser(u))
@@ -111,7 +112,7 @@ func checkImport(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	// k0 k1 k4 leased t1 live; k2 k3 t2 gone deleted.
-	if stats.Keys != 5 || stats.Leases != 1 || stats.Attached != 1 || stats.Users != 2 || stats.Roles != 1 {
+	if stats.Keys != 5 || stats.Leases != 1 || stats.Checkpointed != 1 || stats.Attached != 1 || stats.Users != 2 || stats.Roles != 1 {
 		t.Fatalf("stats %+v", stats)
 	}
 

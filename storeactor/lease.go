@@ -18,6 +18,11 @@ import (
 // Attachments are indexed in pebble ('a' id enc(key)), not in memory: a
 // revoke or a TimeToLive with keys walks one prefix, and memory does not
 // grow with the number of attached keys.
+//
+// A lease record is 'e' id -> granted TTL (8 bytes), followed by the
+// remaining TTL of its last checkpoint (8 more) when it has one: etcd's
+// leasepb.Lease{TTL, RemainingTTL}. A record without a checkpoint keeps
+// the 8-byte form every earlier version wrote, so both read alike.
 
 // MaxLeaseTTL is etcd's largest lease TTL, in seconds.
 const MaxLeaseTTL = 9000000000
@@ -28,6 +33,9 @@ const MaxLeaseTTL = 9000000000
 type LeasesApplied struct {
 	Granted []LeaseRecord
 	Revoked []int64
+	// Checkpointed are the leases a LeaseCheckpoint changed, as recorded
+	// now (Remaining 0: a renewal cleared the checkpoint).
+	Checkpointed []LeaseRecord
 	// Reset: the store's leases were replaced (a snapshot from the leader
 	// was installed); Granted is all of them, and any other is gone.
 	Reset bool
@@ -37,6 +45,34 @@ type LeasesApplied struct {
 type LeaseRecord struct {
 	ID  int64
 	TTL int64 // granted TTL in seconds, after the minimum was applied
+	// Remaining is the remaining TTL in seconds the leader last
+	// checkpointed (etcd's RemainingTTL): a newly promoted leader counts
+	// down from it instead of from TTL. 0: none.
+	Remaining int64
+}
+
+// encodeLease is a lease record's value: the 8-byte form without a
+// checkpoint, 16 bytes with one.
+func encodeLease(ttl, remaining int64) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(ttl))
+	if remaining > 0 {
+		v = binary.BigEndian.AppendUint64(v, uint64(remaining))
+	}
+	return v
+}
+
+// decodeLease reads a lease record's value, in either form.
+func decodeLease(id int64, v []byte) (LeaseRecord, error) {
+	r := LeaseRecord{ID: id}
+	switch len(v) {
+	case 16:
+		r.Remaining = int64(binary.BigEndian.Uint64(v[8:]))
+		fallthrough
+	case 8:
+		r.TTL = int64(binary.BigEndian.Uint64(v))
+		return r, nil
+	}
+	return r, errCorruptRecord
 }
 
 func leaseKey(id int64) []byte {
@@ -51,21 +87,19 @@ func attachKey(id int64, key []byte) []byte {
 	return appendEncodedKey(attachPrefix(id), key)
 }
 
-// leaseTTL reads lease id's record.
-func leaseTTL(r pebble.Reader, id int64) (int64, bool, error) {
+// leaseRecord reads lease id's record.
+func leaseRecord(r pebble.Reader, id int64) (LeaseRecord, bool, error) {
 	v, ok, err := getValue(r, leaseKey(id))
 	if err != nil || !ok {
-		return 0, false, err
+		return LeaseRecord{ID: id}, false, err
 	}
-	if len(v) != 8 {
-		return 0, false, errCorruptRecord
-	}
-	return int64(binary.BigEndian.Uint64(v)), true, nil
+	rec, err := decodeLease(id, v)
+	return rec, err == nil, err
 }
 
 // leaseExists is for the Store's own reads (see mustRead).
 func leaseExists(r pebble.Reader, id int64) bool {
-	_, ok, err := leaseTTL(r, id)
+	_, ok, err := leaseRecord(r, id)
 	must(err)
 	return ok
 }
@@ -95,9 +129,29 @@ func applyLeaseGrant(b *pebble.Batch, r *pb.LeaseGrantRequest, minTTL, rev int64
 		return nil, nil, rpctypes.ErrGRPCLeaseExist
 	}
 	ttl := max(r.TTL, minTTL)
-	must(b.Set(leaseKey(r.ID), binary.BigEndian.AppendUint64(nil, uint64(ttl)), nil))
+	must(b.Set(leaseKey(r.ID), encodeLease(ttl, 0), nil))
 	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: rev}, ID: r.ID, TTL: ttl},
 		&LeaseRecord{ID: r.ID, TTL: ttl}, nil
+}
+
+// applyLeaseCheckpoint records each checkpoint's remaining TTL in its
+// lease's record, as etcd's lessor does with checkpoints persisted (which
+// etcd 3.7 always does: its cluster version is at least 3.6); a remaining
+// TTL of 0 (a renewal) clears it. A checkpoint of a lease that is gone
+// is ignored, as etcd ignores it. It returns the records changed.
+func applyLeaseCheckpoint(b *pebble.Batch, r *pb.LeaseCheckpointRequest, rev int64) (*pb.LeaseCheckpointResponse, []LeaseRecord) {
+	var changed []LeaseRecord
+	for _, c := range r.Checkpoints {
+		rec, ok, err := leaseRecord(b, c.ID)
+		must(err)
+		if !ok {
+			continue
+		}
+		rec.Remaining = max(c.Remaining_TTL, 0)
+		must(b.Set(leaseKey(c.ID), encodeLease(rec.TTL, rec.Remaining), nil))
+		changed = append(changed, rec)
+	}
+	return &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{Revision: rev}}, changed
 }
 
 // applyLeaseRevoke deletes every key attached to the lease (in key order,
@@ -152,8 +206,8 @@ func (r *Reader) LeaseKeys(id int64) ([][]byte, error) {
 
 // Lease reads one lease's record, and whether there is one.
 func (r *Reader) Lease(id int64) (LeaseRecord, bool, error) {
-	ttl, ok, err := leaseTTL(r.db, id)
-	return LeaseRecord{ID: id, TTL: ttl}, ok, r.readError("lease", err)
+	rec, ok, err := leaseRecord(r.db, id)
+	return rec, ok, r.readError("lease", err)
 }
 
 // Leases lists every lease.
@@ -170,14 +224,15 @@ func listLeases(r pebble.Reader) ([]LeaseRecord, error) {
 	defer it.Close()
 	var out []LeaseRecord
 	for ok := it.First(); ok; ok = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 9 || len(v) != 8 {
+		k := it.Key()
+		if len(k) != 9 {
 			return nil, errCorruptRecord
 		}
-		out = append(out, LeaseRecord{
-			ID:  int64(binary.BigEndian.Uint64(k[1:])),
-			TTL: int64(binary.BigEndian.Uint64(v)),
-		})
+		rec, err := decodeLease(int64(binary.BigEndian.Uint64(k[1:])), it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
 	}
 	if err := it.Error(); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/server/v3/features"
 	"go.uber.org/zap"
 
@@ -80,6 +81,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		Audit:                       audit,
 		JWT:                         jwt,
 		InitialCorruptCheck:         gates.Enabled(features.InitialCorruptCheck),
+		LeaseCheckpointInterval:     leaseCheckpointInterval(c, gates),
 		FeatureGate:                 gates,
 		CorruptCheckTime:            c.CorruptCheckTime,
 		ClientTLS:                   clientTLS, PeerTLS: peerTLS,
@@ -93,6 +95,15 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		SocketReusePort:      c.SocketOpts.ReusePort, SocketReuseAddress: c.SocketOpts.ReuseAddress,
 		Discovery: discoveryConfig(c.Discovery),
 	}, nil
+}
+
+// leaseCheckpointInterval is how often the leader checkpoints leases: only
+// with --feature-gates=LeaseCheckpoint=true (0: never).
+func leaseCheckpointInterval(c *config.Config, gates featuregate.FeatureGate) time.Duration {
+	if !gates.Enabled(features.LeaseCheckpoint) {
+		return 0
+	}
+	return c.LeaseCheckpointInterval
 }
 
 func tlsFiles(t config.TLS) node.TLSFiles {

@@ -143,7 +143,7 @@ func writeEtcdBackend(w *etcdbackend.Writer, db pebble.Reader, st storeactor.Exp
 		return err
 	}
 	for _, l := range st.Leases {
-		if err := w.PutLease(&leasepb.Lease{ID: l.ID, TTL: l.TTL}); err != nil {
+		if err := w.PutLease(&leasepb.Lease{ID: l.ID, TTL: l.TTL, RemainingTTL: l.Remaining}); err != nil {
 			return err
 		}
 		sum.leases++

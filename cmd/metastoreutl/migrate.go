@@ -38,7 +38,9 @@ and the compacted revision, leases (id, TTL, attached keys), users, roles and
 their permissions, whether auth is enabled and the auth revision. Alarms are
 cleared; the membership and ids are the new cluster's, from --name,
 --initial-cluster, --initial-advertise-peer-urls and --initial-cluster-token.
-Leases start with their whole TTL, as etcd's do after a restore.
+Leases start with their whole TTL, as etcd's do after a restore, unless etcd
+persisted a checkpoint of their remaining TTL (--feature-gates=LeaseCheckpoint=true):
+then, as in etcd, with that remaining TTL.
 
 A snapshot file's SHA-256 is checked as etcdutl checks it. The output is
 written to a temporary directory beside --data-dir and renamed into place
@@ -106,7 +108,11 @@ func (s migrateSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "Migrated %s to %s in %v\n", s.source, s.dataDir, s.took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  revision:  %d (%s)\n", s.state.Rev, compacted)
 	fmt.Fprintf(w, "  keys:      %d live, %d versions (%d deletions)\n", s.stats.Keys, s.stats.Versions, s.stats.Tombstones)
-	fmt.Fprintf(w, "  leases:    %d, %d keys attached\n", s.stats.Leases, s.stats.Attached)
+	checkpointed := ""
+	if s.stats.Checkpointed > 0 {
+		checkpointed = fmt.Sprintf(" (%d with a checkpointed remaining TTL)", s.stats.Checkpointed)
+	}
+	fmt.Fprintf(w, "  leases:    %d%s, %d keys attached\n", s.stats.Leases, checkpointed, s.stats.Attached)
 	fmt.Fprintf(w, "  auth:      %s (auth revision %d), %d users, %d roles\n", auth, max(s.state.AuthRev, 1), s.stats.Users, s.stats.Roles)
 	fmt.Fprintf(w, "  alarms:    cleared\n")
 	fmt.Fprintf(w, "  member:    %s, id %x, cluster id %x\n", s.name, s.id.MemberID, s.id.ClusterID)
@@ -177,7 +183,8 @@ func migrate(ctx context.Context, lg *zap.Logger, bar *progressBar, f *restoreFl
 		zap.String("cluster-id", fmt.Sprintf("%x", sum.id.ClusterID)),
 		zap.Int64("revision", sum.state.Rev), zap.Int64("compact-revision", sum.state.CompactRev),
 		zap.Int64("keys", sum.stats.Keys), zap.Int64("versions", sum.stats.Versions),
-		zap.Int64("leases", sum.stats.Leases), zap.Int64("users", sum.stats.Users), zap.Int64("roles", sum.stats.Roles),
+		zap.Int64("leases", sum.stats.Leases), zap.Int64("checkpointed-leases", sum.stats.Checkpointed),
+		zap.Int64("users", sum.stats.Users), zap.Int64("roles", sum.stats.Roles),
 		zap.Duration("took", sum.took))
 	return sum, nil
 }
@@ -279,17 +286,10 @@ func importEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdba
 
 func copyEtcd(ctx context.Context, lg *zap.Logger, bar *progressBar, b *etcdbackend.Backend, im *storeactor.Importer,
 	st storeactor.ImportState, first, last int64, newMember func(*pebble.Batch) error) (storeactor.ImportStats, error) {
-	checkpointed := 0
 	if err := b.Leases(func(l *leasepb.Lease) error {
-		if l.RemainingTTL > 0 {
-			checkpointed++
-		}
-		return im.AddLease(l.ID, l.TTL)
+		return im.AddLease(l.ID, l.TTL, l.RemainingTTL)
 	}); err != nil {
 		return storeactor.ImportStats{}, err
-	}
-	if checkpointed > 0 {
-		lg.Warn("leases with a checkpointed remaining TTL start with their whole TTL", zap.Int("leases", checkpointed))
 	}
 	if err := b.Users(func(u *authpb.User) error { return im.AddUser(u) }); err != nil {
 		return storeactor.ImportStats{}, err
