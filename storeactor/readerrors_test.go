@@ -170,8 +170,8 @@ func TestReaderReadsReturnErrors(t *testing.T) {
 	faults.Off()
 
 	want := map[string]string{
-		"user": "alice", "alarms": "1 NOSPACE", "lease": "{7 60} true",
-		"lease-keys": `["a"]`, "leases": "[{7 60}]", "prev-kv": "1",
+		"user": "alice", "alarms": "1 NOSPACE", "lease": "{7 60 0} true",
+		"lease-keys": `["a"]`, "leases": "[{7 60 0}]", "prev-kv": "1",
 	}
 	for _, r := range reads {
 		if got, err := r.run(); err != nil || got != want[r.name] {
