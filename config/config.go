@@ -128,6 +128,10 @@ type Config struct {
 	// lease's remaining TTL: etcd's fixed 5 minutes by default (etcd 3.7
 	// has no flag for it).
 	LeaseCheckpointInterval time.Duration `json:"lease-checkpoint-interval"`
+	// MemoryLimitBytes is the member's memory budget (0: GOMEMLIMIT, else
+	// the cgroup's limit, else none): pebble, the store's caches and the
+	// Go heap are sized from it (storeactor.SizeMemory).
+	MemoryLimitBytes int64 `json:"memory-limit-bytes"`
 
 	// ConfigFile is the file the configuration was read from ("": none).
 	ConfigFile string `json:"-"`

@@ -338,3 +338,16 @@ func TestLeaseCheckpointSettings(t *testing.T) {
 		t.Fatalf("a zero interval: %v", err)
 	}
 }
+
+// --memory-limit-bytes (MetaStore's) comes from a flag or ETCD_* and may
+// not be negative.
+func TestMemoryLimitSetting(t *testing.T) {
+	c, _, err := load(t, nil, []string{"ETCD_MEMORY_LIMIT_BYTES=536870912"})
+	if err != nil || c.MemoryLimitBytes != 512<<20 {
+		t.Fatalf("from the environment: %v, %d", err, c.MemoryLimitBytes)
+	}
+	if _, _, err := load(t, []string{"--memory-limit-bytes=-1"}, nil); err == nil ||
+		err.Error() != "--memory-limit-bytes must be >= 0 (set to -1)" {
+		t.Fatalf("a negative limit: %v", err)
+	}
+}

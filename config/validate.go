@@ -148,6 +148,9 @@ func (c *Config) validateMetaStore(lg *zap.Logger) error {
 	if kind, _, _ := strings.Cut(c.AuthToken, ","); kind != "simple" && kind != "jwt" {
 		return fmt.Errorf("unknown --auth-token %q; want simple or jwt,...", c.AuthToken)
 	}
+	if c.MemoryLimitBytes < 0 {
+		return fmt.Errorf("--memory-limit-bytes must be >= 0 (set to %d)", c.MemoryLimitBytes)
+	}
 	if c.LeaseCheckpointInterval <= 0 {
 		return fmt.Errorf("--lease-checkpoint-interval must be >0 (set to %v)", c.LeaseCheckpointInterval)
 	}

@@ -125,6 +125,9 @@ type Config struct {
 	// lease's remaining TTL through raft (--feature-gates=LeaseCheckpoint=true,
 	// every --lease-checkpoint-interval); 0: never, etcd's default.
 	LeaseCheckpointInterval time.Duration
+	// Memory sizes pebble's memtables and block cache and the store's
+	// newest-version cache (storeactor.SizeMemory; zero: its lean sizes).
+	Memory storeactor.MemorySizes
 	// CorruptCheckTime is --corrupt-check-time: how often the leader
 	// compares its hash with the followers' (0: never).
 	CorruptCheckTime time.Duration

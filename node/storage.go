@@ -54,7 +54,7 @@ func (n *Node) openStorage() error {
 	}
 	pacer := storeactor.NewCompactionPacer()
 	db, err := storeactor.OpenPebbleFS(pacer.FS(n.fs), l.dbDir, storeactor.WithPebbleLogger(n.lg.Named("pebble")),
-		storeactor.WithOnFatal(n.storageFailed), storeactor.WithWALDir(l.walDir))
+		storeactor.WithOnFatal(n.storageFailed), storeactor.WithWALDir(l.walDir), storeactor.WithMemory(n.cfg.Memory))
 	if err != nil {
 		return fmt.Errorf("open data dir: %w", err)
 	}

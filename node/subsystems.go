@@ -95,6 +95,7 @@ func (n *Node) startStore() (err error) {
 		DB: n.db, Logger: n.lg.Named("store"), Watch: n.watchPID, Leases: n.leasePID, Tokens: n.tokensPID,
 		MinLeaseTTL: leaseactor.MinTTL(n.cfg.electionTicks(), n.cfg.HeartbeatInterval), MaxLearners: n.cfg.MaxLearners,
 		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration, QuotaBytes: n.cfg.QuotaBackendBytes,
+		LatestHalf: n.cfg.Memory.LatestHalf,
 	}, n.reader))
 	return err
 }

@@ -108,6 +108,9 @@ type Config struct {
 	// it is sent the token changes of every batch that has any, and then
 	// answers that batch's clients.
 	Tokens *actor.PID
+	// LatestHalf sizes the cache of recently written keys' newest
+	// versions (MemorySizes.LatestHalf; 0: SizeMemory(0)'s).
+	LatestHalf int
 	// MaxLearners is --max-learners: learners the membership may hold
 	// (etcd's default 1).
 	MaxLearners int
@@ -215,7 +218,11 @@ func (s *Store) start(ctx actor.Context) {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
 	s.counts = s.loadCountIndex()
-	s.latest = newLatestCache(latestCacheHalf)
+	half := s.cfg.LatestHalf
+	if half <= 0 {
+		half = SizeMemory(0).LatestHalf
+	}
+	s.latest = newLatestCache(half)
 	s.latest.keys, v.Keys = loadKeyFilter(s.cfg.DB)
 	s.cur = v
 	s.reads.clear()

@@ -143,7 +143,7 @@ func BenchmarkCountApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			cache := newLatestCache(latestCacheHalf)
+			cache := newLatestCache(leanLatestHalf)
 			cache.keys = newKeyFilter()
 			rng := rand.New(rand.NewPCG(1, 0))
 			val := make([]byte, 256)

@@ -34,10 +34,6 @@ type latestMeta struct {
 	tombstone                    bool
 }
 
-// latestCacheHalf is the number of keys per generation: about 100 bytes
-// each, so the cache stays under ~30 MiB with 2 x 128 Ki keys.
-const latestCacheHalf = 128 << 10
-
 func newLatestCache(half int) *latestCache {
 	return &latestCache{cur: make(map[string]latestMeta), old: map[string]latestMeta{}, half: half}
 }

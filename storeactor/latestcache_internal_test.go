@@ -106,7 +106,7 @@ func BenchmarkPutApply(b *testing.B) {
 			defer db.Close()
 			var cache *latestCache
 			if tc.cache {
-				cache = newLatestCache(latestCacheHalf)
+				cache = newLatestCache(leanLatestHalf)
 				if tc.filter {
 					cache.keys = newKeyFilter()
 				}

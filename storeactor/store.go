@@ -63,6 +63,7 @@ type openConfig struct {
 	lg        *zap.Logger
 	onFatal   func(error)
 	cacheless bool
+	memory    MemorySizes
 	walDir    string
 }
 
@@ -71,6 +72,12 @@ type openConfig struct {
 // with another WAL dir: the WAL holds writes no table has yet.
 func WithWALDir(dir string) OpenOption {
 	return func(c *openConfig) { c.walDir = dir }
+}
+
+// WithMemory opens the DB with the memtable and block cache sizes of m
+// (SizeMemory) instead of the lean ones.
+func WithMemory(m MemorySizes) OpenOption {
+	return func(c *openConfig) { c.memory = m }
 }
 
 // WithoutBlockCache opens the DB with a block cache too small to hold a
@@ -108,6 +115,10 @@ func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error)
 		c.lg = zap.NewNop()
 	}
 	po := PebbleOptions()
+	if c.memory.MemTable > 0 {
+		po.MemTableSize = c.memory.MemTable
+		po.CacheSize = c.memory.PebbleBytes()
+	}
 	po.FS = fs
 	po.WALDir = c.walDir
 	if c.cacheless {
@@ -122,9 +133,14 @@ func OpenPebbleFS(fs vfs.FS, dir string, opts ...OpenOption) (*pebble.DB, error)
 // PebbleOptions are the options the node's DB is opened with (tests that
 // need their own FS start from these).
 func PebbleOptions() *pebble.Options {
+	// pebble's default block cache (8 MiB) made a put's lookup of the
+	// version it replaces decompress a data block on most calls once the
+	// key space outgrew it; SizeMemory says what the cache and the
+	// memtables get (memory.go), these are its sizes without a limit.
+	lean := SizeMemory(0)
 	opts := &pebble.Options{
-		CacheSize:                   blockCacheBytes,
-		MemTableSize:                64 << 20,
+		CacheSize:                   lean.PebbleBytes(),
+		MemTableSize:                lean.MemTable,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       1000,
@@ -140,13 +156,6 @@ func PebbleOptions() *pebble.Options {
 	return opts
 }
 
-// blockCacheBytes is the size of pebble's block cache. pebble's default
-// (8 MiB) made a put's lookup of the version it replaces decompress a
-// data block on most calls once the key space outgrew it: snappy decoding
-// was the store actor's largest cost in the put benchmark. A fixed cache
-// keeps memory independent of the number of keys; etcd instead maps its
-// whole database into memory.
-const blockCacheBytes = 128 << 20
 
 type quietLogger struct{}
 

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"math"
+	"os"
+	"runtime/debug"
+	"testing"
+)
+
+func TestMemoryBudgetSources(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	files := func(m map[string]string) func(string) ([]byte, error) {
+		return func(name string) ([]byte, error) {
+			if v, ok := m[name]; ok {
+				return []byte(v), nil
+			}
+			return nil, os.ErrNotExist
+		}
+	}
+	v2 := "/sys/fs/cgroup/memory.max"
+	v1 := "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+	for _, tc := range []struct {
+		name   string
+		flag   int64
+		files  map[string]string
+		want   int64
+		source string
+	}{
+		{"nothing", 0, nil, 0, ""},
+		{"flag wins over the cgroup", 512 << 20, map[string]string{v2: "1073741824\n"}, 512 << 20, "--memory-limit-bytes"},
+		{"cgroup v2", 0, map[string]string{v2: "1073741824\n"}, 1 << 30, v2},
+		{"cgroup v2 unlimited", 0, map[string]string{v2: "max\n"}, 0, ""},
+		{"cgroup v1", 0, map[string]string{v1: "268435456\n"}, 256 << 20, v1},
+		{"cgroup v1 unlimited", 0, map[string]string{v1: "9223372036854771712\n"}, 0, ""},
+	} {
+		got, source := memoryBudget(tc.flag, noEnv, files(tc.files))
+		if got != tc.want || source != tc.source {
+			t.Errorf("%s: %d from %q; want %d from %q", tc.name, got, source, tc.want, tc.source)
+		}
+	}
+}
+
+// GOMEMLIMIT is read as the runtime parsed it.
+func TestMemoryBudgetFromGOMEMLIMIT(t *testing.T) {
+	old := debug.SetMemoryLimit(300 << 20)
+	defer debug.SetMemoryLimit(old)
+	env := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "300MiB"
+		}
+		return ""
+	}
+	noFiles := func(string) ([]byte, error) { return nil, errors.New("none") }
+	if got, source := memoryBudget(0, env, noFiles); got != 300<<20 || source != "GOMEMLIMIT" {
+		t.Fatalf("%d from %q; want %d from GOMEMLIMIT", got, source, 300<<20)
+	}
+}
+
+func TestGoLimitFollowsLiveHeap(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int64
+	}{
+		{0, goFloor},
+		{30 << 20, goFloor},
+		{100 << 20, 200 << 20},
+		{math.MaxUint64, math.MaxInt64 - 1},
+	} {
+		if got := goLimitFor(tc.live); got != tc.want {
+			t.Errorf("live %d: limit %d; want %d", tc.live, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package storeactor
+
+// How the member's memory is divided. What the store keeps in memory
+// besides the Go heap's working set is pebble's memtables, pebble's block
+// cache and the store actor's cache of recently written keys' newest
+// versions; none of them grows with the number of keys, so a member's
+// memory is set by these sizes and the Go heap, not by its data.
+//
+// Without a limit the sizes are lean: a member should take no more memory
+// than etcd does under the same writes (docs/benchmarks.md, `make bench`
+// rows q and r). The block cache is small because pebble reads its tables
+// with pread: a block that left the cache is usually still in the
+// kernel's page cache, so a miss costs a decompression, not a disk read
+// (etcd maps its whole file, and counts it in its RSS). With a limit
+// (--memory-limit-bytes, GOMEMLIMIT, or the cgroup's memory.max), each
+// part grows with it, and the Go heap gets the rest as its soft limit.
+
+// MemorySizes are the sizes the store and pebble are opened with.
+type MemorySizes struct {
+	// MemTable is pebble's memtable size. Two may exist at once (one
+	// being flushed), and pebble reserves their size in the block cache.
+	MemTable uint64
+	// BlockCache is what pebble's block cache may hold beyond the
+	// memtables' reservations (pebble's CacheSize is this plus two
+	// memtables: with a cache only as large as the memtables, a flush
+	// leaves it nothing).
+	BlockCache int64
+	// LatestHalf is each of the two generations of the store actor's
+	// cache of recently written keys' newest versions, in entries.
+	LatestHalf int
+	// GoLimit is the Go heap's soft limit (runtime/debug.SetMemoryLimit):
+	// the limit less what pebble takes; 0 when there is no limit.
+	GoLimit int64
+}
+
+const (
+	leanMemTable   = 8 << 20
+	leanBlockCache = 16 << 20
+	leanLatestHalf = 32 << 10
+
+	minMemTable   = 4 << 20
+	maxMemTable   = 64 << 20
+	minLatestHalf = 8 << 10
+	maxLatestHalf = 1 << 20
+	// minGoLimit keeps the Go heap's soft limit from starving the
+	// request paths when the limit is small: below it, the garbage
+	// collector would run continuously.
+	minGoLimit = 64 << 20
+)
+
+// SizeMemory divides a memory limit in bytes (0: none) between pebble,
+// the store's caches and the Go heap. With a limit: a memtable of 1/64 of
+// it (4-64 MiB), a block cache of 1/8, a newest-version cache of one
+// entry a generation per 4 KiB, and the rest, at least 64 MiB, for the
+// Go heap.
+func SizeMemory(limit int64) MemorySizes {
+	if limit <= 0 {
+		return MemorySizes{MemTable: leanMemTable, BlockCache: leanBlockCache, LatestHalf: leanLatestHalf}
+	}
+	s := MemorySizes{
+		MemTable:   uint64(min(max(limit/64, minMemTable), maxMemTable)),
+		BlockCache: max(limit/8, leanBlockCache),
+		LatestHalf: int(min(max(limit/4096, minLatestHalf), maxLatestHalf)),
+	}
+	s.GoLimit = max(limit-s.PebbleBytes(), minGoLimit)
+	return s
+}
+
+// PebbleBytes is the most pebble's memtables and block cache hold
+// together: its cache size, which the memtables are reserved in.
+func (s MemorySizes) PebbleBytes() int64 { return s.BlockCache + 2*int64(s.MemTable) }

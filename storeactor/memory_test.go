@@ -1,0 +1,39 @@
+package storeactor_test
+
+import (
+	"testing"
+
+	"github.com/metastore/metastore/storeactor"
+)
+
+func TestSizeMemory(t *testing.T) {
+	lean := storeactor.SizeMemory(0)
+	if lean.GoLimit != 0 || lean.MemTable == 0 || lean.BlockCache == 0 || lean.LatestHalf == 0 {
+		t.Fatalf("lean sizes %+v: want every size set and no Go limit", lean)
+	}
+	for _, limit := range []int64{64 << 20, 256 << 20, 1 << 30, 16 << 30, 1 << 40} {
+		s := storeactor.SizeMemory(limit)
+		if s.MemTable < 4<<20 || s.MemTable > 64<<20 {
+			t.Errorf("limit %d: memtable %d outside 4-64 MiB", limit, s.MemTable)
+		}
+		if s.BlockCache < lean.BlockCache {
+			t.Errorf("limit %d: block cache %d below the lean %d", limit, s.BlockCache, lean.BlockCache)
+		}
+		if s.GoLimit < 64<<20 {
+			t.Errorf("limit %d: Go limit %d below 64 MiB", limit, s.GoLimit)
+		}
+		// The parts add up to the limit unless the Go heap's floor lifts it.
+		if total := s.PebbleBytes() + s.GoLimit; total != limit && s.GoLimit != 64<<20 {
+			t.Errorf("limit %d: pebble %d + Go %d = %d", limit, s.PebbleBytes(), s.GoLimit, total)
+		}
+	}
+	// A larger budget never shrinks a part.
+	prev := storeactor.SizeMemory(64 << 20)
+	for _, limit := range []int64{256 << 20, 1 << 30, 16 << 30} {
+		s := storeactor.SizeMemory(limit)
+		if s.MemTable < prev.MemTable || s.BlockCache < prev.BlockCache || s.LatestHalf < prev.LatestHalf || s.GoLimit < prev.GoLimit {
+			t.Errorf("limit %d: %+v shrinks a part of %+v", limit, s, prev)
+		}
+		prev = s
+	}
+}
