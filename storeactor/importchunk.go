@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
@@ -95,10 +96,14 @@ func (im *Importer) stop() error {
 	return <-im.written
 }
 
-// ingestChunk writes the chunk as three tables — its history entries in
-// revision order, its versions in key order, and each key's newest
-// version of the chunk — and has pebble ingest them together (their
-// spans, 'h', 'k' and 'l', do not overlap).
+// ingestChunk writes the chunk as tables — its history entries in
+// revision order, and its versions in key order with each key's newest
+// version of the chunk, in importWriters parts of the key order — and has
+// pebble ingest them together (their spans do not overlap: 'h', and each
+// part's 'k' and 'l' keys, split at a key). The tables are written side by
+// side: the import is bound by the CPU of sorting, encoding and
+// compressing them, and the reader of the source keeps only part of a
+// core busy.
 func (im *Importer) ingestChunk(c *importChunk) error {
 	var paths []string
 	defer func() {
@@ -106,37 +111,83 @@ func (im *Importer) ingestChunk(c *importChunk) error {
 			_ = os.Remove(p)
 		}
 	}()
-	hist, err := im.newTable()
-	if err != nil {
+	tables := make([]importTable, 0, 1+2*importWriters)
+	for range cap(tables) {
+		t, err := im.newTable()
+		if err != nil {
+			for _, t := range tables {
+				t.w.Close()
+			}
+			return err
+		}
+		tables = append(tables, t)
+		paths = append(paths, t.path)
+	}
+	hist := tables[0]
+	errs := make([]error, 1+importWriters)
+	var histN int
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n, err := im.writeHistory(c, hist.w)
+		histN, errs[0] = n, errors.Join(err, hist.w.Close())
+	}()
+	order := c.sortVersions()
+	for i, part := range splitAtKeys(c, order, importWriters) {
+		versions, latest := tables[1+2*i], tables[2+2*i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := im.writeVersions(c, part, versions.w, latest.w)
+			errs[1+i] = errors.Join(err, versions.w.Close(), latest.w.Close())
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	paths = append(paths, hist.path)
-	n, err := im.writeHistory(c, hist.w)
-	if err = errors.Join(err, hist.w.Close()); err != nil {
-		return err
+	ingest := paths[:0:0]
+	for i, t := range tables {
+		if i == 0 && histN == 0 {
+			continue // all below the history floor
+		}
+		if m, err := t.w.Metadata(); err == nil && m.Properties.NumEntries == 0 {
+			continue // an empty part
+		}
+		ingest = append(ingest, t.path)
 	}
-	if n == 0 {
-		paths = paths[:0] // all below the history floor
-	}
-	versions, err := im.newTable()
-	if err != nil {
-		return err
-	}
-	paths = append(paths, versions.path)
-	latest, err := im.newTable()
-	if err != nil {
-		versions.w.Close()
-		return err
-	}
-	paths = append(paths, latest.path)
-	err = im.writeVersions(c, versions.w, latest.w)
-	if err = errors.Join(err, versions.w.Close(), latest.w.Close()); err != nil {
-		return err
-	}
-	if err := im.db.Ingest(context.Background(), paths); err != nil {
+	if err := im.db.Ingest(context.Background(), ingest); err != nil {
 		return fmt.Errorf("storeactor: import: ingest: %w", err)
 	}
 	return nil
+}
+
+// importWriters is how many parts of a chunk's key order are written at
+// once (with its history: one writer more than the machines this runs on
+// have cores, at least).
+const importWriters = 2
+
+// splitAtKeys cuts order (versions in key order) into n parts of about
+// equal length, each cut between two keys, never inside one key's
+// versions. Parts may be empty.
+func splitAtKeys(c *importChunk, order []int32, n int) [][]int32 {
+	parts := make([][]int32, 0, n)
+	for i := n; i > 1; i-- {
+		cut := len(order) / i
+		for cut > 0 && cut < len(order) && sameKey(c, order[cut-1], order[cut]) {
+			cut++
+		}
+		parts = append(parts, order[:cut])
+		order = order[cut:]
+	}
+	return append(parts, order)
+}
+
+// sameKey says whether versions a and b are of one key.
+func sameKey(c *importChunk, a, b int32) bool {
+	ka, kb := c.bytes(c.versions[a].key), c.bytes(c.versions[b].key)
+	return bytes.Equal(ka[:len(ka)-8], kb[:len(kb)-8])
 }
 
 type importTable struct {
@@ -225,8 +276,7 @@ func (im *Importer) writeHistory(c *importChunk, w *sstable.Writer) (int, error)
 // one main revision (a txn that deleted a range and put a key in it)
 // share a 'k' key: the later one (higher sub) is kept, as the Store keeps
 // it.
-func (im *Importer) writeVersions(c *importChunk, versions, latest *sstable.Writer) error {
-	order := c.sortVersions()
+func (im *Importer) writeVersions(c *importChunk, order []int32, versions, latest *sstable.Writer) error {
 	var lkey, lval []byte
 	newKey := true // order[i] is the first of its key
 	for i, o := range order {
@@ -235,8 +285,7 @@ func (im *Importer) writeVersions(c *importChunk, versions, latest *sstable.Writ
 		p := k[:len(k)-8] // 'k' enc(key)
 		sameKeyNext := false
 		if i+1 < len(order) {
-			next := c.bytes(c.versions[order[i+1]].key)
-			sameKeyNext = bytes.Equal(p, next[:len(next)-8])
+			sameKeyNext = sameKey(c, o, order[i+1])
 		}
 		if sameKeyNext && c.versions[order[i+1]].main == v.main {
 			continue // the next is the later version at this revision
