@@ -123,6 +123,9 @@ type Config struct {
 	Storage         string `json:"storage"`
 	DefragRateBytes int64  `json:"defrag-rate-bytes"`
 	AuditLogPath    string `json:"audit-log-path"`
+	// MaxRangeBytesInFlight bounds the bytes of Range responses built and
+	// sent at once (gateway/rangebudget.go); 0 or less: no bound.
+	MaxRangeBytesInFlight int64 `json:"max-range-bytes-in-flight"`
 
 	// ConfigFile is the file the configuration was read from ("": none).
 	ConfigFile string `json:"-"`
@@ -193,6 +196,9 @@ const (
 	// defaultDefragRateBytes is MetaStore's: how fast a defragmentation
 	// writes while clients write.
 	defaultDefragRateBytes = 12 << 20
+	// defaultMaxRangeBytesInFlight is MetaStore's (docs/benchmarks.md,
+	// "Session 13: large lists").
+	defaultMaxRangeBytesInFlight = 256 << 20
 )
 
 // Default is the configuration of a member started with no settings:
@@ -251,6 +257,7 @@ func Default() *Config {
 		LogRotationConfigJSON:         `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`,
 		Storage:                       "pebble",
 		DefragRateBytes:               defaultDefragRateBytes,
+		MaxRangeBytesInFlight:         defaultMaxRangeBytesInFlight,
 		Explicit:                      map[string]bool{},
 	}
 	d := &c.Discovery.Client

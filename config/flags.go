@@ -65,6 +65,7 @@ func newFlagSet(c *Config) *flagSet {
 	f.DurationVar(&c.RaftWriteTimeout, "raft-write-timeout", c.RaftWriteTimeout, "Write timeout set on each raft peer connection.")
 	f.StringVar(&c.Storage, "storage", c.Storage, "Storage engine: pebble (on disk) or memory (pebble on an in-memory FS; data is lost at exit). MetaStore only.")
 	f.Int64Var(&c.DefragRateBytes, "defrag-rate-bytes", c.DefragRateBytes, "Bytes per second a defragmentation may write while clients are writing (it runs at full speed when they are not); 0 means unpaced. MetaStore only.")
+	f.Int64Var(&c.MaxRangeBytesInFlight, "max-range-bytes-in-flight", c.MaxRangeBytesInFlight, "Bytes of Range responses the server builds and sends at once; further large reads wait (the oldest always proceeds); 0 means unbounded. MetaStore only.")
 
 	// URLs
 	f.Var(flags.NewUniqueURLsWithExceptions(defaultListenPeerURL, ""), "listen-peer-urls", "List of URLs to listen on for peer traffic.")
