@@ -198,7 +198,7 @@ const (
 	defaultDefragRateBytes = 12 << 20
 	// defaultMaxRangeBytesInFlight is MetaStore's (docs/benchmarks.md,
 	// "Session 13: large lists").
-	defaultMaxRangeBytesInFlight = 256 << 20
+	defaultMaxRangeBytesInFlight = 128 << 20
 )
 
 // Default is the configuration of a member started with no settings:
