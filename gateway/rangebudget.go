@@ -80,7 +80,9 @@ type rangeTicket struct {
 	// goroutine only).
 	built int64
 
-	// Under b.mu:
+	// Written under b.mu. The owner reads held without it: only the
+	// owner's own take, or a grant it is waiting for, changes it before
+	// the response is handed to gRPC.
 	held       int64         // bytes taken
 	waited     time.Duration // in all, waiting for bytes
 	listed     bool          // in the budget's list (holds or held bytes)

@@ -3,12 +3,17 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -223,6 +228,73 @@ func TestRangeTooLargeToSend(t *testing.T) {
 		if len(got.Kvs) != len(want.Kvs) || got.Count != want.Count || got.More != want.More {
 			t.Fatalf("Range(%v): %d keys, count %d; want %d, %d", r, len(got.Kvs), got.Count, len(want.Kvs), want.Count)
 		}
+	}
+	p.waitIdle()
+}
+
+// A client that cancels its Range while the response waits to be sent
+// (it granted no flow-control window: HTTP/2's SETTINGS_INITIAL_WINDOW_SIZE
+// 0) gives the response's bytes back at once: gRPC drops the encoding
+// with the stream.
+func TestRangeCanceledWhileSentReleases(t *testing.T) {
+	w := newWorld(t)
+	listKeys(w, "list/", 300, 1000)
+	p := probeBudget(t, w.g.ranges)
+	srv := w.g.NewServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	var hdr bytes.Buffer
+	enc := hpack.NewEncoder(&hdr)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.KV/Range"},
+		{":authority", "test"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	req, _ := proto.Marshal(&pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")})
+	msg := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(req)))
+	for _, err := range []error{
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}),
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr.Bytes(), EndHeaders: true}),
+		fr.WriteData(1, true, append(msg, req...)),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The response's headers: the handler has answered and gRPC holds
+	// the encoding, which it may not send.
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+			if err := fr.WriteSettingsAck(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+			break
+		}
+	}
+	if got := p.inFlight(); got < 300*1000 {
+		t.Fatalf("%d bytes in flight while the response waits to be sent", got)
+	}
+	if err := fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
 	}
 	p.waitIdle()
 }
