@@ -132,6 +132,9 @@ type Config struct {
 	// the cgroup's limit, else none): pebble, the store's caches and the
 	// Go heap are sized from it (storeactor.SizeMemory).
 	MemoryLimitBytes int64 `json:"memory-limit-bytes"`
+	// MaxRangeBytesInFlight bounds the bytes of Range responses built and
+	// sent at once (gateway/rangebudget.go); 0 or less: no bound.
+	MaxRangeBytesInFlight int64 `json:"max-range-bytes-in-flight"`
 
 	// ConfigFile is the file the configuration was read from ("": none).
 	ConfigFile string `json:"-"`
@@ -205,6 +208,9 @@ const (
 	// defaultLeaseCheckpointInterval is etcd's lessor's (not a setting
 	// there).
 	defaultLeaseCheckpointInterval = 5 * time.Minute
+	// defaultMaxRangeBytesInFlight is MetaStore's (docs/benchmarks.md,
+	// "Session 13: large lists").
+	defaultMaxRangeBytesInFlight = 128 << 20
 )
 
 // Default is the configuration of a member started with no settings:
@@ -264,6 +270,7 @@ func Default() *Config {
 		Storage:                       "pebble",
 		DefragRateBytes:               defaultDefragRateBytes,
 		LeaseCheckpointInterval:       defaultLeaseCheckpointInterval,
+		MaxRangeBytesInFlight:         defaultMaxRangeBytesInFlight,
 		Explicit:                      map[string]bool{},
 	}
 	d := &c.Discovery.Client

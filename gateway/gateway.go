@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
@@ -105,6 +106,10 @@ type Config struct {
 	// FeatureGate is the member's --feature-gates, reported as
 	// etcd_server_feature_enabled (nil: etcd's defaults).
 	FeatureGate featuregate.FeatureGate
+	// MaxRangeBytesInFlight is --max-range-bytes-in-flight: the bytes of
+	// Range responses built and sent at once (rangebudget.go); 0: no
+	// bound.
+	MaxRangeBytesInFlight int64
 }
 
 // LeaderLeases is the leader's lessor as seen from a follower.
@@ -125,6 +130,13 @@ type Gateway struct {
 	bcryptSlots chan struct{}
 	// serverMetrics are the client server's grpc_server_* (NewCollector).
 	serverMetrics *grpcprom.ServerMetrics
+	// ranges bounds the bytes of Range responses in flight; sends hands
+	// their tickets to the codec (rangesend.go).
+	ranges *rangeBudget
+	sends  *rangeSends
+	// maxSendBytes is the largest message the client servers send
+	// (etcd's: math.MaxInt32).
+	maxSendBytes int64
 }
 
 func New(cfg Config) *Gateway {
@@ -147,7 +159,8 @@ func New(cfg Config) *Gateway {
 		cfg.WarningUnaryRequestDuration = defaultWarningUnaryRequestDuration
 	}
 	return &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
-		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics)}
+		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics),
+		ranges: newRangeBudget(cfg.MaxRangeBytesInFlight), sends: &rangeSends{}, maxSendBytes: math.MaxInt32}
 }
 
 // NewServer builds the gRPC server for clients with every etcd service
@@ -196,17 +209,18 @@ func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOp
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor(g.recoveryOption()))
 	stream = append(stream, recovery.StreamServerInterceptor(g.recoveryOption()))
-	var metered []grpc.ServerOption
+	var codec encoding.CodecV2 = rangeCodec{CodecV2: encoding.GetCodecV2("proto"), sends: g.sends}
 	if instrument {
 		unary = append(unary, countUnary)
 		stream = append(stream, countStream)
-		metered = append(metered, grpc.ForceServerCodecV2(newCountingCodec()))
+		codec = countingCodec{codec}
 	}
 	unary = append(unary, learnerUnary(g), g.auditUnary)
 	stream = append(stream, learnerStream(g), g.auditStream)
-	s := grpc.NewServer(append(append([]grpc.ServerOption{
+	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
-		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxSendMsgSize(int(g.maxSendBytes)),
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.NumStreamWorkers(streamWorkers()),
@@ -222,7 +236,7 @@ func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOp
 		grpc.InitialConnWindowSize(16 << 20),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}, metered...), extra...)...)
+	}, extra...)...)
 	pb.RegisterKVServer(s, &kvServer{g: g})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{g: g})
 	pb.RegisterWatchServer(s, &watchServer{g: g})

@@ -27,16 +27,23 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeRe
 		}
 	}
 	var resp *pb.RangeResponse
+	var t *rangeTicket // the read's share of --max-range-bytes-in-flight (rangebudget.go)
 	err = s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
 		return st.CheckOp(ai, r.Key, r.RangeEnd, false)
 	}, func() (err error) {
-		resp, err = s.g.cfg.Store.Range(r)
+		resp, t, err = s.g.readRange(ctx, r)
 		return err
 	})
 	if err != nil {
+		if t != nil {
+			t.release()
+		}
 		return nil, err
 	}
 	s.g.header(resp.Header)
+	if err := s.g.holdForSend(ctx, resp, t); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 

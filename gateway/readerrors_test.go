@@ -47,7 +47,7 @@ func faultyMember(t *testing.T, setup ...*pb.InternalRaftRequest) (*grpc.ClientC
 		Store: reader, ID: 1, Clock: testkit.NewFakeClock(time.Unix(0, 0)),
 		Primary:   func() (uint64, bool) { return 1, true },
 		ReadIndex: func(reply chan<- error) { reply <- nil },
-		Propose:   func(*pb.InternalRaftRequest) {},
+		Propose:   func(*pb.InternalRaftRequest, chan<- actors.Result) {},
 	}))
 	store := kit.Spawn(storeactor.New(storeactor.Config{DB: db, Leases: leases}, reader))
 	applier := kit.NewProbe()

@@ -86,6 +86,7 @@ func (n *Node) startGateway() error {
 		Self:           n.self, BcryptCost: n.cfg.BcryptCost,
 		ExtensiveMetrics: n.cfg.ExtensiveMetrics, FeatureGate: n.cfg.FeatureGate,
 		WarningUnaryRequestDuration: n.cfg.WarningUnaryRequestDuration,
+		MaxRangeBytesInFlight:       n.cfg.MaxRangeBytesInFlight,
 	})
 	n.gw.Store(gw)
 

@@ -106,6 +106,9 @@ type Config struct {
 	DefragRateBytes int64
 	MaxRequestBytes int
 	MaxTxnOps       int
+	// MaxRangeBytesInFlight is --max-range-bytes-in-flight (0: unbounded;
+	// see gateway.Config).
+	MaxRangeBytesInFlight int64
 	// WatchProgressNotifyInterval is --watch-progress-notify-interval.
 	WatchProgressNotifyInterval time.Duration
 	// WarningUnaryRequestDuration is --warning-unary-request-duration: a

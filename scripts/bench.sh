@@ -33,6 +33,14 @@
 #      over BENCH_KEY_SPACE, 256 B values
 #   o  JSON gateway range: as n, POST /v3/kv/range of the pre-put key
 #      (linearizable)
+#   p  large lists: on a freshly started server with a new data dir,
+#      scripts/biglist loads BENCH_BIGLIST_KEYS (100k at scale 1) keys of
+#      1 KiB under one prefix, then 10 clients (one connection each) list
+#      it BENCH_BIGLIST_ROUNDS (3) times each, first in pages of 500 keys
+#      (Kubernetes' paginated list: the first page at the current revision,
+#      the next ones at its revision), then whole (one Range each); lists/s
+#      of each, and the server's peak RSS growth during each over its RSS
+#      once loaded, sampled from /proc every 0.1 s
 #   q  memory under writes: a fresh server (new data dir) gets BENCH_MEM_PUTS
 #      (600k at scale 1) puts as b's over BENCH_KEY_SPACE keys; its peak RSS
 #      (VmHWM) over the run and its RSS at the end
@@ -49,8 +57,8 @@
 #      so that they compare with b and d; auth stays on afterwards)
 #
 # Prints three tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
-# each; k/b and l/d for each server: what auth costs it; f-m: the watch, lease
-# and maintenance measures and their ratio) and writes them as markdown to
+# each; k/b and l/d for each server: what auth costs it; f-p: the watch, lease,
+# maintenance and large list measures and their ratio) and writes them as markdown to
 # BENCH_OUT.
 #
 # Environment (relative paths are taken from the current directory):
@@ -67,6 +75,8 @@
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
 #   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
 #   BENCH_MAINT_BYTES bytes written by m         (default at scale 1: 1 GiB)
+#   BENCH_BIGLIST_KEYS BENCH_BIGLIST_ROUNDS  keys of p, lists per client
+#                   (defaults at scale 1: 100000, 3)
 #   BENCH_TARGETS   which servers, in order      (default "metastore etcd")
 #   BENCH_ONLY      scenario ids to run, e.g. "f g" (default: all)
 #   BENCH_ROUNDS    rounds, the servers' order reversed every other round;
@@ -120,6 +130,8 @@ LEASES="${BENCH_LEASES:-$(scaled 100000 1000)}"
 MEM_PUTS="${BENCH_MEM_PUTS:-$(scaled 600000 1000)}"
 MEM_KEYS="${BENCH_MEM_KEYS:-$(scaled 1000000 1000)}"
 MAINT_BYTES="${BENCH_MAINT_BYTES:-$(scaled 1073741824 67108864)}"
+BIGLIST_KEYS="${BENCH_BIGLIST_KEYS:-$(scaled 100000 1000)}"
+BIGLIST_ROUNDS="${BENCH_BIGLIST_ROUNDS:-3}"
 
 # ---- tools -------------------------------------------------------------------
 ensure_tools
@@ -216,6 +228,7 @@ SCENARIOS=(
   "m|maintenance on a $((MAINT_BYTES >> 20)) MiB store|maintbench"
   "n|JSON gateway put ${HTTP_CLIENTS} HTTP clients|httpload put"
   "o|JSON gateway range ${HTTP_CLIENTS} HTTP clients|httpload range"
+  "p|large lists, $BIGLIST_KEYS keys of 1 KiB, 10 clients|biglist"
   "q|memory: $MEM_PUTS puts over $KEY_SPACE keys, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_PUTS --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "r|memory: $MEM_KEYS keys of 16 B with 256 B values, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_KEYS --key-size=16 --val-size=$VAL_SIZE --key-space-size=$MEM_KEYS --sequential-keys"
   "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
@@ -255,6 +268,10 @@ WROWS=(
   "m|(m) defragment, seconds|defrag_seconds|kv"
   "m|(m) put p99 while idle, ms|idle_put_p99_ms|kv"
   "m|(m) put p99 during defragment, ms|defrag_put_p99_ms|kv"
+  "p|(p) paged lists (limit 500), 10 clients: lists/s|paged_lists_per_sec|kv"
+  "p|(p) paged lists: peak RSS growth, MB|paged_rss_mb|kv"
+  "p|(p) whole-prefix lists, 10 clients: lists/s|whole_lists_per_sec|kv"
+  "p|(p) whole-prefix lists: peak RSS growth, MB|whole_rss_mb|kv"
   "q|(q) peak RSS over $MEM_PUTS puts on $KEY_SPACE keys, MiB|peak_rss_mib|kv"
   "q|(q) RSS after them, MiB|rss_mib|kv"
   "r|(r) RSS holding $MEM_KEYS keys, MiB|rss_mib|kv"
@@ -285,13 +302,32 @@ parse() {
 # rss_kb <pid>: the process's resident set in KiB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# sample_rss <pid> <file>: writes the highest RSS seen, every 0.1 s, until killed.
+# sample_rss <pid> <file>: writes the highest RSS seen, every 0.1 s, until
+# killed or the process is gone.
 sample_rss() {
   local max=0 v
-  while true; do
+  while kill -0 "$1" 2>/dev/null; do
     v="$(rss_kb "$1")"
     ((v > max)) && max=$v && echo "$max" >"$2"
     sleep 0.1
+  done
+}
+
+# run_biglist <pid> <base RSS KiB> <out> <err>: scenario p on the server
+# <pid>, loaded already: paged lists, then whole ones, each with the peak
+# RSS growth over <base> sampled while it runs. Prints "name value" lines.
+run_biglist() {
+  local pid="$1" base="$2" out="$3" err="$4" phase sampler
+  for phase in paged whole; do
+    echo "$base" >"$out.$phase.rss"
+    sample_rss "$pid" "$out.$phase.rss" &
+    sampler=$!
+    timeout "$BENCH_TIMEOUT" "$WORK/biglist" -endpoint "$ENDPOINT" -op "$phase" -keys "$BIGLIST_KEYS" -rounds "$BIGLIST_ROUNDS" \
+      >>"$out" 2>>"$err" || { kill "$sampler"; return 1; }
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    awk -v p="$phase" -v peak="$(cat "$out.$phase.rss")" -v base="$base" \
+      'BEGIN { printf "%s_rss_mb %.1f\n", p, (peak - base) / 1024 }' >>"$out"
   done
 }
 
@@ -356,8 +392,21 @@ run_target() { # run_target <target>
         { cat "$WORK/$name-authsetup.err" >&2; die "$name: auth setup failed"; }
       touch "$WORK/$name.auth"
     fi
+    if [[ "$id" == p ]]; then
+      # A fresh server and data dir: the lists read a store holding only
+      # their keys, and the RSS baseline is the loaded store's, not what
+      # the scenarios before grew.
+      stop_server
+      rm -rf "$WORK/$name/data"
+      # shellcheck disable=SC2086 # flags are deliberately word-split
+      start_server "$name" "$bin" $flags
+      "$WORK/biglist" -endpoint "$ENDPOINT" -op load -keys "$BIGLIST_KEYS" >"$out" 2>"$WORK/$name-$id.err" ||
+        { cat "$WORK/$name-$id.err" >&2; die "$name: loading the big list failed"; }
+    fi
     # In the background, so that a signal to this script is handled at once.
-    if [[ "$args" == maintbench ]]; then
+    if [[ "$args" == biglist ]]; then
+      run_biglist "$SERVER_PID" "$(rss_kb "$SERVER_PID")" "$out" "$WORK/$name-$id.err" &
+    elif [[ "$args" == maintbench ]]; then
       timeout "$BENCH_TIMEOUT" "$WORK/maintbench" -endpoint "$ENDPOINT" -bytes "$MAINT_BYTES" \
         -snapshot-file "$WORK/$name.snapshot" >"$out" 2>"$WORK/$name-$id.err" &
     elif [[ "$args" == httpload* ]]; then
@@ -440,6 +489,9 @@ if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" m "* ]]; then
 fi
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" n "* || " $BENCH_ONLY " == *" o "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/httpload" ./scripts/httpload) || die "cannot build scripts/httpload"
+fi
+if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" p "* ]]; then
+  (cd "$ROOT" && go build -o "$WORK/biglist" ./scripts/biglist) || die "cannot build scripts/biglist"
 fi
 if [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" k "* || " $BENCH_ONLY " == *" l "* ]]; then
   (cd "$ROOT" && go build -o "$WORK/authsetup" ./scripts/authsetup) || die "cannot build scripts/authsetup"
@@ -530,7 +582,8 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo
   echo "Watch (f: 10 streams x 10 watchers, $WLAT_PUTS puts at up to 1000/s; g: 100 x 100 watchers on one key, $WFAN_PUTS puts;"
   echo "h: 1000 x 100 watchers, peak RSS growth over the run / 100k; i: lease-keepalive, $KEEPALIVE_TOTAL requests;"
-  echo "j: $LEASES leases with a key each expiring together; q, r: a fresh server each). For latencies, RSS and seconds lower is better."
+  echo "j: $LEASES leases with a key each expiring together; p: $BIGLIST_KEYS keys of 1 KiB listed $BIGLIST_ROUNDS times by each of 10 clients,"
+  echo "RSS growth over the loaded server's; q, r: a fresh server each). For latencies, RSS and seconds lower is better."
   echo
   md_table wheader wlines
   if ((${#notes[@]})); then

@@ -461,7 +461,7 @@ func (s *Store) applyRequest(b *pebble.Batch, next *View, e *Entry, out *batchOu
 	case r.Range != nil:
 		start := time.Now()
 		out.counts.flush() // the range may count from the batch's index
-		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev, true)
+		resp, err := executeRange(b, nil, r.Range, next.Rev, next.CompactRev, true, nil)
 		observeRange(err == nil, start)
 		tw.ops.rng(1)
 		tw.ops.end()

@@ -68,28 +68,28 @@ func BenchmarkRangeCount(b *testing.B) {
 	b.Run("limit500/index", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			resp, err := executeRange(db, nil, page, cur, 0, true)
+			resp, err := executeRange(db, nil, page, cur, 0, true, nil)
 			check(b, resp, err)
 		}
 	})
 	b.Run("limit500/walk", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rr, err := rangeKeys(db, prefix, end, cur, 501, false, false, true)
+			rr, err := rangeKeys(db, prefix, end, cur, 501, false, false, true, nil)
 			check(b, &pb.RangeResponse{Count: rr.count}, err)
 		}
 	})
 	b.Run("count-only/index", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			resp, err := executeRange(db, nil, count, cur, 0, true)
+			resp, err := executeRange(db, nil, count, cur, 0, true, nil)
 			check(b, resp, err)
 		}
 	})
 	b.Run("count-only/walk", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rr, err := rangeKeys(db, prefix, end, cur, 0, true, false, true)
+			rr, err := rangeKeys(db, prefix, end, cur, 0, true, false, true, nil)
 			check(b, &pb.RangeResponse{Count: rr.count}, err)
 		}
 	})
@@ -109,14 +109,14 @@ func BenchmarkRangeCount(b *testing.B) {
 	b.Run("limit500-100-writes-old/index", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			resp, err := executeRange(db, nil, past, cur, 0, true)
+			resp, err := executeRange(db, nil, past, cur, 0, true, nil)
 			check(b, resp, err)
 		}
 	})
 	b.Run("limit500-100-writes-old/walk", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rr, err := rangeKeys(db, prefix, end, past.Revision, 501, false, false, true)
+			rr, err := rangeKeys(db, prefix, end, past.Revision, 501, false, false, true, nil)
 			check(b, &pb.RangeResponse{Count: rr.count}, err)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // visitAt calls fn for every key in [key, end) whose version visible at rev
@@ -159,17 +160,28 @@ type rangeResult struct {
 	count int64
 }
 
+// Charge is told, as a range read builds its key-values, how many bytes
+// their encoding in a RangeResponse takes so far (kvs of the response's
+// field 2, tags and lengths included); an error stops the read and is its
+// answer. The gateway charges them to its budget of bytes in flight, and
+// stops a result too large to send before it is built. A read that starts
+// over (a compaction or a snapshot install overtook it) counts from 0
+// again. Single-key reads do not call it.
+type Charge func(built int64) error
+
 // rangeKeys reads the visible versions in [key, end) at rev. withTotal
 // counts every visible key of the range, as a Range answers; without it
 // the walk stops at limit keys (when limit > 0) and count is how many it
 // read, as etcd's range with WithTotalCount off: a RangeStream chunk then
-// costs what it returns, not a walk over the rest of the range.
-func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly, withTotal bool) (rangeResult, error) {
+// costs what it returns, not a walk over the rest of the range. charge,
+// when set, is told what the read builds.
+func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, keysOnly, withTotal bool, charge Charge) (rangeResult, error) {
 	if end == nil {
 		return rangeOneKey(r, key, rev, countOnly, keysOnly)
 	}
 	var rr rangeResult
 	var valueErr error
+	var built int64
 	values := valueReader{r: r}
 	defer values.close()
 	err := visitAt(r, key, end, rev, func(lkey []byte, main int64, val []byte) bool {
@@ -196,7 +208,14 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 		default:
 			rec.value = append([]byte(nil), rec.value...) // decoded in place from the iterator's buffer
 		}
-		rr.kvs = append(rr.kvs, rec.keyValue(userKey, main, keysOnly))
+		kv := rec.keyValue(userKey, main, keysOnly)
+		rr.kvs = append(rr.kvs, kv)
+		if charge != nil {
+			built += int64(KVFieldSize(kv))
+			if valueErr = charge(built); valueErr != nil {
+				return false
+			}
+		}
 		return true
 	})
 	if err == nil {
@@ -205,17 +224,38 @@ func rangeKeys(r pebble.Reader, key, end []byte, rev, limit int64, countOnly, ke
 	return rr, err
 }
 
+// KVFieldSize is what kv takes in an encoded RangeResponse: its
+// encoding, and the tag and length of the kvs field holding it. It is
+// proto.Size's arithmetic for KeyValue's six fields (every tag is one
+// byte), several times cheaper per key; were a field added to KeyValue,
+// it would still be a lower bound.
+func KVFieldSize(kv *mvccpb.KeyValue) int {
+	n := 0
+	if len(kv.Key) > 0 {
+		n += 1 + protowire.SizeBytes(len(kv.Key))
+	}
+	if len(kv.Value) > 0 {
+		n += 1 + protowire.SizeBytes(len(kv.Value))
+	}
+	for _, v := range [...]int64{kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease} {
+		if v != 0 {
+			n += 1 + protowire.SizeVarint(uint64(v))
+		}
+	}
+	return 1 + protowire.SizeBytes(n)
+}
+
 // rangeCounted is rangeKeys with withTotal for a range that does not read
 // every key it counts: a count only, or at most limit keys. It reads what
 // it returns, and takes the total from the count index (countAt) unless
 // the range ended before the limit. r holds revision cur when it is not
 // the DB (see countAt).
-func rangeCounted(r pebble.Reader, key, end []byte, rev, cur, limit int64, countOnly, keysOnly bool) (rangeResult, error) {
+func rangeCounted(r pebble.Reader, key, end []byte, rev, cur, limit int64, countOnly, keysOnly bool, charge Charge) (rangeResult, error) {
 	if countOnly {
 		n, err := countAt(r, key, end, rev, cur)
 		return rangeResult{count: n}, err
 	}
-	rr, err := rangeKeys(r, key, end, rev, limit, false, keysOnly, false)
+	rr, err := rangeKeys(r, key, end, rev, limit, false, keysOnly, false, charge)
 	if err != nil || int64(len(rr.kvs)) < limit {
 		return rr, err // the whole range was read: count is its size
 	}
@@ -268,8 +308,9 @@ func checkRev(reqRev, curRev, compactRev int64) (int64, error) {
 // The header's revision is the store's current revision, not the one read at.
 // rc, when set, answers single-key reads (only for r = the DB: see readCache).
 // Without withTotal the response's Count is only how many keys were read
-// (at most the limit plus one; see rangeKeys).
-func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, compactRev int64, withTotal bool) (*pb.RangeResponse, error) {
+// (at most the limit plus one; see rangeKeys). charge, when set, is told
+// what a read of more than one key builds.
+func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, compactRev int64, withTotal bool, charge Charge) (*pb.RangeResponse, error) {
 	rev, err := checkRev(req.Revision, curRev, compactRev)
 	if err != nil {
 		return nil, err
@@ -284,9 +325,9 @@ func executeRange(r pebble.Reader, rc *readCache, req *pb.RangeRequest, curRev, 
 	case rc != nil && end == nil:
 		rr, err = rc.rangeOneKey(r, req.Key, rev, req.CountOnly, keysOnly)
 	case end != nil && withTotal && (req.CountOnly || limit > 0):
-		rr, err = rangeCounted(r, req.Key, end, rev, curRev, limit, req.CountOnly, keysOnly)
+		rr, err = rangeCounted(r, req.Key, end, rev, curRev, limit, req.CountOnly, keysOnly, charge)
 	default:
-		rr, err = rangeKeys(r, req.Key, end, rev, limit, req.CountOnly, keysOnly, withTotal)
+		rr, err = rangeKeys(r, req.Key, end, rev, limit, req.CountOnly, keysOnly, withTotal, charge)
 	}
 	if err != nil {
 		return nil, err

@@ -39,7 +39,13 @@ func (r *Reader) View() *View { return r.view.Load() }
 // the current revision is simply done again on the newer view. So is any
 // read a snapshot install overlapped (viewRef).
 func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	return r.rangeRead(req, true)
+	return r.rangeRead(req, true, nil)
+}
+
+// RangeCharged is Range telling charge what it builds as it reads (see
+// Charge): the gateway bounds the bytes of responses in flight with it.
+func (r *Reader) RangeCharged(req *pb.RangeRequest, charge Charge) (*pb.RangeResponse, error) {
+	return r.rangeRead(req, true, charge)
 }
 
 // RangeChunk is Range for one chunk of a RangeStream: it reads no further
@@ -48,10 +54,10 @@ func (r *Reader) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
 // with WithTotalCount off). A stream's chunks so cost what they return:
 // memory and time stay bounded by the chunk, however large the range.
 func (r *Reader) RangeChunk(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	return r.rangeRead(req, false)
+	return r.rangeRead(req, false, nil)
 }
 
-func (r *Reader) rangeRead(req *pb.RangeRequest, withTotal bool) (resp *pb.RangeResponse, err error) {
+func (r *Reader) rangeRead(req *pb.RangeRequest, withTotal bool, charge Charge) (resp *pb.RangeResponse, err error) {
 	rangeCounter.Inc()
 	defer func(start time.Time) {
 		observeRange(err == nil, start)
@@ -60,7 +66,7 @@ func (r *Reader) rangeRead(req *pb.RangeRequest, withTotal bool) (resp *pb.Range
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
-		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev, withTotal)
+		resp, err := executeRange(r.db, r.reads, req, v.Rev, v.CompactRev, withTotal, charge)
 		if !r.view.readValid(seq) {
 			continue
 		}

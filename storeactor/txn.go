@@ -198,7 +198,7 @@ func (tw *writeTxn) applyDeleteRange(d *pb.DeleteRangeRequest) *pb.DeleteRangeRe
 	tw.ops.del(1)
 	if d.PrevKv {
 		tw.ops.rng(1)
-		rr, err := rangeKeys(tw.r, d.Key, end, tw.rev(), 0, false, false, true)
+		rr, err := rangeKeys(tw.r, d.Key, end, tw.rev(), 0, false, false, true, nil)
 		if err != nil {
 			panic(err)
 		}

@@ -78,7 +78,7 @@ func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps)
 // An absent key compares as a zero KeyValue, except for VALUE targets,
 // which an absent key never satisfies.
 func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) (bool, error) {
-	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false, true)
+	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false, true, nil)
 	if err != nil {
 		return false, err
 	}
@@ -262,7 +262,7 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 			if tw.counts != nil {
 				tw.counts.flush() // the range may count from the batch's index
 			}
-			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev, true)
+			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev, true, nil)
 			if err != nil {
 				// checkTxn let through only ranges that can run: this is
 				// the store failing to read, or (a read-only txn

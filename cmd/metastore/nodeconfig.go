@@ -73,6 +73,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		ElectionTimeout:    time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:  c.QuotaBackendBytes, DefragRateBytes: c.DefragRateBytes,
 		MaxRequestBytes: int(c.MaxRequestBytes), MaxTxnOps: int(c.MaxTxnOps),
+		MaxRangeBytesInFlight:       c.MaxRangeBytesInFlight,
 		WatchProgressNotifyInterval: c.WatchProgressNotifyInterval,
 		WarningApplyDuration:        c.WarningApplyDuration,
 		WarningUnaryRequestDuration: c.WarningUnaryRequestDuration,

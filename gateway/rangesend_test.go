@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// heldTicket is a ticket of b holding n bytes (n past untrackedRangeBytes).
+func heldTicket(t *testing.T, b *rangeBudget, n int64) *rangeTicket {
+	t.Helper()
+	tk := b.ticket()
+	if err := tk.charge(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func (p *budgetProbe) waitIdle() {
+	p.t.Helper()
+	for p.inFlight() != 0 {
+		select {
+		case <-p.idle:
+		case <-time.After(wait):
+			p.t.Fatalf("%d bytes still in flight", p.inFlight())
+		}
+	}
+}
+
+// The codec's encoding of a handed-over response is proto.Marshal's, byte
+// for byte; it takes the key-values out of the response as it goes, and
+// the bytes come back when gRPC frees the buffer (at once for one too
+// small to be pooled).
+func TestEncodeRangeIsProtoMarshal(t *testing.T) {
+	big := bytes.Repeat([]byte("v"), 3000)
+	var kvs []*mvccpb.KeyValue
+	for i := range 40 {
+		kvs = append(kvs, &mvccpb.KeyValue{Key: fmt.Appendf(nil, "k%03d", i), Value: big[:i*70], CreateRevision: int64(i + 1),
+			ModRevision: int64(2*i + 1), Version: int64(i % 3), Lease: int64(i % 2 * 7)})
+	}
+	unknown := &pb.RangeResponse{Count: 3}
+	unknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 5))
+	for _, r := range []*pb.RangeResponse{
+		{},
+		{Header: &pb.ResponseHeader{}},
+		{Header: &pb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 300, RaftTerm: 4}, Kvs: kvs, More: true, Count: 1 << 40},
+		{Header: &pb.ResponseHeader{Revision: 9}, Kvs: kvs[:1], Count: 1},
+		{Kvs: []*mvccpb.KeyValue{{Key: []byte("keys-only"), ModRevision: 5}}, Count: -1},
+		unknown,
+	} {
+		b := newRangeBudget(1 << 20)
+		p := probeBudget(t, b)
+		want, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := proto.Clone(r).(*pb.RangeResponse)
+		out, err := encodeRange(c, heldTicket(t, b, 100*kib))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("encodeRange(%v) = %x, want %x", r, got, want)
+		}
+		if c.Kvs != nil {
+			t.Fatal("the key-values are still in the response")
+		}
+		out.Free()
+		if got := p.inFlight(); got != 0 {
+			t.Fatalf("%d bytes in flight once the buffer is freed", got)
+		}
+	}
+}
+
+// A response handed over and never marshaled, and an encoding gRPC drops
+// without freeing (its connection closed while it was written), give
+// their bytes back once the GC has collected them.
+func TestRangeSendReleasedWhenDropped(t *testing.T) {
+	b := newRangeBudget(1 << 20)
+	p := probeBudget(t, b)
+	sends := &rangeSends{}
+	func() {
+		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
+		sends.put(resp, heldTicket(t, b, 200*kib))
+	}()
+	runtime.GC()
+	p.waitIdle()
+	if sends.n.Load() != 0 {
+		t.Fatal("the dropped response is still pending")
+	}
+
+	func() {
+		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
+		tk := heldTicket(t, b, 200*kib)
+		sends.put(resp, tk)
+		if got := sends.take(resp); got != tk {
+			t.Fatal("the codec did not get the ticket handed over")
+		}
+		if _, err := encodeRange(resp, tk); err != nil { // the buffer is dropped, never freed
+			t.Fatal(err)
+		}
+	}()
+	runtime.GC()
+	p.waitIdle()
+}
+
+// listKeys writes n keys prefix/0000.. of size-byte values, 100 to a txn.
+func listKeys(w *world, prefix string, n, size int) {
+	w.t.Helper()
+	var ops []*pb.RequestOp
+	for i := range n {
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{
+			Key: fmt.Appendf(nil, "%s%04d", prefix, i), Value: bytes.Repeat([]byte{byte('a' + i%26)}, size)}}})
+		if len(ops) == 100 || i == n-1 {
+			if _, err := w.kv().Txn(w.ctx, &pb.TxnRequest{Success: ops}); err != nil {
+				w.t.Fatal(err)
+			}
+			ops = nil
+		}
+	}
+}
+
+// Ten clients listing a prefix of 1.5 MB at once, through the gRPC
+// server, with a budget of 512 KiB: every list is answered whole and
+// exactly, the bytes in flight never exceed the budget plus one
+// response (the probe checks the budget plus what the oldest holds at
+// every step, and the peak here), and all come back once the responses
+// are sent.
+func TestRangeConcurrentListsBounded(t *testing.T) {
+	w := newWorld(t)
+	listKeys(w, "list/", 1500, 1000)
+	const limit = 512 * kib
+	w.g.ranges = newRangeBudget(limit)
+	p := probeBudget(t, w.g.ranges)
+	kv := pb.NewKVClient(serve(t, w.g))
+	req := &pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")}
+	want, err := w.reader.Range(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.g.header(want.Header)
+	size := int64(proto.Size(want))
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := kv.Range(w.ctx, req)
+			if err != nil {
+				t.Errorf("list %d: %v", i, err)
+				return
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("list %d: %d keys, count %d, more %v; want %d, %d, %v", i, len(got.Kvs), got.Count, got.More, len(want.Kvs), want.Count, want.More)
+			}
+		}()
+	}
+	wg.Wait()
+	p.waitIdle()
+	if bound := limit + size + rangeChargeChunk; p.peak > bound {
+		t.Fatalf("peak %d bytes in flight, over the budget plus one response (%d)", p.peak, bound)
+	}
+	t.Logf("responses of %d KiB, peak %d KiB in flight", size/kib, p.peak/kib)
+}
+
+// A result larger than the largest message gRPC sends gets etcd's
+// answer (gRPC's ResourceExhausted); a read that returns what it builds
+// stops once that is certain rather than building all of it; ranges that
+// build more than they return (revision filters, keys only sorted by
+// value) are answered when their result fits; so is a page under the
+// limit. A single key is checked too.
+func TestRangeTooLargeToSend(t *testing.T) {
+	w := newWorld(t)
+	listKeys(w, "big/", 1500, 500)
+	resp, err := w.kv().Put(w.ctx, &pb.PutRequest{Key: []byte("one"), Value: make([]byte, 200*kib)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 100 * kib
+	w.g.maxSendBytes = max
+	p := probeBudget(t, w.g.ranges)
+	kv := pb.NewKVClient(serve(t, w.g))
+	tooLarge := func(r *pb.RangeRequest) {
+		t.Helper()
+		_, err := kv.Range(w.ctx, r)
+		s, _ := status.FromError(err)
+		if s.Code() != codes.ResourceExhausted || !strings.HasPrefix(s.Message(), "grpc: trying to send message larger than max (") ||
+			!strings.HasSuffix(s.Message(), fmt.Sprintf(" vs. %d)", max)) {
+			t.Fatalf("Range(%v): %v; want etcd's too large to send", r, err)
+		}
+	}
+	all := &pb.RangeRequest{Key: []byte("big/"), RangeEnd: []byte("big0")}
+	tooLarge(all)
+	if bound := int64(max + rangeChargeChunk); p.peak > bound {
+		t.Fatalf("peak %d bytes in flight: the read went on past the limit (%d)", p.peak, bound)
+	}
+	tooLarge(&pb.RangeRequest{Key: []byte("one")})
+	for _, r := range []*pb.RangeRequest{
+		{Key: all.Key, RangeEnd: all.RangeEnd, Limit: 50},
+		{Key: all.Key, RangeEnd: all.RangeEnd, MinModRevision: resp.Header.Revision - 1},
+		{Key: all.Key, RangeEnd: all.RangeEnd, KeysOnly: true, SortTarget: pb.RangeRequest_VALUE},
+	} {
+		got, err := kv.Range(w.ctx, r)
+		if err != nil {
+			t.Fatalf("Range(%v): %v", r, err)
+		}
+		want, err := w.reader.Range(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Kvs) != len(want.Kvs) || got.Count != want.Count || got.More != want.More {
+			t.Fatalf("Range(%v): %d keys, count %d; want %d, %d", r, len(got.Kvs), got.Count, len(want.Kvs), want.Count)
+		}
+	}
+	p.waitIdle()
+}
+
+// A client that cancels its Range while the response waits to be sent
+// (it granted no flow-control window: HTTP/2's SETTINGS_INITIAL_WINDOW_SIZE
+// 0) gives the response's bytes back at once: gRPC drops the encoding
+// with the stream.
+func TestRangeCanceledWhileSentReleases(t *testing.T) {
+	w := newWorld(t)
+	listKeys(w, "list/", 300, 1000)
+	p := probeBudget(t, w.g.ranges)
+	srv := w.g.NewServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	var hdr bytes.Buffer
+	enc := hpack.NewEncoder(&hdr)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.KV/Range"},
+		{":authority", "test"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	req, _ := proto.Marshal(&pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")})
+	msg := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(req)))
+	for _, err := range []error{
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}),
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr.Bytes(), EndHeaders: true}),
+		fr.WriteData(1, true, append(msg, req...)),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The response's headers: the handler has answered and gRPC holds
+	// the encoding, which it may not send.
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+			if err := fr.WriteSettingsAck(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+			break
+		}
+	}
+	if got := p.inFlight(); got < 300*1000 {
+		t.Fatalf("%d bytes in flight while the response waits to be sent", got)
+	}
+	if err := fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	p.waitIdle()
+}
