@@ -88,7 +88,7 @@ func newWorldOn(t *testing.T, db *pebble.DB) *world {
 	leases := w.kit.Spawn(leaseactor.New(leaseactor.Config{ID: selfID, Store: w.reader, Clock: w.clock,
 		Primary:   func() (uint64, bool) { return 2, true },
 		ReadIndex: func(reply chan<- error) { reply <- nil },
-		Propose:   func(*pb.InternalRaftRequest) {}}))
+		Propose:   func(*pb.InternalRaftRequest, chan<- actors.Result) {}}))
 	tokensProps, tokens := authactor.NewSimpleTokens(authactor.TokensConfig{Clock: w.clock})
 	w.store = w.kit.Spawn(storeactor.New(storeactor.Config{DB: db, Watch: hub, Leases: leases, Tokens: w.kit.Spawn(tokensProps),
 		MinLeaseTTL: 2, MaxLearners: 1}, w.reader))
