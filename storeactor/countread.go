@@ -112,11 +112,11 @@ func historyDelta(r pebble.Reader, key, end []byte, rev, cur int64, budget int64
 		if seen++; seen > budget {
 			return 0, false, nil
 		}
-		v := it.Value()
-		if len(v) < 1 {
-			return 0, false, errCorruptRecord
+		flag, k, _, err := parseHistoryValue(it.Value())
+		if err != nil {
+			return 0, false, err
 		}
-		k, del := v[1:], v[0]&flagTombstone != 0
+		del := flag&flagTombstone != 0
 		if bytes.Compare(k, key) < 0 || (len(end) > 0 && bytes.Compare(k, end) >= 0) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package storeactor
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -78,13 +79,20 @@ func listProtos[T proto.Message](r pebble.Reader, prefix byte, newT func() T) ([
 // ExportVersions calls fn with every version the store holds, in key
 // order and, for each key, newest first: the KeyValue a read at its
 // revision returns (a tombstone's holds only the key and mod revision),
-// its sub revision, and whether it is a tombstone. fn must not keep kv.
+// its sub revision, and whether it is a tombstone. Shadowed versions
+// (flagShadowed), which only their history entries hold, come after the
+// version that shadows them. fn must not keep kv.
 func ExportVersions(db pebble.Reader, fn func(kv *mvccpb.KeyValue, sub int64, tombstone bool) error) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
+	hist, err := db.NewIter(&pebble.IterOptions{LowerBound: historySpaceLow, UpperBound: historySpaceHigh})
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
 	var prefix, key []byte
 	for ok := it.First(); ok; ok = it.Next() {
 		p, main := splitVersionKey(it.Key())
@@ -103,6 +111,42 @@ func ExportVersions(db pebble.Reader, fn func(kv *mvccpb.KeyValue, sub int64, to
 		if err := fn(kv, rec.sub, rec.tombstone); err != nil {
 			return err
 		}
+		if rec.sub > 0 {
+			if err := exportShadowed(hist, key, main, rec.sub, fn); err != nil {
+				return err
+			}
+		}
 	}
 	return it.Error()
+}
+
+// exportShadowed calls fn with the versions of key at main below sub that
+// the history holds as shadowed, newest first.
+func exportShadowed(hist *pebble.Iterator, key []byte, main, sub int64, fn func(kv *mvccpb.KeyValue, sub int64, tombstone bool) error) error {
+	lo := historyKey(nil, main, 0)
+	for ok := hist.SeekGE(historyKey(nil, main, sub)); ok && bytes.Compare(hist.Key(), lo) >= 0; ok = hist.Prev() {
+		_, s := parseHistoryKey(hist.Key())
+		if s >= sub {
+			continue
+		}
+		flag, k, recBytes, err := parseHistoryValue(hist.Value())
+		if err != nil {
+			return err
+		}
+		if flag&flagShadowed == 0 || !bytes.Equal(k, key) {
+			continue
+		}
+		rec, err := decodeRecord(recBytes)
+		if err != nil {
+			return fmt.Errorf("shadowed version %d.%d of %q: %w", main, s, key, err)
+		}
+		kv := rec.keyValue(key, main, false)
+		if rec.tombstone {
+			kv = &mvccpb.KeyValue{Key: key, ModRevision: main}
+		}
+		if err := fn(kv, rec.sub, rec.tombstone); err != nil {
+			return err
+		}
+	}
+	return hist.Error()
 }

@@ -54,18 +54,27 @@ func (r *Reader) history(from, to int64, maxScan, maxBytes int, match func(key [
 		}
 		cur = main
 		scanned++
-		h := it.Value()
-		if len(h) < 1 {
-			return nil, 0, errCorruptRecord
+		flag, key, shadowed, err := parseHistoryValue(it.Value())
+		if err != nil {
+			return nil, 0, err
 		}
-		key := h[1:]
 		if match != nil && !match(key) {
 			continue
 		}
 		key = append([]byte(nil), key...)
 		kept += len(key)
-		if h[0]&flagTombstone != 0 {
+		if flag&flagTombstone != 0 {
 			evs = append(evs, (&record{tombstone: true}).event(key, main))
+			continue
+		}
+		if shadowed != nil {
+			rec, err := decodeRecord(shadowed)
+			if err != nil {
+				return nil, 0, err
+			}
+			rec.value = append([]byte(nil), rec.value...)
+			kept += len(rec.value)
+			evs = append(evs, rec.event(key, main))
 			continue
 		}
 		vk = versionKey(vk[:0], key, main)

@@ -247,27 +247,50 @@ func syncTables(dir string) error {
 }
 
 // writeHistory writes the chunk's history entries ('h' main sub -> flag
-// + key): the chunk is in revision order, which is theirs.
+// + key, see appendHistoryValue): the chunk is in revision order, which is
+// theirs. A version a later one of its key at the same revision shadows
+// keeps its record in its entry (flagShadowed); a revision's versions are
+// never split between chunks (AddVersion).
 func (im *Importer) writeHistory(c *importChunk, w *sstable.Writer) (int, error) {
-	var key, val []byte
+	var key, val, user []byte
 	n := 0
-	for _, v := range c.versions {
+	var last map[string]int // in a revision of several versions: each key's last
+	for i, v := range c.versions {
 		if v.main < im.histFrom {
 			continue
 		}
-		flag := byte(0)
-		if v.tombstone {
-			flag = flagTombstone
+		if i == 0 || c.versions[i-1].main != v.main {
+			last = c.lastOfKeys(i)
 		}
 		k := c.bytes(v.key)
+		user = appendDecodedKey(user[:0], k[1:len(k)-8])
 		key = historyKey(key[:0], v.main, v.sub)
-		val = appendDecodedKey(append(val[:0], flag), k[1:len(k)-8])
+		if last != nil && last[string(k)] != i {
+			val = appendShadowedHistory(val[:0], user, v.tombstone, c.bytes(v.rec))
+		} else {
+			val = appendHistoryValue(val[:0], user, v.tombstone)
+		}
 		if err := w.Set(key, val); err != nil {
 			return n, err
 		}
 		n++
 	}
 	return n, nil
+}
+
+// lastOfKeys maps each key of the revision whose first version is i to
+// the index of its last version there (the one 'k' keeps); nil when the
+// revision has one version.
+func (c *importChunk) lastOfKeys(i int) map[string]int {
+	main := c.versions[i].main
+	if i+1 == len(c.versions) || c.versions[i+1].main != main {
+		return nil
+	}
+	last := map[string]int{}
+	for j := i; j < len(c.versions) && c.versions[j].main == main; j++ {
+		last[string(c.bytes(c.versions[j].key))] = j
+	}
+	return last
 }
 
 // writeVersions writes the chunk's 'k' entries in key order to versions

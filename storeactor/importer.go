@@ -141,6 +141,13 @@ func (im *Importer) AddVersion(kv *mvccpb.KeyValue, sub int64, tombstone bool) e
 	if len(kv.Key) == 0 {
 		return fmt.Errorf("storeactor: import: version %d.%d has an empty key", main, sub)
 	}
+	if len(im.chunk.arena) >= importChunkBytes && main != im.last[0] {
+		// Between revisions only: a shadowed version's chunk must hold
+		// the version that shadows it (writeHistory).
+		if err := im.handOff(); err != nil {
+			return err
+		}
+	}
 	im.last = [2]int64{main, sub}
 	rec := record{tombstone: tombstone, sub: sub}
 	if !tombstone {
@@ -163,10 +170,7 @@ func (im *Importer) AddVersion(kv *mvccpb.KeyValue, sub int64, tombstone bool) e
 	if tombstone {
 		im.stats.Tombstones++
 	}
-	if len(c.arena) < importChunkBytes {
-		return nil
-	}
-	return im.handOff()
+	return nil
 }
 
 // AddLease writes a lease granted for ttl seconds, with the remaining TTL

@@ -15,7 +15,8 @@ import (
 	"github.com/metastore/metastore/storeactor"
 )
 
-// importWorkload applies puts, overwrites, deletes, a txn, leases with
+// importWorkload applies puts, overwrites, deletes, txns (one putting a
+// key and deleting it in one revision), leases with
 // attached keys (one revoked, one checkpointed), a physical compaction and
 // writes after it, and auth records with auth on.
 func importWorkload(h *harness) {
@@ -36,6 +37,7 @@ func importWorkload(h *harness) {
 	h.must(compactReq(h.rev(), true)) // at a put: a tombstone at the compaction point keeps a history entry without its version, which no export carries
 	eventually(h.t, "physical compaction", func() bool { v := h.reader.View(); return v.CompactDone == v.CompactRev })
 	h.put("k4", "v2")
+	h.must(putThenDelete("shadow", "x")) // a version only its history entry holds
 	h.must(delReq("t", "u"))
 	h.put("t1", "again")
 	h.enableAuth()

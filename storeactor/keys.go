@@ -12,7 +12,7 @@ import (
 //
 //	'k' enc(key) ^main(8)       -> record (one version of a key)
 //	'l' enc(key)                -> main(8) + record without value: the key's newest version
-//	'h' main(8) sub(8)          -> history entry: flag + user key
+//	'h' main(8) sub(8)          -> history entry: flag + user key (+ record, see flagShadowed)
 //	'm' name                    -> store metadata (revision, applied index, compaction)
 //	'e' id(8)                   -> lease: granted TTL(8)
 //	'a' id(8) enc(key)          -> (empty) key is attached to lease id
@@ -33,9 +33,11 @@ import (
 //
 // Versions of one key sort newest first (the main revision is stored
 // inverted), so the version visible at revision R is the first entry at or
-// after 'k' enc(key) ^R. Only one version of a key is written per main
-// revision: a txn may not put and delete the same key, so main alone
-// identifies a version; the sub revision lives in the record.
+// after 'k' enc(key) ^R. 'k' holds one version of a key per main revision,
+// the last: the sub revision lives in the record. The one txn that
+// changes a key twice in a revision (nested txns putting it, then
+// deleting it) leaves the put's record in its history entry
+// (flagShadowed), where watches and exports find it.
 const (
 	prefixKey     = 'k'
 	prefixLatest  = 'l'
@@ -135,6 +137,55 @@ func historyKey(dst []byte, main, sub int64) []byte {
 	dst = append(dst, prefixHistory)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(main))
 	return binary.BigEndian.AppendUint64(dst, uint64(sub))
+}
+
+// A history entry's value is a flag byte and the user key; a shadowed
+// version's (flagShadowed) is the flag, the key's length, the key and the
+// version's record. A version is shadowed when a later change of its key
+// in the same revision replaced it in 'k' — a txn whose nested txns put a
+// key and then delete it (etcd's duplicate-key check lets that one order
+// through, and its watchers see both events) — so its history entry is
+// all that is left of it.
+const flagShadowed = 4
+
+// appendHistoryValue appends the history value of a change of key
+// (tombstone: a deletion).
+func appendHistoryValue(dst []byte, key []byte, tombstone bool) []byte {
+	flag := byte(0)
+	if tombstone {
+		flag = flagTombstone
+	}
+	return append(append(dst, flag), key...)
+}
+
+// appendShadowedHistory appends the history value of a shadowed version:
+// rec is its encoded record (from its 'k' entry, value included).
+func appendShadowedHistory(dst []byte, key []byte, tombstone bool, rec []byte) []byte {
+	flag := byte(flagShadowed)
+	if tombstone {
+		flag |= flagTombstone
+	}
+	dst = binary.AppendUvarint(append(dst, flag), uint64(len(key)))
+	return append(append(dst, key...), rec...)
+}
+
+// parseHistoryValue splits a history value into its flag, user key and,
+// for a shadowed version, its encoded record (nil otherwise). The results
+// alias v.
+func parseHistoryValue(v []byte) (flag byte, key, rec []byte, err error) {
+	if len(v) < 1 {
+		return 0, nil, nil, errCorruptRecord
+	}
+	flag = v[0]
+	if flag&flagShadowed == 0 {
+		return flag, v[1:], nil, nil
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || uint64(len(v)-1-w) < n {
+		return 0, nil, nil, errCorruptRecord
+	}
+	key = v[1+w : 1+w+int(n)]
+	return flag, key, v[1+w+int(n):], nil
 }
 
 func parseHistoryKey(k []byte) (main, sub int64) {

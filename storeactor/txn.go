@@ -104,18 +104,27 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 	type victim struct {
 		key   []byte
 		lease int64
+		sub   int64 // of the live version, if this txn wrote it (-1: it did not)
 	}
 	var keys []victim
-	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, _ int64, raw []byte) bool {
+	main := tw.beginRev + 1
+	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, at int64, raw []byte) bool {
 		rec, err := decodeRecord(raw)
 		must(err)
-		keys = append(keys, victim{decodeUserKey(lkey[1:]), rec.lease})
+		v := victim{decodeUserKey(lkey[1:]), rec.lease, -1}
+		if at == main {
+			v.sub = rec.sub
+		}
+		keys = append(keys, v)
 		return true
 	}); err != nil {
 		panic(err)
 	}
 	for _, k := range keys {
-		tw.write(k.key, tw.beginRev+1, &record{tombstone: true, sub: tw.changes})
+		if k.sub >= 0 {
+			tw.shadow(k.key, main, k.sub)
+		}
+		tw.write(k.key, main, &record{tombstone: true, sub: tw.changes})
 		tw.attach(k.key, k.lease, 0)
 		if tw.counts != nil {
 			tw.counts.removed(k.key)
@@ -123,6 +132,20 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 	}
 	tw.keys -= int64(len(keys))
 	return int64(len(keys))
+}
+
+// shadow keeps the version of key this txn wrote at sub, which its
+// tombstone is about to replace in 'k', in its history entry (see
+// flagShadowed).
+func (tw *writeTxn) shadow(key []byte, main, sub int64) {
+	v, closer, err := tw.r.Get(versionKey(nil, key, main))
+	must(err)
+	h := appendShadowedHistory(nil, key, false, v)
+	closer.Close()
+	// The record moves from 'k' to 'h': live bytes, which counted it
+	// with its 'k' entry, stay as they are (as an import of the same
+	// history counts them).
+	must(tw.w.Set(historyKey(nil, main, sub), h, nil))
 }
 
 func (tw *writeTxn) write(key []byte, main int64, rec *record) {
@@ -141,11 +164,7 @@ func (tw *writeTxn) write(key []byte, main int64, rec *record) {
 	if tw.cache != nil {
 		tw.cache.set(key, latestMeta{main: main, create: rec.create, version: rec.version, lease: rec.lease, tombstone: rec.tombstone})
 	}
-	flag := byte(0)
-	if rec.tombstone {
-		flag = flagTombstone
-	}
-	tw.buf = append(append(tw.buf[:0], flag), key...)
+	tw.buf = appendHistoryValue(tw.buf[:0], key, rec.tombstone)
 	tw.key = historyKey(tw.key[:0], main, rec.sub)
 	must(tw.w.Set(tw.key, tw.buf, nil))
 	tw.live += int64(len(tw.key) + len(tw.buf))
