@@ -2,8 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
-	"strings"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,10 +26,18 @@ func TestDefragUnderLoad(t *testing.T) {
 	defer cancel()
 	mt := pb.NewMaintenanceClient(cli.ActiveConnection())
 
-	// Data to reclaim: 2000 x 4 KiB, overwritten once, half deleted, compacted.
-	val := strings.Repeat("v", 4<<10)
+	// Data to reclaim: 2000 x 4 KiB, overwritten once, half deleted,
+	// compacted. The values do not compress: the tables they fill must
+	// outweigh the WAL files pebble keeps for reuse (up to five
+	// memtables' worth), which a defragmentation leaves as they are.
+	rng := rand.New(rand.NewPCG(1, 2))
+	raw := make([]byte, 3<<10)
 	for round := 0; round < 2; round++ {
 		for i := 0; i < 2000; i++ {
+			for j := range raw {
+				raw[j] = byte(rng.Uint32())
+			}
+			val := base64.StdEncoding.EncodeToString(raw) // 4 KiB, valid UTF-8
 			if _, err := cli.Put(ctx, fmt.Sprintf("old/%04d", i), val); err != nil {
 				t.Fatal(err)
 			}
