@@ -6,12 +6,12 @@
 # data dir under BIG_DIR and a 16 GiB space quota, and scripts/bigload loads
 # BIG_KEYS keys (/registry/pods/ns-NNNN/pod-NNNNNNNN, 300 B incompressible
 # values: ~3 GB at 10M) with 64 writers sending txns of 64 puts. At every
-# BIG_STEP keys it pauses the load and records the server's RSS (VmRSS and
-# its anonymous / file-backed parts), the data dir's size on disk, and the
-# p50/p99 of point reads of random existing keys (serializable and
-# linearizable), of overwrites of random existing keys and of watch event
-# latency (a watch on one namespace, open for the whole run), each from a
-# fixed number of requests; then resumes. The server is stopped before the
+# BIG_STEP keys it pauses the load and records the server's RSS (VmRSS, its
+# anonymous / file-backed parts, its peak so far), the data dir's size on
+# disk, and the p50/p99 of point reads of random existing keys
+# (serializable and linearizable), of overwrites of random existing keys
+# and of watch event latency (a watch on one namespace, open for the whole
+# run), each from a fixed number of requests; then resumes. The server is stopped before the
 # next starts.
 #
 # Writes, in BIG_OUT_DIR: bench-big-<server>.tsv (bigload's lines), and
@@ -196,11 +196,12 @@ vs="$(echo "$BENCH_TARGETS" | sed 's/ / \/ /g')"
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end),"
   echo "$BIG_KEYS keys of 300 B, a measure every $BIG_STEP; cells are $vs; latencies p99 in ms."
   echo
-  echo "| keys | RSS MiB | disk MiB | load keys/s | read p99 serializable | read p99 linearizable | put p99 | watch event p99 |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| keys | RSS MiB | peak RSS MiB | disk MiB | load keys/s | read p99 serializable | read p99 linearizable | put p99 | watch event p99 |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   while read -r keys; do
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$keys" \
-      "$(cell rss_mib "$keys" '%.0f')" "$(cell disk_mib "$keys" '%.0f')" "$(cell load_keys_per_s "$keys" '%.0f')" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$keys" \
+      "$(cell rss_mib "$keys" '%.0f')" "$(cell rss_peak_mib "$keys" '%.0f')" "$(cell disk_mib "$keys" '%.0f')" \
+      "$(cell load_keys_per_s "$keys" '%.0f')" \
       "$(cell read_s_p99 "$keys" '%.2f')" "$(cell read_l_p99 "$keys" '%.2f')" \
       "$(cell put_p99 "$keys" '%.2f')" "$(cell watch_p99 "$keys" '%.2f')"
   done < <(col "$first" keys | cut -d' ' -f1)
@@ -214,6 +215,7 @@ i=0
 for t in $BENCH_TARGETS; do
   f="$BIG_OUT_DIR/bench-big-$t.tsv" c="${colors[$i]}"
   plots_rss+="${plots_rss:+, }'$f' using (\$1/1e6):2 with linespoints lc rgb '$c' pt 7 title '$t RSS'"
+  plots_rss+=", '$f' using (\$1/1e6):15 with lines lc rgb '$c' dt 3 title '$t peak RSS'"
   plots_rss+=", '$f' using (\$1/1e6):5 with lines lc rgb '$c' dt 2 title '$t data on disk'"
   plots_p99+="${plots_p99:+, }'$f' using (\$1/1e6):8 with linespoints lc rgb '$c' pt 7 title '$t read (s)'"
   plots_p99+=", '$f' using (\$1/1e6):10 with linespoints lc rgb '$c' pt 5 title '$t read (l)'"
@@ -231,7 +233,7 @@ set xlabel 'keys loaded (millions)'
 set grid
 set key top left
 set ylabel 'MiB'
-set title 'resident set (RSS) and data dir size on disk'
+set title 'resident set (RSS at each pause, peak so far) and data dir size on disk'
 plot $plots_rss
 set ylabel 'p99 latency, ms (log)'
 set logscale y

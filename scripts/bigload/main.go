@@ -5,8 +5,9 @@
 // txns of -batch puts, and after every -step keys it pauses the load and
 // measures, with the load stopped:
 //
-//   - the server's resident set (VmRSS, and its anonymous and file-backed
-//     parts) from /proc/<-pid>/status, and the data dir's bytes on disk;
+//   - the server's resident set (VmRSS, its anonymous and file-backed parts,
+//     and its peak VmHWM) from /proc/<-pid>/status, and the data dir's
+//     bytes on disk;
 //   - p50/p99 of -reads point reads of random existing keys, serializable
 //     and then linearizable, from -probe-clients concurrent clients;
 //   - p50/p99 of -puts overwrites of random existing keys, likewise;

@@ -13,19 +13,20 @@ import (
 
 // header names the columns of a step's line (latencies in ms).
 const header = "keys\trss_mib\trss_anon_mib\trss_file_mib\tdisk_mib\tload_keys_per_s\t" +
-	"read_s_p50\tread_s_p99\tread_l_p50\tread_l_p99\tput_p50\tput_p99\twatch_p50\twatch_p99"
+	"read_s_p50\tread_s_p99\tread_l_p50\tread_l_p99\tput_p50\tput_p99\twatch_p50\twatch_p99\trss_peak_mib"
 
 // step is what one pause of the load measured.
 type step struct {
 	keys                              int
 	rssMiB, anonMiB, fileMiB, diskMiB float64
+	peakMiB                           float64 // VmHWM: the highest RSS since the server started
 	keysPerSec                        float64
 	serial, linear, put, watch        pct
 }
 
 func (s step) row() string {
-	return fmt.Sprintf("%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%s\t%s",
-		s.keys, s.rssMiB, s.anonMiB, s.fileMiB, s.diskMiB, s.keysPerSec, s.serial, s.linear, s.put, s.watch)
+	return fmt.Sprintf("%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%.1f",
+		s.keys, s.rssMiB, s.anonMiB, s.fileMiB, s.diskMiB, s.keysPerSec, s.serial, s.linear, s.put, s.watch, s.peakMiB)
 }
 
 // pct is a latency distribution's p50 and p99, in ms.
@@ -48,7 +49,7 @@ func measure(ctx context.Context, clis []*clientv3.Client, c config, ks keyspace
 	s := step{keys: loaded}
 	var err error
 	if c.pid > 0 {
-		if s.rssMiB, s.anonMiB, s.fileMiB, err = rss(c.pid); err != nil {
+		if s.rssMiB, s.anonMiB, s.fileMiB, s.peakMiB, err = rss(c.pid); err != nil {
 			return s, err
 		}
 	}

@@ -11,13 +11,14 @@ import (
 	"syscall"
 )
 
-// rss returns the process's resident set and its anonymous and
-// file-backed parts, in MiB (/proc/<pid>/status). A memory-mapped store
-// (etcd's bbolt) shows its resident pages of the file as RssFile.
-func rss(pid int) (total, anon, file float64, err error) {
+// rss returns the process's resident set, its anonymous and file-backed
+// parts and its peak, in MiB (/proc/<pid>/status). A memory-mapped store
+// (etcd's bbolt) shows its resident pages of the file as RssFile; the peak
+// catches what the load took between two measures.
+func rss(pid int) (total, anon, file, peak float64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -31,16 +32,18 @@ func rss(pid int) (total, anon, file float64, err error) {
 			dst = &anon
 		case "RssFile":
 			dst = &file
+		case "VmHWM":
+			dst = &peak
 		default:
 			continue
 		}
 		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
+			return 0, 0, 0, 0, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
 		}
 		*dst = kb / 1024
 	}
-	return total, anon, file, sc.Err()
+	return total, anon, file, peak, sc.Err()
 }
 
 // diskMiB is the bytes the files under dir take on disk (allocated blocks:
