@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&c.probeClients, "probe-clients", 8, "concurrent clients of the read and put measures")
 	flag.IntVar(&c.reads, "reads", 4000, "point reads of each consistency per step")
 	flag.IntVar(&c.puts, "puts", 2000, "overwrites per step")
-	flag.IntVar(&c.watchEvents, "watch-events", 500, "watched puts per step, one at a time")
+	flag.IntVar(&c.watchEvents, "watch-events", 2000, "watched puts per step, one at a time (p99 of 2000: the 20th worst)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: bigload [flags]
 
