@@ -13,7 +13,8 @@
 //   - p50/p99 of -puts overwrites of random existing keys, likewise;
 //   - p50/p99 of watch event latency: a watcher on one namespace's prefix,
 //     open for the whole run, and -watch-events puts into that namespace one
-//     at a time; the latency is from a put being sent to its event arriving.
+//     at a time; the latency is from a put being sent to its event arriving
+//     (and, to tell the write's share from the delivery's, the puts' own).
 //
 // Each step is one tab-separated line (header first) on stdout: the curve
 // bench-big.sh tabulates and plots. Progress goes to stderr.

@@ -13,7 +13,7 @@ import (
 
 // header names the columns of a step's line (latencies in ms).
 const header = "keys\trss_mib\trss_anon_mib\trss_file_mib\tdisk_mib\tload_keys_per_s\t" +
-	"read_s_p50\tread_s_p99\tread_l_p50\tread_l_p99\tput_p50\tput_p99\twatch_p50\twatch_p99\trss_peak_mib"
+	"read_s_p50\tread_s_p99\tread_l_p50\tread_l_p99\tput_p50\tput_p99\twatch_p50\twatch_p99\trss_peak_mib\twatch_put_p50\twatch_put_p99"
 
 // step is what one pause of the load measured.
 type step struct {
@@ -22,11 +22,12 @@ type step struct {
 	peakMiB                           float64 // VmHWM: the highest RSS since the server started
 	keysPerSec                        float64
 	serial, linear, put, watch        pct
+	watchPut                          pct // the watched puts' own latency
 }
 
 func (s step) row() string {
-	return fmt.Sprintf("%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%.1f",
-		s.keys, s.rssMiB, s.anonMiB, s.fileMiB, s.diskMiB, s.keysPerSec, s.serial, s.linear, s.put, s.watch, s.peakMiB)
+	return fmt.Sprintf("%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%.1f\t%s",
+		s.keys, s.rssMiB, s.anonMiB, s.fileMiB, s.diskMiB, s.keysPerSec, s.serial, s.linear, s.put, s.watch, s.peakMiB, s.watchPut)
 }
 
 // pct is a latency distribution's p50 and p99, in ms.
@@ -83,7 +84,7 @@ func measure(ctx context.Context, clis []*clientv3.Client, c config, ks keyspace
 	if err != nil {
 		return s, fmt.Errorf("puts: %w", err)
 	}
-	if s.watch, err = w.measure(ctx, clis[0], c, ks, loaded); err != nil {
+	if s.watch, s.watchPut, err = w.measure(ctx, clis[0], c, ks, loaded); err != nil {
 		return s, fmt.Errorf("watch: %w", err)
 	}
 	return s, nil

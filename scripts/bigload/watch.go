@@ -74,24 +74,28 @@ func (w *watcher) stop() {
 
 // measure puts c.watchEvents marked values into random existing keys of the
 // watched namespace, one at a time, and returns the percentiles of the
-// time from sending each put to its event arriving.
-func (w *watcher) measure(ctx context.Context, cli *clientv3.Client, c config, ks keyspace, loaded int) (pct, error) {
+// time from sending each put to its event arriving, and of the puts' own
+// latency: when the two tails match, the write path, not the event's
+// delivery, makes the event's tail.
+func (w *watcher) measure(ctx context.Context, cli *clientv3.Client, c config, ks keyspace, loaded int) (event, put pct, err error) {
 	rng := rand.New(rand.NewPCG(uint64(loaded), 0))
 	val := make([]byte, c.valSize)
 	lat := make([]time.Duration, 0, c.watchEvents)
+	putLat := make([]time.Duration, 0, c.watchEvents)
 	for range c.watchEvents {
 		w.seq++
 		fillValue(rng, val)
 		copy(val, fmt.Appendf(nil, "%s%d ", marker, w.seq))
 		sent := time.Now()
 		if _, err := cli.Put(ctx, ks.randomWatchedKey(rng, loaded), string(val)); err != nil {
-			return pct{}, err
+			return pct{}, pct{}, err
 		}
+		putLat = append(putLat, time.Since(sent))
 		if err := w.await(sent, &lat); err != nil {
-			return pct{}, err
+			return pct{}, pct{}, err
 		}
 	}
-	return percentiles(lat), nil
+	return percentiles(lat), percentiles(putLat), nil
 }
 
 // await waits for the event of put w.seq (earlier ones are late arrivals
