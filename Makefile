@@ -114,7 +114,7 @@ bench-migrate: build ref
 # Keyspaces beyond RAM (scripts/bench-big.sh): both servers load BIG_KEYS
 # (10M) keys of 300 B; every BIG_STEP (1M) keys their RSS and the p99 of
 # point reads, puts and watch events. Writes bench-big-*.tsv, bench-big.md
-# and bench-big.png to BIG_OUT_DIR (.); about an hour at full size.
+# and bench-big.png to BIG_OUT_DIR (.); 8-12 min at full size on 2 cores.
 .PHONY: bench-big
 bench-big: build ref
 	bash scripts/bench-big.sh
