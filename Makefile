@@ -13,6 +13,8 @@
 #   make bench-cluster - 3-member MetaStore vs 3-member etcd, with failover
 #   make bench-migrate - metastoreutl migrate from-etcd vs etcdutl snapshot
 #                 restore of a ~1 GiB etcd snapshot
+#   make bench-big - MetaStore vs etcd loading 10M keys (~3 GB): RSS and p99s
+#                 every 1M keys
 
 GO      ?= go
 REF_BIN := .ref/bin
@@ -108,6 +110,14 @@ bench-cluster: build ref
 .PHONY: bench-migrate
 bench-migrate: build ref
 	METASTORE_BIN=$(CURDIR)/bin/metastore METASTORE_BENCH_MIGRATE=1 $(GO) test -count=1 -timeout 60m -v -run TestBenchMigrate ./cmd/metastoreutl
+
+# Keyspaces beyond RAM (scripts/bench-big.sh): both servers load BIG_KEYS
+# (10M) keys of 300 B; every BIG_STEP (1M) keys their RSS and the p99 of
+# point reads, puts and watch events. Writes bench-big-*.tsv, bench-big.md
+# and bench-big.png to BIG_OUT_DIR (.); 8-12 min at full size on 2 cores.
+.PHONY: bench-big
+bench-big: build ref
+	bash scripts/bench-big.sh
 
 clean:
 	rm -rf bin .ref/bin
