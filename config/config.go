@@ -123,6 +123,9 @@ type Config struct {
 	Storage         string `json:"storage"`
 	DefragRateBytes int64  `json:"defrag-rate-bytes"`
 	AuditLogPath    string `json:"audit-log-path"`
+	// EnableConsole serves the web console (console/) under /ui/ on the
+	// client HTTP side.
+	EnableConsole bool `json:"enable-console"`
 
 	// ConfigFile is the file the configuration was read from ("": none).
 	ConfigFile string `json:"-"`
@@ -251,6 +254,7 @@ func Default() *Config {
 		LogRotationConfigJSON:         `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`,
 		Storage:                       "pebble",
 		DefragRateBytes:               defaultDefragRateBytes,
+		EnableConsole:                 true,
 		Explicit:                      map[string]bool{},
 	}
 	d := &c.Discovery.Client
