@@ -64,6 +64,8 @@ type Console struct {
 	lg       *zap.Logger
 	mux      *http.ServeMux
 	sessions *sessions
+	members  *memberConns
+	sampler  *sampler
 }
 
 // New builds the console for one member. It lives until ctx is done,
@@ -83,7 +85,13 @@ func New(ctx context.Context, cfg Config) *Console {
 		lg:       cfg.Logger,
 		mux:      http.NewServeMux(),
 		sessions: newSessions(cfg.Clock, cfg.SessionIdle, maxSessions),
+		members:  newMemberConns(cfg.MemberTLS),
+		sampler:  newSampler(cfg.Gatherer, cfg.Clock),
 	}
+	go func() {
+		<-ctx.Done()
+		c.members.close()
+	}()
 	c.routes()
 	return c
 }
@@ -104,6 +112,22 @@ func (c *Console) routes() {
 	c.post("put", "put", c.servePut)
 	c.post("delete", "delete", c.serveDelete)
 	c.get("watch", c.serveWatch)
+
+	c.get("leases", c.serveLeases)
+	c.post("lease/revoke", "lease-revoke", c.serveLeaseRevoke)
+
+	c.get("members", c.serveMembers)
+	c.post("members/move-leader", "move-leader", c.serveMoveLeader)
+	c.post("members/promote", "promote-member", c.servePromote)
+	c.post("members/remove", "remove-member", c.serveRemove)
+	c.post("alarms/disarm", "disarm-alarm", c.serveDisarm)
+	c.post("defrag", "defrag", c.serveDefrag)
+
+	c.get("auth", c.serveAuth)
+	c.post("auth/{action}", "", c.serveAuthAction)
+
+	c.get("metrics", c.serveMetrics)
+	c.post("compact", "compact", c.serveCompact)
 }
 
 // handler is an API endpoint: it runs in a session and answers through
@@ -123,13 +147,13 @@ func (c *Console) get(path string, h handler) {
 
 // post routes a mutating endpoint: a session must exist and the request
 // must pass the CSRF checks (csrf.go) before it runs. action names it in
-// metastore_console_requests_total and the log ("" : the handler
-// counts, as auth actions name their own).
+// metastore_console_requests_total and the log ("": the handler counts
+// and logs, as auth actions do under their own names).
 func (c *Console) post(path, action string, h handler) {
 	c.mux.HandleFunc("POST "+Path+"api/"+path, func(w http.ResponseWriter, r *http.Request) {
 		name := action
 		if name == "" {
-			name = "auth-" + r.PathValue("action")
+			name = "auth" // not the path's {action}: a label must not take any value a request sends
 		}
 		s := c.sessions.fromRequest(r)
 		if err := checkCSRF(r, s); err != nil {

@@ -9,6 +9,10 @@ import {keysView} from './views/keys.js';
 import {keyView} from './views/key.js';
 import {watchView} from './views/watch.js';
 import {loginView} from './views/login.js';
+import {membersView} from './views/members.js';
+import {leasesView} from './views/leases.js';
+import {authView} from './views/auth.js';
+import {performanceView} from './views/performance.js';
 
 const main = document.getElementById('main');
 const who = document.getElementById('who');
@@ -19,6 +23,10 @@ const routes = [
   [/^#\/keys\/(.*)$/, 'keys', m => keysView(main, decodeKey(m[1]))],
   [/^#\/key\/(.+)$/, 'keys', m => keyView(main, decodeKey(m[1]))],
   [/^#\/watch\/(.*)$/, 'watch', m => watchView(main, decodeKey(m[1]))],
+  [/^#\/members$/, 'members', () => membersView(main)],
+  [/^#\/leases$/, 'leases', () => leasesView(main)],
+  [/^#\/auth$/, 'auth', () => authView(main)],
+  [/^#\/performance$/, 'performance', () => performanceView(main)],
   [/^#\/login$/, '', () => loginView(main, onLogin)],
 ];
 

@@ -15,7 +15,7 @@ export function watchView(root, prefix) {
   const status = h('span', {id: 'watch-status', class: 'muted'});
   const err = h('div', {id: 'watch-error'});
   const prefixIn = h('input', {id: 'watch-prefix', value: show(prefix), spellcheck: 'false', placeholder: 'prefix ("" watches every key)'});
-  const revIn = h('input', {id: 'watch-rev', type: 'number', min: 0, placeholder: 'from revision (empty: now)'});
+  const revIn = h('input', {id: 'watch-rev', type: 'number', min: 0, placeholder: 'from revision', title: 'empty: from now'});
   const pause = h('button', {id: 'watch-pause', onclick: () => (paused ? open(lastRev + 1) : close(true))}, 'Pause');
 
   function open(rev) {
