@@ -23,13 +23,17 @@ const (
 // the user's token as etcd's "token" metadata (none when anonymous) and
 // the browser's address as x-forwarded-for, which the member's audit log
 // records for requests over its in-process connection. The request is
-// cancelled with the browser's.
+// cancelled with the browser's, or after timeout (0: never).
 func asUser(r *http.Request, s *session, timeout time.Duration) (context.Context, context.CancelFunc) {
 	md := metadata.Pairs("x-forwarded-for", clientIP(r))
 	if s.token != "" {
 		md.Set(rpctypes.TokenFieldNameGRPC, s.token)
 	}
-	return context.WithTimeout(metadata.NewOutgoingContext(r.Context(), md), timeout)
+	ctx := metadata.NewOutgoingContext(r.Context(), md)
+	if timeout == 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 // clientIP is the browser's address (without port).

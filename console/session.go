@@ -73,10 +73,11 @@ func (ss *sessions) fromRequest(r *http.Request) *session {
 		}
 		delete(ss.stored, ck.Value)
 	}
-	return ss.anonymousLocked(ck.Value)
+	return ss.anonymousFor(ck.Value)
 }
 
-func (ss *sessions) anonymousLocked(id string) *session {
+// anonymousFor is the anonymous session of a cookie's id.
+func (ss *sessions) anonymousFor(id string) *session {
 	m := hmac.New(sha256.New, ss.key)
 	m.Write([]byte(id))
 	return &session{id: id, csrf: base64.RawURLEncoding.EncodeToString(m.Sum(nil))}
@@ -84,9 +85,7 @@ func (ss *sessions) anonymousLocked(id string) *session {
 
 // anonymous gives the browser a new anonymous session.
 func (ss *sessions) anonymous(w http.ResponseWriter, r *http.Request) *session {
-	ss.mu.Lock()
-	s := ss.anonymousLocked(randomID())
-	ss.mu.Unlock()
+	s := ss.anonymousFor(randomID())
 	setCookie(w, r, s.id)
 	return s
 }

@@ -52,7 +52,7 @@ func (c *Console) serveWatch(w http.ResponseWriter, r *http.Request, s *session)
 	if !canFlush {
 		return errorReply(http.StatusInternalServerError, "streaming is not supported on this connection")
 	}
-	ctx, cancel := asUser(r, s, 365*24*time.Hour) // as long as the browser listens
+	ctx, cancel := asUser(r, s, 0) // as long as the browser listens
 	defer cancel()
 	stream, err := pb.NewWatchClient(c.cfg.Conn).Watch(ctx)
 	if err != nil {
