@@ -135,6 +135,9 @@ type Config struct {
 	// MaxRangeBytesInFlight bounds the bytes of Range responses built and
 	// sent at once (gateway/rangebudget.go); 0 or less: no bound.
 	MaxRangeBytesInFlight int64 `json:"max-range-bytes-in-flight"`
+	// EnableConsole serves the web console (console/) under /ui/ on the
+	// client HTTP side.
+	EnableConsole bool `json:"enable-console"`
 
 	// ConfigFile is the file the configuration was read from ("": none).
 	ConfigFile string `json:"-"`
@@ -271,6 +274,7 @@ func Default() *Config {
 		DefragRateBytes:               defaultDefragRateBytes,
 		LeaseCheckpointInterval:       defaultLeaseCheckpointInterval,
 		MaxRangeBytesInFlight:         defaultMaxRangeBytesInFlight,
+		EnableConsole:                 true,
 		Explicit:                      map[string]bool{},
 	}
 	d := &c.Discovery.Client

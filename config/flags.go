@@ -129,6 +129,7 @@ func newFlagSet(c *Config) *flagSet {
 	// HTTP, metrics, features
 	f.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	f.BoolVar(&c.EnableGRPCGateway, "enable-grpc-gateway", c.EnableGRPCGateway, "Enable GRPC gateway.")
+	f.BoolVar(&c.EnableConsole, "enable-console", c.EnableConsole, "Serve the web console under /ui/ on the client HTTP port (every action it takes is a gRPC request to this member, checked and audited as one). MetaStore only.")
 	f.StringVar(&c.Metrics, "metrics", c.Metrics, "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
 	f.StringVar(&c.FeatureGates, "feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features.")
 	f.BoolVar(&c.EnableDistributedTracing, "enable-distributed-tracing", false, "Enable distributed tracing using OpenTelemetry Tracing.")

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"expvar"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/console"
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/health"
 	"github.com/metastore/metastore/metrics"
@@ -191,12 +193,15 @@ func (n *Node) metricsListenerHandler(checks *health.Checker, metricsHandler htt
 }
 
 // clientHTTPHandler is the HTTP side of the client port: the JSON gateway
-// (through the member's in-process gRPC connection), /version, /metrics,
+// and the web console (both through the member's in-process gRPC
+// connection), /version, /metrics,
 // the health endpoints, /debug/vars, and /debug/pprof/* when enabled —
 // behind etcd's CORS headers, with panics recovered (recoverHTTP).
 func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
-	if n.cfg.EnableGRPCGateway {
+	if n.cfg.EnableGRPCGateway || n.cfg.EnableConsole {
+		// One in-process connection for both: their requests take a gRPC
+		// client's path through the member's own gRPC server.
 		conn, err := grpc.NewClient("passthrough:///metastore", n.dialSelf,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))
@@ -205,11 +210,17 @@ func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Han
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopJSON = func() { cancel(); conn.Close() }
-		h, err := gateway.NewJSONHandler(ctx, conn, n.lg.Named("json-gateway"))
-		if err != nil {
-			return nil, err
+		if n.cfg.EnableGRPCGateway {
+			h, err := gateway.NewJSONHandler(ctx, conn, n.lg.Named("json-gateway"))
+			if err != nil {
+				return nil, err
+			}
+			mux.Handle(gateway.PathJSON, h)
 		}
-		mux.Handle(gateway.PathJSON, h)
+		if n.cfg.EnableConsole {
+			mux.Handle(console.Path, console.New(ctx, console.Config{Conn: conn, Gatherer: n.registry,
+				MemberTLS: n.memberDialTLS(), Logger: n.lg.Named("console"), Clock: n.cfg.Clock}))
+		}
 	}
 	mux.HandleFunc(pathVersion, serveVersion)
 	mux.Handle("/metrics", metricsHandler)
@@ -225,6 +236,22 @@ func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Han
 		ac.authEnabled = func() bool { return n.reader.Auth().Enabled }
 	}
 	return recoverHTTP(n.lg, actors.PanicHTTP, ac), nil
+}
+
+// memberDialTLS is how the console dials other members' https client
+// URLs: trusting --trusted-ca-file and presenting --cert-file, as a
+// client of the cluster would (nil without client certificates: it then
+// reaches plain-http members only).
+func (n *Node) memberDialTLS() *tls.Config {
+	if n.cfg.ClientTLS.Empty() {
+		return nil
+	}
+	cfg, err := n.cfg.ClientTLS.ClientConfig()
+	if err != nil {
+		n.lg.Warn("the console cannot dial https members", zap.Error(err))
+		return nil
+	}
+	return cfg
 }
 
 // accessControl is what etcd does to every client HTTP request before

@@ -71,6 +71,9 @@ type Config struct {
 	// HTTP side; EnableGRPCGateway (--enable-grpc-gateway) the JSON
 	// gateway /v3/*.
 	EnablePprof, EnableGRPCGateway bool
+	// EnableConsole (--enable-console) serves the web console under /ui/
+	// on the client HTTP side (console.Path).
+	EnableConsole bool
 	// CORS (--cors) are the origins the client HTTP side answers with CORS
 	// headers, HostWhitelist (--host-whitelist) the Host names a plain
 	// HTTP request may name (a guard against DNS rebinding); for both,

@@ -63,7 +63,7 @@ func nodeConfig(c *config.Config, lg, audit *zap.Logger) (node.Config, error) {
 		ListenClientURLs: c.ListenClientURLs, AdvertiseClientURLs: c.AdvertiseClientURLs,
 		ListenClientHTTPURLs: c.ListenClientHTTPURLs, ListenMetricsURLs: c.ListenMetricsURLs,
 		ExtensiveMetrics: c.Metrics == "extensive", EnablePprof: c.EnablePprof, EnableGRPCGateway: c.EnableGRPCGateway,
-		CORS: c.CORS, HostWhitelist: c.HostWhitelist,
+		EnableConsole: c.EnableConsole, CORS: c.CORS, HostWhitelist: c.HostWhitelist,
 		InitialAdvertisePeerURLs: c.AdvertisePeerURLs, InitialCluster: cluster, ListenPeerURLs: c.ListenPeerURLs,
 		InitialClusterToken: c.InitialClusterToken, InitialClusterState: c.InitialClusterState,
 		SnapshotCount: c.SnapshotCount, SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
