@@ -109,7 +109,11 @@ type List struct{ Reply chan<- []int64 }
 
 // LeaderChanged is raft telling of a new leader (0: none) in term: sent
 // from raftactor.Config.OnLeaderChange, before the raft view says so.
-type LeaderChanged struct{ Lead, Term uint64 }
+// Campaigning: none, because this member is a candidate in Term.
+type LeaderChanged struct {
+	Lead, Term  uint64
+	Campaigning bool
+}
 
 type tick struct{}
 
@@ -289,7 +293,14 @@ func (l *Lessor) checkPrimary() {
 // leaderChanged demotes at once on raft's word that this member no longer
 // leads, without waiting for the view or the next tick.
 func (l *Lessor) leaderChanged(m *LeaderChanged) {
-	if m.Lead != l.cfg.ID {
+	switch {
+	case m.Lead == l.cfg.ID:
+	case m.Campaigning:
+		// A candidate may win its own term: only the terms before it are
+		// lost (a leadership transfer's target campaigns at once, in a
+		// new term, and leads in it).
+		l.deposed = max(l.deposed, m.Term-1)
+	default:
 		l.deposed = max(l.deposed, m.Term)
 	}
 	if l.primary && (m.Lead != l.cfg.ID || m.Term != l.term) {

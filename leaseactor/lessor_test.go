@@ -372,3 +372,30 @@ func TestGrantRules(t *testing.T) {
 		}
 	}
 }
+
+// A leadership transfer's target campaigns at once in a new term: raft
+// says "no leader" in that term before this member leads in it. The Lessor
+// must become primary then (it was never promoted, and leases never
+// expired, after a move-leader).
+func TestPromotedInTheTermItCampaignedIn(t *testing.T) {
+	h := newHarness(t, nil)
+	h.grant(1, 10)
+	h.primary.Store(false)
+	h.advance(time.Second) // a follower in term 1
+	h.kit.Root().Send(h.lessor, &leaseactor.LeaderChanged{Lead: 0, Term: 2, Campaigning: true})
+	h.term.Store(2)
+	h.primary.Store(true)
+	if r := h.ttl(1); r.TTL != 11 { // promoted: 10 s + 1 s extend
+		t.Fatalf("ttl once leading the term it campaigned in = %+v", r)
+	}
+	h.advance(12 * time.Second)
+	if ids := h.revokes(); fmt.Sprint(ids) != "[1]" {
+		t.Fatalf("revokes = %v", ids)
+	}
+	// Losing a term to another member still deposes it for that term.
+	h.kit.Root().Send(h.lessor, &leaseactor.LeaderChanged{Lead: 9, Term: 3})
+	h.term.Store(3) // a stale view: still says leading, in term 3
+	if r := h.renew(1); !errors.Is(r.Err, rpctypes.ErrGRPCNotLeader) && !errors.Is(r.Err, leaseactor.ErrNotPrimary) {
+		t.Fatalf("renew in a term another member leads: %+v", r)
+	}
+}

@@ -123,8 +123,8 @@ func (n *Node) startRaft() error {
 		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.SnapshotCatchUpEntries,
 		SnapshotFS: n.fs, SnapshotRoot: n.snapDir,
 		OnConfChange: followConfChange(n.transport, n.ident.member, n.markRemoved),
-		OnLeaderChange: func(lead, term uint64) {
-			n.system.Root.Send(n.leasePID, &leaseactor.LeaderChanged{Lead: lead, Term: term})
+		OnLeaderChange: func(lead, term uint64, campaigning bool) {
+			n.system.Root.Send(n.leasePID, &leaseactor.LeaderChanged{Lead: lead, Term: term, Campaigning: campaigning})
 		},
 		OnFatal: n.onFatal,
 	})

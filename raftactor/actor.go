@@ -55,8 +55,11 @@ type Config struct {
 	OnConfChange func(cc *raftpb.ConfChange)
 	// OnLeaderChange is called (on the actor's goroutine, before the new
 	// View is published) whenever the leader this member knows changes:
-	// a deposed leader's lessor must stop renewing at once.
-	OnLeaderChange func(lead, term uint64)
+	// a deposed leader's lessor must stop renewing at once. campaigning:
+	// there is no leader because this member stands for election in term
+	// (a leadership transfer's target skips the pre-vote, so its term
+	// rises before it leads), so it may yet lead in term.
+	OnLeaderChange func(lead, term uint64, campaigning bool)
 	// OnFatal is called when the member cannot go on: a write of the raft
 	// log failed, or the store failed to apply the same entry maxReplays
 	// times in a row. The actor then refuses every request. Nil: only
@@ -211,7 +214,7 @@ func (n *Node) execute(ctx actor.Context) {
 		ctx.Request(n.cfg.Store, a)
 	}
 	if fx.leaderChange != nil && n.cfg.OnLeaderChange != nil {
-		n.cfg.OnLeaderChange(fx.leaderChange.lead, fx.leaderChange.term)
+		n.cfg.OnLeaderChange(fx.leaderChange.lead, fx.leaderChange.term, fx.leaderChange.campaigning)
 	}
 	if n.cfg.OnConfChange != nil {
 		for _, cc := range fx.confChanges {

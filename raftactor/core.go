@@ -98,7 +98,10 @@ type effects struct {
 	again        bool
 }
 
-type leaderChange struct{ lead, term uint64 }
+type leaderChange struct {
+	lead, term  uint64
+	campaigning bool // this member is a candidate in term: it may yet lead there
+}
 
 // reply is one client answer: exactly one of the channels is set.
 type reply struct {
@@ -560,8 +563,9 @@ func (c *core) setLead(lead uint64) {
 	}
 	// raft's own Node logs these lines (operators grep for them); a
 	// RawNode does not, so the actor does, in the same words.
-	term := c.rn.BasicStatus().GetTerm()
-	c.fx.leaderChange = &leaderChange{lead: lead, term: term}
+	st := c.rn.BasicStatus()
+	term := st.GetTerm()
+	c.fx.leaderChange = &leaderChange{lead: lead, term: term, campaigning: lead == 0 && st.RaftState == raft.StateCandidate}
 	switch {
 	case c.lead == 0:
 		c.logger.Info(fmt.Sprintf("raft.node: %x elected leader %x at term %d", c.id, lead, term))
