@@ -156,7 +156,6 @@ func PebbleOptions() *pebble.Options {
 	return opts
 }
 
-
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)  {}
