@@ -65,23 +65,9 @@ ENDPOINT="127.0.0.1:$CLIENT_PORT"
 WORK="$(mktemp -d "${BIG_DIR:-${TMPDIR:-/tmp}}/metastore-bench-big.XXXXXX")"
 mkdir -p "$BIG_OUT_DIR"
 SERVER_PID=""
+STOP_WAIT=60 # a large store may flush
+PORT_VAR=BIG_PORT
 LOAD_PID=""
-
-stop_server() {
-  [[ -n "$SERVER_PID" ]] || return 0
-  local pid="$SERVER_PID" i
-  SERVER_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do # up to 60 s: a large store may flush
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "server pid $pid ignored SIGTERM for 60s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -101,39 +87,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start_server() { # start_server <target> <binary> <extra flags...>
-  local name="$1" bin="$2" i
-  shift 2
-  local dir="$WORK/$name"
-  mkdir -p "$dir"
-  port_in_use "$CLIENT_PORT" && die "port $CLIENT_PORT is in use (set BIG_PORT)"
-  port_in_use "$PEER_PORT" && die "port $PEER_PORT is in use (set BIG_PORT)"
-  local peer="http://127.0.0.1:$PEER_PORT" client="http://$ENDPOINT"
-  "$bin" \
-    --name "bench-big-$name" \
-    --data-dir "$dir/data" \
-    --listen-client-urls "$client" \
-    --advertise-client-urls "$client" \
-    --listen-peer-urls "$peer" \
-    --initial-advertise-peer-urls "$peer" \
-    --initial-cluster "bench-big-$name=$peer" \
-    --quota-backend-bytes "$BIG_QUOTA" \
-    "$@" >"$dir/server.log" 2>&1 &
-  SERVER_PID=$!
-  for ((i = 0; i < 600; i++)); do # up to 60 s
-    if grep -q 'ready to serve client requests' "$dir/server.log" 2>/dev/null; then
-      return 0
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      tail -n 30 "$dir/server.log" >&2 || true
-      SERVER_PID=""
-      die "$name exited during startup (log above)"
-    fi
-    sleep 0.1
-  done
-  tail -n 30 "$dir/server.log" >&2 || true
-  die "$name not ready after 60s (log above)"
-}
 
 run_target() { # run_target <target>: writes $BIG_OUT_DIR/bench-big-<target>.tsv
   local name="$1" bin flags tsv="$BIG_OUT_DIR/bench-big-$1.tsv"
@@ -144,7 +97,7 @@ run_target() { # run_target <target>: writes $BIG_OUT_DIR/bench-big-<target>.tsv
   rm -rf "$WORK/$name/data"
   log "starting $name ($bin) on $ENDPOINT, data in $WORK/$name/data; loading $BIG_KEYS keys"
   # shellcheck disable=SC2086 # flags are deliberately word-split
-  start_server "$name" "$bin" $flags
+  start_server "$name" "$bin" --quota-backend-bytes "$BIG_QUOTA" $flags
   # In the background, so that a signal to this script is handled at once.
   # shellcheck disable=SC2086 # flags are deliberately word-split
   "$WORK/bigload" -endpoint "$ENDPOINT" -pid "$SERVER_PID" -data-dir "$WORK/$name/data" \

@@ -98,3 +98,57 @@ md_table() {
     printf '|\n'
   done
 }
+
+# One server at a time on 127.0.0.1 (bench.sh, bench-big.sh). The caller
+# sets WORK, CLIENT_PORT, PEER_PORT, ENDPOINT and SERVER_PID (""), and may
+# set STOP_WAIT (seconds a graceful stop may take; default 30) and PORT_VAR
+# (the variable that moves the ports, named when they are taken). The
+# member is named $BENCH_NAME-<target>.
+stop_server() {
+  [[ -n "$SERVER_PID" ]] || return 0
+  local pid="$SERVER_PID" i
+  SERVER_PID=""
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < ${STOP_WAIT:-30} * 10; i++)); do # a graceful stop
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "server pid $pid ignored SIGTERM for ${STOP_WAIT:-30}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+start_server() { # start_server <target> <binary> <extra flags...>
+  local name="$1" bin="$2" i
+  shift 2
+  local dir="$WORK/$name"
+  mkdir -p "$dir"
+  port_in_use "$CLIENT_PORT" && die "port $CLIENT_PORT is in use (set ${PORT_VAR:-BENCH_PORT})"
+  port_in_use "$PEER_PORT" && die "port $PEER_PORT is in use (set ${PORT_VAR:-BENCH_PORT})"
+  local peer="http://127.0.0.1:$PEER_PORT" client="http://$ENDPOINT"
+  "$bin" \
+    --name "$BENCH_NAME-$name" \
+    --data-dir "$dir/data" \
+    --listen-client-urls "$client" \
+    --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" \
+    --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "$BENCH_NAME-$name=$peer" \
+    "$@" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  for ((i = 0; i < 600; i++)); do # up to 60 s
+    if grep -q 'ready to serve client requests' "$dir/server.log" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      tail -n 30 "$dir/server.log" >&2 || true
+      SERVER_PID=""
+      die "$name exited during startup (log above)"
+    fi
+    sleep 0.1
+  done
+  tail -n 30 "$dir/server.log" >&2 || true
+  die "$name not ready after 60s (log above)"
+}

@@ -145,22 +145,6 @@ WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/metastore-bench.XXXXXX")"
 SERVER_PID=""
 BENCH_PID=""
 
-stop_server() {
-  [[ -n "$SERVER_PID" ]] || return 0
-  local pid="$SERVER_PID" i
-  SERVER_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do # up to 30 s for a graceful stop
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "server pid $pid ignored SIGTERM for 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
   if [[ -n "$BENCH_PID" ]]; then
@@ -179,38 +163,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start_server() { # start_server <target> <binary> <extra flags...>
-  local name="$1" bin="$2" i
-  shift 2
-  local dir="$WORK/$name"
-  mkdir -p "$dir"
-  port_in_use "$CLIENT_PORT" && die "port $CLIENT_PORT is in use (set BENCH_PORT)"
-  port_in_use "$PEER_PORT" && die "port $PEER_PORT is in use (set BENCH_PORT)"
-  local peer="http://127.0.0.1:$PEER_PORT" client="http://$ENDPOINT"
-  "$bin" \
-    --name "bench-$name" \
-    --data-dir "$dir/data" \
-    --listen-client-urls "$client" \
-    --advertise-client-urls "$client" \
-    --listen-peer-urls "$peer" \
-    --initial-advertise-peer-urls "$peer" \
-    --initial-cluster "bench-$name=$peer" \
-    "$@" >"$dir/server.log" 2>&1 &
-  SERVER_PID=$!
-  for ((i = 0; i < 600; i++)); do # up to 60 s
-    if grep -q 'ready to serve client requests' "$dir/server.log" 2>/dev/null; then
-      return 0
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      tail -n 30 "$dir/server.log" >&2 || true
-      SERVER_PID=""
-      die "$name exited during startup (log above)"
-    fi
-    sleep 0.1
-  done
-  tail -n 30 "$dir/server.log" >&2 || true
-  die "$name not ready after 60s (log above)"
-}
 
 # ---- scenarios ------------------------------------------------------------------
 # id | label | benchmark arguments after the global flags
