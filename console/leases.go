@@ -1,11 +1,11 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.uber.org/zap"
 )
 
 // Leases: LeaseLeases lists every id; a page of them (in id order) is
@@ -77,20 +77,8 @@ func (c *Console) serveLeases(_ http.ResponseWriter, r *http.Request, s *session
 
 // serveLeaseRevoke revokes a lease (its keys are deleted).
 func (c *Console) serveLeaseRevoke(_ http.ResponseWriter, r *http.Request, s *session) reply {
-	var req memberRequest
-	if err := decode(r, &req); err != nil {
-		return badRequest(err.Error())
-	}
-	id, err := parseID(req.ID)
-	if err != nil {
-		return badRequest(err.Error())
-	}
-	ctx, cancel := asUser(r, s, rpcTimeout)
-	defer cancel()
-	rep := ok(struct{}{})
-	if _, err := pb.NewLeaseClient(c.cfg.Conn).LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)}); err != nil {
-		rep = c.fail(s, err)
-	}
-	c.logAction(r, s, "lease-revoke", rep, zap.String("lease", req.ID))
-	return rep
+	return c.idAction(r, s, "lease-revoke", "lease", rpcTimeout, func(ctx context.Context, id uint64) error {
+		_, err := pb.NewLeaseClient(c.cfg.Conn).LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)})
+		return err
+	})
 }

@@ -181,7 +181,7 @@ type memberRequest struct {
 // serveMoveLeader asks the leader (only it can) to hand leadership to
 // the member given.
 func (c *Console) serveMoveLeader(_ http.ResponseWriter, r *http.Request, s *session) reply {
-	return c.memberAction(r, s, "move-leader", rpcTimeout, func(ctx context.Context, target uint64) error {
+	return c.idAction(r, s, "move-leader", "member", rpcTimeout, func(ctx context.Context, target uint64) error {
 		st, err := pb.NewMaintenanceClient(c.cfg.Conn).Status(ctx, &pb.StatusRequest{})
 		if err != nil {
 			return err
@@ -202,7 +202,7 @@ func (c *Console) serveMoveLeader(_ http.ResponseWriter, r *http.Request, s *ses
 
 // servePromote promotes a learner to a voting member.
 func (c *Console) servePromote(_ http.ResponseWriter, r *http.Request, s *session) reply {
-	return c.memberAction(r, s, "promote-member", rpcTimeout, func(ctx context.Context, id uint64) error {
+	return c.idAction(r, s, "promote-member", "member", rpcTimeout, func(ctx context.Context, id uint64) error {
 		_, err := pb.NewClusterClient(c.cfg.Conn).MemberPromote(ctx, &pb.MemberPromoteRequest{ID: id})
 		return err
 	})
@@ -210,7 +210,7 @@ func (c *Console) servePromote(_ http.ResponseWriter, r *http.Request, s *sessio
 
 // serveRemove removes a member from the cluster.
 func (c *Console) serveRemove(_ http.ResponseWriter, r *http.Request, s *session) reply {
-	return c.memberAction(r, s, "remove-member", rpcTimeout, func(ctx context.Context, id uint64) error {
+	return c.idAction(r, s, "remove-member", "member", rpcTimeout, func(ctx context.Context, id uint64) error {
 		_, err := pb.NewClusterClient(c.cfg.Conn).MemberRemove(ctx, &pb.MemberRemoveRequest{ID: id})
 		return err
 	})
@@ -218,7 +218,7 @@ func (c *Console) serveRemove(_ http.ResponseWriter, r *http.Request, s *session
 
 // serveDefrag defragments one member's storage (asked of that member).
 func (c *Console) serveDefrag(_ http.ResponseWriter, r *http.Request, s *session) reply {
-	return c.memberAction(r, s, "defrag", longTimeout, func(ctx context.Context, id uint64) error {
+	return c.idAction(r, s, "defrag", "member", longTimeout, func(ctx context.Context, id uint64) error {
 		m, self, err := c.findMember(ctx, id)
 		if err != nil {
 			return err
@@ -230,9 +230,9 @@ func (c *Console) serveDefrag(_ http.ResponseWriter, r *http.Request, s *session
 	})
 }
 
-// memberAction runs an action on the member named by the request's id,
-// as the session's user, and logs it.
-func (c *Console) memberAction(r *http.Request, s *session, action string, timeout time.Duration, do func(context.Context, uint64) error) reply {
+// idAction runs an action on the member or lease named by the request's
+// id, as the session's user, and logs it with the id as field.
+func (c *Console) idAction(r *http.Request, s *session, action, field string, timeout time.Duration, do func(context.Context, uint64) error) reply {
 	var req memberRequest
 	if err := decode(r, &req); err != nil {
 		return badRequest(err.Error())
@@ -248,7 +248,7 @@ func (c *Console) memberAction(r *http.Request, s *session, action string, timeo
 	if err := do(ctx, id); err != nil {
 		rep = c.fail(s, err)
 	}
-	c.logAction(r, s, action, rep, zap.String("member", req.ID), zap.Duration("took", c.cfg.Clock.Now().Sub(start)))
+	c.logAction(r, s, action, rep, zap.String(field, req.ID), zap.Duration("took", c.cfg.Clock.Now().Sub(start)))
 	return rep
 }
 
