@@ -69,23 +69,7 @@ STOP_WAIT=60 # a large store may flush
 PORT_VAR=BIG_PORT
 LOAD_PID=""
 
-cleanup() {
-  local rc=$?
-  if [[ -n "$LOAD_PID" ]]; then
-    kill -TERM "$LOAD_PID" 2>/dev/null || true
-    wait "$LOAD_PID" 2>/dev/null || true
-  fi
-  stop_server
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
-    log "kept data dirs and logs in $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 
 run_target() { # run_target <target>: writes $BIG_OUT_DIR/bench-big-<target>.tsv

@@ -100,7 +100,8 @@ md_table() {
 }
 
 # One server at a time on 127.0.0.1 (bench.sh, bench-big.sh). The caller
-# sets WORK, CLIENT_PORT, PEER_PORT, ENDPOINT and SERVER_PID (""), and may
+# sets WORK, CLIENT_PORT, PEER_PORT, ENDPOINT, SERVER_PID ("") and LOAD_PID
+# (the load running in the background, "" when none), and may
 # set STOP_WAIT (seconds a graceful stop may take; default 30) and PORT_VAR
 # (the variable that moves the ports, named when they are taken). The
 # member is named $BENCH_NAME-<target>.
@@ -151,4 +152,27 @@ start_server() { # start_server <target> <binary> <extra flags...>
   done
   tail -n 30 "$dir/server.log" >&2 || true
   die "$name not ready after 60s (log above)"
+}
+
+# trap_cleanup makes every exit stop the load and the server and remove
+# WORK (kept with BENCH_KEEP=1).
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+cleanup() {
+  local rc=$?
+  if [[ -n "$LOAD_PID" ]]; then
+    kill -TERM "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+  fi
+  stop_server
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+    log "kept data dirs and logs in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
 }

@@ -143,25 +143,9 @@ ENDPOINT="127.0.0.1:$CLIENT_PORT"
 # ---- temp dir, server lifecycle, cleanup --------------------------------------
 WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/metastore-bench.XXXXXX")"
 SERVER_PID=""
-BENCH_PID=""
+LOAD_PID=""
 
-cleanup() {
-  local rc=$?
-  if [[ -n "$BENCH_PID" ]]; then
-    kill -TERM "$BENCH_PID" 2>/dev/null || true
-    wait "$BENCH_PID" 2>/dev/null || true
-  fi
-  stop_server
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
-    log "kept data dirs and logs in $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 
 # ---- scenarios ------------------------------------------------------------------
@@ -373,9 +357,9 @@ run_target() { # run_target <target>
       timeout "$BENCH_TIMEOUT" "$REF_BIN/benchmark" --endpoints="$ENDPOINT" $args \
         >"$out" 2>"$WORK/$name-$id.err" &
     fi
-    BENCH_PID=$!
+    LOAD_PID=$!
     local ok=1
-    wait "$BENCH_PID" || ok=0
+    wait "$LOAD_PID" || ok=0
     if [[ "$id" == q || "$id" == r ]] && ((ok)); then
       # VmHWM is the process's peak resident set; it started with this
       # scenario.
@@ -394,7 +378,7 @@ run_target() { # run_target <target>
       tail -n 20 "$WORK/$name/server.log" >&2 || true
       FAILED=1
     fi
-    BENCH_PID=""
+    LOAD_PID=""
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       log "$name: server died during ($id); skipping its remaining scenarios"
       tail -n 30 "$WORK/$name/server.log" >&2 || true
