@@ -49,8 +49,14 @@ func faultyMember(t *testing.T, setup ...*pb.InternalRaftRequest) (*grpc.ClientC
 		ReadIndex: func(reply chan<- error) { reply <- nil },
 		Propose:   func(*pb.InternalRaftRequest, chan<- actors.Result) {},
 	}))
-	store := kit.Spawn(storeactor.New(storeactor.Config{DB: db, Leases: leases}, reader))
 	applier := kit.NewProbe()
+	// The lessor loads the leases when it starts, which may be later than
+	// Spawn returns: it must have read the empty DB before the faults can
+	// be on, or it never becomes primary (it retries only on a tick).
+	started := make(chan []int64, 1)
+	applier.Request(leases, &leaseactor.List{Reply: started})
+	<-started
+	store := kit.Spawn(storeactor.New(storeactor.Config{DB: db, Leases: leases}, reader))
 	for i, r := range setup {
 		reply := make(chan actors.Result, 1)
 		applier.Request(store, &storeactor.Apply{Entries: []storeactor.Entry{{Index: uint64(i + 1), Term: 1, Req: r, Reply: reply}}})
