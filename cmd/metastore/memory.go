@@ -3,11 +3,12 @@ package main
 import (
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"time"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -20,14 +21,19 @@ import (
 // Go heap's soft limit is set here, for the process.
 //
 // Without a budget the Go heap still gets a soft limit, moved with the
-// heap: twice the live heap, and never below goFloor. MetaStore collects
-// at GOGC 200 (3x the live heap: less CPU per request); the limit brings
+// heap after every collection: what the runtime holds outside the heap
+// (goroutine stacks, its metadata: these count against the limit) plus
+// twice the live heap, and never below goFloor. MetaStore collects at
+// GOGC 200 (3x the live heap: less CPU per request); the limit brings
 // that down to 2x once the live heap passes a third of the floor, and
 // makes the runtime return to the kernel the free memory a burst left
 // behind rather than keep it (etcd's RSS under the same writes is the
-// bar, `make bench` row q). Because it follows the live heap it never
-// makes the collector run continuously, as a fixed limit would once the
-// live heap reached it (100k watchers, say). A GOGC of the operator's
+// bar, `make bench` row q). What must hold: the limit always leaves the
+// heap room to grow by its live size, or the collector runs without
+// pause. Twice the live heap alone did not: 2000 gRPC stream workers'
+// stacks (56 MB, kept grown: see the Makefile's gcshrinkstackoff) under
+// a 96 MiB limit left a 16 MB live heap 3 MB to grow in, and 700
+// collections a second cut JSON reads 5x. A GOGC of the operator's
 // turns it off: their tuning stands.
 
 // goFloor is the lowest soft limit the Go heap gets without a budget.
@@ -72,7 +78,7 @@ func setUpMemory(flag int64, lg *zap.Logger) (storeactor.MemorySizes, func()) {
 	case sizes.GoLimit > 0:
 		debug.SetMemoryLimit(sizes.GoLimit)
 	case os.Getenv("GOGC") == "":
-		stop = followLiveHeap(time.Second)
+		stop = followLiveHeap()
 		follow = true
 	}
 	fields := []zap.Field{
@@ -84,39 +90,72 @@ func setUpMemory(flag int64, lg *zap.Logger) (storeactor.MemorySizes, func()) {
 		fields = append(fields, zap.Int64("memory-limit-bytes", budget), zap.String("memory-limit-from", source),
 			zap.Int64("go-memory-limit-bytes", sizes.GoLimit))
 	} else if follow {
-		fields = append(fields, zap.String("go-memory-limit", "2x live heap, at least 96 MiB"))
+		fields = append(fields, zap.String("go-memory-limit", "2x live heap + runtime overhead, at least 96 MiB"))
 	}
 	lg.Info("sized memory", fields...)
 	return sizes, stop
 }
 
-// followLiveHeap sets the Go heap's soft limit to goLimitFor(live heap)
-// every interval (and at once).
-func followLiveHeap(interval time.Duration) (stop func()) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	set := func() {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			debug.SetMemoryLimit(goLimitFor(sample[0].Value.Uint64()))
-		}
-	}
+// followLiveHeap sets the Go heap's soft limit at once and after every
+// garbage collection, so that it follows a burst as fast as the heap
+// grows, not a timer later.
+func followLiveHeap() (stop func()) {
+	set := limitSetter()
 	set()
-	t := time.NewTicker(interval)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-t.C:
-				set()
-			case <-done:
-				return
-			}
+	var stopped atomic.Bool
+	afterEachGC(func() bool {
+		if stopped.Load() {
+			return false
 		}
-	}()
-	return func() { t.Stop(); close(done) }
+		set()
+		return true
+	})
+	return func() { stopped.Store(true) }
 }
 
-// goLimitFor is the Go heap's soft limit for a live heap of live bytes.
-func goLimitFor(live uint64) int64 {
-	return max(goFloor, int64(min(live, math.MaxInt64/2))*2)
+// limitSetter returns a func that sets the Go heap's soft limit to
+// goLimitFor the live heap of the last collection and the runtime's
+// memory outside the heap's objects now.
+func limitSetter() func() {
+	sample := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	return func() {
+		metrics.Read(sample)
+		var v [5]uint64
+		for i, s := range sample {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return
+			}
+			v[i] = s.Value.Uint64()
+		}
+		live, total, released, objects, free := v[0], v[1], v[2], v[3], v[4]
+		debug.SetMemoryLimit(goLimitFor(live, total-min(total, released+objects+free)))
+	}
+}
+
+// afterEachGC runs f on the runtime's finalizer goroutine after every
+// garbage collection for as long as f returns true: a finalizer on an
+// object nothing references runs once a collection finds it unreachable,
+// and re-arming it on the same object waits for the next one.
+func afterEachGC(f func() bool) {
+	type sentinel struct{ _ [16]byte } // not zero-sized: those are never collected
+	var rearm func(*sentinel)
+	rearm = func(s *sentinel) {
+		if f() {
+			runtime.SetFinalizer(s, rearm)
+		}
+	}
+	runtime.SetFinalizer(&sentinel{}, rearm)
+}
+
+// goLimitFor is the Go heap's soft limit for a live heap of live bytes
+// and overhead bytes the runtime holds outside the heap's objects.
+func goLimitFor(live, overhead uint64) int64 {
+	const most = math.MaxInt64 / 4
+	return max(goFloor, int64(min(live, most))*2+int64(min(overhead, most)))
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestMemoryBudgetSources(t *testing.T) {
@@ -59,16 +61,51 @@ func TestMemoryBudgetFromGOMEMLIMIT(t *testing.T) {
 
 func TestGoLimitFollowsLiveHeap(t *testing.T) {
 	for _, tc := range []struct {
-		live uint64
-		want int64
+		live, overhead uint64
+		want           int64
 	}{
-		{0, goFloor},
-		{30 << 20, goFloor},
-		{100 << 20, 200 << 20},
-		{math.MaxUint64, math.MaxInt64 - 1},
+		{0, 0, goFloor},
+		{30 << 20, 10 << 20, goFloor},
+		{100 << 20, 0, 200 << 20},
+		// The stacks of 2000 stream workers and a small live heap: the
+		// heap may still grow by its live size.
+		{16 << 20, 77 << 20, 109 << 20},
+		{math.MaxUint64, math.MaxUint64, math.MaxInt64/4*2 + math.MaxInt64/4},
 	} {
-		if got := goLimitFor(tc.live); got != tc.want {
-			t.Errorf("live %d: limit %d; want %d", tc.live, got, tc.want)
+		if got := goLimitFor(tc.live, tc.overhead); got != tc.want {
+			t.Errorf("live %d, overhead %d: limit %d; want %d", tc.live, tc.overhead, got, tc.want)
+		}
+	}
+}
+
+// The limit leaves a live heap beyond the floor room to grow by its
+// size, and is set again after every collection.
+func TestLimitFollowsLiveHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	hold := make([][]byte, 0, 160)
+	for range 160 {
+		hold = append(hold, make([]byte, 1<<20))
+	}
+	runtime.GC()
+	limitSetter()()
+	if got := debug.SetMemoryLimit(-1); got < 2*160<<20 {
+		t.Fatalf("limit %d with 160 MiB live; want at least %d", got, 2*160<<20)
+	}
+	runtime.KeepAlive(hold)
+
+	collected := make(chan struct{}, 1)
+	runs := 0
+	afterEachGC(func() bool {
+		runs++
+		collected <- struct{}{}
+		return runs < 2
+	})
+	for range 2 {
+		runtime.GC()
+		select {
+		case <-collected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no call after a collection")
 		}
 	}
 }
