@@ -120,7 +120,7 @@ func (n *Node) startRaft() error {
 		Store: n.storePID, StoreView: n.reader.View, Transport: n.transport, Clock: n.cfg.Clock, Logger: n.lg.Named("raft"),
 		TickInterval: n.cfg.HeartbeatInterval, ElectionTicks: n.cfg.electionTicks(), DisablePreVote: n.cfg.DisablePreVote,
 		ActivePeers: n.transport.ActivePeers, DisableTickAdvance: n.cfg.DisableTickAdvance,
-		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.SnapshotCatchUpEntries,
+		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.SnapshotCatchUpEntries, LogBytes: n.cfg.Memory.RaftLog,
 		SnapshotFS: n.fs, SnapshotRoot: n.snapDir,
 		OnConfChange: followConfChange(n.transport, n.ident.member, n.markRemoved),
 		OnLeaderChange: func(lead, term uint64, campaigning bool) {

@@ -45,6 +45,7 @@ type Config struct {
 	DisablePreVote bool
 	SnapshotCount  uint64 // applied entries between raft log truncations
 	CatchUp        uint64 // entries kept behind a truncation for slow followers
+	LogBytes       uint64 // bytes of entries the log holds in memory, about (0: storeactor.SizeMemory(0)'s)
 	// SnapshotFS and SnapshotRoot are where the transport unpacks the
 	// checkpoints that come with snapshots from the leader (see
 	// ReceivedSnapshotDir). A snapshot without one there stops the member.
@@ -129,6 +130,9 @@ func New(cfg Config) (*actor.Props, *ViewRef) {
 	}
 	if cfg.CatchUp == 0 {
 		cfg.CatchUp = 5000
+	}
+	if cfg.LogBytes == 0 {
+		cfg.LogBytes = storeactor.SizeMemory(0).RaftLog
 	}
 	ref := new(ViewRef)
 	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
@@ -314,7 +318,7 @@ func (n *Node) start(ctx actor.Context) {
 	n.logFirst = savedFirst
 	n.core, err = newCore(coreConfig{
 		ID: n.cfg.ID, ElectionTicks: n.cfg.ElectionTicks, TickInterval: n.cfg.TickInterval,
-		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.CatchUp, Logger: n.cfg.Logger, Peers: n.cfg.Peers,
+		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.CatchUp, LogBytes: n.cfg.LogBytes, Logger: n.cfg.Logger, Peers: n.cfg.Peers,
 		DisablePreVote: n.cfg.DisablePreVote,
 	}, ms, exists, n.clients, n.cfg.StoreView().Applied)
 	if err != nil {

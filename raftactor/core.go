@@ -48,6 +48,7 @@ type core struct {
 	tickInterval  time.Duration // for log lines only
 	snapshotCount uint64
 	catchUp       uint64
+	logBytes      uint64 // bound on the bytes of entries held in memory (0: none)
 	logger        *zap.Logger
 
 	rn   *raft.RawNode
@@ -64,10 +65,11 @@ type core struct {
 	replayFrom   uint64 // index the last replay started at
 	replays      int    // replays in a row from replayFrom
 
-	storeApplied uint64 // last Applied the store reported
-	snapIndex    uint64 // last truncation point
-	confState    *raftpb.ConfState
-	confApplied  uint64 // index of the last conf change applied to raft
+	storeApplied  uint64 // last Applied the store reported
+	snapIndex     uint64 // last truncation point
+	appendedBytes uint64 // bytes of entries appended since the last truncation
+	confState     *raftpb.ConfState
+	confApplied   uint64 // index of the last conf change applied to raft
 
 	held     *raft.Ready // a Ready with a conf change, not advanced until its verdict
 	heldFrom uint64      // index of the first conf change in held
@@ -161,6 +163,7 @@ type coreConfig struct {
 	TickInterval   time.Duration
 	SnapshotCount  uint64
 	CatchUp        uint64
+	LogBytes       uint64
 	Logger         *zap.Logger
 	Peers          []raft.Peer // bootstrap a new cluster with these voters (when the log is empty)
 	DisablePreVote bool
@@ -172,7 +175,7 @@ type coreConfig struct {
 func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, storeApplied uint64) (*core, error) {
 	c := &core{
 		id: cfg.ID, electionTicks: cfg.ElectionTicks, tickInterval: cfg.TickInterval,
-		snapshotCount: cfg.SnapshotCount, catchUp: cfg.CatchUp, logger: cfg.Logger,
+		snapshotCount: cfg.SnapshotCount, catchUp: cfg.CatchUp, logBytes: cfg.LogBytes, logger: cfg.Logger,
 		ms: ms, clients: cl, storeApplied: storeApplied,
 	}
 	if err := c.recoverClients(); err != nil {
@@ -487,6 +490,9 @@ func (c *core) advance(rd raft.Ready) error {
 		if err := c.ms.Append(rd.Entries); err != nil {
 			return err
 		}
+		for _, e := range rd.Entries {
+			c.appendedBytes += uint64(len(e.GetData()))
+		}
 		c.confAppended(rd.Entries)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
@@ -742,7 +748,7 @@ func (c *core) applied(m *storeactor.Applied, storeApplied uint64) {
 		// no verdict for it: ask for it again.
 		c.replay(max(c.heldFrom, c.confApplied+1))
 	}
-	if c.held == nil && index-c.snapIndex >= c.snapshotCount {
+	if c.held == nil && (index-c.snapIndex >= c.snapshotCount || c.logBytes > 0 && index > c.snapIndex && c.appendedBytes >= c.logBytes/2) {
 		c.truncate(index)
 	}
 }
@@ -780,6 +786,15 @@ func (c *core) promotes(cc *raftpb.ConfChange) bool {
 // entries for followers; the driver makes it durable with a synced batch,
 // which also makes every store apply batch before it durable: that is
 // what allows forgetting the log.
+//
+// The log is held in memory (raft reads it from its MemoryStorage), so
+// with large entries a count alone does not bound it: 15000 entries of
+// 64 KiB puts are a GiB. With logBytes set, the log is also truncated
+// once half of it has been appended since the last truncation, and the
+// entries kept for followers are cut to the other half: what must hold
+// is that the entries in memory stay within about logBytes plus those
+// not applied yet. A follower further behind gets a snapshot, as one
+// behind catchUp entries does.
 func (c *core) truncate(applied uint64) {
 	snap, err := c.ms.CreateSnapshot(applied, c.confState, nil)
 	if err != nil {
@@ -788,10 +803,8 @@ func (c *core) truncate(applied uint64) {
 		}
 		return
 	}
-	compactTo := uint64(0)
-	if applied > c.catchUp {
-		compactTo = applied - c.catchUp
-	}
+	c.appendedBytes = 0
+	compactTo := c.keepFrom(applied)
 	if compactTo > 0 {
 		if err := c.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			c.logger.Warn("raft log truncation", zap.Error(err))
@@ -800,6 +813,32 @@ func (c *core) truncate(applied uint64) {
 	}
 	c.snapIndex = applied
 	c.fx.truncate = &truncation{meta: snap.GetMetadata(), compactTo: compactTo}
+}
+
+// keepFrom is the index up to which a truncation at applied compacts:
+// catchUp entries below applied stay, fewer if they hold more than half
+// of logBytes.
+func (c *core) keepFrom(applied uint64) uint64 {
+	compactTo := applied - min(applied, c.catchUp)
+	if c.logBytes == 0 {
+		return compactTo
+	}
+	first, _ := c.ms.FirstIndex()
+	lo := max(compactTo+1, first)
+	if lo > applied {
+		return compactTo
+	}
+	ents, err := c.ms.Entries(lo, applied+1, math.MaxUint64)
+	if err != nil {
+		return compactTo
+	}
+	kept := uint64(0)
+	for i := len(ents) - 1; i >= 0; i-- {
+		if kept += uint64(len(ents[i].GetData())); kept > c.logBytes/2 {
+			return ents[i].GetIndex()
+		}
+	}
+	return compactTo
 }
 
 // snapshotInstalled takes in a snapshot from the leader that the driver

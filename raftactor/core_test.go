@@ -25,11 +25,11 @@ import (
 // and a scripted store, on a network the script partitions, with time as
 // explicit ticks. Commands:
 //
-//	add-nodes n=3 [snapshot-count=N catch-up=M]  bootstrap members 1..n as voters
+//	add-nodes n=3 [snapshot-count=N catch-up=M log-bytes=B]  bootstrap members 1..n as voters
 //	join <id>                        a member with an empty log, for a conf change to add
 //	campaign <id>                    the member starts an election
 //	force-campaign <id>              the member campaigns as a leadership transferee
-//	propose <id> <name>              a client proposes a put on the member
+//	propose <id> <name> [value-bytes=N]  a client proposes a put on the member
 //	propose-conf <id> <name> add-learner=<n> | remove=<n>
 //	read <id> <name>                 a client asks for a linearizable read
 //	cancel <id> <name>               the client of a proposal gives up
@@ -39,6 +39,7 @@ import (
 //	store <id> pause|resume|restart|crash-after-commit|lose-report
 //	restart <id> [force-new-cluster]  the member stops and starts again from its durable log
 //	status                           each member's raft and waiting state
+//	log                              each member's in-memory log: its indexes and the bytes of their data
 //
 // Every command prints what clients were answered and what the members
 // reported (leader changes, conf changes applied, fatal errors).
@@ -85,9 +86,10 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 	case "add-nodes":
 		var n int
 		d.ScanArgs(t, "n", &n)
-		snapshotCount, catchUp := uint64(10000), uint64(5000)
+		snapshotCount, catchUp, logBytes := uint64(10000), uint64(5000), uint64(0)
 		d.MaybeScanArgs(t, "snapshot-count", &snapshotCount)
 		d.MaybeScanArgs(t, "catch-up", &catchUp)
+		d.MaybeScanArgs(t, "log-bytes", &logBytes)
 		peers := make([]raft.Peer, n)
 		for i := range peers {
 			peers[i] = raft.Peer{ID: uint64(i + 1)}
@@ -96,7 +98,7 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			id := uint64(i)
 			c, err := newCore(coreConfig{
 				ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
-				SnapshotCount: snapshotCount, CatchUp: catchUp, Logger: zap.NewNop(), Peers: peers,
+				SnapshotCount: snapshotCount, CatchUp: catchUp, LogBytes: logBytes, Logger: zap.NewNop(), Peers: peers,
 			}, raft.NewMemoryStorage(), false, newClients(), 0)
 			if err != nil {
 				t.Fatal(err)
@@ -141,7 +143,9 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		n := e.node(d, 0)
 		name := d.CmdArgs[1].Key
 		e.nextID++
-		req := &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(name), Value: []byte("v")}}
+		value := 1
+		d.MaybeScanArgs(t, "value-bytes", &value)
+		req := &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(name), Value: make([]byte, value)}}
 		data, err := EncodeProposal(e.nextID, req)
 		if err != nil {
 			t.Fatal(err)
@@ -239,6 +243,24 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 				fmt.Fprintf(&e.out, " conf-waiting=%d", len(n.c.confQueue))
 			}
 			fmt.Fprintf(&e.out, " voters=%v learners=%v\n", n.c.confState.GetVoters(), n.c.confState.GetLearners())
+		}
+	case "log":
+		for _, id := range e.ids {
+			ms := e.nodes[id].c.ms
+			first, _ := ms.FirstIndex()
+			last, _ := ms.LastIndex()
+			var ents []*raftpb.Entry
+			if first <= last {
+				var err error
+				if ents, err = ms.Entries(first, last+1, math.MaxUint64); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bytes := 0
+			for _, e := range ents {
+				bytes += len(e.GetData())
+			}
+			fmt.Fprintf(&e.out, "%d: entries %d-%d, %d bytes\n", id, first, last, bytes)
 		}
 	default:
 		t.Fatalf("unknown command %s", d.Cmd)

@@ -20,7 +20,8 @@ import (
 //
 // The log in pebble is the durable copy; raft reads it through a
 // raft.MemoryStorage that holds the entries since the last truncation
-// (at most about snapshot-count of them), loaded at start. Entries are
+// and those kept for followers (at most about snapshot-count of them, and
+// about Config.LogBytes of data), loaded at start. Entries are
 // deleted one by one, never by a range deletion (Node.deleteEntries).
 var (
 	keyHardState = []byte("rh")

@@ -28,6 +28,11 @@ type MemorySizes struct {
 	// LatestHalf is each of the two generations of the store actor's
 	// cache of recently written keys' newest versions, in entries.
 	LatestHalf int
+	// RaftLog is about how many bytes of entries the raft log keeps in
+	// memory (raftactor.Config.LogBytes): raft reads its log from memory,
+	// and without a bound in bytes a log of snapshot-count large entries
+	// outgrows everything else here.
+	RaftLog uint64
 	// GoLimit is the Go heap's soft limit (runtime/debug.SetMemoryLimit):
 	// the limit less what pebble takes; 0 when there is no limit.
 	GoLimit int64
@@ -37,11 +42,13 @@ const (
 	leanMemTable   = 8 << 20
 	leanBlockCache = 16 << 20
 	leanLatestHalf = 32 << 10
+	leanRaftLog    = 64 << 20
 
 	minMemTable   = 4 << 20
 	maxMemTable   = 64 << 20
 	minLatestHalf = 8 << 10
 	maxLatestHalf = 1 << 20
+	maxRaftLog    = 1 << 30
 	// minGoLimit keeps the Go heap's soft limit from starving the
 	// request paths when the limit is small: below it, the garbage
 	// collector would run continuously.
@@ -51,16 +58,18 @@ const (
 // SizeMemory divides a memory limit in bytes (0: none) between pebble,
 // the store's caches and the Go heap. With a limit: a memtable of 1/64 of
 // it (4-64 MiB), a block cache of 1/8, a newest-version cache of one
-// entry a generation per 4 KiB, and the rest, at least 64 MiB, for the
-// Go heap.
+// entry a generation per 4 KiB, a raft log of 1/8 in memory (64 MiB - 1
+// GiB, part of the Go heap), and the rest, at least 64 MiB, for the Go
+// heap.
 func SizeMemory(limit int64) MemorySizes {
 	if limit <= 0 {
-		return MemorySizes{MemTable: leanMemTable, BlockCache: leanBlockCache, LatestHalf: leanLatestHalf}
+		return MemorySizes{MemTable: leanMemTable, BlockCache: leanBlockCache, LatestHalf: leanLatestHalf, RaftLog: leanRaftLog}
 	}
 	s := MemorySizes{
 		MemTable:   uint64(min(max(limit/64, minMemTable), maxMemTable)),
 		BlockCache: max(limit/8, leanBlockCache),
 		LatestHalf: int(min(max(limit/4096, minLatestHalf), maxLatestHalf)),
+		RaftLog:    uint64(min(max(limit/8, leanRaftLog), maxRaftLog)),
 	}
 	s.GoLimit = max(limit-s.PebbleBytes(), minGoLimit)
 	return s
