@@ -318,7 +318,8 @@ func (n *Node) start(ctx actor.Context) {
 	n.logFirst = savedFirst
 	n.core, err = newCore(coreConfig{
 		ID: n.cfg.ID, ElectionTicks: n.cfg.ElectionTicks, TickInterval: n.cfg.TickInterval,
-		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.CatchUp, LogBytes: n.cfg.LogBytes, Logger: n.cfg.Logger, Peers: n.cfg.Peers,
+		SnapshotCount: n.cfg.SnapshotCount, CatchUp: n.cfg.CatchUp, LogBytes: n.cfg.LogBytes,
+		OlderEntries: n.readOlderEntries, DurableFirst: savedFirst, Logger: n.cfg.Logger, Peers: n.cfg.Peers,
 		DisablePreVote: n.cfg.DisablePreVote,
 	}, ms, exists, n.clients, n.cfg.StoreView().Applied)
 	if err != nil {
@@ -484,6 +485,7 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 		return fmt.Errorf("raftactor: failed to save raft hard state and entries: %w", err)
 	}
 	n.lastSaved, n.logFirst = lastSaved, logFirst
+	n.core.durableFrom(logFirst)
 	d := n.cfg.Clock.Now().Sub(start)
 	walWriteBytes.Add(float64(b.Len()))
 	switch {
@@ -567,7 +569,15 @@ func (n *Node) writeTruncation(t *truncation) error {
 	snapFsyncSec.Observe(end.Sub(sync).Seconds())
 	snapSaveSec.Observe(end.Sub(start).Seconds())
 	n.logFirst = max(n.logFirst, t.compactTo+1)
+	n.core.durableFrom(n.logFirst)
 	return nil
+}
+
+// readOlderEntries reads log entries older than the core's memory tier
+// from pebble, for raft (logStorage).
+func (n *Node) readOlderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+	logReads.Inc()
+	return readEntries(n.cfg.DB, lo, hi, maxSize)
 }
 
 // deleteEntries deletes the log entries from..to (none when to < from)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -735,6 +736,38 @@ func TestClusterSnapshotInstall(t *testing.T) {
 	}
 	if rd := rangeDeletions(t, f.db, "r", "s"); rd != 0 {
 		t.Fatalf("%d range deletions in the follower's raft key space", rd)
+	}
+	c.noFatal()
+}
+
+// A follower cut off while the leader's memory keeps only a few entries
+// (a tiny LogBytes) but its durable log keeps CatchUp entries is sent
+// the entries it missed, read from pebble, not a snapshot.
+func TestClusterCatchUpFromDurableLog(t *testing.T) {
+	c := startClusterWith(t, func(i int) string { return fmt.Sprintf("http://n%d", i) }, func(cfg *raftactor.Config) {
+		cfg.SnapshotCount, cfg.CatchUp, cfg.LogBytes = 20, 100, 2000
+	})
+	lead := c.waitLeader(c.nodes)
+	f := c.followers(lead)[0]
+	c.put(lead, "before", "0")
+	c.net.isolate(f.id, clusterIDs...)
+	var rev int64
+	value := strings.Repeat("v", 200)
+	for i := 0; i < 40; i++ {
+		rev = c.put(lead, fmt.Sprintf("k%02d", i), value)
+	}
+	c.net.heal()
+	c.waitApplied(c.nodes, "k39", value, rev)
+	if snaps := c.net.snapshots.Load(); snaps != 0 {
+		t.Fatalf("%d snapshots sent: the follower was not caught up from the durable log", snaps)
+	}
+	lh, _, err := lead.reader.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, _, err := f.reader.Hash()
+	if err != nil || fh != lh {
+		t.Fatalf("follower hash %x (%v), leader %x", fh, err, lh)
 	}
 	c.noFatal()
 }

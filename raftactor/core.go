@@ -52,7 +52,8 @@ type core struct {
 	logger        *zap.Logger
 
 	rn   *raft.RawNode
-	ms   *raft.MemoryStorage
+	ms   *raft.MemoryStorage // the log's memory tier
+	log  *logStorage         // what raft reads: ms, and the older entries in pebble
 	lead uint64
 
 	*clients
@@ -158,12 +159,17 @@ type readWait struct {
 
 // coreConfig is what a core needs besides its storage.
 type coreConfig struct {
-	ID             uint64
-	ElectionTicks  int
-	TickInterval   time.Duration
-	SnapshotCount  uint64
-	CatchUp        uint64
-	LogBytes       uint64
+	ID            uint64
+	ElectionTicks int
+	TickInterval  time.Duration
+	SnapshotCount uint64
+	CatchUp       uint64
+	LogBytes      uint64
+	// OlderEntries reads entries [lo, hi) from the durable log, as many
+	// as fit in maxSize but at least one; nil: raft reads only ms.
+	OlderEntries func(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
+	// DurableFirst is the first index the durable log holds.
+	DurableFirst   uint64
 	Logger         *zap.Logger
 	Peers          []raft.Peer // bootstrap a new cluster with these voters (when the log is empty)
 	DisablePreVote bool
@@ -178,6 +184,10 @@ func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, s
 		snapshotCount: cfg.SnapshotCount, catchUp: cfg.CatchUp, logBytes: cfg.LogBytes, logger: cfg.Logger,
 		ms: ms, clients: cl, storeApplied: storeApplied,
 	}
+	c.log = &logStorage{MemoryStorage: ms, older: cfg.OlderEntries, first: cfg.DurableFirst, readFailed: func(err error) {
+		logReadFailures.Inc()
+		c.logger.Warn("failed to read old raft log entries; a follower that needs them gets a snapshot", zap.Error(err))
+	}}
 	if err := c.recoverClients(); err != nil {
 		return nil, err
 	}
@@ -191,7 +201,7 @@ func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, s
 		ID:            cfg.ID,
 		ElectionTick:  cfg.ElectionTicks,
 		HeartbeatTick: 1,
-		Storage:       ms,
+		Storage:       c.log,
 		// Raft hands back every committed entry after the last truncation:
 		// conf changes among them rebuild the membership, and the store
 		// skips what it has already applied.
@@ -787,14 +797,14 @@ func (c *core) promotes(cc *raftpb.ConfChange) bool {
 // which also makes every store apply batch before it durable: that is
 // what allows forgetting the log.
 //
-// The log is held in memory (raft reads it from its MemoryStorage), so
-// with large entries a count alone does not bound it: 15000 entries of
-// 64 KiB puts are a GiB. With logBytes set, the log is also truncated
-// once half of it has been appended since the last truncation, and the
-// entries kept for followers are cut to the other half: what must hold
+// Raft reads the newest entries from memory (c.ms), so with large
+// entries a count alone does not bound memory: 15000 entries of 64 KiB
+// puts are a GiB. With logBytes set, the log is also truncated once half
+// of it has been appended since the last truncation, and memory keeps of
+// the catchUp entries only those within the other half: what must hold
 // is that the entries in memory stay within about logBytes plus those
-// not applied yet. A follower further behind gets a snapshot, as one
-// behind catchUp entries does.
+// not applied yet. The durable log keeps all catchUp entries, which raft
+// reads from pebble (logStorage) for a follower that needs them.
 func (c *core) truncate(applied uint64) {
 	snap, err := c.ms.CreateSnapshot(applied, c.confState, nil)
 	if err != nil {
@@ -804,9 +814,9 @@ func (c *core) truncate(applied uint64) {
 		return
 	}
 	c.appendedBytes = 0
-	compactTo := c.keepFrom(applied)
-	if compactTo > 0 {
-		if err := c.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	compactTo := applied - min(applied, c.catchUp)
+	if memTo := c.inMemoryFrom(applied, compactTo); memTo > 0 {
+		if err := c.ms.Compact(memTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			c.logger.Warn("raft log truncation", zap.Error(err))
 			return
 		}
@@ -815,11 +825,10 @@ func (c *core) truncate(applied uint64) {
 	c.fx.truncate = &truncation{meta: snap.GetMetadata(), compactTo: compactTo}
 }
 
-// keepFrom is the index up to which a truncation at applied compacts:
-// catchUp entries below applied stay, fewer if they hold more than half
-// of logBytes.
-func (c *core) keepFrom(applied uint64) uint64 {
-	compactTo := applied - min(applied, c.catchUp)
+// inMemoryFrom is the index up to which a truncation at applied that
+// keeps the entries after compactTo compacts the memory tier: as far,
+// or further while the entries kept hold more than half of logBytes.
+func (c *core) inMemoryFrom(applied, compactTo uint64) uint64 {
 	if c.logBytes == 0 {
 		return compactTo
 	}
@@ -840,6 +849,9 @@ func (c *core) keepFrom(applied uint64) uint64 {
 	}
 	return compactTo
 }
+
+// durableFrom tells the core the first index the durable log holds now.
+func (c *core) durableFrom(first uint64) { c.log.first = max(c.log.first, first) }
 
 // snapshotInstalled takes in a snapshot from the leader that the driver
 // has made the store's state and the durable log's starting point.

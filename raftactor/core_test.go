@@ -39,7 +39,7 @@ import (
 //	store <id> pause|resume|restart|crash-after-commit|lose-report
 //	restart <id> [force-new-cluster]  the member stops and starts again from its durable log
 //	status                           each member's raft and waiting state
-//	log                              each member's in-memory log: its indexes and the bytes of their data
+//	log                              each member's in-memory log (its indexes, the bytes of their data) and its durable log's first index
 //
 // Every command prints what clients were answered and what the members
 // reported (leader changes, conf changes applied, fatal errors).
@@ -78,6 +78,69 @@ type tnode struct {
 	clients map[string]any    // name -> reply channel
 	names   map[uint64]string // proposal id -> client name
 	inbox   []*raftpb.Message
+	// durable is the log as the driver keeps it in pebble: every entry
+	// of a Ready, less what truncations and snapshots delete; raft reads
+	// the entries older than the core's memory tier from it.
+	durable      map[uint64]*raftpb.Entry
+	durableFirst uint64
+}
+
+// olderEntries reads the durable log as Node.readOlderEntries reads pebble.
+func (n *tnode) olderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+	var ents []*raftpb.Entry
+	size := uint64(0)
+	for i := lo; i < hi; i++ {
+		e := n.durable[i]
+		if e == nil {
+			break
+		}
+		if sz := uint64(proto.Size(e)); len(ents) > 0 && size+sz > maxSize {
+			break
+		} else {
+			size += sz
+		}
+		ents = append(ents, e)
+	}
+	return ents, nil
+}
+
+// persist keeps a Ready's entries in the durable log, deleting the tail
+// a new leader overwrote, as Node.persist does.
+func (n *tnode) persist(ents []*raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	for _, e := range ents {
+		n.durable[e.GetIndex()] = e
+	}
+	for i := ents[len(ents)-1].GetIndex() + 1; n.durable[i] != nil; i++ {
+		delete(n.durable, i)
+	}
+}
+
+// dropDurable deletes the durable entries up to index, as a truncation
+// or an installed snapshot does.
+func (n *tnode) dropDurable(index uint64) {
+	for i := n.durableFirst; i <= index; i++ {
+		delete(n.durable, i)
+	}
+	n.durableFirst = max(n.durableFirst, index+1)
+	n.c.durableFrom(n.durableFirst)
+}
+
+// newNode makes member id's core on ms, with its durable log.
+func newNode(t *testing.T, cfg coreConfig, ms *raft.MemoryStorage, exists bool, storeApplied uint64, n *tnode) *tnode {
+	if n == nil {
+		n = &tnode{id: cfg.ID, durable: map[uint64]*raftpb.Entry{}, durableFirst: 1}
+	}
+	cfg.OlderEntries, cfg.DurableFirst = n.olderEntries, n.durableFirst
+	c, err := newCore(cfg, ms, exists, newClients(), storeApplied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.c = c
+	n.clients, n.names = map[string]any{}, map[uint64]string{}
+	return n
 }
 
 func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
@@ -96,14 +159,10 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		}
 		for i := 1; i <= n; i++ {
 			id := uint64(i)
-			c, err := newCore(coreConfig{
+			e.nodes[id] = newNode(t, coreConfig{
 				ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
 				SnapshotCount: snapshotCount, CatchUp: catchUp, LogBytes: logBytes, Logger: zap.NewNop(), Peers: peers,
-			}, raft.NewMemoryStorage(), false, newClients(), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.nodes[id] = &tnode{id: id, c: c, clients: map[string]any{}, names: map[uint64]string{}}
+			}, raft.NewMemoryStorage(), false, 0, nil)
 			e.ids = append(e.ids, id)
 		}
 		e.stabilize()
@@ -112,14 +171,10 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		if _, err := fmt.Sscan(d.CmdArgs[0].Key, &id); err != nil || e.nodes[id] != nil {
 			t.Fatalf("join %s?", d.CmdArgs[0].Key)
 		}
-		c, err := newCore(coreConfig{
+		e.nodes[id] = newNode(t, coreConfig{
 			ID: id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
 			SnapshotCount: 10000, CatchUp: 5000, Logger: zap.NewNop(),
-		}, raft.NewMemoryStorage(), false, newClients(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.nodes[id] = &tnode{id: id, c: c, clients: map[string]any{}, names: map[uint64]string{}}
+		}, raft.NewMemoryStorage(), false, 0, nil)
 		e.ids = append(e.ids, id)
 	case "campaign":
 		n := e.node(d, 0)
@@ -260,7 +315,7 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			for _, e := range ents {
 				bytes += len(e.GetData())
 			}
-			fmt.Fprintf(&e.out, "%d: entries %d-%d, %d bytes\n", id, first, last, bytes)
+			fmt.Fprintf(&e.out, "%d: entries %d-%d, %d bytes in memory; durable from %d\n", id, first, last, bytes, e.nodes[id].durableFirst)
 		}
 	default:
 		t.Fatalf("unknown command %s", d.Cmd)
@@ -310,16 +365,12 @@ func (e *coreEnv) restart(n *tnode, force bool) {
 	if err := ms.Append(append(ents, extra...)); err != nil {
 		e.t.Fatal(err)
 	}
-	c, err := newCore(coreConfig{
+	newNode(e.t, coreConfig{
 		ID: n.id, ElectionTicks: 10, TickInterval: 100 * time.Millisecond,
-		SnapshotCount: n.c.snapshotCount, CatchUp: n.c.catchUp, Logger: zap.NewNop(),
-	}, ms, true, newClients(), n.store.applied)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n.c, n.lead, n.inbox = c, 0, nil
+		SnapshotCount: n.c.snapshotCount, CatchUp: n.c.catchUp, LogBytes: n.c.logBytes, Logger: zap.NewNop(),
+	}, ms, true, n.store.applied, n)
+	n.lead, n.inbox = 0, nil
 	n.store.queue, n.store.paused = nil, false
-	n.clients, n.names = map[string]any{}, map[uint64]string{}
 	e.collect(n)
 }
 
@@ -367,10 +418,12 @@ func (e *coreEnv) stabilize() {
 					index := rd.Snapshot.GetMetadata().GetIndex()
 					n.store.applied, n.store.queue = index, nil
 					fmt.Fprintf(&e.out, "%d: installed snapshot at %d\n", id, index)
+					n.dropDurable(index)
 					if err := n.c.snapshotInstalled(rd.Snapshot, index); err != nil {
 						e.t.Fatal(err)
 					}
 				}
+				n.persist(rd.Entries)
 				e.send(id, rd.Messages)
 				if err := n.c.advance(rd); err != nil {
 					e.t.Fatal(err)
@@ -415,6 +468,7 @@ func (e *coreEnv) collect(n *tnode) bool {
 	}
 	if fx.truncate != nil {
 		fmt.Fprintf(&e.out, "%d: truncate at %d\n", n.id, fx.truncate.meta.GetIndex())
+		n.dropDurable(fx.truncate.compactTo)
 	}
 	var lines []string
 	for _, r := range fx.replies {

@@ -19,9 +19,10 @@ import (
 //	'r' 'c'          -> raftpb.ConfState in force (with the index it took effect)
 //
 // The log in pebble is the durable copy; raft reads it through a
-// raft.MemoryStorage that holds the entries since the last truncation
-// and those kept for followers (at most about snapshot-count of them, and
-// about Config.LogBytes of data), loaded at start. Entries are
+// logStorage: a raft.MemoryStorage that holds the entries since the last
+// truncation and the newest of those kept for followers (at most about
+// snapshot-count of them, and about Config.LogBytes of data), loaded at
+// start, and below it the older entries kept for followers, from pebble. Entries are
 // deleted one by one, never by a range deletion (Node.deleteEntries).
 var (
 	keyHardState = []byte("rh")

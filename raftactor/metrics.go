@@ -73,6 +73,18 @@ var (
 		Help: "Proposals answered as of unknown outcome because they left this member's raft log or were not in it at a leader change.",
 	})
 
+	// logReads and logReadFailures count the reads raft makes of log
+	// entries older than its memory tier (for a follower catching up), and
+	// those that failed (the follower is sent a snapshot instead).
+	logReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_raft_log_disk_reads_total",
+		Help: "Reads of raft log entries older than those held in memory, from the data dir.",
+	})
+	logReadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "metastore_raft_log_disk_read_failures_total",
+		Help: "Failed reads of raft log entries from the data dir; the follower that needed them is sent a snapshot.",
+	})
+
 	// walFsyncSec times each synced commit of a Ready's raft log batch:
 	// MetaStore's WAL is pebble's, which writes and fsyncs a batch in one
 	// call, so this is write plus fsync (etcd: the fdatasync alone).
@@ -121,7 +133,7 @@ func init() {
 	metrics.MustRegister(leaderChanges, heartbeatSendFailures, proposalsPending, learnerPromoteSucceed,
 		applySnapshotInProgress, slowReadIndexes, readIndexesFailed,
 		walFsyncSec, walWriteSec, walWriteBytes, snapSaveSec, snapMarshallingSec, snapFsyncSec,
-		groupCommitEntries, proposalsLost)
+		groupCommitEntries, proposalsLost, logReads, logReadFailures)
 }
 
 // NewCollector reads one member's raft state from the View its raft actor
