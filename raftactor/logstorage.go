@@ -26,8 +26,8 @@ import (
 // truncation's deletes are committed (Node.writeTruncation).
 type logStorage struct {
 	*raft.MemoryStorage
-	// older reads entries [lo, hi) from pebble, stopping after the first
-	// that takes the total past maxSize; nil: no older tier (core tests).
+	// older reads entries [lo, hi) from pebble, as many as fit in
+	// maxSize but at least one; nil: no older tier (core tests).
 	older func(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
 	// first is the first index pebble holds.
 	first uint64
