@@ -110,6 +110,7 @@ type Node struct {
 	logFirst    uint64 // no entry below this index is in pebble (see deleteEntries)
 
 	heartbeats map[uint64]time.Time // when this leader last sent each follower a heartbeat
+	logReadLog *actors.LogLimiter   // spaces the warnings of failed reads of old log entries
 
 	entryBuf, keyBuf []byte // persist's scratch: pebble copies what is Set
 }
@@ -137,7 +138,10 @@ func New(cfg Config) (*actor.Props, *ViewRef) {
 	ref := new(ViewRef)
 	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
 	cl := newClients()
-	return actor.PropsFromProducer(func() actor.Actor { return &Node{cfg: cfg, view: ref, clients: cl} }), ref
+	logReadLog := actors.NewLogLimiter(cfg.Clock, 10*time.Second)
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &Node{cfg: cfg, view: ref, clients: cl, logReadLog: logReadLog}
+	}), ref
 }
 
 func (n *Node) Receive(ctx actor.Context) {
@@ -574,10 +578,19 @@ func (n *Node) writeTruncation(t *truncation) error {
 }
 
 // readOlderEntries reads log entries older than the core's memory tier
-// from pebble, for raft (logStorage).
+// from pebble, for raft (logStorage). A failure is counted and logged
+// (at most every 10 s): raft then sends the follower a snapshot.
 func (n *Node) readOlderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	logReads.Inc()
-	return readEntries(n.cfg.DB, lo, hi, maxSize)
+	ents, err := readEntries(n.cfg.DB, lo, hi, maxSize)
+	if err != nil {
+		logReadFailures.Inc()
+		if ok, held := n.logReadLog.Allow(); ok {
+			n.cfg.Logger.Warn("failed to read old raft log entries; a follower that needs them gets a snapshot",
+				zap.Uint64("from", lo), zap.Error(err), zap.Int64("unlogged-since-last", held))
+		}
+	}
+	return ents, err
 }
 
 // deleteEntries deletes the log entries from..to (none when to < from)

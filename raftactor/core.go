@@ -166,7 +166,8 @@ type coreConfig struct {
 	CatchUp       uint64
 	LogBytes      uint64
 	// OlderEntries reads entries [lo, hi) from the durable log, as many
-	// as fit in maxSize but at least one; nil: raft reads only ms.
+	// as fit in maxSize but at least one, or fails (logStorage.older);
+	// nil: raft reads only ms.
 	OlderEntries func(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
 	// DurableFirst is the first index the durable log holds.
 	DurableFirst   uint64
@@ -184,10 +185,7 @@ func newCore(cfg coreConfig, ms *raft.MemoryStorage, exists bool, cl *clients, s
 		snapshotCount: cfg.SnapshotCount, catchUp: cfg.CatchUp, logBytes: cfg.LogBytes, logger: cfg.Logger,
 		ms: ms, clients: cl, storeApplied: storeApplied,
 	}
-	c.log = &logStorage{MemoryStorage: ms, older: cfg.OlderEntries, first: cfg.DurableFirst, readFailed: func(err error) {
-		logReadFailures.Inc()
-		c.logger.Warn("failed to read old raft log entries; a follower that needs them gets a snapshot", zap.Error(err))
-	}}
+	c.log = &logStorage{MemoryStorage: ms, older: cfg.OlderEntries, first: cfg.DurableFirst}
 	if err := c.recoverClients(); err != nil {
 		return nil, err
 	}

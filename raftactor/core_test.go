@@ -101,6 +101,9 @@ func (n *tnode) olderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 		}
 		ents = append(ents, e)
 	}
+	if len(ents) == 0 {
+		return nil, fmt.Errorf("no durable entry %d", lo)
+	}
 	return ents, nil
 }
 

@@ -27,13 +27,12 @@ import (
 type logStorage struct {
 	*raft.MemoryStorage
 	// older reads entries [lo, hi) from pebble, as many as fit in
-	// maxSize but at least one; nil: no older tier (core tests).
+	// maxSize but at least one, or fails; nil: no older tier (core
+	// tests). A failed read is answered as compacted: raft then sends a
+	// snapshot instead (it panics on any other storage error).
 	older func(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
 	// first is the first index pebble holds.
 	first uint64
-	// readFailed is told of a failed read of the older tier: raft is told
-	// the entries were compacted, and sends a snapshot instead.
-	readFailed func(error)
 }
 
 // tiers returns the first index the older tier serves and the memory
@@ -57,11 +56,7 @@ func (s *logStorage) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 		return s.MemoryStorage.Entries(lo, hi, maxSize)
 	}
 	ents, err := s.older(lo, min(hi, memFirst), maxSize)
-	if err == nil && len(ents) == 0 {
-		err = fmt.Errorf("raftactor: no log entry %d in pebble", lo)
-	}
 	if err != nil {
-		s.readFailed(err)
 		return nil, raft.ErrCompacted
 	}
 	if last := ents[len(ents)-1].GetIndex(); last+1 < min(hi, memFirst) || hi <= memFirst {
@@ -88,11 +83,7 @@ func (s *logStorage) Term(i uint64) (uint64, error) {
 		return s.MemoryStorage.Term(i)
 	}
 	ents, err := s.older(i, i+1, 0)
-	if err == nil && len(ents) == 0 {
-		err = fmt.Errorf("raftactor: no log entry %d in pebble", i)
-	}
 	if err != nil {
-		s.readFailed(err)
 		return 0, raft.ErrCompacted
 	}
 	return ents[0].GetTerm(), nil
@@ -109,7 +100,7 @@ func entriesSize(ents []*raftpb.Entry) uint64 {
 
 // readEntries reads log entries [lo, hi) from db, as many as fit in
 // maxSize but at least one (raft's storage contract), stopping at the
-// first gap.
+// first gap; it fails if entry lo is not there.
 func readEntries(db pebble.Reader, lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(lo), UpperBound: entryKey(hi)})
 	if err != nil {
@@ -135,5 +126,11 @@ func readEntries(db pebble.Reader, lo, hi, maxSize uint64) ([]*raftpb.Entry, err
 		size += sz
 		ents = append(ents, e)
 	}
-	return ents, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if len(ents) == 0 {
+		return nil, fmt.Errorf("raftactor: no log entry %d in pebble", lo)
+	}
+	return ents, nil
 }
