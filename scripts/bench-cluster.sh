@@ -116,19 +116,10 @@ CUR_BIN=""
 CUR_FLAGS=""
 
 stop_member() { # stop_member <index> <signal>
-  local i="$1" sig="$2" pid="${PIDS[$1]:-}" t
+  local i="$1" sig="$2" pid="${PIDS[$1]:-}"
   [[ -n "$pid" ]] || return 0
   PIDS[i]=""
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for ((t = 0; t < 300; t++)); do # up to 30 s for a graceful stop
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "member m$((i + 1)) (pid $pid) ignored SIG$sig for 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" "$sig" "member m$((i + 1)) (pid $pid)"
 }
 
 stop_cluster() {

@@ -107,15 +107,23 @@ md_table() {
 # member is named $BENCH_NAME-<target>.
 stop_server() {
   [[ -n "$SERVER_PID" ]] || return 0
-  local pid="$SERVER_PID" i
+  local pid="$SERVER_PID"
   SERVER_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
+  stop_pid "$pid" TERM "server pid $pid"
+}
+
+# stop_pid <pid> <signal> <what>: sends the signal, waits STOP_WAIT
+# seconds (default 30) for the process to exit, kills it if it did not
+# (logging <what> ignored the signal), and reaps it.
+stop_pid() {
+  local pid="$1" sig="$2" what="$3" i
+  kill "-$sig" "$pid" 2>/dev/null || true
   for ((i = 0; i < ${STOP_WAIT:-30} * 10; i++)); do # a graceful stop
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    log "server pid $pid ignored SIGTERM for ${STOP_WAIT:-30}s; killing it"
+    log "$what ignored SIG$sig for ${STOP_WAIT:-30}s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
