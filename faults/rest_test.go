@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,14 +11,15 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/storeactor"
 )
 
 // What a crashed disk holds, read before any member starts on it: the
 // store's applied index (its View, as the store loads it) against the
-// raft log (the raft actor's 'r' keys, laid out as raftactor/log.go
-// documents: 'rh' hard state, 'rs' last truncation or installed snapshot,
-// 're' + big-endian index for each entry).
+// raft log: its truncation point in pebble ('rs') and its entries and
+// hard state in the raft log's WAL (member/raftlog), as raftactor/log.go
+// documents, read as the raft actor loads them.
 
 type restState struct {
 	empty                bool // no DB at all
@@ -58,47 +58,49 @@ func readRest(fs vfs.FS, dataDir string) (restState, error) {
 	}
 	v := r.View()
 	rs.applied, rs.appliedTerm, rs.rev = v.Applied, v.AppliedTerm, v.Rev
-	hs, snap := new(raftpb.HardState), new(raftpb.SnapshotMetadata)
-	for key, m := range map[string]proto.Message{"rh": hs, "rs": snap} {
-		b, closer, err := db.Get([]byte(key))
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return rs, err
-		}
-		err = proto.Unmarshal(b, m)
+	snap := new(raftpb.SnapshotMetadata)
+	if b, closer, err := db.Get([]byte("rs")); err == nil {
+		err = proto.Unmarshal(b, snap)
 		closer.Close()
 		if err != nil {
-			return rs, fmt.Errorf("decode %q: %w", key, err)
+			return rs, fmt.Errorf("decode the truncation point: %w", err)
 		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return rs, err
 	}
-	rs.commit, rs.snapIndex, rs.snapTerm = hs.GetCommit(), snap.GetIndex(), snap.GetTerm()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("re"), UpperBound: []byte("rf")})
+	wal, err := raftwal.OpenForReading(raftwal.Options{FS: fs, Dir: fs.PathJoin(dataDir, "member", "raftlog")})
+	if err != nil {
+		return rs, fmt.Errorf("open the crashed disk's raft log: %w", err)
+	}
+	defer wal.Close()
+	hs, err := wal.HardState()
 	if err != nil {
 		return rs, err
 	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		index := binary.BigEndian.Uint64(it.Key()[2:])
-		e := new(raftpb.Entry)
-		if err := proto.Unmarshal(it.Value(), e); err != nil {
-			return rs, fmt.Errorf("decode entry %d: %w", index, err)
+	// The raft actor raises a hard state the WAL got after a snapshot's
+	// point (raftactor.loadLog) to that point.
+	rs.commit, rs.snapIndex, rs.snapTerm = max(hs.GetCommit(), snap.GetIndex()), snap.GetIndex(), snap.GetTerm()
+	if first, last := wal.Bounds(); first <= last {
+		ents, err := wal.ReadEntries(first, last+1, 1<<62)
+		if err != nil {
+			return rs, err
 		}
-		switch {
-		case e.GetIndex() != index:
-			rs.holes = append(rs.holes, fmt.Sprintf("entry %d stored under index %d", e.GetIndex(), index))
-		case rs.last > 0 && index != rs.last+1:
-			rs.holes = append(rs.holes, fmt.Sprintf("entries %d..%d missing", rs.last+1, index-1))
+		for _, e := range ents {
+			if rs.first == 0 {
+				rs.first = e.GetIndex()
+			}
+			rs.last = e.GetIndex()
+			rs.terms = append(rs.terms, e.GetTerm())
 		}
-		if rs.first == 0 {
-			rs.first = index
+		if uint64(len(ents)) != last-first+1 {
+			rs.holes = append(rs.holes, fmt.Sprintf("entries %d..%d held, %d read", first, last, len(ents)))
 		}
-		rs.last = index
-		rs.terms = append(rs.terms, e.GetTerm())
 	}
-	if err := it.Error(); err != nil {
-		return rs, err
+	// ... and raises the commit index to the store's applied entry when the
+	// log holds it (the hard state can be lost while the store's batch
+	// is not).
+	if t, ok := rs.term(rs.applied); ok && rs.applied > rs.commit && t == rs.appliedTerm {
+		rs.commit = rs.applied
 	}
 	rs.snapFiles, _ = fs.List(fs.PathJoin(dataDir, "member", "snap"))
 	return rs, nil

@@ -89,7 +89,8 @@ func isWAL(op diskOp) bool { return walPath(op.path) }
 // walPath: the path is one of the DB's WAL files (a received checkpoint
 // has .log files too).
 func walPath(path string) bool {
-	return strings.HasSuffix(path, ".log") && strings.Contains(path, "/member/pebble/")
+	return strings.HasSuffix(path, ".log") && strings.Contains(path, "/member/pebble/") ||
+		strings.HasSuffix(path, ".wal") && strings.Contains(path, "/member/raftlog/")
 }
 
 func isSync(op diskOp) bool {

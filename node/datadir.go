@@ -17,10 +17,12 @@ import (
 //
 //	<data-dir>/member/metastore.json  the format record (formatRecord)
 //	<data-dir>/member/pebble/         the pebble DB (its WAL too, without --wal-dir)
+//	<data-dir>/member/raftlog/        the raft log's WAL (raftwal), without --wal-dir
 //	<data-dir>/member/snap/           transient snapshot copies (snapdir.go)
 //	<data-dir>/fixtures/              auto TLS certificates (tls.go)
 //	<wal-dir>/metastore-wal.json      with --wal-dir: the WAL marker (walMarker)
 //	<wal-dir>/*.log                   with --wal-dir: pebble's WAL
+//	<wal-dir>/raftlog/                with --wal-dir: the raft log's WAL
 //
 // The record is written before anything else of the member, and durably:
 // a data dir without one holds no data of this binary's making, unless it
@@ -29,8 +31,14 @@ import (
 
 // formatVersion is the layout this binary writes and understands. A data
 // dir recording a greater one was written by a newer MetaStore, whose
-// files this one may misread: it is refused, not opened.
-const formatVersion = 1
+// files this one may misread: it is refused, not opened. An older one is
+// upgraded in place: its record is rewritten before anything else, so
+// that the MetaStore that wrote it refuses it from then on.
+//
+//	1  the raft log's entries and hard state in pebble
+//	2  the raft log in its own WAL (raftlog/); the raft actor moves a
+//	   format 1 log there at its first start
+const formatVersion = 2
 
 const (
 	recordName = "metastore.json"
@@ -122,6 +130,9 @@ func inspectDataDir(fs vfs.FS, dataDir, walDir string) (dataDirLayout, error) {
 	case rec.Format < 1:
 		return l, fmt.Errorf("data dir %q: format record %s has no valid format version (%d)",
 			dataDir, filepath.Join(l.memberDir, recordName), rec.Format)
+	case rec.Format < formatVersion:
+		rec.Format = formatVersion
+		l.writeRecord = true
 	}
 	l.record = rec
 	if rec.WALDir != l.walDir {
@@ -144,6 +155,14 @@ func inspectDataDir(fs vfs.FS, dataDir, walDir string) (dataDirLayout, error) {
 			l.walDir, dataDir)
 	}
 	return l, nil
+}
+
+// raftLogDir is where the raft log's WAL is: beside pebble's WAL.
+func (l dataDirLayout) raftLogDir() string {
+	if l.walDir != "" {
+		return filepath.Join(l.walDir, "raftlog")
+	}
+	return filepath.Join(l.memberDir, "raftlog")
 }
 
 // walDirMismatch is the refusal of a start whose --wal-dir is not where the

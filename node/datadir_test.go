@@ -67,10 +67,10 @@ func TestStartRefusesDataDirBeingMigrated(t *testing.T) {
 // refused, untouched.
 func TestStartRefusesNewerFormat(t *testing.T) {
 	fs := vfs.NewMem()
-	writeFile(t, fs, loneRecord, `{"format":2}`)
+	writeFile(t, fs, loneRecord, `{"format":3}`)
 	err := startErr(loneFSConfig(fs))
-	if err == nil || !strings.Contains(err.Error(), "format version 2, newer than the 1") {
-		t.Fatalf("start on a format 2 data dir: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "format version 3, newer than the 2") {
+		t.Fatalf("start on a format 3 data dir: %v", err)
 	}
 	if got := tree(t, fs, "/"); !slices.Equal(got, []string{"/data", "/data/lone", "/data/lone/member", loneRecord}) {
 		t.Fatalf("the refused start changed the files: %v", got)
@@ -93,7 +93,7 @@ func TestStartRecordsFormatOfOlderDataDir(t *testing.T) {
 	if err := json.Unmarshal([]byte(readFile(t, fs, loneRecord)), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec) != 1 || rec["format"] != 1.0 {
+	if len(rec) != 1 || rec["format"] != 2.0 {
 		t.Fatalf("format record written on the older data dir: %v", rec)
 	}
 }

@@ -23,7 +23,7 @@ func (n *Node) discover() error {
 	}
 	n.cfg.InitialCluster = map[string][]string{n.cfg.Name: n.cfg.InitialAdvertisePeerURLs}
 	n.cfg.InitialClusterToken = d.Token
-	started, err := raftactor.HasState(n.db)
+	started, err := raftactor.HasState(n.db, n.wal)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/health"
 	"github.com/metastore/metastore/raftactor"
+	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/serving"
 	"github.com/metastore/metastore/storeactor"
 	"github.com/metastore/metastore/transport"
@@ -224,7 +225,8 @@ type Node struct {
 
 	// storage.go
 	db        *pebble.DB
-	failedDB  atomic.Bool // pebble met a failure it cannot go on from (storageFailed)
+	wal       *raftwal.WAL // the raft log's
+	failedDB  atomic.Bool  // pebble met a failure it cannot go on from (storageFailed)
 	fs        vfs.FS
 	layout    dataDirLayout
 	defrag    *storeactor.Defragmenter // paced by the compaction pacer pebble's files go through
@@ -440,15 +442,14 @@ func (n *Node) Stop() {
 		if n.db == nil {
 			return
 		}
-		// Make everything applied durable before closing — unless pebble
-		// failed: its broken WAL cannot rotate, and a flush panics.
-		if !n.failedDB.Load() {
-			if err := n.db.Flush(); err != nil {
-				n.lg.Warn("flush on stop", zap.Error(err))
-			}
-		}
+		n.flushOnStop()
 		if err := n.db.Close(); err != nil {
 			n.lg.Warn("close db", zap.Error(err))
+		}
+		if n.wal != nil {
+			if err := n.wal.Close(); err != nil {
+				n.lg.Warn("close raft log", zap.Error(err))
+			}
 		}
 	})
 }

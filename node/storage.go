@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -37,7 +38,8 @@ func (n *Node) checkDataDir() (err error) {
 // openStorage writes what the data dir lacks (its format record, the WAL
 // dir and its marker), opens the member's pebble DB under
 // <data-dir>/member/pebble with its WAL where the layout says, paced by
-// the defragmenter's compaction pacer, and the snapshotter that takes
+// the defragmenter's compaction pacer, the raft log's WAL, and the
+// snapshotter that takes
 // checkpoints under <data-dir>/member/snap, from which it first removes
 // what a crash left (see snapdir.go).
 func (n *Node) openStorage() error {
@@ -59,6 +61,9 @@ func (n *Node) openStorage() error {
 		return fmt.Errorf("open data dir: %w", err)
 	}
 	n.db = db
+	if n.wal, err = raftwal.Open(raftwal.Options{FS: pacer.FS(n.fs), Dir: l.raftLogDir(), Logger: n.lg.Named("raft")}); err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
 	n.defrag = &storeactor.Defragmenter{DB: db, Pacer: pacer, Rate: n.cfg.DefragRateBytes, Logger: n.lg.Named("store")}
 	n.snapDir = filepath.Join(l.memberDir, "snap")
 	cleanSnapDir(n.lg, n.fs, n.snapDir)
@@ -78,6 +83,38 @@ func (n *Node) storageFailed(err error) {
 		return
 	}
 	n.lg.Error("storage failed; stopping the member", zap.Error(err))
+	n.onFatal(err)
+}
+
+// flushOnStop makes everything the store applied durable before the DB
+// closes — unless pebble failed: its broken WAL cannot rotate, and a flush
+// then crashes the process (pebble panics holding its lock). The store
+// writes without syncing, so a WAL write that failed since the last
+// truncation surfaces only at a sync: one synced empty write first finds
+// out (pebble reports it to storageFailed).
+func (n *Node) flushOnStop() {
+	if n.failedDB.Load() {
+		return
+	}
+	if err := storeactor.SyncWAL(n.db); err != nil {
+		n.lg.Warn("flush on stop: pebble's WAL failed; not flushing", zap.Error(err))
+		return
+	}
+	if err := n.db.Flush(); err != nil {
+		n.lg.Warn("flush on stop", zap.Error(err))
+	}
+}
+
+// raftFailed is the raft actor's last word before it refuses every
+// request. A failed write or sync of the raft log's WAL is a failing disk
+// like pebble's: what it did to pebble's files too is unknown, so the
+// member stops as storageFailed does, without flushing pebble (whose
+// unsynced writes the WAL replays, up to what it had synced).
+func (n *Node) raftFailed(err error) {
+	if errors.Is(err, raftwal.ErrFailed) {
+		n.storageFailed(err)
+		return
+	}
 	n.onFatal(err)
 }
 

@@ -105,7 +105,7 @@ func (n *Node) startStore() (err error) {
 // rewrote first).
 func (n *Node) startRaft() error {
 	if n.cfg.ForceNewCluster {
-		if err := raftactor.ForceNewCluster(n.db, n.ident.member, n.ident.cluster, n.reader.View().Applied, n.lg.Named("raft")); err != nil {
+		if err := raftactor.ForceNewCluster(n.db, n.wal, n.ident.member, n.ident.cluster, n.reader.View().Applied, n.lg.Named("raft")); err != nil {
 			return err
 		}
 	}
@@ -116,7 +116,7 @@ func (n *Node) startRaft() error {
 		}
 	}
 	props, view := raftactor.New(raftactor.Config{
-		DB: n.db, ID: n.ident.member, ClusterID: n.ident.cluster, Peers: bootstrapPeers(n.ident.bootstrap),
+		DB: n.db, WAL: n.wal, ID: n.ident.member, ClusterID: n.ident.cluster, Peers: bootstrapPeers(n.ident.bootstrap),
 		Store: n.storePID, StoreView: n.reader.View, Transport: n.transport, Clock: n.cfg.Clock, Logger: n.lg.Named("raft"),
 		TickInterval: n.cfg.HeartbeatInterval, ElectionTicks: n.cfg.electionTicks(), DisablePreVote: n.cfg.DisablePreVote,
 		ActivePeers: n.transport.ActivePeers, DisableTickAdvance: n.cfg.DisableTickAdvance,
@@ -126,7 +126,7 @@ func (n *Node) startRaft() error {
 		OnLeaderChange: func(lead, term uint64, campaigning bool) {
 			n.system.Root.Send(n.leasePID, &leaseactor.LeaderChanged{Lead: lead, Term: term, Campaigning: campaigning})
 		},
-		OnFatal: n.onFatal,
+		OnFatal: n.raftFailed,
 	})
 	n.raftView = view
 	pid, err := n.spawn("raft", props)

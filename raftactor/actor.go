@@ -14,14 +14,16 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metastore/metastore/actors"
+	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/storeactor"
 )
 
 // Config is what a raft actor needs.
 type Config struct {
 	DB        *pebble.DB
-	ID        uint64 // this member's id
-	ClusterID uint64 // published in View for response headers
+	WAL       *raftwal.WAL // the log's entries and hard states (see log.go)
+	ID        uint64       // this member's id
+	ClusterID uint64       // published in View for response headers
 	// Peers are the initial voters, for bootstrapping a new cluster: each
 	// Context is the member (storeactor.EncodeMemberContext), which the
 	// store records when it applies the bootstrap entries.
@@ -85,11 +87,12 @@ const warnSyncDuration = time.Second
 // store, client answers — and feeds it messages and ticks.
 //
 // Invariants:
-//   - every Ready's entries and hard state are in pebble (synced when
+//   - every Ready's entries and hard state are in the WAL (synced when
 //     MustSync) before its messages are sent (a leader's appends excepted,
 //     see core.leading) or its committed entries are handed to the store;
-//   - the raft log in pebble is truncated only up to an index the store
-//     has applied, by a synced batch that also makes those applies durable;
+//   - the raft log is truncated only up to an index the store has
+//     applied, by a synced pebble batch that also makes those applies
+//     durable, before the WAL lets go of the entries;
 //   - after a failed write of the raft log nothing more is acknowledged:
 //     the member stops (OnFatal), as etcd does, rather than go on from a
 //     state the disk may not have.
@@ -106,13 +109,10 @@ type Node struct {
 	failed            error // set once the member cannot go on; every request is refused
 
 	readyQueued bool
-	lastSaved   uint64 // last log index written to pebble
-	logFirst    uint64 // no entry below this index is in pebble (see deleteEntries)
+	logFirst    uint64 // the first log index the WAL holds (entries below it are released)
 
 	heartbeats map[uint64]time.Time // when this leader last sent each follower a heartbeat
 	logReadLog *actors.LogLimiter   // spaces the warnings of failed reads of old log entries
-
-	entryBuf, keyBuf []byte // persist's scratch: pebble copies what is Set
 }
 
 // New returns the props of a raft actor and the cell it publishes its View through.
@@ -314,11 +314,14 @@ func (n *Node) queueReady(ctx actor.Context) {
 }
 
 func (n *Node) start(ctx actor.Context) {
-	ms, savedFirst, exists, err := loadLog(n.cfg.DB)
+	// A restarted actor goes on from what the WAL has: not from records
+	// its predecessor queued and did not commit.
+	n.cfg.WAL.Discard()
+	sv := n.cfg.StoreView()
+	ms, savedFirst, exists, err := loadLog(n.cfg.DB, n.cfg.WAL, sv.Applied, sv.AppliedTerm, n.cfg.Logger)
 	if err != nil {
 		panic(err)
 	}
-	n.lastSaved, _ = ms.LastIndex()
 	n.logFirst = savedFirst
 	n.core, err = newCore(coreConfig{
 		ID: n.cfg.ID, ElectionTicks: n.cfg.ElectionTicks, TickInterval: n.cfg.TickInterval,
@@ -415,11 +418,12 @@ func (n *Node) publish() {
 	n.view.Store(&View{ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Lead: lead, Term: term, Committed: committed, IsLearner: learner})
 }
 
-// persist writes a Ready's snapshot point, entries and hard state in one
-// pebble batch, after the store has installed the Ready's snapshot. One
-// batch: a snapshot's point written apart from the hard state it brings
-// (its commit index) left, after a power loss between the two, a commit
-// below the truncation point, which raft refuses to start from.
+// persist makes a Ready durable, after the store has installed its
+// snapshot: the snapshot's point in pebble (synced) first, then in the
+// WAL the truncation of every entry after it (the log starts anew there),
+// the entries and the hard state, in one write, synced when raft says so.
+// The hard state a snapshot brings is in the WAL only: loadLog raises a
+// hard state left behind a snapshot point to it.
 func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 	snap := !raft.IsEmptySnap(rd.Snapshot)
 	if snap {
@@ -430,71 +434,37 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 	if !snap && len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil
 	}
-	b := n.cfg.DB.NewBatch()
-	defer b.Close()
-	lastSaved, logFirst := n.lastSaved, n.logFirst
+	w := n.cfg.WAL
+	start := n.cfg.Clock.Now()
+	logFirst := n.logFirst
 	if snap {
-		// The log now starts after the snapshot: its point replaces the
-		// truncation point, and every entry up to it goes.
 		meta := rd.Snapshot.GetMetadata()
-		data, err := proto.Marshal(meta)
-		if err != nil {
+		if err := n.writeSnapshotPoint(meta); err != nil {
+			return fmt.Errorf("raftactor: failed to save the snapshot point: %w", err)
+		}
+		if err := w.AppendTruncate(meta.GetIndex()); err != nil {
 			return err
 		}
-		if err := b.Set(keySnapshot, data, nil); err != nil {
-			return err
-		}
-		to := max(lastSaved, meta.GetIndex())
-		if err := n.deleteEntries(b, logFirst, to); err != nil {
-			return err
-		}
-		logFirst, lastSaved = to+1, meta.GetIndex()
+		logFirst = max(logFirst, meta.GetIndex()+1)
 	}
-	for _, e := range rd.Entries {
-		var err error
-		if n.entryBuf, err = (proto.MarshalOptions{}).MarshalAppend(n.entryBuf[:0], e); err != nil {
-			return err
-		}
-		n.keyBuf = appendEntryKey(n.keyBuf[:0], e.GetIndex())
-		if err := b.Set(n.keyBuf, n.entryBuf, nil); err != nil {
-			return err
-		}
-	}
-	if k := len(rd.Entries); k > 0 {
-		last := rd.Entries[k-1].GetIndex()
-		if lastSaved > last {
-			// A new leader overwrote our uncommitted tail.
-			if err := n.deleteEntries(b, last+1, lastSaved); err != nil {
-				return err
-			}
-		}
-		lastSaved = last
+	if err := w.AppendEntries(rd.Entries); err != nil {
+		return err
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
-		data, err := proto.Marshal(rd.HardState)
-		if err != nil {
-			return err
-		}
-		if err := b.Set(keyHardState, data, nil); err != nil {
+		if err := w.AppendHardState(rd.HardState); err != nil {
 			return err
 		}
 	}
 	sync := rd.MustSync || snap
-	opts := pebble.NoSync
-	if sync {
-		opts = pebble.Sync
-	}
-	start := n.cfg.Clock.Now()
-	if err := commit(b, opts); err != nil {
+	before := w.Written()
+	if err := w.Commit(sync); err != nil {
 		return fmt.Errorf("raftactor: failed to save raft hard state and entries: %w", err)
 	}
-	n.lastSaved, n.logFirst = lastSaved, logFirst
+	n.logFirst = logFirst
 	n.core.durableFrom(logFirst)
 	d := n.cfg.Clock.Now().Sub(start)
-	walWriteBytes.Add(float64(b.Len()))
+	walWriteBytes.Add(float64(w.Written() - before))
 	switch {
-	case snap:
-		snapFsyncSec.Observe(d.Seconds())
 	case sync:
 		walFsyncSec.Observe(d.Seconds())
 		groupCommitEntries.Observe(float64(len(rd.Entries)))
@@ -510,6 +480,28 @@ func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {
 	if snap {
 		return n.core.snapshotInstalled(rd.Snapshot, n.cfg.StoreView().Applied)
 	}
+	return nil
+}
+
+// writeSnapshotPoint records in pebble, synced, the log's new starting
+// point: a truncation's, or a snapshot's from the leader.
+func (n *Node) writeSnapshotPoint(meta *raftpb.SnapshotMetadata) error {
+	start := n.cfg.Clock.Now()
+	data, err := proto.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	synced := n.cfg.Clock.Now()
+	snapMarshallingSec.Observe(synced.Sub(start).Seconds())
+	b := n.cfg.DB.NewBatch()
+	defer b.Close()
+	if err := b.Set(keySnapshot, data, nil); err != nil {
+		return err
+	}
+	if err := storeactor.Commit(b, pebble.Sync); err != nil {
+		return err
+	}
+	snapFsyncSec.Observe(n.cfg.Clock.Now().Sub(synced).Seconds())
 	return nil
 }
 
@@ -548,41 +540,30 @@ func ReceivedSnapshotDir(fs vfs.FS, root string, index, term uint64) string {
 }
 
 // writeTruncation makes a log truncation the core decided durable: the
-// new snapshot point and the deletion of the entries it drops, in one
-// synced batch.
+// new snapshot point in a synced pebble batch (which makes the store's
+// applies up to it durable too), then the WAL lets go of the segments
+// holding only entries up to compactTo.
 func (n *Node) writeTruncation(t *truncation) error {
 	start := n.cfg.Clock.Now()
-	meta, err := proto.Marshal(t.meta)
-	if err != nil {
-		return err
-	}
-	snapMarshallingSec.Observe(n.cfg.Clock.Now().Sub(start).Seconds())
-	b := n.cfg.DB.NewBatch()
-	defer b.Close()
-	if err := b.Set(keySnapshot, meta, nil); err != nil {
-		return err
-	}
-	if err := n.deleteEntries(b, n.logFirst, t.compactTo); err != nil {
-		return err
-	}
-	sync := n.cfg.Clock.Now()
-	if err := commit(b, pebble.Sync); err != nil {
+	if err := n.writeSnapshotPoint(t.meta); err != nil {
 		return err
 	}
 	end := n.cfg.Clock.Now()
-	snapFsyncSec.Observe(end.Sub(sync).Seconds())
 	snapSaveSec.Observe(end.Sub(start).Seconds())
+	if err := n.cfg.WAL.Release(t.compactTo); err != nil {
+		return err
+	}
 	n.logFirst = max(n.logFirst, t.compactTo+1)
 	n.core.durableFrom(n.logFirst)
 	return nil
 }
 
 // readOlderEntries reads log entries older than the core's memory tier
-// from pebble, for raft (logStorage). A failure is counted and logged
+// from the WAL, for raft (logStorage). A failure is counted and logged
 // (at most every 10 s): raft then sends the follower a snapshot.
 func (n *Node) readOlderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	logReads.Inc()
-	ents, err := readEntries(n.cfg.DB, lo, hi, maxSize)
+	ents, err := n.cfg.WAL.ReadEntries(lo, hi, maxSize)
 	if err != nil {
 		logReadFailures.Inc()
 		if ok, held := n.logReadLog.Allow(); ok {
@@ -591,25 +572,4 @@ func (n *Node) readOlderEntries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
 		}
 	}
 	return ents, err
-}
-
-// deleteEntries deletes the log entries from..to (none when to < from)
-// in b, one point deletion each.
-//
-// Not one range deletion: pebble checks every read against the range
-// deletions of each level it passes, and a truncation's span ('r' sorts
-// after every store key space) was the next range deletion after every
-// key a store scan visited. Until compactions dropped them, the stacked
-// truncation tombstones took ~30 % of the CPU of a range over 60k keys.
-// Point deletions cost reads nothing outside the 'r' space. Hence also
-// logFirst: deleting only what can exist keeps a truncation at the
-// entries it drops, not every index since the log began.
-func (n *Node) deleteEntries(b *pebble.Batch, from, to uint64) error {
-	for i := from; i <= to; i++ {
-		n.keyBuf = appendEntryKey(n.keyBuf[:0], i)
-		if err := b.Delete(n.keyBuf, nil); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -42,8 +43,8 @@ import (
 //
 // A member with no raft state yet is left alone: it starts as configured,
 // as etcd ignores the flag when there is no WAL.
-func ForceNewCluster(db *pebble.DB, self, clusterID, storeApplied uint64, lg *zap.Logger) error {
-	ms, _, exists, err := loadLog(db)
+func ForceNewCluster(db *pebble.DB, wal *raftwal.WAL, self, clusterID, storeApplied uint64, lg *zap.Logger) error {
+	ms, _, exists, err := loadLog(db, wal, 0, 0, lg) // forceNewLog raises the commit itself
 	if err != nil {
 		return fmt.Errorf("raftactor: force new cluster: %w", err)
 	}
@@ -56,7 +57,7 @@ func ForceNewCluster(db *pebble.DB, self, clusterID, storeApplied uint64, lg *za
 	if err != nil {
 		return fmt.Errorf("raftactor: force new cluster: %w", err)
 	}
-	if err := f.write(db); err != nil {
+	if err := f.write(wal); err != nil {
 		return fmt.Errorf("raftactor: force new cluster: failed to save hard state and entries: %w", err)
 	}
 	if f.last > f.commit {
@@ -198,31 +199,17 @@ func configuration(cs *raftpb.ConfState, ents []*raftpb.Entry) (voters, learners
 	return voters, learners, nil
 }
 
-// write makes the rewritten log durable in one synced batch: the
-// discarded entries deleted, the conf changes and the hard state saved.
-func (f *forced) write(db *pebble.DB) error {
-	b := db.NewBatch()
-	defer b.Close()
-	for i := f.commit + 1; i <= f.last; i++ {
-		if err := b.Delete(entryKey(i), nil); err != nil {
-			return err
-		}
-	}
-	for _, e := range f.ents {
-		data, err := proto.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Set(entryKey(e.GetIndex()), data, nil); err != nil {
-			return err
-		}
-	}
-	data, err := proto.Marshal(f.hs)
-	if err != nil {
+// write makes the rewritten log durable in one synced write: the
+// discarded entries truncated, the conf changes and the hard state saved.
+func (f *forced) write(wal *raftwal.WAL) error {
+	if err := wal.AppendTruncate(f.commit); err != nil {
 		return err
 	}
-	if err := b.Set(keyHardState, data, nil); err != nil {
+	if err := wal.AppendEntries(f.ents); err != nil {
 		return err
 	}
-	return commit(b, pebble.Sync)
+	if err := wal.AppendHardState(f.hs); err != nil {
+		return err
+	}
+	return wal.Commit(true)
 }

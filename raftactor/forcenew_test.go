@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"fmt"
+	"github.com/metastore/metastore/raftwal"
 	"strings"
 	"testing"
 
@@ -40,9 +41,9 @@ func saveLog(t *testing.T, db *pebble.DB, voters []uint64, commit, last uint64) 
 }
 
 // savedLog is the log as the raft actor loads it at start.
-func savedLog(t *testing.T, db *pebble.DB) (*raftpb.HardState, []*raftpb.Entry) {
+func savedLog(t *testing.T, db *pebble.DB, wal *raftwal.WAL) (*raftpb.HardState, []*raftpb.Entry) {
 	t.Helper()
-	ms, _, _, err := loadLog(db)
+	ms, _, _, err := loadLog(db, wal, 0, 0, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +92,13 @@ func TestForceNewClusterRewritesTheSavedLog(t *testing.T) {
 			"4@3:put, 5@3:put, 6@3:put, 7@3:ConfChangeRemoveNode 2, 8@3:ConfChangeRemoveNode 3", 8, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openTestDB(t)
+			db, wal := openTestDB(t)
 			saveLog(t, db, []uint64{1, 2, 3}, tc.commit, 7)
 			core, logs := observer.New(zap.InfoLevel)
-			if err := ForceNewCluster(db, 1, 0xc1, tc.storeApplied, zap.New(core)); err != nil {
+			if err := ForceNewCluster(db, wal, 1, 0xc1, tc.storeApplied, zap.New(core)); err != nil {
 				t.Fatal(err)
 			}
-			hs, ents := savedLog(t, db)
+			hs, ents := savedLog(t, db, wal)
 			if got := describeEntries(ents); got != tc.want {
 				t.Errorf("log after the rewrite:\n got %s\nwant %s", got, tc.want)
 			}
@@ -129,11 +130,11 @@ func TestForceNewClusterRewritesTheSavedLog(t *testing.T) {
 // a WAL); a removed member, and a store that installed a snapshot the log
 // never recorded, are refused with the reason.
 func TestForceNewClusterLeavesWhatItCannotActOn(t *testing.T) {
-	db := openTestDB(t)
-	if err := ForceNewCluster(db, 1, 0xc1, 0, zap.NewNop()); err != nil {
+	db, wal := openTestDB(t)
+	if err := ForceNewCluster(db, wal, 1, 0xc1, 0, zap.NewNop()); err != nil {
 		t.Fatalf("no raft state: %v", err)
 	}
-	if _, _, exists, err := loadLog(db); err != nil || exists {
+	if _, _, exists, err := loadLog(db, wal, 0, 0, zap.NewNop()); err != nil || exists {
 		t.Fatalf("no raft state: the flag wrote some (%v)", err)
 	}
 	for _, tc := range []struct {
@@ -146,14 +147,14 @@ func TestForceNewClusterLeavesWhatItCannotActOn(t *testing.T) {
 		{"store past the log", 1, 8, "the store has applied index 8, beyond the raft log's last index 7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openTestDB(t)
+			db, wal := openTestDB(t)
 			saveLog(t, db, []uint64{1, 2, 3}, 5, 7)
-			hsBefore, before := savedLog(t, db)
-			err := ForceNewCluster(db, tc.self, 0xc1, tc.storeApplied, zap.NewNop())
+			hsBefore, before := savedLog(t, db, wal)
+			err := ForceNewCluster(db, wal, tc.self, 0xc1, tc.storeApplied, zap.NewNop())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
-			hs, after := savedLog(t, db)
+			hs, after := savedLog(t, db, wal)
 			if !proto.Equal(hs, hsBefore) || describeEntries(after) != describeEntries(before) {
 				t.Errorf("the log changed: %v %s, was %v %s", hs, describeEntries(after), hsBefore, describeEntries(before))
 			}
@@ -161,12 +162,24 @@ func TestForceNewClusterLeavesWhatItCannotActOn(t *testing.T) {
 	}
 }
 
-func openTestDB(t *testing.T) *pebble.DB {
+// openTestDB opens a DB and a WAL in memory.
+func openTestDB(t *testing.T) (*pebble.DB, *raftwal.WAL) {
 	t.Helper()
-	db, err := pebble.Open("/db", &pebble.Options{FS: vfs.NewMem()})
+	fs := vfs.NewMem()
+	db, err := pebble.Open("/db", &pebble.Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return db
+	return db, openTestWAL(t, fs)
+}
+
+func openTestWAL(tb testing.TB, fs vfs.FS) *raftwal.WAL {
+	tb.Helper()
+	wal, err := raftwal.Open(raftwal.Options{FS: fs, Dir: "/wal"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { wal.Close() })
+	return wal
 }

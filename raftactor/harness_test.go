@@ -3,6 +3,7 @@ package raftactor_test
 import (
 	"context"
 	"fmt"
+	"github.com/metastore/metastore/raftwal"
 	"go.etcd.io/raft/v3"
 	"strings"
 	"sync"
@@ -12,8 +13,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/rangekey"
-	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
@@ -44,6 +43,24 @@ func openDB(tb testing.TB) *pebble.DB {
 	return db
 }
 
+// openWAL opens a raft WAL on fs, closed when the test ends. Call it
+// before testkit.New, as openDB.
+func openWAL(tb testing.TB, fs vfs.FS) *raftwal.WAL {
+	tb.Helper()
+	return openWALSized(tb, fs, 0)
+}
+
+// openWALSized is openWAL with segments of size bytes.
+func openWALSized(tb testing.TB, fs vfs.FS, size int64) *raftwal.WAL {
+	tb.Helper()
+	wal, err := raftwal.Open(raftwal.Options{FS: fs, Dir: "/wal", SegmentSize: size})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { wal.Close() })
+	return wal
+}
+
 // node is one member wired like node/node.go: a store and a raft actor
 // on one pebble DB, under a Guardian or spawned directly by the test.
 type node struct {
@@ -72,6 +89,7 @@ type nodeOpts struct {
 	beforeStart func(*testkit.Kit)              // runs once the kit exists, before any actor
 	raftConfig  func(*raftactor.Config)
 	db          *pebble.DB
+	wal         *raftwal.WAL // nil: one on a new in-memory FS
 }
 
 func startNode(t *testing.T, o nodeOpts) *node {
@@ -79,6 +97,10 @@ func startNode(t *testing.T, o nodeOpts) *node {
 	n := &node{t: t, db: o.db, clock: testkit.NewFakeClock(epoch), fatal: make(chan error, 16), raftWrap: o.raftWrap}
 	if n.db == nil {
 		n.db = openDB(t)
+	}
+	wal := o.wal
+	if wal == nil {
+		wal = openWAL(t, vfs.NewMem())
 	}
 	n.kit = testkit.New(t)
 	if o.beforeStart != nil {
@@ -103,7 +125,7 @@ func startNode(t *testing.T, o nodeOpts) *node {
 	}
 	n.startStore(o.storeWrap)
 	n.cfg = raftactor.Config{
-		DB: n.db, ID: memberID, ClusterID: 0x1234, Peers: []raft.Peer{{ID: memberID}},
+		DB: n.db, WAL: wal, ID: memberID, ClusterID: 0x1234, Peers: []raft.Peer{{ID: memberID}},
 		Clock: n.clock, TickInterval: 100 * time.Millisecond, ElectionTicks: 10,
 	}
 	if o.raftConfig != nil {
@@ -254,42 +276,14 @@ func putReq(k, v string) *pb.InternalRaftRequest {
 	return &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(k), Value: []byte(v)}}
 }
 
-// raftLogBounds reports the first and last raft entry index kept in
-// pebble ('r' 'e' index) and how many there are.
-func raftLogBounds(t *testing.T, db *pebble.DB) (first, last uint64, count int) {
-	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("re"), UpperBound: []byte("rf")})
-	if err != nil {
-		t.Fatal(err)
+// raftLogBounds reports the first and last raft entry index the WAL
+// holds, and how many.
+func raftLogBounds(wal *raftwal.WAL) (first, last uint64, count int) {
+	first, last = wal.Bounds()
+	if first > last {
+		return first, last, 0
 	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		idx := uint64(0)
-		for _, b := range k[2:] {
-			idx = idx<<8 | uint64(b)
-		}
-		if count == 0 {
-			first = idx
-		}
-		last = idx
-		count++
-	}
-	return first, last, count
-}
-
-// rangeDeletions counts the range deletions in db that overlap [lower, upper).
-func rangeDeletions(t *testing.T, db *pebble.DB, lower, upper string) int {
-	t.Helper()
-	n := 0
-	err := db.ScanInternal(context.Background(), block.CategoryUnknown, []byte(lower), []byte(upper),
-		func(*pebble.InternalKey, pebble.LazyValue, pebble.IteratorLevel) error { return nil },
-		func([]byte, []byte, pebble.SeqNum) error { n++; return nil },
-		func([]byte, []byte, []rangekey.Key) error { return nil }, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return first, last, int(last - first + 1)
 }
 
 func hasKey(t *testing.T, db *pebble.DB, key string) bool {
@@ -305,7 +299,7 @@ func hasKey(t *testing.T, db *pebble.DB, key string) bool {
 	return true
 }
 
-// syncFS is an in-memory FS that counts syncs of pebble's WAL files and can
+// syncFS is an in-memory FS that counts syncs of the raft WAL's segments and can
 // hold the next one until released, to make group commit observable
 // without touching product code.
 type syncFS struct {
@@ -341,7 +335,7 @@ func (fs *syncFS) beforeSync() {
 }
 
 func (fs *syncFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
+	if err != nil || !strings.HasSuffix(name, ".wal") {
 		return f, err
 	}
 	return &syncFile{File: f, fs: fs}, nil

@@ -1,9 +1,7 @@
 package raftactor
 
 import (
-	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -11,7 +9,7 @@ import (
 
 // logStorage is the raft.Storage raft reads its log through: the entries
 // since a recent point in memory (a raft.MemoryStorage), and below it the
-// older entries pebble still holds for slow followers, read from pebble.
+// older entries the WAL still holds for slow followers, read from it.
 //
 // Raft holds nothing it reads from storage, so only the memory tier
 // costs memory: the core keeps it within a byte bound (core.truncate)
@@ -19,19 +17,19 @@ import (
 // etcd keeps them — a follower behind by fewer than catchUp entries is
 // sent entries, not a snapshot.
 //
-// What must hold: every index in [first, memory's first) is in pebble
+// What must hold: every index in [first, memory's first) is in the WAL
 // and committed (so never rewritten by a new leader): entries go to
-// pebble before raft may read them (Node.persist), memory is compacted
+// the WAL before raft may read them (Node.persist), memory is compacted
 // only up to what the store applied, and first only moves up, after a
 // truncation's deletes are committed (Node.writeTruncation).
 type logStorage struct {
 	*raft.MemoryStorage
-	// older reads entries [lo, hi) from pebble, as many as fit in
+	// older reads entries [lo, hi) from the WAL, as many as fit in
 	// maxSize but at least one, or fails; nil: no older tier (core
 	// tests). A failed read is answered as compacted: raft then sends a
 	// snapshot instead (it panics on any other storage error).
 	older func(lo, hi, maxSize uint64) ([]*raftpb.Entry, error)
-	// first is the first index pebble holds.
+	// first is the first index the WAL holds.
 	first uint64
 }
 
@@ -96,41 +94,4 @@ func entriesSize(ents []*raftpb.Entry) uint64 {
 		n += uint64(proto.Size(e))
 	}
 	return n
-}
-
-// readEntries reads log entries [lo, hi) from db, as many as fit in
-// maxSize but at least one (raft's storage contract), stopping at the
-// first gap; it fails if entry lo is not there.
-func readEntries(db pebble.Reader, lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(lo), UpperBound: entryKey(hi)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	var ents []*raftpb.Entry
-	size := uint64(0)
-	next := lo
-	for ok := it.First(); ok; ok = it.Next() {
-		e := new(raftpb.Entry)
-		if err := proto.Unmarshal(it.Value(), e); err != nil {
-			return nil, fmt.Errorf("raftactor: entry: %w", err)
-		}
-		if e.GetIndex() != next {
-			break
-		}
-		sz := uint64(proto.Size(e))
-		if len(ents) > 0 && size+sz > maxSize {
-			break
-		}
-		next++
-		size += sz
-		ents = append(ents, e)
-	}
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	if len(ents) == 0 {
-		return nil, fmt.Errorf("raftactor: no log entry %d in pebble", lo)
-	}
-	return ents, nil
 }

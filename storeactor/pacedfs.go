@@ -6,26 +6,29 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/metastore/metastore/raftwal"
 )
 
 // CompactionPacer slows pebble's compactions down while clients are
 // writing, by making the writes of the sstables compactions produce wait
 // for a token bucket. Defragment turns it on for its manual compaction.
 //
-// Why: a client write is acknowledged after the fsync of pebble's WAL, and
-// that fsync waits behind whatever else the disk is writing. A full-speed
+// Why: a client write is acknowledged after the fsync of the raft log's
+// WAL, and that fsync waits behind whatever else the disk is writing. A full-speed
 // manual compaction writes continuously, so one put in twenty waited
 // behind its write-back and put p99 went to 4x its idle value. Paced, the
 // compaction leaves the disk (and the CPU it spends decoding and encoding
 // blocks, held back by the same waits) mostly to client requests.
 //
-// "Clients are writing" means the WAL was synced within foregroundWindow:
-// every acknowledged write syncs it. With no writes the compaction runs
+// "Clients are writing" means a WAL (the raft log's, or pebble's) was
+// synced within foregroundWindow: every acknowledged write syncs the raft
+// log's. With no writes the compaction runs
 // at full speed, so a defragmentation of an idle store is as quick as it
 // can be.
 //
 // Only files pebble creates for compactions are paced: memtable flushes
-// and the WAL never wait on the pacer.
+// and the WALs never wait on the pacer.
 type CompactionPacer struct {
 	now   func() time.Time
 	sleep func(time.Duration)
@@ -51,7 +54,8 @@ func NewCompactionPacer() *CompactionPacer {
 }
 
 // FS wraps fs so that the compaction outputs created through it are paced
-// and the WAL's syncs are seen.
+// and the WALs' syncs are seen (pebble's, and the raft log's when it is
+// opened on the same FS).
 func (p *CompactionPacer) FS(fs vfs.FS) vfs.FS { return pacedFS{FS: fs, p: p} }
 
 // Limit paces compaction writes to bytesPerSec, while clients write,
@@ -133,7 +137,7 @@ func (fs pacedFS) wrap(f vfs.File, err error, category vfs.DiskWriteCategory) (v
 	switch category {
 	case compactionWriteCategory:
 		return pacedFile{File: f, p: fs.p}, nil
-	case walWriteCategory:
+	case walWriteCategory, raftwal.WriteCategory:
 		return walFile{File: f, p: fs.p}, nil
 	}
 	return f, nil

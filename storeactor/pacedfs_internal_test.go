@@ -5,6 +5,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/raftwal"
 )
 
 // fakePacer is a pacer on a fake clock whose sleeps advance the clock and
@@ -73,5 +77,34 @@ func TestCompactionPacer(t *testing.T) {
 	restore()
 	if d := write(sst); d != 0 {
 		t.Fatalf("pacer restored to off: slept %v", d)
+	}
+}
+
+// The raft log's WAL, opened on the pacer's FS, tells it clients are
+// writing: its synced appends are what acknowledge writes.
+func TestCompactionPacerSeesRaftWALSyncs(t *testing.T) {
+	p, _, slept := fakePacer()
+	fs := p.FS(vfs.NewMem())
+	w, err := raftwal.Open(raftwal.Options{FS: fs, Dir: "raftlog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sst, err := fs.Create("000002.sst", compactionWriteCategory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Limit(1 << 20)()
+	if err := w.AppendHardState(&raftpb.HardState{Term: proto.Uint64(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sst.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if *slept == 0 {
+		t.Fatal("a compaction write right after a synced raft log append ran at full speed")
 	}
 }

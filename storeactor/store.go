@@ -11,6 +11,7 @@ package storeactor
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -269,3 +270,29 @@ func (c *viewRef) readBegin() uint64 {
 
 // readValid reports whether no install began since readBegin returned n.
 func (c *viewRef) readValid(n uint64) bool { return c.installs.Load() == n }
+
+// SyncWAL makes every write to db so far durable with one synced, empty
+// write (a LogData record), and returns the failure of pebble's WAL if it
+// has one.
+func SyncWAL(db *pebble.DB) error {
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.LogData([]byte("sync"), nil); err != nil {
+		return err
+	}
+	return Commit(b, pebble.Sync)
+}
+
+// Commit commits b, turning the panic pebble's fatal logger raises on a
+// failed WAL write or sync (pebble does not return it from Commit) into
+// an error, for callers that must stop the member through their own
+// failure path rather than panic into a restart that goes on from a write
+// that failed.
+func Commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("pebble: %v", p)
+		}
+	}()
+	return b.Commit(opts)
+}
