@@ -56,10 +56,21 @@
 #      (k and l run last, on a freshly started server with a new data dir,
 #      so that they compare with b and d; auth stays on afterwards)
 #
-# Prints three tables (a-e, k, l: req/s of each, ratio metastore/etcd, p99 latency of
-# each; k/b and l/d for each server: what auth costs it; f-p: the watch, lease,
+# Prints three tables (a-e, n, o, k, l, q, r: req/s of each, ratio metastore/etcd, p99
+# latency of each, then for a-e, n, o, k, l the server's CPU per request of each and
+# their ratio; k/b and l/d for each server: what auth costs it; f-p: the watch, lease,
 # maintenance and large list measures and their ratio) and writes them as markdown to
 # BENCH_OUT.
+#
+# CPU per request ("us CPU/req <target>") is the server process's utime + stime
+# (from /proc/<pid>/stat of the pid start_server recorded; not the load tool's),
+# read just before and just after the load's run, over the requests the load
+# made (its --total), in microseconds. Both e rows show the whole mix's. k and
+# l include the logins of the tool's clients (a bcrypt check per connection,
+# made before the tool starts timing). "CPU etcd/metastore" is etcd's over
+# MetaStore's: above 1, MetaStore spends less, as a req/s ratio above 1 means
+# it serves more. On a shared machine it swings much less between runs than
+# req/s does.
 #
 # Environment (relative paths are taken from the current directory):
 #   METASTORE_BIN   server binary under test     (default <repo>/bin/metastore)
@@ -235,6 +246,25 @@ parse() {
     }' "$1"
 }
 
+# cpu_ticks <pid>: the process's utime + stime in clock ticks (CLK_TCK a
+# second). The fields are counted after the ") " that ends the command name,
+# which may hold spaces.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+# cpu_requests <id>: the requests scenario <id>'s load makes, for the
+# scenarios whose server CPU per request is reported; fails for the others.
+cpu_requests() {
+  case "$1" in
+    a) echo "$PUT1_TOTAL" ;;
+    b | k) echo "$PUT_TOTAL" ;;
+    c | d | l) echo "$RANGE_TOTAL" ;;
+    e) echo "$TXN_TOTAL" ;;
+    n | o) echo "$HTTP_TOTAL" ;;
+    *) return 1 ;;
+  esac
+}
+
 # rss_kb <pid>: the process's resident set in KiB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -268,7 +298,7 @@ run_biglist() {
 }
 
 # shellcheck disable=SC2034 # filled by `read` and read through `get` (namerefs)
-declare -A RPS P99 ERRS AVG WVAL RSSW SUMS CNTS
+declare -A RPS P99 ERRS AVG CPU WVAL RSSW SUMS CNTS
 FAILED=0
 
 
@@ -339,6 +369,10 @@ run_target() { # run_target <target>
       "$WORK/biglist" -endpoint "$ENDPOINT" -op load -keys "$BIGLIST_KEYS" >"$out" 2>"$WORK/$name-$id.err" ||
         { cat "$WORK/$name-$id.err" >&2; die "$name: loading the big list failed"; }
     fi
+    # The server's CPU from here to the load's end, for cpu_requests' scenarios.
+    local reqs="" cpu0=""
+    rm -f "$WORK/$name-$id.cpu"
+    if reqs="$(cpu_requests "$id")"; then cpu0="$(cpu_ticks "$SERVER_PID")"; fi
     # In the background, so that a signal to this script is handled at once.
     if [[ "$args" == biglist ]]; then
       run_biglist "$SERVER_PID" "$(rss_kb "$SERVER_PID")" "$out" "$WORK/$name-$id.err" &
@@ -360,6 +394,11 @@ run_target() { # run_target <target>
     LOAD_PID=$!
     local ok=1
     wait "$LOAD_PID" || ok=0
+    local cpu1
+    if [[ -n "$cpu0" ]] && ((ok)) && cpu1="$(cpu_ticks "$SERVER_PID")"; then
+      awk -v t="$((cpu1 - cpu0))" -v hz="$CLK_TCK" -v n="$reqs" \
+        'BEGIN { printf "%.1f\n", t * 1e6 / hz / n }' >"$WORK/$name-$id.cpu"
+    fi
     if [[ "$id" == q || "$id" == r ]] && ((ok)); then
       # VmHWM is the process's peak resident set; it started with this
       # scenario.
@@ -394,6 +433,7 @@ run_target() { # run_target <target>
     acc RPS "$name,$i" "$rps"
     acc P99 "$name,$i" "$p99"
     acc ERRS "$name,$i" "$errs"
+    if [[ -f "$WORK/$name-$rid.cpu" ]]; then acc CPU "$name,$i" "$(<"$WORK/$name-$rid.cpu")"; fi
   done
   local measure rps p99 avg
   for i in "${!WROWS[@]}"; do
@@ -452,14 +492,17 @@ get() { # get <array name> <target> <row index>: the value or "-"
   printf '%s' "${v:--}"
 }
 
-header=("scenario" "metastore req/s" "etcd req/s" "ratio metastore/etcd" "metastore p99 ms" "etcd p99 ms")
+header=("scenario" "metastore req/s" "etcd req/s" "ratio metastore/etcd" "metastore p99 ms" "etcd p99 ms"
+  "us CPU/req metastore" "us CPU/req etcd" "CPU etcd/metastore")
 lines=()
 notes=()
 for i in "${!ROWS[@]}"; do
   IFS='|' read -r _ rlabel _ <<<"${ROWS[$i]}"
   m_rps="$(get RPS metastore "$i")"
   e_rps="$(get RPS etcd "$i")"
-  lines+=("$rlabel|$m_rps|$e_rps|$(ratio "$m_rps" "$e_rps")|$(get P99 metastore "$i")|$(get P99 etcd "$i")")
+  m_cpu="$(get CPU metastore "$i")"
+  e_cpu="$(get CPU etcd "$i")"
+  lines+=("$rlabel|$m_rps|$e_rps|$(ratio "$m_rps" "$e_rps")|$(get P99 metastore "$i")|$(get P99 etcd "$i")|$m_cpu|$e_cpu|$(ratio "$e_cpu" "$m_cpu")")
   for target in metastore etcd; do
     errs="$(get ERRS "$target" "$i")"
     if [[ "$errs" != "-" && "$errs" != 0 ]]; then
@@ -510,6 +553,7 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE; means of $BENCH_ROUNDS round(s), order alternating"
   echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
+  echo "us CPU/req: the server process's utime+stime over the load's run, per request (e: the whole mix; k, l: with the tool's logins)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
   md_table header lines
