@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // member is a one-member cluster in this process with the console on,
@@ -44,31 +45,13 @@ func startMember(t *testing.T, opts ...memberOpt) *member {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
 	acore, audit := observer.New(zap.InfoLevel)
-	u := []string{"http://127.0.0.1:0"}
-	cfg := node.Config{
-		Name: "console", InMemory: true, DataDir: t.TempDir(),
-		ListenClientURLs: u, AdvertiseClientURLs: u,
-		InitialCluster: map[string][]string{"console": {"http://127.0.0.1:1"}}, InitialClusterToken: "console", InitialClusterState: "new",
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, MaxLearners: 1,
-		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		EnableGRPCGateway: true, EnableConsole: true,
-		Logger: zap.New(core), Audit: zap.New(acore),
-	}
+	cfg := nodetest.Lone("console", t.TempDir())
+	cfg.EnableGRPCGateway, cfg.EnableConsole = true, true
+	cfg.Logger, cfg.Audit = zap.New(core), zap.New(acore)
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n, err := node.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("member not ready")
-	}
+	n := nodetest.Start(t, cfg)
 	scheme := "http://"
 	if cfg.ClientTLS.AutoTLS {
 		scheme = "https://"

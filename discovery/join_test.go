@@ -18,7 +18,7 @@ import (
 
 	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/discovery"
-	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 	"github.com/metastore/metastore/testkit"
 )
 
@@ -26,32 +26,7 @@ import (
 // as the discovery service, and returns a client of it.
 func startService(t *testing.T) *clientv3.Client {
 	t.Helper()
-	client := []string{"http://127.0.0.1:0"}
-	n, err := node.Start(node.Config{
-		Name: "service", InMemory: true, DataDir: "/service",
-		ListenClientURLs: client, AdvertiseClientURLs: client,
-		InitialCluster: map[string][]string{"service": {"http://127.0.0.1:1"}}, InitialClusterToken: "service", InitialClusterState: "new",
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, MaxLearners: 1,
-		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("discovery service not ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
+	return nodetest.Client(t, nodetest.Start(t, nodetest.Lone("service", "/service")))
 }
 
 func ctx5(t *testing.T) context.Context {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // cluster is three members, each on a disk of its own under one power (a
@@ -50,7 +51,7 @@ func startCluster(t *testing.T, p *power) *cluster {
 	initial := map[string][]string{}
 	for _, name := range []string{"m1", "m2", "m3"} {
 		cfg := memberConfig(t, name)
-		peer, client := freeURL(t), freeURL(t)
+		peer, client := nodetest.FreeURL(t), nodetest.FreeURL(t)
 		initial[name] = []string{peer}
 		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
 		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
@@ -77,7 +78,7 @@ func (c *cluster) start(ms ...*cmember) error {
 		return err
 	}
 	for _, m := range ms {
-		if err := waitReady(m.n); err != nil {
+		if err := nodetest.WaitReady(m.n); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 	}

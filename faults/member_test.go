@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -18,7 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/metastore/metastore/node"
-	"github.com/metastore/metastore/testkit"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // Members run in the test process (node.Start) on their disks, with
@@ -32,28 +31,22 @@ const (
 	startWithin = 20 * time.Second // a member's start, a cluster's convergence
 )
 
-// memberConfig is a member's configuration; the caller adds the URLs and
-// the cluster.
+// memberConfig is a member's configuration, serving clients on a port of
+// its own; the caller adds the peer URLs and the cluster.
 func memberConfig(t testing.TB, name string) node.Config {
-	return node.Config{
-		Name: name, DataDir: "/" + name,
-		InitialClusterToken: "faults", InitialClusterState: "new",
-		SnapshotCount: 100, SnapshotCatchUpEntries: 20,
-		StrictReconfigCheck: true, MaxLearners: 1,
-		HeartbeatInterval: heartbeat, ElectionTimeout: election,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: testLogger(t),
-	}
+	cfg := nodetest.Config(name, "/"+name)
+	cfg.InitialClusterToken = "faults"
+	cfg.SnapshotCount, cfg.SnapshotCatchUpEntries = 100, 20
+	cfg.StrictReconfigCheck = true
+	cfg.HeartbeatInterval, cfg.ElectionTimeout = heartbeat, election
+	cfg.Logger = testLogger(t)
+	return cfg
 }
 
-// loneConfig is a one-member cluster without a peer listener, serving
-// clients on a port of its own.
+// loneConfig is a one-member cluster without a peer listener.
 func loneConfig(t testing.TB, name string) node.Config {
 	cfg := memberConfig(t, name)
 	cfg.InitialCluster = map[string][]string{name: {"http://127.0.0.1:1"}}
-	cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
-	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
 	return cfg
 }
 
@@ -74,23 +67,11 @@ func startOn(cfg node.Config, fs vfs.FS) (*node.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(n); err != nil {
+	if err := nodetest.WaitReady(n); err != nil {
 		n.Stop()
 		return nil, err
 	}
 	return n, nil
-}
-
-// waitReady waits until n knows a leader.
-func waitReady(n *node.Node) error {
-	select {
-	case <-n.Ready():
-		return nil
-	case err := <-n.Fatal():
-		return fmt.Errorf("stopped while starting: %w", err)
-	case <-time.After(startWithin):
-		return errors.New("no leader")
-	}
 }
 
 // dial connects to a member's client address; the connection outlives
@@ -105,10 +86,6 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	return conn
-}
-
-func freeURL(t testing.TB) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t))
 }
 
 // waitApplied waits until the member has a leader and has applied what

@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 const (
@@ -107,7 +106,7 @@ func TestWALDirRestartFindsEveryWrite(t *testing.T) {
 	disk := vfs.NewCrashableMem()
 	cfg := loneFSConfig(disk)
 	cfg.WALDir = "/wal"
-	n := startReady(t, cfg)
+	n := nodetest.Start(t, cfg)
 	put := putOne(t, n, "k", "v")
 	if logs := withSuffix(t, disk, "/wal", ".log"); len(logs) == 0 {
 		t.Fatal("no WAL in --wal-dir")
@@ -139,7 +138,7 @@ func TestWALDirRestartFindsEveryWrite(t *testing.T) {
 
 	cfg = loneFSConfig(crashed)
 	cfg.WALDir = "/wal"
-	checkValue(t, startReady(t, cfg), "k", "v", put)
+	checkValue(t, nodetest.Start(t, cfg), "k", "v", put)
 }
 
 // Two data dirs cannot share one WAL dir: pebble would take the other's
@@ -148,7 +147,7 @@ func TestWALDirOfAnotherMemberRefused(t *testing.T) {
 	fs := vfs.NewMem()
 	cfg := loneFSConfig(fs)
 	cfg.WALDir = "/wal"
-	startReady(t, cfg).Stop()
+	nodetest.Start(t, cfg).Stop()
 	cfg.DataDir = "/data/other"
 	if err := startErr(cfg); err == nil || !strings.Contains(err.Error(), "holds the WAL of another data dir") {
 		t.Fatalf("start of a second data dir on the same WAL dir: %v", err)
@@ -168,7 +167,7 @@ func putOne(t *testing.T, n *node.Node, k, v string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := loneClient(t, n).Put(ctx, k, v)
+	r, err := nodetest.Client(t, n).Put(ctx, k, v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,23 +179,13 @@ func checkValue(t *testing.T, n *node.Node, k, v string, rev int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := loneClient(t, n).Get(ctx, k)
+	got, err := nodetest.Client(t, n).Get(ctx, k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Kvs) != 1 || string(got.Kvs[0].Value) != v || got.Kvs[0].ModRevision != rev {
 		t.Fatalf("%s: %v; want %s at revision %d", k, got.Kvs, v, rev)
 	}
-}
-
-func loneClient(t *testing.T, n *node.Node) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
 }
 
 func writeFile(t *testing.T, fs vfs.FS, path, content string) {

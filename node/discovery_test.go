@@ -4,23 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/discovery"
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // discoveryService starts a one-member MetaStore to serve as the
 // discovery service and puts the cluster size for token.
 func discoveryService(t *testing.T, token string, size int) *clientv3.Client {
 	t.Helper()
-	cli := lonesClient(t, startLone(t, vfs.NewMem()))
+	cli := nodetest.Client(t, startLone(t, vfs.NewMem()))
 	ctx, cancel := ctx3()
 	defer cancel()
 	if _, err := cli.Put(ctx, discovery.SizeKey(token), fmt.Sprint(size)); err != nil {
@@ -29,38 +27,15 @@ func discoveryService(t *testing.T, token string, size int) *clientv3.Client {
 	return cli
 }
 
-func lonesClient(t *testing.T, n *node.Node) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // discoveringConfig is a member that bootstraps through the service: no
 // --initial-cluster, a data dir of its own on disk.
 func discoveringConfig(t *testing.T, name string, service *clientv3.Client, token string) node.Config {
-	peer := []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
-	client := []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
-	return node.Config{
-		Name: name, DataDir: t.TempDir(),
-		ListenClientURLs: client, AdvertiseClientURLs: client,
-		ListenPeerURLs: peer, InitialAdvertisePeerURLs: peer, InitialClusterState: "new",
-		Discovery:     &discovery.Config{Endpoints: service.Endpoints(), Token: token, InsecureTransport: true, MaxRetries: 1},
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, StrictReconfigCheck: true, MaxLearners: 1,
-		HeartbeatInterval: heartbeat, ElectionTimeout: election,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	}
-}
-
-func startServing(t *testing.T, cfg node.Config) (*node.Node, *clientv3.Client) {
-	t.Helper()
-	n := startReady(t, cfg)
-	return n, lonesClient(t, n)
+	cfg := nodetest.Config(name, t.TempDir())
+	cfg.ListenPeerURLs = []string{nodetest.FreeURL(t)}
+	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+	cfg.Discovery = &discovery.Config{Endpoints: service.Endpoints(), Token: token, InsecureTransport: true, MaxRetries: 1}
+	cfg.StrictReconfigCheck = true
+	return cfg
 }
 
 // memberList is what `etcdctl member list` shows a client of cli: ids,
@@ -92,18 +67,9 @@ func TestDiscoveredMembersFormOneCluster(t *testing.T) {
 	for i := range cfgs {
 		cfgs[i] = discoveringConfig(t, fmt.Sprintf("m%d", i+1), service, token)
 	}
-	clis := make([]*clientv3.Client, 3)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Add(1)
-		go func() { // each start returns only once all three registered
-			defer wg.Done()
-			_, clis[i] = startServing(t, cfgs[i])
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		return
+	var clis []*clientv3.Client
+	for _, n := range nodetest.StartAll(t, cfgs...) {
+		clis = append(clis, nodetest.Client(t, n))
 	}
 	var want []string
 	for _, cfg := range cfgs {
@@ -136,16 +102,15 @@ func TestRestartedMemberSkipsDiscovery(t *testing.T) {
 	const token = "restart"
 	service := discoveryService(t, token, 1)
 	cfg := discoveringConfig(t, "m1", service, token)
-	n, cli := startServing(t, cfg)
-	cluster, members := memberList(t, cli)
+	n := nodetest.Start(t, cfg)
+	cluster, members := memberList(t, nodetest.Client(t, n))
 	n.Stop()
 	ctx, cancel := ctx3()
 	defer cancel()
 	if _, err := service.Delete(ctx, "/_etcd/registry/"+token+"/", clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	_, cli = startServing(t, cfg)
-	if c, ms := memberList(t, cli); c != cluster || !slices.Equal(ms, members) {
+	if c, ms := memberList(t, nodetest.Client(t, nodetest.Start(t, cfg))); c != cluster || !slices.Equal(ms, members) {
 		t.Errorf("after the restart: cluster %x members %v; before: cluster %x members %v", c, ms, cluster, members)
 	}
 }

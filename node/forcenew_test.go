@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // Issue 20: --force-new-cluster, etcd's disaster recovery, on in-process
@@ -33,42 +34,17 @@ type fmember struct {
 }
 
 // memberConfig is a member of a cluster with initial, on its own data FS.
-func memberConfig(t *testing.T, name string, initial map[string][]string, state, token string) node.Config {
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	return node.Config{
-		Name: name, FS: vfs.NewMem(), DataDir: "/" + name,
-		ListenClientURLs: []string{client}, AdvertiseClientURLs: []string{client},
-		ListenPeerURLs: initial[name], InitialAdvertisePeerURLs: initial[name],
-		InitialCluster: initial, InitialClusterToken: token, InitialClusterState: state,
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000,
-		StrictReconfigCheck: true, MaxLearners: 1,
-		HeartbeatInterval: heartbeat, ElectionTimeout: election,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	}
+func memberConfig(name string, initial map[string][]string, state, token string) node.Config {
+	cfg := nodetest.Member(name, initial, token)
+	cfg.FS, cfg.InitialClusterState = vfs.NewMem(), state
+	return cfg
 }
 
 // start starts m from its config (and data) and waits until it serves.
 func (m *fmember) start() {
 	m.t.Helper()
-	n, err := node.Start(m.cfg)
-	if err != nil {
-		m.t.Fatalf("start %s: %v", m.name, err)
-	}
-	m.n = n
-	m.t.Cleanup(n.Stop)
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		m.t.Fatalf("%s not ready", m.name)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.t.Cleanup(func() { cli.Close() })
-	m.cli = cli
+	m.n = nodetest.Start(m.t, m.cfg)
+	m.cli = nodetest.Client(m.t, m.n)
 }
 
 func (m *fmember) stop() {
@@ -79,46 +55,19 @@ func (m *fmember) stop() {
 // newForceCluster starts three new members (names m1..m3).
 func newForceCluster(t *testing.T, token string, adjust func(name string, cfg *node.Config)) []*fmember {
 	t.Helper()
-	initial := map[string][]string{}
 	names := []string{"m1", "m2", "m3"}
-	for _, name := range names {
-		initial[name] = []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
-	}
+	initial := nodetest.Peers(t, names...)
 	var ms []*fmember
+	var cfgs []node.Config
 	for _, name := range names {
-		m := &fmember{t: t, name: name, id: node.MemberID(initial[name], token), cfg: memberConfig(t, name, initial, "new", token)}
+		m := &fmember{t: t, name: name, id: node.MemberID(initial[name], token), cfg: memberConfig(name, initial, "new", token)}
 		if adjust != nil {
 			adjust(name, &m.cfg)
 		}
-		ms = append(ms, m)
+		ms, cfgs = append(ms, m), append(cfgs, m.cfg)
 	}
-	// Started together: each waits for a leader, which needs a quorum.
-	errs := make(chan error, len(ms))
-	for _, m := range ms {
-		go func() {
-			n, err := node.Start(m.cfg)
-			m.n = n
-			errs <- err
-		}()
-	}
-	for range ms {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, m := range ms {
-		t.Cleanup(m.n.Stop)
-		select {
-		case <-m.n.Ready():
-		case <-time.After(15 * time.Second):
-			t.Fatalf("%s not ready", m.name)
-		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: m.n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.Close() })
-		m.cli = cli
+	for i, n := range nodetest.StartAll(t, cfgs...) {
+		ms[i].n, ms[i].cli = n, nodetest.Client(t, n)
 	}
 	return ms
 }
@@ -270,7 +219,7 @@ func TestForceNewClusterRecoversFromOneSurvivor(t *testing.T) {
 	peers := map[string][]string{survivor.name: survivor.cfg.InitialAdvertisePeerURLs}
 	grown := []*fmember{survivor}
 	for _, name := range []string{"m4", "m5"} {
-		peers[name] = []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+		peers[name] = []string{nodetest.FreeURL(t)}
 		// etcd's strict reconfig check also wants the survivor connected to
 		// the member added before for a health interval (5 s): retried.
 		var added *clientv3.MemberAddResponse
@@ -281,7 +230,7 @@ func TestForceNewClusterRecoversFromOneSurvivor(t *testing.T) {
 			}
 			return err == nil
 		})
-		m := &fmember{t: t, name: name, id: added.Member.ID, cfg: memberConfig(t, name, clonePeers(peers), "existing", token)}
+		m := &fmember{t: t, name: name, id: added.Member.ID, cfg: memberConfig(name, clonePeers(peers), "existing", token)}
 		m.start()
 		grown = append(grown, m)
 		// Started, in etcd's sense, once it has published its name: only

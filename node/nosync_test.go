@@ -10,6 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // --unsafe-no-fsync does what it says: while a member starts, takes
@@ -31,14 +33,14 @@ func TestUnsafeNoFsyncSyncsNothing(t *testing.T) {
 			cfg := loneFSConfig(fs)
 			cfg.WALDir = "/wal"
 			cfg.UnsafeNoFsync = unsafe
-			n := startReady(t, cfg)
+			n := nodetest.Start(t, cfg)
 			var rev int64
 			for i := range 20 {
 				rev = putOne(t, n, "k", fmt.Sprint(i))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			snap, err := loneClient(t, n).Snapshot(ctx)
+			snap, err := nodetest.Client(t, n).Snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +56,7 @@ func TestUnsafeNoFsyncSyncsNothing(t *testing.T) {
 			case !unsafe && got == 0:
 				t.Fatal("no fsync without --unsafe-no-fsync: the count measures nothing")
 			}
-			checkValue(t, startReady(t, cfg), "k", "19", rev)
+			checkValue(t, nodetest.Start(t, cfg), "k", "19", rev)
 		})
 	}
 }

@@ -13,14 +13,13 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/metastore/metastore/node"
-	"github.com/metastore/metastore/testkit"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // In-process three-member clusters whose members are partitioned through
@@ -28,6 +27,7 @@ import (
 // test-controlled partition table are dropped by the transport.
 
 const (
+	// heartbeat and election are nodetest.Config's raft timings.
 	heartbeat = 100 * time.Millisecond
 	election  = time.Second
 	opTimeout = 3 * time.Second // every client request's deadline
@@ -78,63 +78,26 @@ type cluster struct {
 	members []*member
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	return testkit.FreePort(t)
-}
-
 // startCluster starts three members in the test process, on loopback
 // ports of their own, and waits until each serves.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	const token = "partition-test"
 	c := &cluster{t: t, part: &partition{side: map[uint64]int{}}}
-	initial := map[string][]string{}
-	clientURL := map[string]string{}
 	names := []string{"m1", "m2", "m3"}
+	peers := nodetest.Peers(t, names...)
+	var cfgs []node.Config
 	for _, name := range names {
-		initial[name] = []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
-		clientURL[name] = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	}
-	for _, name := range names {
-		id := node.MemberID(initial[name], token)
+		id := node.MemberID(peers[name], token)
 		c.part.side[id] = 0
 		c.members = append(c.members, &member{name: name, id: id})
+		cfg := nodetest.Member(name, peers, token)
+		cfg.PeerCut = func(peer uint64) bool { return c.part.cut(id, peer) }
+		cfgs = append(cfgs, cfg)
 	}
-	for _, m := range c.members {
-		self := m.id
-		n, err := node.Start(node.Config{
-			Name: m.name, InMemory: true, DataDir: "/" + m.name,
-			ListenClientURLs: []string{clientURL[m.name]}, AdvertiseClientURLs: []string{clientURL[m.name]},
-			ListenPeerURLs: initial[m.name], InitialAdvertisePeerURLs: initial[m.name],
-			InitialCluster: initial, InitialClusterToken: token, InitialClusterState: "new",
-			SnapshotCount: 10000, SnapshotCatchUpEntries: 5000,
-			StrictReconfigCheck: true, MaxLearners: 1,
-			HeartbeatInterval: heartbeat, ElectionTimeout: election,
-			QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-			WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-			Logger:  zap.NewNop(),
-			PeerCut: func(peer uint64) bool { return c.part.cut(self, peer) },
-		})
-		if err != nil {
-			t.Fatalf("start %s: %v", m.name, err)
-		}
-		m.n = n
-		t.Cleanup(n.Stop)
-	}
-	for _, m := range c.members {
-		select {
-		case <-m.n.Ready():
-		case <-time.After(15 * time.Second):
-			t.Fatalf("%s not ready", m.name)
-		}
-		m.addr = m.n.ClientAddrs()[0]
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.Close() })
-		m.cli = cli
+	for i, n := range nodetest.StartAll(t, cfgs...) {
+		m := c.members[i]
+		m.n, m.addr, m.cli = n, n.ClientAddrs()[0], nodetest.Client(t, n)
 		conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // The put path end to end in one process: a single in-memory member,
@@ -26,36 +26,12 @@ func BenchmarkPut(b *testing.B)     { benchPut(b, false) }
 func BenchmarkPutAuth(b *testing.B) { benchPut(b, true) }
 
 func benchPut(b *testing.B, auth bool) {
-	peer := []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(b))}
-	client := []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(b))}
-	n, err := node.Start(node.Config{
-		Name: "bench", InMemory: true, DataDir: "/bench",
-		ListenClientURLs: client, AdvertiseClientURLs: client,
-		ListenPeerURLs: peer, InitialAdvertisePeerURLs: peer,
-		InitialCluster: map[string][]string{"bench": peer}, InitialClusterToken: "bench", InitialClusterState: "new",
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, MaxLearners: 1,
-		HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Stop()
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		b.Fatal("not ready")
-	}
+	n := nodetest.Start(b, nodetest.Lone("bench", "/bench"))
 	addr := n.ClientAddrs()[0]
 	cfg := clientv3.Config{Endpoints: []string{addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	ctx := context.Background()
 	if auth {
-		admin, err := clientv3.New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
+		admin := nodetest.Client(b, n)
 		for _, step := range []func() error{
 			func() error { _, err := admin.RoleAdd(ctx, "root"); return err },
 			func() error { _, err := admin.UserAdd(ctx, "root", "rootpw"); return err },
@@ -80,6 +56,7 @@ func benchPut(b *testing.B, auth bool) {
 	// 100 connections in make bench).
 	clients := make([]*clientv3.Client, 16)
 	for i := range clients {
+		var err error
 		if clients[i], err = clientv3.New(cfg); err != nil {
 			b.Fatal(err)
 		}

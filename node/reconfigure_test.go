@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 	"github.com/metastore/metastore/testkit"
 )
 
@@ -57,12 +58,12 @@ func startOnFakeClock(t *testing.T, cfg node.Config) (*node.Node, *testkit.FakeC
 // TTL. A refused change changes nothing.
 func TestReconfigureRunningMember(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	cfg := loneConfig("reload", t.TempDir())
+	cfg := nodetest.Lone("reload", t.TempDir())
 	cfg.Logger = zap.New(core)
 	cfg.AutoCompactionMode = "periodic"
 	cfg.DefragRateBytes = 12 << 20
 	n, clock := startOnFakeClock(t, cfg)
-	cli := loneClient(t, n)
+	cli := nodetest.Client(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if got, want := n.Live(), (node.Live{AuthTokenTTL: 300 * time.Second, QuotaBackendBytes: 2 << 30,

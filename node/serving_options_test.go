@@ -11,45 +11,14 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
+	"github.com/metastore/metastore/testkit"
 )
-
-// loneConfig is a one-member cluster on loopback ports of its own, its
-// pebble in memory and its files (auto TLS certificates) in dir.
-func loneConfig(name, dir string) node.Config {
-	client := []string{"http://127.0.0.1:0"}
-	return node.Config{
-		Name: name, InMemory: true, DataDir: dir,
-		ListenClientURLs: client, AdvertiseClientURLs: client,
-		InitialCluster: map[string][]string{name: {"http://127.0.0.1:1"}}, InitialClusterToken: name, InitialClusterState: "new",
-		SnapshotCount: 10000, SnapshotCatchUpEntries: 5000, MaxLearners: 1,
-		HeartbeatInterval: heartbeat, ElectionTimeout: election,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	}
-}
-
-// startReady starts cfg's member and waits until it serves.
-func startReady(t *testing.T, cfg node.Config) *node.Node {
-	t.Helper()
-	n, err := node.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	select {
-	case <-n.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("not ready")
-	}
-	return n
-}
 
 // With --max-concurrent-streams=1 a connection carries one stream at a
 // time: a Put issued on a connection whose watch stream is open waits for
@@ -63,7 +32,7 @@ func TestMaxConcurrentStreamsQueuesStreamsBeyondIt(t *testing.T) {
 		https bool
 	}{{"plain", false}, {"tls-net-http", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := loneConfig("streams", t.TempDir())
+			cfg := nodetest.Lone("streams", t.TempDir())
 			cfg.MaxConcurrentStreams = 1
 			creds := insecure.NewCredentials()
 			if tc.https {
@@ -72,7 +41,7 @@ func TestMaxConcurrentStreamsQueuesStreamsBeyondIt(t *testing.T) {
 				cfg.ClientTLS.AutoTLS = true
 				creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
 			}
-			n := startReady(t, cfg)
+			n := nodetest.Start(t, cfg)
 			addr := n.ClientAddrs()[0]
 
 			issued := make(chan struct{})
@@ -141,11 +110,11 @@ func TestMaxConcurrentStreamsQueuesStreamsBeyondIt(t *testing.T) {
 // metrics ports (as a new member process does while the old one still
 // holds them); without it the second member cannot start.
 func TestSocketReusePortLetsTwoMembersShareTheirPorts(t *testing.T) {
-	ports := map[string]int{"client": freePort(t), "peer": freePort(t), "metrics": freePort(t)}
+	ports := map[string]int{"client": testkit.FreePort(t), "peer": testkit.FreePort(t), "metrics": testkit.FreePort(t)}
 	// shared is a member listening on the shared ports of the listeners
 	// named, and on ports of its own for the others.
 	shared := func(name string, reuse bool, listeners ...string) node.Config {
-		cfg := loneConfig(name, t.TempDir())
+		cfg := nodetest.Lone(name, t.TempDir())
 		cfg.SocketReusePort = reuse
 		for _, l := range listeners {
 			url := []string{fmt.Sprintf("http://127.0.0.1:%d", ports[l])}
@@ -161,8 +130,8 @@ func TestSocketReusePortLetsTwoMembersShareTheirPorts(t *testing.T) {
 		}
 		return cfg
 	}
-	startReady(t, shared("first", true, "client", "peer", "metrics"))
-	startReady(t, shared("second", true, "client", "peer", "metrics"))
+	nodetest.Start(t, shared("first", true, "client", "peer", "metrics"))
+	nodetest.Start(t, shared("second", true, "client", "peer", "metrics"))
 
 	for _, l := range []string{"client", "peer", "metrics"} {
 		t.Run("without/"+l, func(t *testing.T) {

@@ -6,10 +6,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 )
 
 // A power loss right after a member's first start keeps what it
@@ -18,26 +17,14 @@ import (
 // and a directory the crash takes back takes every file in it along.
 func TestDataDirSurvivesPowerLoss(t *testing.T) {
 	disk := vfs.NewCrashableMem()
-	n := startLone(t, disk)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	put, err := cli.Put(ctx, "k", "v")
+	put, err := nodetest.Client(t, startLone(t, disk)).Put(ctx, "k", "v")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The disk as a power loss leaves it: what was synced, nothing else.
-	after := startLone(t, disk.CrashClone(vfs.CrashCloneCfg{}))
-	cli2, err := clientv3.New(clientv3.Config{Endpoints: after.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli2.Close()
-	got, err := cli2.Get(ctx, "k")
+	got, err := nodetest.Client(t, startLone(t, disk.CrashClone(vfs.CrashCloneCfg{}))).Get(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +37,13 @@ func TestDataDirSurvivesPowerLoss(t *testing.T) {
 // of its own.
 func startLone(t *testing.T, fs vfs.FS) *node.Node {
 	t.Helper()
-	return startReady(t, loneFSConfig(fs))
+	return nodetest.Start(t, loneFSConfig(fs))
 }
 
 // loneFSConfig is the configuration startLone starts with: a lone
 // member whose files are on fs.
 func loneFSConfig(fs vfs.FS) node.Config {
-	cfg := loneConfig("lone", "/data/lone")
+	cfg := nodetest.Lone("lone", loneDir)
 	cfg.FS = fs
 	return cfg
 }

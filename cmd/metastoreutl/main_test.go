@@ -14,45 +14,24 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/node"
+	"github.com/metastore/metastore/node/nodetest"
 	"github.com/metastore/metastore/storeactor"
 )
 
-// startMember runs a member in-process on dataDir and returns a client.
+// startMember runs a member in-process on dataDir, advertising peerURL
+// (it has no peers), and returns a client.
 func startMember(t *testing.T, name, dataDir, peerURL string, opts ...func(*node.Config)) (*node.Node, *clientv3.Client) {
 	t.Helper()
-	cfg := node.Config{
-		Name: name, DataDir: dataDir,
-		ListenClientURLs: []string{"http://127.0.0.1:0"}, AdvertiseClientURLs: []string{"http://127.0.0.1:0"},
-		InitialAdvertisePeerURLs: []string{peerURL}, InitialCluster: map[string][]string{name: {peerURL}},
-		InitialClusterToken: "etcd-cluster", InitialClusterState: "new",
-		SnapshotCount: 10000, HeartbeatInterval: 100 * time.Millisecond, ElectionTimeout: time.Second,
-		QuotaBackendBytes: 2 << 30, MaxRequestBytes: 1.5 * 1024 * 1024, MaxTxnOps: 128,
-		WatchProgressNotifyInterval: 10 * time.Minute, BcryptCost: 4, AuthTokenTTL: 300 * time.Second,
-		Logger: zap.NewNop(),
-	}
+	cfg := nodetest.Config(name, dataDir)
+	cfg.InitialAdvertisePeerURLs, cfg.InitialCluster = []string{peerURL}, map[string][]string{name: {peerURL}}
+	cfg.InitialClusterToken = "etcd-cluster"
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n, err := node.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-n.Ready():
-	case <-time.After(10 * time.Second):
-		n.Stop()
-		t.Fatal("member not ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: n.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		n.Stop()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close(); n.Stop() })
-	return n, cli
+	n := nodetest.Start(t, cfg)
+	return n, nodetest.Client(t, n)
 }
 
 type fixture struct {
