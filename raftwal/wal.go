@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
@@ -70,13 +71,13 @@ type WAL struct {
 	// dataStart is where f's records after its header and hard state
 	// start: a segment still at it takes a record of any size.
 	dataStart int64
-	buf  []byte    // records not yet written
+	buf       []byte // records not yet written
 	// queued is what buf's records do to idx, w.hs and the segment's
 	// maxIndex, applied once they are written (write): a Discard leaves
 	// the WAL as the disk has it.
 	queued []queuedRecord
-	hs   []byte    // the last hard state, marshaled; opens each new segment
-	idx  index
+	hs     []byte // the last hard state, marshaled; opens each new segment
+	idx    index
 	// readers are open handles of segments, for ReadEntries.
 	readers map[uint64]vfs.File
 	err     error // a failed write or sync: the WAL accepts nothing more
@@ -141,6 +142,9 @@ func OpenForReading(opts Options) (*WAL, error) {
 func (w *WAL) scan() error {
 	fs := w.opts.FS
 	names, err := fs.List(w.opts.Dir)
+	if w.readOnly && errors.Is(err, os.ErrNotExist) {
+		return nil // a data dir whose WAL was never made: empty
+	}
 	if err != nil {
 		return fmt.Errorf("raftwal: %w", err)
 	}
@@ -264,6 +268,7 @@ func (w *WAL) scanSegment(seq uint64, last bool) (scannedSegment, bool, error) {
 // directory entry, before anything is appended to it.
 func (w *WAL) roll() error {
 	fs := w.opts.FS
+	start := time.Now()
 	seq, prevEnd := uint64(1), int64(0)
 	if n := len(w.segs); n > 0 {
 		seq, prevEnd = w.segs[n-1].seq+1, w.segs[n-1].end
@@ -305,7 +310,8 @@ func (w *WAL) roll() error {
 	w.f, w.off, w.dataStart = f, int64(len(b)), int64(len(b))
 	w.segs = append(w.segs, segment{seq: seq, end: w.off})
 	segmentsGauge.Set(float64(len(w.segs)))
-	w.opts.Logger.Info("created a new WAL segment", zap.String("path", w.path(seq)), zap.Uint64("last-index", w.idx.last()))
+	w.opts.Logger.Info("created a new WAL segment", zap.String("path", w.path(seq)), zap.Uint64("last-index", w.idx.last()),
+		zap.Duration("took", time.Since(start)))
 	return nil
 }
 

@@ -293,3 +293,23 @@ func TestPowerLossKeepsSyncedPrefix(t *testing.T) {
 		w3.Close()
 	}
 }
+
+// Reading a WAL that was never made (a crash before its dir was created)
+// finds it empty, and changes nothing.
+func TestOpenForReadingMissingDir(t *testing.T) {
+	fs := vfs.NewMem()
+	w, err := OpenForReading(Options{FS: fs, Dir: "wal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !w.Empty() {
+		t.Fatal("a WAL that does not exist is not empty")
+	}
+	if _, err := fs.Stat("wal"); err == nil {
+		t.Fatal("reading created the dir")
+	}
+	if err := w.AppendHardState(&raftpb.HardState{}); err == nil {
+		t.Fatal("a WAL opened for reading took an append")
+	}
+}
