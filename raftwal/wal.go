@@ -72,6 +72,7 @@ type WAL struct {
 	// start: a segment still at it takes a record of any size.
 	dataStart int64
 	buf       []byte // records not yet written
+	scratch   []byte // add's encoding of a message, copied into buf
 	// queued is what buf's records do to idx, w.hs and the segment's
 	// maxIndex, applied once they are written (write): a Discard leaves
 	// the WAL as the disk has it.
@@ -353,10 +354,11 @@ func (w *WAL) add(k kind, m proto.Message, index uint64) error {
 	if w.err != nil {
 		return w.err
 	}
-	p, err := proto.Marshal(m)
+	p, err := proto.MarshalOptions{}.MarshalAppend(w.scratch[:0], m)
 	if err != nil {
 		return err
 	}
+	w.scratch = p
 	return w.queue(k, p, index)
 }
 
@@ -376,7 +378,7 @@ func (w *WAL) queue(k kind, p []byte, index uint64) error {
 	}
 	q := queuedRecord{kind: k, index: index, off: w.off + int64(len(w.buf))}
 	if k == kindHardState {
-		q.hs = p
+		q.hs = append([]byte(nil), p...) // p may be add's scratch
 	}
 	w.queued = append(w.queued, q)
 	w.buf = appendRecord(w.buf, k, p)
