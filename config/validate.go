@@ -190,7 +190,7 @@ func (c *Config) Gates() (featuregate.FeatureGate, error) {
 // it has no effect.
 var notApplicable = map[string]string{
 	"max-snapshots":                        "MetaStore keeps no snapshot files; a snapshot for a follower is a pebble checkpoint removed once sent",
-	"max-wals":                             "pebble recycles its write-ahead log files itself once their data is flushed",
+	"max-wals":                             "the raft log's WAL segments (member/raftlog) are removed as soon as its truncation passes every entry in them",
 	"backend-bbolt-freelist-type":          "MetaStore's backend is pebble, not bbolt",
 	"backend-batch-interval":               "pebble commits every applied batch; each write is acknowledged after the fsync covering it",
 	"backend-batch-limit":                  "pebble commits every applied batch; each write is acknowledged after the fsync covering it",
