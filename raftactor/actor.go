@@ -315,8 +315,14 @@ func (n *Node) queueReady(ctx actor.Context) {
 
 func (n *Node) start(ctx actor.Context) {
 	// A restarted actor goes on from what the WAL has: not from records
-	// its predecessor queued and did not commit.
+	// its predecessor queued and did not commit, and not from records it
+	// wrote and did not sync (a Ready cut short after a segment change)
+	// unless they are synced first: raft takes what it loads as durable.
 	n.cfg.WAL.Discard()
+	if err := n.cfg.WAL.Commit(true); err != nil {
+		n.fail(fmt.Errorf("raftactor: sync the raft log at start: %w", err))
+		return
+	}
 	sv := n.cfg.StoreView()
 	ms, savedFirst, exists, err := loadLog(n.cfg.DB, n.cfg.WAL, sv.Applied, sv.AppliedTerm, n.cfg.Logger)
 	if err != nil {
