@@ -5,10 +5,11 @@ import (
 	"slices"
 )
 
-// The store's part of the pebble key space. One pebble DB holds the raft log
-// too (prefix 'r', owned by raftactor), so that the raft actor's synced write
-// also makes every earlier, unsynced apply batch durable: pebble has one WAL
-// and a sync covers everything written before it.
+// The store's part of the pebble key space. The same DB holds the raft
+// actor's truncation point (prefix 'r', owned by raftactor), whose synced
+// write at each log truncation also makes every earlier, unsynced apply
+// batch durable: pebble has one WAL and a sync covers everything written
+// before it. (The log's entries are in the raft log's own WAL, raftwal.)
 //
 //	'k' enc(key) ^main(8)       -> record (one version of a key)
 //	'l' enc(key)                -> main(8) + record without value: the key's newest version

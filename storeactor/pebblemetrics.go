@@ -41,7 +41,7 @@ var (
 	compactionsRunningDesc = prometheus.NewDesc("metastore_pebble_compactions_in_progress",
 		"Compactions running now.", nil, nil)
 	walBytesDesc = prometheus.NewDesc("metastore_pebble_wal_bytes_written_total",
-		"Bytes written to pebble's write-ahead log (raft log and store batches alike).", nil, nil)
+		"Bytes written to pebble's write-ahead log (the store's batches; the raft log has its own).", nil, nil)
 	walFsyncDesc = prometheus.NewDesc("metastore_pebble_wal_fsync_duration_seconds",
 		"Latency of pebble's WAL fsyncs alone (etcd_disk_wal_fsync_duration_seconds times the raft actor's whole synced commit).", nil, nil)
 	tableItersDesc = prometheus.NewDesc("metastore_pebble_table_iterators",

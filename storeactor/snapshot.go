@@ -23,8 +23,8 @@ import (
 // The archive's length is a multiple of 512, so the whole stream is 512n +
 // 32 bytes: the shape etcdctl checks for ("sha256 checksum not found"
 // otherwise), as it is for etcd's bbolt snapshots. The checkpoint holds the
-// store's key space and the raft log at one point in time; a restore keeps
-// the store and starts a new raft log.
+// store's key space (and the raft log's truncation point) at one point in
+// time; a restore keeps the store and starts a new raft log.
 
 // SnapshotDir is the folder, under the archive's root, holding the DB files.
 const SnapshotDir = "db"
