@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/metastore/metastore/durabledir"
 )
 
 // A MetaStore data dir:
@@ -198,7 +200,7 @@ func etcdFiles(fs vfs.FS, memberDir string) (string, error) {
 // dir and its marker. A crash between the two leaves a record and no DB,
 // which the next start completes.
 func (l dataDirLayout) prepare(fs vfs.FS) error {
-	if err := createDurableDir(fs, l.memberDir); err != nil {
+	if err := durabledir.Create(fs, l.memberDir); err != nil {
 		return err
 	}
 	if l.writeRecord {
@@ -209,7 +211,7 @@ func (l dataDirLayout) prepare(fs vfs.FS) error {
 	if l.walDir == "" {
 		return nil
 	}
-	if err := createDurableDir(fs, l.walDir); err != nil {
+	if err := durabledir.Create(fs, l.walDir); err != nil {
 		return err
 	}
 	if l.writeMarker {
@@ -278,5 +280,5 @@ func writeJSONDurably(fs vfs.FS, path string, v any) error {
 	if err := fs.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(fs, fs.PathDir(path))
+	return durabledir.Sync(fs, fs.PathDir(path))
 }

@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/durabledir"
 	"github.com/metastore/metastore/raftwal"
 	"github.com/metastore/metastore/storeactor"
 )
@@ -51,7 +52,7 @@ func (n *Node) openStorage() error {
 		n.lg.Info("wrote data dir format record", zap.String("data-dir", l.dataDir),
 			zap.Int("format-version", l.record.Format), zap.String("wal-dir", l.walDir))
 	}
-	if err := createDurableDir(n.fs, l.dbDir); err != nil {
+	if err := durabledir.Create(n.fs, l.dbDir); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	pacer := storeactor.NewCompactionPacer()
@@ -122,41 +123,6 @@ func (n *Node) raftFailed(err error) {
 // and those Config.PeerCut cuts.
 func (n *Node) peerCut(peer uint64) bool {
 	return n.failedDB.Load() || n.cfg.PeerCut != nil && n.cfg.PeerCut(peer)
-}
-
-// createDurableDir makes dir and its missing parents, and syncs the
-// parent of each directory it made. pebble makes its files and its own
-// directory's entries durable, but the entry naming dir (and those naming
-// its parents) belongs to the parent: unsynced, a power loss can take the
-// directory back, and with it every file pebble had synced in it.
-func createDurableDir(fs vfs.FS, dir string) error {
-	var made []string // missing, deepest first
-	for d := dir; ; d = fs.PathDir(d) {
-		if _, err := fs.Stat(d); err == nil {
-			break
-		}
-		made = append(made, d)
-		if fs.PathDir(d) == d {
-			break
-		}
-	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	for i := len(made) - 1; i >= 0; i-- {
-		if err := syncDir(fs, fs.PathDir(made[i])); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 // identity is who this member is and whom it starts with.
