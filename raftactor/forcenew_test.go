@@ -1,6 +1,7 @@
 package raftactor
 
 import (
+	"encoding/binary"
 	"fmt"
 	"github.com/metastore/metastore/raftwal"
 	"strings"
@@ -182,4 +183,10 @@ func openTestWAL(tb testing.TB, fs vfs.FS) *raftwal.WAL {
 	}
 	tb.Cleanup(func() { wal.Close() })
 	return wal
+}
+
+// entryKey is where a format 1 data dir kept log entry index in pebble
+// (moveLogToWAL reads them from there).
+func entryKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), entryPrefix...), index)
 }

@@ -1,7 +1,6 @@
 package raftactor
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -44,10 +43,6 @@ var (
 	keySnapshot  = []byte("rs")
 	entryPrefix  = []byte("re")
 )
-
-func entryKey(index uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), entryPrefix...), index)
-}
 
 // loadLog rebuilds the in-memory raft storage from the truncation point
 // in pebble and the WAL. It reports whether any raft state existed (false
@@ -115,9 +110,8 @@ func loadLog(db *pebble.DB, wal *raftwal.WAL, applied, appliedTerm uint64, lg *z
 		return nil, 0, false, fmt.Errorf("raftactor: the raft log's WAL starts at entry %d, after the truncation point %d", walFirst, first-1)
 	}
 	savedFirst = first
-	if walFirst <= walLast {
-		savedFirst = min(first, walFirst)
-		exists = true
+	if walFirst <= walLast { // walFirst <= first: checked above
+		savedFirst, exists = walFirst, true
 	}
 	if from := max(first, walFirst); from <= walLast {
 		ents, err := wal.ReadEntries(from, walLast+1, math.MaxUint64)

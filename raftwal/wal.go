@@ -43,6 +43,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/durabledir"
 )
 
 // DefaultSegmentSize is the size a segment is preallocated to (etcd's WAL
@@ -108,7 +110,7 @@ func Open(opts Options) (*WAL, error) {
 		opts.Logger = zap.NewNop()
 	}
 	w := &WAL{opts: opts, readers: map[uint64]vfs.File{}, idx: index{first: 1}}
-	if err := createDir(opts.FS, opts.Dir); err != nil {
+	if err := durabledir.Create(opts.FS, opts.Dir); err != nil {
 		return nil, fmt.Errorf("raftwal: create %s: %w", opts.Dir, err)
 	}
 	if err := w.scan(); err != nil {
@@ -117,7 +119,6 @@ func Open(opts Options) (*WAL, error) {
 	if err := w.roll(); err != nil {
 		return nil, err
 	}
-	segmentsGauge.Set(float64(len(w.segs)))
 	return w, nil
 }
 
@@ -141,8 +142,7 @@ func OpenForReading(opts Options) (*WAL, error) {
 // state and where each segment's data ends; it removes what a crash left
 // behind (segments before a gap, a last segment without a header).
 func (w *WAL) scan() error {
-	fs := w.opts.FS
-	names, err := fs.List(w.opts.Dir)
+	names, err := w.opts.FS.List(w.opts.Dir)
 	if w.readOnly && errors.Is(err, os.ErrNotExist) {
 		return nil // a data dir whose WAL was never made: empty
 	}
@@ -166,10 +166,7 @@ func (w *WAL) scan() error {
 	for i := len(seqs) - 1; i > 0; i-- {
 		if seqs[i-1]+1 != seqs[i] {
 			for _, s := range seqs[:i] {
-				if w.readOnly {
-					break
-				}
-				if err := fs.Remove(w.path(s)); err != nil {
+				if err := w.remove(s); err != nil {
 					return fmt.Errorf("raftwal: remove segment left by an interrupted release: %w", err)
 				}
 			}
@@ -187,10 +184,7 @@ func (w *WAL) scan() error {
 			return err
 		}
 		if !ok { // the last segment, its creation cut short by a crash
-			if w.readOnly {
-				break
-			}
-			if err := fs.Remove(w.path(seq)); err != nil {
+			if err := w.remove(seq); err != nil {
 				return fmt.Errorf("raftwal: remove incomplete segment: %w", err)
 			}
 			break
@@ -202,6 +196,15 @@ func (w *WAL) scan() error {
 		w.segs = append(w.segs, seg.segment)
 	}
 	return nil
+}
+
+// remove removes what scan found a crash left, unless the WAL is only
+// being read.
+func (w *WAL) remove(seq uint64) error {
+	if w.readOnly {
+		return nil
+	}
+	return w.opts.FS.Remove(w.path(seq))
 }
 
 type scannedSegment struct {
@@ -302,7 +305,7 @@ func (w *WAL) roll() error {
 	if err := f.Sync(); err != nil {
 		return errors.Join(err, f.Close())
 	}
-	if err := syncDir(fs, w.opts.Dir); err != nil {
+	if err := durabledir.Sync(fs, w.opts.Dir); err != nil {
 		return errors.Join(err, f.Close())
 	}
 	if len(w.segs) == 0 {
@@ -401,7 +404,6 @@ func (w *WAL) reserve(n int) error {
 	if err := w.write(); err != nil {
 		return err
 	}
-	w.segs[len(w.segs)-1].end = w.off
 	return w.roll()
 }
 
@@ -416,6 +418,7 @@ func (w *WAL) write() error {
 	w.off += int64(len(w.buf))
 	w.written += int64(len(w.buf))
 	cur := &w.segs[len(w.segs)-1]
+	cur.end = w.off
 	for _, q := range w.queued {
 		switch q.kind {
 		case kindEntry:
@@ -444,7 +447,6 @@ func (w *WAL) Commit(sync bool) error {
 	if err := w.write(); err != nil {
 		return w.failed(err)
 	}
-	w.segs[len(w.segs)-1].end = w.off
 	if sync {
 		if err := w.f.SyncData(); err != nil {
 			return w.failed(err)
@@ -569,7 +571,7 @@ func (w *WAL) Release(index uint64) error {
 			return fmt.Errorf("raftwal: remove segment: %w", err)
 		}
 	}
-	if err := syncDir(w.opts.FS, w.opts.Dir); err != nil {
+	if err := durabledir.Sync(w.opts.FS, w.opts.Dir); err != nil {
 		return fmt.Errorf("raftwal: %w", err)
 	}
 	w.idx.dropBefore(w.segs[n].seq)
@@ -596,23 +598,4 @@ func (w *WAL) Close() error {
 		w.err = errors.New("raftwal: closed")
 	}
 	return errors.Join(errs...)
-}
-
-// createDir makes dir and syncs its parent if it did not exist.
-func createDir(fs vfs.FS, dir string) error {
-	if _, err := fs.Stat(dir); err == nil {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return syncDir(fs, fs.PathDir(dir))
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
