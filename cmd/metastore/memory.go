@@ -92,6 +92,9 @@ func setUpMemory(flag int64, lg *zap.Logger) (storeactor.MemorySizes, func()) {
 	} else if follow {
 		fields = append(fields, zap.String("go-memory-limit", "2x live heap + runtime overhead, at least 96 MiB"))
 	}
+	if n := mallocArenas(); n > 0 {
+		fields = append(fields, zap.Int("malloc-arenas", n))
+	}
 	lg.Info("sized memory", fields...)
 	return sizes, stop
 }
