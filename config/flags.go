@@ -67,7 +67,7 @@ func newFlagSet(c *Config) *flagSet {
 	f.Int64Var(&c.DefragRateBytes, "defrag-rate-bytes", c.DefragRateBytes, "Bytes per second a defragmentation may write while clients are writing (it runs at full speed when they are not); 0 means unpaced. MetaStore only.")
 	f.Int64Var(&c.MemoryLimitBytes, "memory-limit-bytes", c.MemoryLimitBytes, "Memory budget of the member: pebble's memtables and block cache, the store's caches and the Go heap's soft limit are sized from it; 0 means GOMEMLIMIT, else the cgroup's memory limit, else lean defaults. MetaStore only.")
 	f.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", c.LeaseCheckpointInterval, "How often the leader checkpoints each lease's remaining TTL with --feature-gates=LeaseCheckpoint=true (etcd's fixed interval by default). MetaStore only.")
-	f.Int64Var(&c.MaxRangeBytesInFlight, "max-range-bytes-in-flight", c.MaxRangeBytesInFlight, "Bytes of Range responses the server builds and sends at once; further large reads wait (the oldest always proceeds); 0 means unbounded. MetaStore only.")
+	f.Int64Var(&c.MaxRangeBytesInFlight, "max-range-bytes-in-flight", c.MaxRangeBytesInFlight, "Bytes of Range and read-only Txn responses the server builds and sends at once; further large reads wait (the oldest always proceeds); 0 means unbounded. MetaStore only.")
 
 	// URLs
 	f.Var(flags.NewUniqueURLsWithExceptions(defaultListenPeerURL, ""), "listen-peer-urls", "List of URLs to listen on for peer traffic.")

@@ -20,7 +20,8 @@ import (
 // 20k keys of 1 KiB under one prefix (100k with METASTORE_LONG=1), some
 // overwritten, some deleted; then ten clients at once (a connection each)
 // list the whole prefix from MetaStore, and ten list it in Kubernetes'
-// pages of 500. Every list must be etcd's answer (headers' ids aside),
+// pages of 500, some of the whole lists in a read-only txn. Every list
+// must be etcd's answer (headers' ids aside),
 // and once they are done no byte may be left charged to the budget.
 func TestBigListDifferential(t *testing.T) {
 	keys := 20_000
@@ -62,6 +63,19 @@ func TestBigListDifferential(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if i%4 == 0 {
+				// A read-only txn is charged to the budget as a Range is.
+				got, err := kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: whole}}}}, recvAll)
+				var rng *pb.RangeResponse
+				if err == nil {
+					rng = got.Responses[0].GetResponseRange()
+					rng.Header = got.Header
+				}
+				if d := diffResult(rng, err, want, nil); d != "" {
+					t.Errorf("whole list %d in a txn: %s: %s", i, d, fmtRes(shortRange(rng), err))
+				}
+				return
+			}
 			if i%2 == 0 {
 				got, err := kv.Range(ctx, whole, recvAll)
 				if d := diffResult(got, err, want, nil); d != "" {

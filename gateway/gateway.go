@@ -107,8 +107,8 @@ type Config struct {
 	// etcd_server_feature_enabled (nil: etcd's defaults).
 	FeatureGate featuregate.FeatureGate
 	// MaxRangeBytesInFlight is --max-range-bytes-in-flight: the bytes of
-	// Range responses built and sent at once (rangebudget.go); 0: no
-	// bound.
+	// Range and read-only Txn responses built and sent at once
+	// (rangebudget.go); 0: no bound.
 	MaxRangeBytesInFlight int64
 }
 

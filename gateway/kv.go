@@ -78,6 +78,7 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		return nil, err
 	}
 	var resp *pb.TxnResponse
+	var t *rangeTicket // a read-only txn's share of --max-range-bytes-in-flight, as a Range's
 	if storeactor.IsTxnReadOnly(r) {
 		// As etcd: a read-only txn is a read; it is linearizable unless
 		// every range in it asks to be serializable.
@@ -91,11 +92,14 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
 			return st.CheckTxn(ai, r, nil) // read-only: no puts, no lease keys to look at
 		}, func() (err error) {
-			resp, err = s.g.cfg.Store.Txn(r)
+			resp, t, err = s.g.readTxn(ctx, r)
 			return err
 		})
 		observeRequest(requestTypeReadonlyTxn, err == nil, start)
 		if err != nil {
+			if t != nil {
+				t.release()
+			}
 			return nil, err
 		}
 	} else {
@@ -106,6 +110,11 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		resp = res.Resp.(*pb.TxnResponse)
 	}
 	s.g.header(resp.Header)
+	if t != nil {
+		if err := s.g.holdTxnForSend(resp, t); err != nil {
+			return nil, err
+		}
+	}
 	return resp, nil
 }
 

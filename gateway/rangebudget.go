@@ -13,8 +13,8 @@ import (
 	"github.com/metastore/metastore/metrics"
 )
 
-// rangeBudget bounds the bytes of Range responses being built and sent at
-// once (--max-range-bytes-in-flight): etcd builds every response whole, so
+// rangeBudget bounds the bytes of Range (and read-only Txn) responses
+// being built and sent at once (--max-range-bytes-in-flight): etcd builds every response whole, so
 // ten clients listing 100 MB each hold a gigabyte or more at once, and
 // enough of them take the member down (etcd's known out-of-memory case).
 //
@@ -272,16 +272,16 @@ func (b *rangeBudget) remove(t *rangeTicket) {
 var (
 	rangeBytesInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "metastore", Subsystem: "range", Name: "bytes_in_flight",
-		Help: "Bytes of Range responses being built or sent, charged to --max-range-bytes-in-flight.",
+		Help: "Bytes of Range and read-only Txn responses being built or sent, charged to --max-range-bytes-in-flight.",
 	})
 	// Both are counted when the request's bytes come back.
 	rangeBudgetWaits = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "metastore", Subsystem: "range", Name: "budget_waits_total",
-		Help: "Range requests that waited for --max-range-bytes-in-flight bytes to be freed.",
+		Help: "Range and read-only Txn requests that waited for --max-range-bytes-in-flight bytes to be freed.",
 	})
 	rangeBudgetWaitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "metastore", Subsystem: "range", Name: "budget_wait_seconds",
-		Help:    "How long in all a Range request that waited waited for --max-range-bytes-in-flight bytes.",
+		Help:    "How long in all a Range or read-only Txn request that waited waited for --max-range-bytes-in-flight bytes.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 	})
 )

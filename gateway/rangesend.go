@@ -17,7 +17,7 @@ import (
 	"github.com/metastore/metastore/storeactor"
 )
 
-// A Range's budget ticket (rangebudget.go) is held until gRPC has written
+// A Range's budget ticket (rangebudget.go), or a read-only Txn's, is held until gRPC has written
 // the encoded response to the connection: a unary handler returns before
 // gRPC marshals its answer, and gRPC's writer holds the encoding until the
 // client has read it (HTTP/2 flow control), so the bytes in flight are
@@ -36,7 +36,7 @@ import (
 // ticket is never held by a response nobody will send.
 type rangeSends struct {
 	n atomic.Int64 // entries in m: the codec looks at m only when some are
-	m sync.Map     // weak.Pointer[pb.RangeResponse] -> *pendingSend
+	m sync.Map     // weak.Pointer[pb.RangeResponse or pb.TxnResponse] -> *pendingSend
 }
 
 type pendingSend struct {
@@ -44,17 +44,17 @@ type pendingSend struct {
 	cleanup runtime.Cleanup
 }
 
-// put hands t over with resp, which the handler returns next.
-func (s *rangeSends) put(resp *pb.RangeResponse, t *rangeTicket) {
+// putSend hands t over with resp, which the handler returns next.
+func putSend[R pb.RangeResponse | pb.TxnResponse](s *rangeSends, resp *R, t *rangeTicket) {
 	w := weak.Make(resp)
 	p := &pendingSend{t: t}
-	p.cleanup = runtime.AddCleanup(resp, s.drop, w)
+	p.cleanup = runtime.AddCleanup(resp, s.drop, any(w))
 	s.m.Store(w, p)
 	s.n.Add(1)
 }
 
-// take returns the ticket handed over with resp, if any.
-func (s *rangeSends) take(resp *pb.RangeResponse) *rangeTicket {
+// takeSend returns the ticket handed over with resp, if any.
+func takeSend[R pb.RangeResponse | pb.TxnResponse](s *rangeSends, resp *R) *rangeTicket {
 	if s.n.Load() == 0 {
 		return nil
 	}
@@ -68,25 +68,30 @@ func (s *rangeSends) take(resp *pb.RangeResponse) *rangeTicket {
 	return p.t
 }
 
-func (s *rangeSends) drop(w weak.Pointer[pb.RangeResponse]) {
+func (s *rangeSends) drop(w any) {
 	if v, ok := s.m.LoadAndDelete(w); ok {
 		s.n.Add(-1)
 		v.(*pendingSend).t.release()
 	}
 }
 
-// rangeCodec is gRPC's proto codec, encoding the Range responses handed
-// over in rangeSends itself (encodeRange). Both client servers use it
-// (the in-process one serves the JSON gateway).
+// rangeCodec is gRPC's proto codec, encoding the Range and Txn responses
+// handed over in rangeSends itself (encodeRange, encodeTxn). Both client
+// servers use it (the in-process one serves the JSON gateway).
 type rangeCodec struct {
 	encoding.CodecV2
 	sends *rangeSends
 }
 
 func (c rangeCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if r, ok := v.(*pb.RangeResponse); ok {
-		if t := c.sends.take(r); t != nil {
+	switch r := v.(type) {
+	case *pb.RangeResponse:
+		if t := takeSend(c.sends, r); t != nil {
 			return encodeRange(r, t)
+		}
+	case *pb.TxnResponse:
+		if t := takeSend(c.sends, r); t != nil {
+			return encodeTxn(r, t)
 		}
 	}
 	return c.CodecV2.Marshal(v)
@@ -100,6 +105,22 @@ func encodeRange(r *pb.RangeResponse, t *rangeTicket) (mem.BufferSlice, error) {
 	pool := mem.DefaultBufferPool()
 	b := pool.Get(proto.Size(r))
 	buf, err := appendRange((*b)[:0], r)
+	return heldEncoding(pool, b, buf, err, t)
+}
+
+// encodeTxn encodes a read-only txn's response r, whole, into a buffer
+// that releases t when gRPC frees it.
+func encodeTxn(r *pb.TxnResponse, t *rangeTicket) (mem.BufferSlice, error) {
+	pool := mem.DefaultBufferPool()
+	b := pool.Get(proto.Size(r))
+	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*b)[:0], r)
+	return heldEncoding(pool, b, buf, err, t)
+}
+
+// heldEncoding is what encodeRange and encodeTxn return for buf, the
+// encoding they appended to b, the pool's: a buffer whose release, when
+// gRPC frees it, releases t.
+func heldEncoding(pool mem.BufferPool, b *[]byte, buf []byte, err error, t *rangeTicket) (mem.BufferSlice, error) {
 	if err != nil {
 		pool.Put(b)
 		t.release()
@@ -253,6 +274,34 @@ func (g *Gateway) holdForSend(ctx context.Context, resp *pb.RangeResponse, t *ra
 	if t.held == 0 {
 		return nil // small: never took bytes
 	}
-	g.sends.put(resp, t)
+	putSend(g.sends, resp, t)
+	return nil
+}
+
+// readTxn runs a read-only txn for a client, charging what its ranges
+// build to the budget as readRange does; the ticket is nil on error.
+// Unlike a Range, a txn is not stopped early when its result will not
+// fit in a message: holdTxnForSend answers that once it is built.
+func (g *Gateway) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, *rangeTicket, error) {
+	t := g.ranges.ticket()
+	resp, err := g.cfg.Store.TxnCharged(r, func(built int64) error { return t.charge(ctx, built) })
+	if err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	return resp, t, nil
+}
+
+// holdTxnForSend is holdForSend for a read-only txn's response and the
+// ticket readTxn charged.
+func (g *Gateway) holdTxnForSend(resp *pb.TxnResponse, t *rangeTicket) error {
+	if t.held == 0 {
+		return nil // small: never took bytes
+	}
+	if n := int64(proto.Size(resp)); n > g.maxSendBytes {
+		t.release()
+		return errTooLargeToSend(n, g.maxSendBytes)
+	}
+	putSend(g.sends, resp, t)
 	return nil
 }

@@ -98,7 +98,7 @@ func TestRangeSendReleasedWhenDropped(t *testing.T) {
 	sends := &rangeSends{}
 	func() {
 		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
-		sends.put(resp, heldTicket(t, b, 200*kib))
+		putSend(sends, resp, heldTicket(t, b, 200*kib))
 	}()
 	runtime.GC()
 	p.waitIdle()
@@ -109,8 +109,8 @@ func TestRangeSendReleasedWhenDropped(t *testing.T) {
 	func() {
 		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
 		tk := heldTicket(t, b, 200*kib)
-		sends.put(resp, tk)
-		if got := sends.take(resp); got != tk {
+		putSend(sends, resp, tk)
+		if got := takeSend(sends, resp); got != tk {
 			t.Fatal("the codec did not get the ticket handed over")
 		}
 		if _, err := encodeRange(resp, tk); err != nil { // the buffer is dropped, never freed
@@ -178,6 +178,63 @@ func TestRangeConcurrentListsBounded(t *testing.T) {
 		t.Fatalf("peak %d bytes in flight, over the budget plus one response (%d)", p.peak, bound)
 	}
 	t.Logf("responses of %d KiB, peak %d KiB in flight", size/kib, p.peak/kib)
+}
+
+// Read-only txns are bounded as lists are: ten clients each reading a
+// prefix of 1.5 MB twice in one txn (a range of it, then a single key and
+// the range again), through the gRPC server, with a budget of 512 KiB:
+// every txn is answered exactly, the bytes in flight stay within the
+// budget plus one response, and all come back once the responses are
+// sent. A txn whose result will not fit in a message gets gRPC's answer
+// and gives its bytes back.
+func TestReadOnlyTxnBounded(t *testing.T) {
+	w := newWorld(t)
+	listKeys(w, "list/", 1500, 1000)
+	const limit = 512 * kib
+	w.g.ranges = newRangeBudget(limit)
+	p := probeBudget(t, w.g.ranges)
+	kv := pb.NewKVClient(serve(t, w.g))
+	list := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")}}}
+	one := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("list/0007")}}}
+	req := &pb.TxnRequest{Success: []*pb.RequestOp{list, one, list}}
+	want, err := w.reader.Txn(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.g.header(want.Header)
+	size := int64(proto.Size(want))
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := kv.Txn(w.ctx, req)
+			if err != nil {
+				t.Errorf("txn %d: %v", i, err)
+				return
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("txn %d: %d bytes, want %d", i, proto.Size(got), size)
+			}
+		}()
+	}
+	wg.Wait()
+	p.waitIdle()
+	if bound := limit + size + rangeChargeChunk; p.peak > bound {
+		t.Fatalf("peak %d bytes in flight, over the budget plus one response (%d)", p.peak, bound)
+	}
+	if p.peak < limit {
+		t.Fatalf("peak %d bytes in flight: the txns did not charge the budget (%d)", p.peak, limit)
+	}
+	t.Logf("responses of %d KiB, peak %d KiB in flight", size/kib, p.peak/kib)
+
+	w.g.maxSendBytes = size - 1
+	_, err = kv.Txn(w.ctx, req)
+	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted ||
+		s.Message() != fmt.Sprintf("grpc: trying to send message larger than max (%d vs. %d)", size, size-1) {
+		t.Fatalf("Txn of %d bytes with a limit of %d: %v; want etcd's too large to send", size, size-1, err)
+	}
+	p.waitIdle()
 }
 
 // A result larger than the largest message gRPC sends gets etcd's

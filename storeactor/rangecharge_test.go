@@ -91,3 +91,77 @@ func TestKVFieldSize(t *testing.T) {
 		}
 	}
 }
+
+// TxnCharged answers what Txn answers, telling its Charge what the txn's
+// ranges have built in all: each range's key-values as RangeCharged
+// counts them, a single key once it is read, the ranges of the branch
+// taken only (a txn with a nested txn is not read-only: it goes through
+// raft, as in etcd); an error from the Charge stops the txn
+// and is its answer.
+func TestTxnCharged(t *testing.T) {
+	h := newHarness(t)
+	rangeFixture(h)
+	all := []byte{0}
+	rng := func(r *pb.RangeRequest) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: r}}
+	}
+	ranges := []*pb.RangeRequest{
+		{Key: all, RangeEnd: all},
+		{Key: []byte("b")},
+		{Key: []byte("b"), RangeEnd: []byte("d"), Limit: 1},
+		{Key: all, RangeEnd: all, CountOnly: true},
+	}
+	var ops []*pb.RequestOp
+	var want int64
+	for _, r := range ranges {
+		ops = append(ops, rng(r))
+		var built int64
+		if _, err := h.reader.RangeCharged(r, func(n int64) error { built = n; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if built == 0 {
+			for _, kv := range h.rng(r).Kvs {
+				built += int64(storeactor.KVFieldSize(kv))
+			}
+		}
+		want += built
+	}
+	if want == 0 {
+		t.Fatal("the fixture's ranges build nothing")
+	}
+	never := &pb.Compare{Key: []byte("b"), Target: pb.Compare_VERSION, Result: pb.Compare_EQUAL,
+		TargetUnion: &pb.Compare_Version{Version: 1 << 40}}
+	for _, req := range []*pb.TxnRequest{
+		{Success: ops},
+		{Compare: []*pb.Compare{never}, Success: []*pb.RequestOp{rng(ranges[0])}, Failure: ops},
+	} {
+		wantResp, err := h.reader.Txn(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last int64
+		got, err := h.reader.TxnCharged(req, func(n int64) error {
+			if n < last {
+				t.Fatalf("%s: charged %d after %d", prototext.Format(req), n, last)
+			}
+			last = n
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", prototext.Format(req), err)
+		}
+		if !proto.Equal(got, wantResp) {
+			t.Fatalf("%s:\n%s\nTxn:\n%s", prototext.Format(req), prototext.Format(got), prototext.Format(wantResp))
+		}
+		if last != want {
+			t.Fatalf("%s: charged %d in all, want %d", prototext.Format(req), last, want)
+		}
+	}
+
+	stop := errors.New("stop")
+	if _, err := h.reader.TxnCharged(&pb.TxnRequest{Success: []*pb.RequestOp{rng(ranges[1])}}, func(int64) error {
+		return stop
+	}); err != stop {
+		t.Fatalf("a Charge failing on a single key: %v, want %v", err, stop)
+	}
+}

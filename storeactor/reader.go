@@ -88,7 +88,13 @@ func (r *Reader) rangeRead(req *pb.RangeRequest, withTotal bool, charge Charge) 
 
 // Txn runs a read-only txn (no put, delete or nested writes) without going
 // through raft, as etcd does.
-func (r *Reader) Txn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
+func (r *Reader) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return r.TxnCharged(req, nil)
+}
+
+// TxnCharged is Txn telling charge what its ranges build, in all, as it
+// reads (see Charge), as RangeCharged does for one range.
+func (r *Reader) TxnCharged(req *pb.TxnRequest, charge Charge) (_ *pb.TxnResponse, err error) {
 	if !IsTxnReadOnly(req) {
 		return nil, errTxnWrites
 	}
@@ -96,7 +102,7 @@ func (r *Reader) Txn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 	for {
 		seq := r.view.readBegin()
 		v := r.view.Load()
-		tw := &writeTxn{r: r.db, beginRev: v.Rev}
+		tw := &writeTxn{r: r.db, beginRev: v.Rev, charge: charge}
 		resp, err := tw.applyTxn(req, v.CompactRev)
 		if !r.view.readValid(seq) {
 			continue

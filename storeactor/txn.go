@@ -29,6 +29,8 @@ type writeTxn struct {
 	written  *[][]byte        // when set, every key written is appended (see readCache)
 	counts   *countWriter     // the apply batch's count index (counts.go); nil for read-only txns
 	readErr  error            // the first read error of a read-only txn's ranges (see readFailed)
+	charge   Charge           // a read-only txn's: told what its ranges build (Reader.TxnCharged)
+	charged  int64            // what the txn's ranges before the current one built
 	live     int64            // bytes of versions and history written (see View.LiveBytes)
 	keys     int64            // change in the number of live keys (see View.Keys)
 	ops      mvccOps          // what etcd's mvcc metrics count of it

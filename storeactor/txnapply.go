@@ -262,12 +262,12 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 			if tw.counts != nil {
 				tw.counts.flush() // the range may count from the batch's index
 			}
-			r, err := executeRange(tw.r, nil, v.RequestRange, tw.rev(), compactRev, true, nil)
+			r, err := tw.executeRange(v.RequestRange, compactRev)
 			if err != nil {
 				// checkTxn let through only ranges that can run: this is
-				// the store failing to read, or (a read-only txn
-				// overtaken by a compaction) errVersionGone, which
-				// Reader.Txn runs again for.
+				// the store failing to read, (a read-only txn overtaken
+				// by a compaction) errVersionGone, which Reader.Txn runs
+				// again for, or the answer of a read-only txn's charge.
 				if tw.readErr == nil {
 					tw.readErr = tw.readFailed(err)
 				}
@@ -288,4 +288,30 @@ func (tw *writeTxn) executeTxn(rt *pb.TxnRequest, path []bool, resp *pb.TxnRespo
 		}
 	}
 	return n
+}
+
+// executeRange runs one of the txn's ranges at the txn's revision. A
+// read-only txn's charge is told what its ranges have built in all: this
+// one's key-values as it reads them (ranges of more than one key), or
+// once it has read them (a single key, which executeRange does not
+// charge).
+func (tw *writeTxn) executeRange(r *pb.RangeRequest, compactRev int64) (*pb.RangeResponse, error) {
+	if tw.charge == nil {
+		return executeRange(tw.r, nil, r, tw.rev(), compactRev, true, nil)
+	}
+	var built int64
+	resp, err := executeRange(tw.r, nil, r, tw.rev(), compactRev, true, func(n int64) error {
+		built = n
+		return tw.charge(tw.charged + n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if built == 0 {
+		for _, kv := range resp.Kvs {
+			built += int64(KVFieldSize(kv))
+		}
+	}
+	tw.charged += built
+	return resp, tw.charge(tw.charged)
 }
