@@ -243,14 +243,14 @@ func (w *WAL) scanSegment(seq uint64, last bool) (scannedSegment, bool, error) {
 		}
 		switch k {
 		case kindEntry:
-			e := new(raftpb.Entry)
-			if err := proto.Unmarshal(p, e); err != nil {
+			index, err := entryIndex(p)
+			if err != nil {
 				return s, false, fmt.Errorf("raftwal: segment %s offset %d: entry: %w", segmentName(seq), at, err)
 			}
-			if err := w.idx.put(e.GetIndex(), seq, at); err != nil {
+			if err := w.idx.put(index, seq, at); err != nil {
 				return s, false, fmt.Errorf("raftwal: segment %s offset %d: %w", segmentName(seq), at, err)
 			}
-			s.maxIndex = max(s.maxIndex, e.GetIndex())
+			s.maxIndex = max(s.maxIndex, index)
 		case kindHardState:
 			w.hs = append(w.hs[:0], p...)
 		case kindTruncate:
