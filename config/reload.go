@@ -39,6 +39,9 @@ var liveSettings = map[string]func(dst, src *Config){
 	"defrag-rate-bytes":      func(d, s *Config) { d.DefragRateBytes = s.DefragRateBytes },
 	"warning-apply-duration": func(d, s *Config) { d.WarningApplyDuration = s.WarningApplyDuration },
 	"corrupt-check-time":     func(d, s *Config) { d.CorruptCheckTime = s.CorruptCheckTime },
+	"warning-unary-request-duration": func(d, s *Config) {
+		d.WarningUnaryRequestDuration = s.WarningUnaryRequestDuration
+	},
 }
 
 // Changes lists the settings next gives other values than running does,

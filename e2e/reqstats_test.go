@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -114,3 +115,35 @@ func fieldTypes(f map[string]any) []string {
 // squeezeSpaces makes runs of spaces one: protobuf's text format puts one
 // or two between fields at random, per build.
 func squeezeSpaces(v any) string { return strings.Join(strings.Fields(fmt.Sprint(v)), " ") }
+
+// TestJSONGatewayCountedLikeEtcd: a request through the JSON gateway is a
+// client's request, as in etcd (whose gateway dials its own client port):
+// counted in grpc_server_handled_total and logged in request stats, with
+// the HTTP client's address as the remote.
+func TestJSONGatewayCountedLikeEtcd(t *testing.T) {
+	const method = "/etcdserverpb.KV/DeleteRange"
+	flags := WithFlags("--log-level=debug")
+	for _, s := range []*Server{StartEtcd(t, flags), StartMetaStore(t, flags)} {
+		handled := func() float64 {
+			v, _ := scrapeMetrics(t, s.ClientURL()+"/metrics").value("grpc_server_handled_total",
+				"grpc_method=DeleteRange", "grpc_code=OK")
+			return v
+		}
+		before := handled()
+		resp, err := http.Post(s.ClientURL()+"/v3/kv/deleterange", "application/json", strings.NewReader(`{"key":"`+b64("json-del")+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: POST /v3/kv/deleterange: %s", s.Name, resp.Status)
+		}
+		if after := handled(); after != before+1 {
+			t.Errorf("%s: grpc_server_handled_total{DeleteRange,OK} %v -> %v over one JSON request, want +1", s.Name, before, after)
+		}
+		line := requestStatsLines(t, s, []string{method})[method]
+		if remote := fmt.Sprint(line["remote"]); !strings.HasPrefix(remote, "127.0.0.1") {
+			t.Errorf("%s: remote %q, want the HTTP client's address", s.Name, remote)
+		}
+	}
+}

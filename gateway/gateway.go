@@ -9,6 +9,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -137,6 +138,8 @@ type Gateway struct {
 	// maxSendBytes is the largest message the client servers send
 	// (etcd's: math.MaxInt32).
 	maxSendBytes int64
+	// warnUnary is --warning-unary-request-duration now (reqstats.go).
+	warnUnary atomic.Int64
 }
 
 func New(cfg Config) *Gateway {
@@ -155,12 +158,11 @@ func New(cfg Config) *Gateway {
 	if cfg.Audit == nil {
 		cfg.Audit = cfg.Logger.Named("audit")
 	}
-	if cfg.WarningUnaryRequestDuration <= 0 {
-		cfg.WarningUnaryRequestDuration = defaultWarningUnaryRequestDuration
-	}
-	return &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
+	g := &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
 		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics),
 		ranges: newRangeBudget(cfg.MaxRangeBytesInFlight), sends: &rangeSends{}, maxSendBytes: math.MaxInt32}
+	g.warnUnary.Store(int64(warnUnaryDuration(cfg.WarningUnaryRequestDuration)))
+	return g
 }
 
 // NewServer builds the gRPC server for clients with every etcd service
@@ -179,7 +181,17 @@ func (g *Gateway) NewServer(opts ...grpc.ServerOption) *grpc.Server {
 // Its RPCs are not counted: they are the recipes' steps, not clients'
 // requests (etcd's in-process client bypasses its gRPC server too).
 func (g *Gateway) NewInProcessServer() *grpc.Server {
-	return g.newServer(math.MaxInt32, false, grpc.NumStreamWorkers(0))
+	return g.newServer(math.MaxInt32, true, grpc.NumStreamWorkers(0))
+}
+
+// NewJSONServer builds the in-process server of the JSON gateway (and the
+// console). etcd's gateway dials etcd's client port, so its requests are
+// counted in the metrics and logged in request stats as any client's:
+// here too (the remote logged is the HTTP client's: reqstats.go).
+// Like NewInProcessServer it sets no gRPC size limit: a JSON request is
+// held to --max-request-bytes when proposed.
+func (g *Gateway) NewJSONServer() *grpc.Server {
+	return g.newServer(math.MaxInt32, true, grpc.NumStreamWorkers(0))
 }
 
 // streamWorkers is how many goroutines serve gRPC streams (when all are

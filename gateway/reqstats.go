@@ -2,14 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/actors"
 )
 
 // Request stats: etcd's log line for unary RPCs, which operators grep for
@@ -22,6 +24,42 @@ import (
 
 // defaultWarningUnaryRequestDuration is etcd's --warning-unary-request-duration.
 const defaultWarningUnaryRequestDuration = 300 * time.Millisecond
+
+// warnUnaryDuration is the threshold a --warning-unary-request-duration
+// value means: etcd's default for 0.
+func warnUnaryDuration(flag time.Duration) time.Duration {
+	if flag <= 0 {
+		return defaultWarningUnaryRequestDuration
+	}
+	return flag
+}
+
+// SetWarnUnaryDuration changes --warning-unary-request-duration while the
+// member runs (a configuration reload).
+type SetWarnUnaryDuration struct {
+	Duration time.Duration
+}
+
+// Validate refuses a negative duration.
+func (m *SetWarnUnaryDuration) Validate() error {
+	if m.Duration < 0 {
+		return fmt.Errorf("--warning-unary-request-duration must not be negative (got %v)", m.Duration)
+	}
+	return nil
+}
+
+// SetWarnUnaryDuration puts m in effect for the RPCs that end from now
+// on, and logs and counts the change.
+func (g *Gateway) SetWarnUnaryDuration(m *SetWarnUnaryDuration) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	d := warnUnaryDuration(m.Duration)
+	if old := time.Duration(g.warnUnary.Swap(int64(d))); old != d {
+		actors.SettingChanged(g.cfg.Logger, "warning-unary-request-duration", old, d)
+	}
+	return nil
+}
 
 // withRequestStats returns first (the chain's outermost interceptor) with
 // request stats logged around it. It wraps first rather than joining the
@@ -46,18 +84,19 @@ func (g *Gateway) requestStatsLevel(took time.Duration) (zapcore.Level, bool) {
 	switch {
 	case g.cfg.Logger.Core().Enabled(zap.DebugLevel):
 		return zap.DebugLevel, true
-	case took > g.cfg.WarningUnaryRequestDuration:
+	case took > time.Duration(g.warnUnary.Load()):
 		return zap.WarnLevel, true
 	}
 	return 0, false
 }
 
 // logRequestStats writes etcd's "request stats" line, fields in etcd's
-// order; remote is etcd's placeholder when the RPC has no peer.
+// order; remote is etcd's placeholder when the RPC has no peer, and a
+// JSON gateway request's HTTP client (remoteAddr).
 func (g *Gateway) logRequestStats(ctx context.Context, lvl zapcore.Level, method string, start time.Time, took time.Duration, req, resp any) {
-	remote := "No remote client info."
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		remote = p.Addr.String()
+	remote := remoteAddr(ctx)
+	if remote == "" {
+		remote = "No remote client info."
 	}
 	s := requestStats(req, resp)
 	g.cfg.Logger.Log(lvl, "request stats",

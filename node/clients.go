@@ -57,10 +57,9 @@ func (c clientListener) logServing(lg *zap.Logger) {
 // with the gRPC health service, and the member's metrics registry.
 func (n *Node) startGateway() error {
 	// An in-process connection for the member's own client (Lock and
-	// Election run etcd's recipes through it, as etcd does) and for the
-	// JSON gateway.
+	// Election run etcd's recipes through it, as etcd does).
 	selfListener := bufconn.Listen(1 << 20)
-	n.dialSelf = grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return selfListener.DialContext(ctx) })
+	n.dialSelf = dialer(selfListener)
 	var err error
 	n.self, err = clientv3.New(clientv3.Config{
 		Endpoints:          []string{"127.0.0.1:0"}, // never dialled: the dialer below is
@@ -105,13 +104,16 @@ func (n *Node) startGateway() error {
 		gw.InitializeMetrics(n.grpcTLS)
 	}
 	n.selfGRPC = gw.NewInProcessServer()
-	n.serveWG.Add(1)
-	go func() {
-		defer n.serveWG.Done()
-		if err := n.selfGRPC.Serve(selfListener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			n.lg.Error("serving the member's own client", zap.Error(err))
-		}
-	}()
+	n.serveInProcess(n.selfGRPC, selfListener, "serving the member's own client")
+	if n.cfg.EnableGRPCGateway || n.cfg.EnableConsole {
+		// The JSON gateway's and the console's own in-process server:
+		// their requests are clients' (etcd's gateway dials its client
+		// port), counted and logged as such, unlike the recipes' steps.
+		jsonListener := bufconn.Listen(1 << 20)
+		n.dialJSON = dialer(jsonListener)
+		n.jsonGRPC = gw.NewJSONServer()
+		n.serveInProcess(n.jsonGRPC, jsonListener, "serving the JSON gateway")
+	}
 
 	n.registry, err = metrics.NewRegistry(
 		raftactor.NewCollector(n.raftView),
@@ -192,6 +194,23 @@ func (n *Node) metricsListenerHandler(checks *health.Checker, metricsHandler htt
 	return recoverHTTP(n.lg, actors.PanicHTTP, mux)
 }
 
+// dialer dials l, an in-process listener, whatever the address.
+func dialer(l *bufconn.Listener) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) })
+}
+
+// serveInProcess serves srv on l until it stops, logging failed with its
+// error if it fails.
+func (n *Node) serveInProcess(srv *grpc.Server, l *bufconn.Listener, failed string) {
+	n.serveWG.Add(1)
+	go func() {
+		defer n.serveWG.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.lg.Error(failed, zap.Error(err))
+		}
+	}()
+}
+
 // clientHTTPHandler is the HTTP side of the client port: the JSON gateway
 // and the web console (both through the member's in-process gRPC
 // connection), /version, /metrics,
@@ -201,8 +220,8 @@ func (n *Node) clientHTTPHandler(checks *health.Checker, metricsHandler http.Han
 	mux := http.NewServeMux()
 	if n.cfg.EnableGRPCGateway || n.cfg.EnableConsole {
 		// One in-process connection for both: their requests take a gRPC
-		// client's path through the member's own gRPC server.
-		conn, err := grpc.NewClient("passthrough:///metastore", n.dialSelf,
+		// client's path through a gRPC server of the member's.
+		conn, err := grpc.NewClient("passthrough:///metastore", n.dialJSON,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))
 		if err != nil {

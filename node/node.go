@@ -262,7 +262,9 @@ type Node struct {
 	gw         atomic.Pointer[gateway.Gateway]
 	dialSelf   grpc.DialOption  // the in-process connection to selfGRPC
 	self       *clientv3.Client // in-process client for the Lock and Election services
-	selfGRPC   *grpc.Server     // serves it, and the JSON gateway
+	selfGRPC   *grpc.Server     // serves it
+	dialJSON   grpc.DialOption  // the in-process connection to jsonGRPC
+	jsonGRPC   *grpc.Server     // serves the JSON gateway and the console
 	grpc       *grpc.Server     // plain client listeners
 	grpcTLS    *grpc.Server     // TLS client listeners
 	clients    []clientListener
@@ -421,8 +423,10 @@ func (n *Node) Stop() {
 		if n.self != nil {
 			n.self.Close()
 		}
-		if n.selfGRPC != nil {
-			n.selfGRPC.Stop()
+		for _, srv := range []*grpc.Server{n.selfGRPC, n.jsonGRPC} {
+			if srv != nil {
+				srv.Stop()
+			}
 		}
 		if n.servers != nil {
 			n.servers.Wait()

@@ -12,6 +12,7 @@ import (
 	"github.com/metastore/metastore/authactor"
 	"github.com/metastore/metastore/compactor"
 	"github.com/metastore/metastore/corruption"
+	"github.com/metastore/metastore/gateway"
 	"github.com/metastore/metastore/storeactor"
 )
 
@@ -26,6 +27,8 @@ type Live struct {
 	DefragRateBytes         int64         // --defrag-rate-bytes
 	WarningApplyDuration    time.Duration // --warning-apply-duration
 	CorruptCheckTime        time.Duration // --corrupt-check-time (0 = off)
+	// --warning-unary-request-duration (0 = etcd's 300ms, as at start)
+	WarningUnaryRequestDuration time.Duration
 }
 
 // liveOf is the Live part of a start's configuration.
@@ -34,7 +37,7 @@ func liveOf(cfg Config) Live {
 		AuthTokenTTL: cfg.AuthTokenTTL, QuotaBackendBytes: cfg.QuotaBackendBytes,
 		AutoCompactionMode: cfg.AutoCompactionMode, AutoCompactionRetention: cfg.AutoCompactionRetention,
 		DefragRateBytes: cfg.DefragRateBytes, WarningApplyDuration: cfg.WarningApplyDuration,
-		CorruptCheckTime: cfg.CorruptCheckTime,
+		CorruptCheckTime: cfg.CorruptCheckTime, WarningUnaryRequestDuration: cfg.WarningUnaryRequestDuration,
 	}
 }
 
@@ -58,7 +61,9 @@ func (n *Node) Live() Live {
 //     (compactor.SetPolicy: on, off, or a new mode or retention);
 //   - DefragRateBytes: the defragmenter (storeactor.SetDefragRate, a
 //     defragmentation under way included);
-//   - CorruptCheckTime: the corruption checker (corruption.SetInterval).
+//   - CorruptCheckTime: the corruption checker (corruption.SetInterval);
+//   - WarningUnaryRequestDuration: the gateway's request stats
+//     (gateway.SetWarnUnaryDuration).
 //
 // All or nothing for what a start would refuse: every change is checked
 // first, and one that is refused fails Reconfigure with nothing changed.
@@ -101,6 +106,7 @@ func (n *Node) liveChanges(old, next Live) []liveChange {
 	policy := &compactor.SetPolicy{Mode: next.AutoCompactionMode, Retention: next.AutoCompactionRetention}
 	defrag := &storeactor.SetDefragRate{Bytes: next.DefragRateBytes}
 	interval := &corruption.SetInterval{Interval: next.CorruptCheckTime}
+	warnUnary := &gateway.SetWarnUnaryDuration{Duration: next.WarningUnaryRequestDuration}
 	all := []liveChange{
 		{"auth-token-ttl", next.AuthTokenTTL != old.AuthTokenTTL, ttl,
 			n.tell(n.tokensPID, func(r chan<- error) any { ttl.Reply = r; return ttl })},
@@ -114,6 +120,14 @@ func (n *Node) liveChanges(old, next Live) []liveChange {
 			func(context.Context) error { return n.defrag.SetRate(defrag) }},
 		{"corrupt-check-time", next.CorruptCheckTime != old.CorruptCheckTime, interval,
 			n.tell(n.corruptionPID, func(r chan<- error) any { interval.Reply = r; return interval })},
+		{"warning-unary-request-duration", next.WarningUnaryRequestDuration != old.WarningUnaryRequestDuration, warnUnary,
+			func(context.Context) error {
+				gw := n.gw.Load()
+				if gw == nil {
+					return errors.New("the member is not serving clients yet")
+				}
+				return gw.SetWarnUnaryDuration(warnUnary)
+			}},
 	}
 	var out []liveChange
 	for _, c := range all {

@@ -197,6 +197,23 @@ func TestReconfigureRunningMember(t *testing.T) {
 	})
 	reconfigure(func(l *node.Live) { l.CorruptCheckTime = 0 })
 
+	// The unary request warning threshold: a put is logged at warn
+	// ("request stats") only once it is 1ns, and no longer back at 0
+	// (etcd's 300ms).
+	statsWarns := func() int {
+		return logs.FilterMessage("request stats").FilterLevelExact(zap.WarnLevel).Len()
+	}
+	if _, err := put("fast", "x"); err != nil || statsWarns() != 0 {
+		t.Fatalf("a put under 300ms: %v, %d request stats warnings", err, statsWarns())
+	}
+	reconfigure(func(l *node.Live) { l.WarningUnaryRequestDuration = time.Nanosecond })
+	if _, err := put("slow", "y"); err != nil || statsWarns() != 1 {
+		t.Fatalf("a put over 1ns: %v, %d request stats warnings, want 1", err, statsWarns())
+	}
+	reconfigure(func(l *node.Live) { l.WarningUnaryRequestDuration = 0 })
+	if _, err := put("fast", "y"); err != nil || statsWarns() != 1 {
+		t.Fatalf("a put under 300ms again: %v, %d request stats warnings, want still 1", err, statsWarns())
+	}
 	// The simple-token TTL: a token issued after the change to 30s ends
 	// 30s after its last use (300s at start).
 	reconfigure(func(l *node.Live) { l.AuthTokenTTL = 30 * time.Second })
@@ -242,6 +259,7 @@ func TestReconfigureRunningMember(t *testing.T) {
 		"auto-compaction-retention: 0s -> 10s", "auto-compaction-retention: 10s -> 0s",
 		"defrag-rate-bytes: 12582912 -> 1048576",
 		"corrupt-check-time: 0s -> 1m0s", "corrupt-check-time: 1m0s -> 0s",
+		"warning-unary-request-duration: 300ms -> 1ns", "warning-unary-request-duration: 1ns -> 300ms",
 		"auth-token-ttl: 5m0s -> 30s",
 	}
 	if got := testkit.SettingChanges(logs); !slices.Equal(got, want) {

@@ -142,5 +142,6 @@ func liveOf(c *config.Config) (node.Live, error) {
 		QuotaBackendBytes: c.QuotaBackendBytes, DefragRateBytes: c.DefragRateBytes,
 		AutoCompactionMode: c.AutoCompactionMode, AutoCompactionRetention: retention,
 		WarningApplyDuration: c.WarningApplyDuration, CorruptCheckTime: c.CorruptCheckTime,
+		WarningUnaryRequestDuration: c.WarningUnaryRequestDuration,
 	}, nil
 }
