@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 )
 
 // TestRequestStatsLogLikeEtcd: at --log-level=debug, MetaStore and etcd
@@ -119,7 +120,9 @@ func squeezeSpaces(v any) string { return strings.Join(strings.Fields(fmt.Sprint
 // TestJSONGatewayCountedLikeEtcd: a request through the JSON gateway is a
 // client's request, as in etcd (whose gateway dials its own client port):
 // counted in grpc_server_handled_total and logged in request stats, with
-// the HTTP client's address as the remote.
+// the HTTP client's address as the remote. The steps of the Lock recipe
+// are not (etcd runs them through its in-process client, around its gRPC
+// server): a Lock counts as one Lock, no Txn.
 func TestJSONGatewayCountedLikeEtcd(t *testing.T) {
 	const method = "/etcdserverpb.KV/DeleteRange"
 	flags := WithFlags("--log-level=debug")
@@ -144,6 +147,25 @@ func TestJSONGatewayCountedLikeEtcd(t *testing.T) {
 		line := requestStatsLines(t, s, []string{method})[method]
 		if remote := fmt.Sprint(line["remote"]); !strings.HasPrefix(remote, "127.0.0.1") {
 			t.Errorf("%s: remote %q, want the HTTP client's address", s.Name, remote)
+		}
+
+		txns := func() float64 {
+			v, _ := scrapeMetrics(t, s.ClientURL()+"/metrics").value("grpc_server_handled_total", "grpc_method=Txn")
+			return v
+		}
+		before = txns()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		locks := v3lockpb.NewLockClient(s.Client(t).ActiveConnection())
+		l, err := locks.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("json-lock")})
+		if err != nil {
+			t.Fatalf("%s: lock: %v", s.Name, err)
+		}
+		if _, err := locks.Unlock(ctx, &v3lockpb.UnlockRequest{Key: l.Key}); err != nil {
+			t.Fatalf("%s: unlock: %v", s.Name, err)
+		}
+		if after := txns(); after != before {
+			t.Errorf("%s: grpc_server_handled_total{Txn} %v -> %v over a Lock: the recipe's steps were counted", s.Name, before, after)
 		}
 	}
 }

@@ -181,7 +181,7 @@ func (g *Gateway) NewServer(opts ...grpc.ServerOption) *grpc.Server {
 // Its RPCs are not counted: they are the recipes' steps, not clients'
 // requests (etcd's in-process client bypasses its gRPC server too).
 func (g *Gateway) NewInProcessServer() *grpc.Server {
-	return g.newServer(math.MaxInt32, true, grpc.NumStreamWorkers(0))
+	return g.newServer(math.MaxInt32, false, grpc.NumStreamWorkers(0))
 }
 
 // NewJSONServer builds the in-process server of the JSON gateway (and the

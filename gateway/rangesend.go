@@ -17,11 +17,12 @@ import (
 	"github.com/metastore/metastore/storeactor"
 )
 
-// A Range's budget ticket (rangebudget.go), or a read-only Txn's, is held until gRPC has written
-// the encoded response to the connection: a unary handler returns before
-// gRPC marshals its answer, and gRPC's writer holds the encoding until the
-// client has read it (HTTP/2 flow control), so the bytes in flight are
-// those of responses built, marshaled and not yet read.
+// A Range's budget ticket (rangebudget.go), or a read-only Txn's, is held
+// until gRPC has written the encoded response to the connection: a unary
+// handler returns before gRPC marshals its answer, and gRPC's writer holds
+// the encoding until the client has read it (HTTP/2 flow control), so the
+// bytes in flight are those of responses built, marshaled and not yet
+// read.
 //
 // The handler hands its ticket to the server's codec (rangeCodec) with the
 // response; the codec encodes the response into a buffer of its own whose
