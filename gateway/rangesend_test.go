@@ -156,19 +156,28 @@ func TestRangeConcurrentListsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.g.header(want.Header)
-	size := int64(proto.Size(want))
+	tenBoundedReads(t, p, limit, int64(proto.Size(want)), func(i int) error {
+		got, err := kv.Range(w.ctx, req)
+		if err == nil && !proto.Equal(got, want) {
+			err = fmt.Errorf("%d keys, count %d, more %v; want %d, %d, %v", len(got.Kvs), got.Count, got.More, len(want.Kvs), want.Count, want.More)
+		}
+		return err
+	})
+}
+
+// tenBoundedReads runs read ten times at once, each an answer of size
+// bytes under a budget of limit, and checks that the bytes in flight
+// reached the budget (the reads charged it) and never went past it plus
+// one response, and that all came back.
+func tenBoundedReads(t *testing.T, p *budgetProbe, limit, size int64, read func(i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for i := range 10 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := kv.Range(w.ctx, req)
-			if err != nil {
-				t.Errorf("list %d: %v", i, err)
-				return
-			}
-			if !proto.Equal(got, want) {
-				t.Errorf("list %d: %d keys, count %d, more %v; want %d, %d, %v", i, len(got.Kvs), got.Count, got.More, len(want.Kvs), want.Count, want.More)
+			if err := read(i); err != nil {
+				t.Errorf("read %d: %v", i, err)
 			}
 		}()
 	}
@@ -176,6 +185,9 @@ func TestRangeConcurrentListsBounded(t *testing.T) {
 	p.waitIdle()
 	if bound := limit + size + rangeChargeChunk; p.peak > bound {
 		t.Fatalf("peak %d bytes in flight, over the budget plus one response (%d)", p.peak, bound)
+	}
+	if p.peak < limit {
+		t.Fatalf("peak %d bytes in flight: the reads did not charge the budget (%d)", p.peak, limit)
 	}
 	t.Logf("responses of %d KiB, peak %d KiB in flight", size/kib, p.peak/kib)
 }
@@ -203,30 +215,13 @@ func TestReadOnlyTxnBounded(t *testing.T) {
 	}
 	w.g.header(want.Header)
 	size := int64(proto.Size(want))
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := kv.Txn(w.ctx, req)
-			if err != nil {
-				t.Errorf("txn %d: %v", i, err)
-				return
-			}
-			if !proto.Equal(got, want) {
-				t.Errorf("txn %d: %d bytes, want %d", i, proto.Size(got), size)
-			}
-		}()
-	}
-	wg.Wait()
-	p.waitIdle()
-	if bound := limit + size + rangeChargeChunk; p.peak > bound {
-		t.Fatalf("peak %d bytes in flight, over the budget plus one response (%d)", p.peak, bound)
-	}
-	if p.peak < limit {
-		t.Fatalf("peak %d bytes in flight: the txns did not charge the budget (%d)", p.peak, limit)
-	}
-	t.Logf("responses of %d KiB, peak %d KiB in flight", size/kib, p.peak/kib)
+	tenBoundedReads(t, p, limit, size, func(int) error {
+		got, err := kv.Txn(w.ctx, req)
+		if err == nil && !proto.Equal(got, want) {
+			err = fmt.Errorf("%d bytes, want %d", proto.Size(got), size)
+		}
+		return err
+	})
 
 	w.g.maxSendBytes = size - 1
 	_, err = kv.Txn(w.ctx, req)
