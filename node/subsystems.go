@@ -95,7 +95,7 @@ func (n *Node) startStore() (err error) {
 		DB: n.db, Logger: n.lg.Named("store"), Watch: n.watchPID, Leases: n.leasePID, Tokens: n.tokensPID,
 		MinLeaseTTL: leaseactor.MinTTL(n.cfg.electionTicks(), n.cfg.HeartbeatInterval), MaxLearners: n.cfg.MaxLearners,
 		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration, QuotaBytes: n.cfg.QuotaBackendBytes,
-		LatestHalf: n.cfg.Memory.LatestHalf,
+		LatestHalf: n.cfg.Memory.LatestHalf, KeyFilter: n.cfg.Memory.KeyFilter,
 	}, n.reader))
 	return err
 }

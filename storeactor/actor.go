@@ -111,6 +111,9 @@ type Config struct {
 	// LatestHalf sizes the cache of recently written keys' newest
 	// versions (MemorySizes.LatestHalf; 0: SizeMemory(0)'s).
 	LatestHalf int
+	// KeyFilter caps the filter of keys never written
+	// (MemorySizes.KeyFilter; 0: SizeMemory(0)'s).
+	KeyFilter int
 	// MaxLearners is --max-learners: learners the membership may hold
 	// (etcd's default 1).
 	MaxLearners int
@@ -223,7 +226,17 @@ func (s *Store) start(ctx actor.Context) {
 		half = SizeMemory(0).LatestHalf
 	}
 	s.latest = newLatestCache(half)
-	s.latest.keys, v.Keys = loadKeyFilter(s.cfg.DB)
+	filterMax := s.cfg.KeyFilter
+	if filterMax <= 0 {
+		filterMax = SizeMemory(0).KeyFilter
+	}
+	s.latest.filterFull = func(keys int) {
+		s.cfg.Logger.Warn("dropped the filter of keys never written: the keyspace outgrew its memory; puts to new keys look them up in pebble",
+			zap.Int("keys", keys), zap.Int("key-filter-max-bytes", filterMax))
+	}
+	var filter *keyFilter
+	filter, v.Keys = loadKeyFilter(s.cfg.DB, filterMax)
+	s.latest.useFilter(filter)
 	s.cur = v
 	s.reads.clear()
 	s.view.Store(&v)

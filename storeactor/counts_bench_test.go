@@ -144,7 +144,7 @@ func BenchmarkCountApply(b *testing.B) {
 			}
 			defer db.Close()
 			cache := newLatestCache(leanLatestHalf)
-			cache.keys = newKeyFilter()
+			cache.keys = newKeyFilter(leanKeyFilter)
 			rng := rand.New(rand.NewPCG(1, 0))
 			val := make([]byte, 256)
 			rev := int64(1)

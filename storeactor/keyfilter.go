@@ -18,6 +18,14 @@ import (
 // grows; about 10 bits per key (1.25 bytes — the MVCC index etcd keeps in
 // memory costs ~100 bytes a key).
 //
+// Its memory is capped (MemorySizes.KeyFilter): a member's memory must not
+// grow with its keyspace. The layer that would pass the cap is not made;
+// the filter is dropped instead and says "maybe" for every key from then
+// on, so puts to new keys look them up in pebble (its own bloom filters)
+// as they would without it. With the lean 32 MiB it serves keyspaces up
+// to about 21M keys (layers of 64Ki..16Mi keys); the next layer alone
+// would take 80 MiB.
+//
 // Invariants: every key written to 'l' through writeTxn.write is added
 // (no false negatives); the filter belongs to one Store instance, built
 // from pebble's 'l' entries when it starts (after a restart or a snapshot
@@ -26,6 +34,10 @@ import (
 // are only a lookup more.
 type keyFilter struct {
 	layers []*filterLayer
+	bytes  int  // the layers' bytes
+	max    int  // the most the layers may take
+	full   bool // dropped at the cap: every key may have been added
+	added  int  // keys added that the filter did not know yet
 }
 
 type filterLayer struct {
@@ -43,15 +55,25 @@ const (
 
 var filterSeed = maphash.MakeSeed()
 
-func newKeyFilter() *keyFilter { return &keyFilter{} }
-
-func newFilterLayer(capacity int) *filterLayer {
-	blocks := (capacity*filterBitsPerKey + 511) / 512
-	return &filterLayer{blocks: make([][8]uint64, blocks), capacity: capacity}
+// newKeyFilter is an empty filter of at most maxBytes.
+func newKeyFilter(maxBytes int) *keyFilter {
+	keyFilterBytes.Set(0)
+	return &keyFilter{max: maxBytes}
 }
 
-// add records key.
-func (f *keyFilter) add(key []byte) {
+// layerBytes is what a layer for capacity keys takes.
+func layerBytes(capacity int) int { return (capacity*filterBitsPerKey + 511) / 512 * 64 }
+
+func newFilterLayer(capacity int) *filterLayer {
+	return &filterLayer{blocks: make([][8]uint64, layerBytes(capacity)/64), capacity: capacity}
+}
+
+// add records key. It reports whether the filter is full: it dropped its
+// layers, now or before.
+func (f *keyFilter) add(key []byte) (full bool) {
+	if f.full {
+		return true
+	}
 	h := maphash.Bytes(filterSeed, key)
 	if n := len(f.layers); n > 0 && f.layers[n-1].mayContain(h) {
 		return
@@ -61,13 +83,25 @@ func (f *keyFilter) add(key []byte) {
 		if n > 0 {
 			capacity = f.layers[n-1].capacity * filterGrowth
 		}
+		if f.bytes+layerBytes(capacity) > f.max {
+			f.layers, f.bytes, f.full = nil, 0, true
+			keyFilterBytes.Set(0)
+			return true
+		}
 		f.layers = append(f.layers, newFilterLayer(capacity))
+		f.bytes += layerBytes(capacity)
+		keyFilterBytes.Set(float64(f.bytes))
 	}
 	f.layers[len(f.layers)-1].add(h)
+	f.added++
+	return false
 }
 
 // mayContain is false only for a key never added.
 func (f *keyFilter) mayContain(key []byte) bool {
+	if f.full {
+		return true
+	}
 	h := maphash.Bytes(filterSeed, key)
 	for i := len(f.layers) - 1; i >= 0; i-- {
 		if f.layers[i].mayContain(h) {
@@ -101,10 +135,10 @@ func (l *filterLayer) mayContain(h uint64) bool {
 	return true
 }
 
-// loadKeyFilter builds the filter from every 'l' entry in r, and counts
-// the live keys among them (View.Keys) on the way.
-func loadKeyFilter(r pebble.Reader) (f *keyFilter, live int64) {
-	f = newKeyFilter()
+// loadKeyFilter builds the filter, of at most maxBytes, from every 'l'
+// entry in r, and counts the live keys among them (View.Keys) on the way.
+func loadKeyFilter(r pebble.Reader, maxBytes int) (f *keyFilter, live int64) {
+	f = newKeyFilter(maxBytes)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLatest}, UpperBound: latestSpaceUpper})
 	must(err)
 	defer it.Close()

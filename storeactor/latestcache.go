@@ -26,6 +26,26 @@ type latestCache struct {
 	// keys, when set, knows the keys that never had an 'l' entry: those
 	// are answered as "no live key" without a lookup (see keyfilter.go).
 	keys *keyFilter
+	// filterFull, when set, is told once when keys reaches its cap and is
+	// dropped, with about how many keys it held.
+	filterFull func(keys int)
+}
+
+// useFilter makes f the cache's filter of keys never written; a filter
+// already full at its cap is dropped.
+func (c *latestCache) useFilter(f *keyFilter) {
+	c.keys = f
+	if f.full {
+		c.dropFilter()
+	}
+}
+
+func (c *latestCache) dropFilter() {
+	keys := c.keys.added
+	c.keys = nil
+	if c.filterFull != nil {
+		c.filterFull(keys)
+	}
 }
 
 // latestMeta is a key's newest version, without its value.
@@ -58,7 +78,7 @@ func (c *latestCache) set(key []byte, m latestMeta) {
 		c.old, c.cur = c.cur, make(map[string]latestMeta, c.half)
 	}
 	c.cur[string(key)] = m
-	if c.keys != nil {
-		c.keys.add(key)
+	if c.keys != nil && c.keys.add(key) {
+		c.dropFilter()
 	}
 }

@@ -108,7 +108,7 @@ func BenchmarkPutApply(b *testing.B) {
 			if tc.cache {
 				cache = newLatestCache(leanLatestHalf)
 				if tc.filter {
-					cache.keys = newKeyFilter()
+					cache.keys = newKeyFilter(leanKeyFilter)
 				}
 			}
 			rng := rand.New(rand.NewSource(1))

@@ -158,6 +158,13 @@ var (
 		Name: "metastore_pebble_write_stall_duration_seconds_total",
 		Help: "Total time writes were held by pebble's write stalls.",
 	})
+
+	// keyFilterBytes is the memory of the filter of keys never written
+	// (keyfilter.go), which grows with the keyspace up to its cap.
+	keyFilterBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "metastore_store_key_filter_bytes",
+		Help: "Bytes of the store's filter of keys never written; 0 once it reached its cap and was dropped.",
+	})
 )
 
 func init() {
@@ -165,7 +172,7 @@ func init() {
 		commitSec, applySec, slowApplies, rangeSec,
 		dbCompactionPauseMs, dbCompactionTotalMs, dbCompactionLast, dbCompactionKeys,
 		defragSec, defragInflight, snapshotTransferSec, hashSec, hashRevSec, snapDBSaveSec, snapDBFsyncSec,
-		writeStalls, writeStallSeconds, applyBatchEntries, readErrors)
+		writeStalls, writeStallSeconds, applyBatchEntries, readErrors, keyFilterBytes)
 }
 
 // mvccOps counts operations as etcd's mvcc metrics do: the ranges, puts
