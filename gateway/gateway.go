@@ -187,11 +187,12 @@ func (g *Gateway) NewInProcessServer() *grpc.Server {
 // NewJSONServer builds the in-process server of the JSON gateway (and the
 // console). etcd's gateway dials etcd's client port, so its requests are
 // counted in the metrics and logged in request stats as any client's:
-// here too (the remote logged is the HTTP client's: reqstats.go).
-// Like NewInProcessServer it sets no gRPC size limit: a JSON request is
-// held to --max-request-bytes when proposed.
+// here too (the remote logged is the HTTP client's: reqstats.go), and
+// held to the client servers' size limit (--max-request-bytes and gRPC's
+// overhead), which refuses larger requests before they are decoded, with
+// gRPC's ResourceExhausted, proposed or not.
 func (g *Gateway) NewJSONServer() *grpc.Server {
-	return g.newServer(math.MaxInt32, true, grpc.NumStreamWorkers(0))
+	return g.newServer(g.cfg.MaxRequestBytes+grpcOverheadBytes, true, grpc.NumStreamWorkers(0))
 }
 
 // streamWorkers is how many goroutines serve gRPC streams (when all are
