@@ -77,43 +77,46 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, _, err := checkIntervals(r.Failure); err != nil {
 		return nil, err
 	}
-	var resp *pb.TxnResponse
-	var t *rangeTicket // a read-only txn's share of --max-range-bytes-in-flight, as a Range's
 	if storeactor.IsTxnReadOnly(r) {
-		// As etcd: a read-only txn is a read; it is linearizable unless
-		// every range in it asks to be serializable.
-		start := time.Now()
-		if !isTxnSerializable(r) {
-			if err := s.g.linearizableRead(ctx); err != nil {
-				observeRequest(requestTypeReadonlyTxn, false, start)
-				return nil, err
-			}
-		}
-		err := s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
-			return st.CheckTxn(ai, r, nil) // read-only: no puts, no lease keys to look at
-		}, func() (err error) {
-			resp, t, err = s.g.readTxn(ctx, r)
-			return err
-		})
-		observeRequest(requestTypeReadonlyTxn, err == nil, start)
-		if err != nil {
-			if t != nil {
-				t.release()
-			}
+		return s.readOnlyTxn(ctx, r)
+	}
+	res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.Resp.(*pb.TxnResponse)
+	s.g.header(resp.Header)
+	return resp, nil
+}
+
+// readOnlyTxn answers a txn that only reads as etcd does: as a read, not
+// through raft, linearizable unless every range in it asks to be
+// serializable. Its ranges are charged to --max-range-bytes-in-flight and
+// its response held until sent, as a Range's.
+func (s *kvServer) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
+	defer func(start time.Time) { observeRequest(requestTypeReadonlyTxn, err == nil, start) }(time.Now())
+	if !isTxnSerializable(r) {
+		if err := s.g.linearizableRead(ctx); err != nil {
 			return nil, err
 		}
-	} else {
-		res, err := s.g.propose(ctx, &pb.InternalRaftRequest{Txn: r})
-		if err != nil {
-			return nil, err
+	}
+	var resp *pb.TxnResponse
+	var t *rangeTicket
+	err = s.g.authorizedRead(ctx, func(st *authactor.State, ai authactor.Info) error {
+		return st.CheckTxn(ai, r, nil) // read-only: no puts, no lease keys to look at
+	}, func() (err error) {
+		resp, t, err = s.g.readTxn(ctx, r)
+		return err
+	})
+	if err != nil {
+		if t != nil {
+			t.release()
 		}
-		resp = res.Resp.(*pb.TxnResponse)
+		return nil, err
 	}
 	s.g.header(resp.Header)
-	if t != nil {
-		if err := s.g.holdTxnForSend(resp, t); err != nil {
-			return nil, err
-		}
+	if err := s.g.holdTxnForSend(resp, t); err != nil {
+		return nil, err
 	}
 	return resp, nil
 }

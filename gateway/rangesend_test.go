@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // heldTicket is a ticket of b holding n bytes (n past untrackedRangeBytes).
@@ -224,7 +226,12 @@ func TestReadOnlyTxnBounded(t *testing.T) {
 	})
 
 	w.g.maxSendBytes = size - 1
+	failed := requestDurationSec.WithLabelValues("ReadonlyTxn", "false").(prometheus.Histogram)
+	failures := histogramCount(t, failed)
 	_, err = kv.Txn(w.ctx, req)
+	if got := histogramCount(t, failed) - failures; got != 1 {
+		t.Errorf("a read-only txn too large to send counted %d times as a failed request, want 1", got)
+	}
 	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted ||
 		s.Message() != fmt.Sprintf("grpc: trying to send message larger than max (%d vs. %d)", size, size-1) {
 		t.Fatalf("Txn of %d bytes with a limit of %d: %v; want etcd's too large to send", size, size-1, err)
