@@ -5,6 +5,7 @@ package main
 /*
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MALLOC_ARENAS 2
 
@@ -15,7 +16,9 @@ static int arenas_capped;
 // allocation, so a cap set later leaves the arenas made by then in use.
 __attribute__((constructor)) static void cap_arenas(void) {
 #ifdef M_ARENA_MAX
-	if (getenv("MALLOC_ARENA_MAX") == NULL && mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1) {
+	const char *tunables = getenv("GLIBC_TUNABLES");
+	if (getenv("MALLOC_ARENA_MAX") == NULL && (tunables == NULL || strstr(tunables, "arena_max") == NULL) &&
+		mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1) {
 		arenas_capped = MALLOC_ARENAS;
 	}
 #endif
@@ -27,8 +30,9 @@ import "C"
 
 // mallocArenas is the cap the process started with on glibc's malloc
 // arenas, which hold what pebble allocates in C (its block cache's blocks
-// and its memtables); 0 when it has none (an operator's MALLOC_ARENA_MAX
-// stands, and other C libraries have no arenas).
+// and its memtables); 0 when it has none (an operator's MALLOC_ARENA_MAX,
+// or glibc.malloc.arena_max in GLIBC_TUNABLES, stands; other C libraries
+// have no arenas).
 //
 // glibc gives each thread its own arena on its first allocation, up to
 // eight per core, and the Go runtime runs pebble's allocations on
