@@ -110,11 +110,14 @@ func encodeRange(r *pb.RangeResponse, t *rangeTicket) (mem.BufferSlice, error) {
 }
 
 // encodeTxn encodes a read-only txn's response r, whole, into a buffer
-// that releases t when gRPC frees it.
+// that releases t when gRPC frees it. holdTxnForSend, which handed t
+// over, measured r last (proto.Size, after its header was filled): its
+// sizes are reused rather than measured again.
 func encodeTxn(r *pb.TxnResponse, t *rangeTicket) (mem.BufferSlice, error) {
 	pool := mem.DefaultBufferPool()
-	b := pool.Get(proto.Size(r))
-	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*b)[:0], r)
+	mo := proto.MarshalOptions{UseCachedSize: true}
+	b := pool.Get(mo.Size(r))
+	buf, err := mo.MarshalAppend((*b)[:0], r)
 	return heldEncoding(pool, b, buf, err, t)
 }
 
