@@ -54,7 +54,11 @@
 #      benchmark runs as that user (every request carries its token)
 #   l  range serializable as d, with auth on, as that user
 #      (k and l run last, on a freshly started server with a new data dir,
-#      so that they compare with b and d; auth stays on afterwards)
+#      each against its own baseline kb / ld run on that server without
+#      auth, in the order kb ld | auth on | k l l k | auth off | ld kb: each
+#      row is the mean of its two runs, which sit at the same mean place in
+#      the sequence, so a drift over it (compaction debt of the puts before,
+#      the host) moves a row and its baseline alike)
 #
 # Prints three tables (a-e, n, o, k, l, q, r: req/s of each, ratio metastore/etcd, p99
 # latency of each, then for a-e, n, o, k, l the server's CPU per request of each and
@@ -162,13 +166,13 @@ trap_cleanup
 
 # ---- scenarios ------------------------------------------------------------------
 # selected <id>: whether BENCH_ONLY runs scenario id (kb and ld, the auth
-# rows' baselines, run with k and l).
+# rows' baselines, and the second runs of all four, run with k and l).
 selected() {
   local ids=" ${BENCH_ONLY:-} "
   [[ -z "${BENCH_ONLY:-}" || "$ids" == *" $1 "* ]] && return 0
   case "$1" in
-    kb) [[ "$ids" == *" k "* ]] ;;
-    ld) [[ "$ids" == *" l "* ]] ;;
+    kb | k2 | kb2) [[ "$ids" == *" k "* ]] ;;
+    ld | l2 | ld2) [[ "$ids" == *" l "* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -195,7 +199,18 @@ SCENARIOS=(
   "ld|range serializable as d, on l's server before auth|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
   "k|put with auth ${CONNS} conns/${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "l|range serializable with auth ${CLIENTS} clients|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
+  "l2|range serializable with auth, again|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
+  "k2|put with auth, again|--user=bench:benchpw --conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
+  "ld2|range serializable as d, auth off again|--conns=$CONNS --clients=$CLIENTS range $RANGE_KEY --consistency=s --total=$RANGE_TOTAL"
+  "kb2|put as b, auth off again|--conns=$CONNS --clients=$CLIENTS put --total=$PUT_TOTAL --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
 )
+# second_run <id>: the scenario whose run a row also averages (see k and l).
+second_run() {
+  case "$1" in
+    k | kb | l | ld) echo "${1}2" ;;
+    *) return 1 ;;
+  esac
+}
 # Table rows: id | label | section of the benchmark output ("" or read/write).
 ROWS=(
   "a|(a) put, 1 conn / 1 client|"
@@ -274,8 +289,8 @@ CLK_TCK="$(getconf CLK_TCK)"
 cpu_requests() {
   case "$1" in
     a) echo "$PUT1_TOTAL" ;;
-    b | k | kb) echo "$PUT_TOTAL" ;;
-    c | d | l | ld) echo "$RANGE_TOTAL" ;;
+    b | k | kb | k2 | kb2) echo "$PUT_TOTAL" ;;
+    c | d | l | ld | l2 | ld2) echo "$RANGE_TOTAL" ;;
     e) echo "$TXN_TOTAL" ;;
     n | o) echo "$HTTP_TOTAL" ;;
     *) return 1 ;;
@@ -380,6 +395,11 @@ run_target() { # run_target <target>
         { cat "$WORK/$name-authsetup.err" >&2; die "$name: auth setup failed"; }
       touch "$WORK/$name.auth"
     fi
+    if [[ "$id" == kb2 || "$id" == ld2 ]] && [[ -f "$WORK/$name.auth" ]]; then
+      "$REF_BIN/etcdctl" --endpoints="$ENDPOINT" --user=root:benchpw auth disable >/dev/null 2>"$WORK/$name-authoff.err" ||
+        { cat "$WORK/$name-authoff.err" >&2; die "$name: auth disable failed"; }
+      rm "$WORK/$name.auth"
+    fi
     if [[ "$id" == p ]]; then
       # A fresh server and data dir: the lists read a store holding only
       # their keys, and the RSS baseline is the loaded store's, not what
@@ -459,15 +479,18 @@ run_target() { # run_target <target>
       break
     fi
   done
+  local run
   for i in "${!ROWS[@]}"; do
     IFS='|' read -r rid _ sec <<<"${ROWS[$i]}"
-    [[ -f "$WORK/$name-$rid.out" ]] || continue
-    local rps p99 errs
-    read -r rps p99 errs _ < <(parse "$WORK/$name-$rid.out" "$sec")
-    acc RPS "$name,$i" "$rps"
-    acc P99 "$name,$i" "$p99"
-    acc ERRS "$name,$i" "$errs"
-    if [[ -f "$WORK/$name-$rid.cpu" ]]; then acc CPU "$name,$i" "$(<"$WORK/$name-$rid.cpu")"; fi
+    for run in "$rid" $(second_run "$rid"); do
+      [[ -f "$WORK/$name-$run.out" ]] || continue
+      local rps p99 errs
+      read -r rps p99 errs _ < <(parse "$WORK/$name-$run.out" "$sec")
+      acc RPS "$name,$i" "$rps"
+      acc P99 "$name,$i" "$p99"
+      acc ERRS "$name,$i" "$errs"
+      if [[ -f "$WORK/$name-$run.cpu" ]]; then acc CPU "$name,$i" "$(<"$WORK/$name-$run.cpu")"; fi
+    done
   done
   local measure rps p99 avg
   for i in "${!WROWS[@]}"; do
