@@ -30,13 +30,15 @@ var importChunkBytes = 64 << 20
 type importChunk struct {
 	arena    []byte
 	versions []importVersion
+	// sortKeys are sortVersions' (by version), apart from versions: the
+	// history's writer reads versions while they are computed.
+	sortKeys [][2]uint64
 }
 
 type importVersion struct {
 	key, rec  span // 'k' key and record, in the arena
 	main, sub int64
 	tombstone bool
-	sortKey   [2]uint64 // see sortVersions
 }
 
 type span struct{ off, len int }
@@ -352,30 +354,30 @@ func (c *importChunk) sortVersions() []int32 {
 		common = i
 	}
 	var pad [16]byte
+	c.sortKeys = slices.Grow(c.sortKeys[:0], len(c.versions))[:len(c.versions)]
 	for i := range c.versions {
-		v := &c.versions[i]
-		k := c.bytes(v.key)[common:]
+		k := c.bytes(c.versions[i].key)[common:]
 		b := pad[:0]
 		if len(k) < 16 {
 			b = append(append(b, k...), make([]byte, 16-len(k))...)
 		} else {
 			b = k[:16]
 		}
-		v.sortKey = [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])}
+		c.sortKeys[i] = [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])}
 	}
 	order := make([]int32, len(c.versions))
 	for i := range order {
 		order[i] = int32(i)
 	}
 	slices.SortStableFunc(order, func(a, b int32) int {
-		va, vb := &c.versions[a], &c.versions[b]
+		ka, kb := &c.sortKeys[a], &c.sortKeys[b]
 		switch {
-		case va.sortKey[0] != vb.sortKey[0]:
-			return cmpU64(va.sortKey[0], vb.sortKey[0])
-		case va.sortKey[1] != vb.sortKey[1]:
-			return cmpU64(va.sortKey[1], vb.sortKey[1])
+		case ka[0] != kb[0]:
+			return cmpU64(ka[0], kb[0])
+		case ka[1] != kb[1]:
+			return cmpU64(ka[1], kb[1])
 		}
-		return bytes.Compare(c.bytes(va.key), c.bytes(vb.key))
+		return bytes.Compare(c.bytes(c.versions[a].key), c.bytes(c.versions[b].key))
 	})
 	return order
 }
