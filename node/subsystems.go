@@ -96,6 +96,7 @@ func (n *Node) startStore() (err error) {
 		MinLeaseTTL: leaseactor.MinTTL(n.cfg.electionTicks(), n.cfg.HeartbeatInterval), MaxLearners: n.cfg.MaxLearners,
 		Raft: n.raft, WarnApplyDuration: n.cfg.WarningApplyDuration, QuotaBytes: n.cfg.QuotaBackendBytes,
 		LatestHalf: n.cfg.Memory.LatestHalf, KeyFilter: n.cfg.Memory.KeyFilter,
+		CountMirror: n.cfg.Memory.CountMirror,
 	}, n.reader))
 	return err
 }

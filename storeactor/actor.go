@@ -114,6 +114,9 @@ type Config struct {
 	// KeyFilter caps the filter of keys never written
 	// (MemorySizes.KeyFilter; 0: SizeMemory(0)'s).
 	KeyFilter int
+	// CountMirror caps the mirror of the count index's level 1
+	// (MemorySizes.CountMirror; 0: SizeMemory(0)'s).
+	CountMirror int
 	// MaxLearners is --max-learners: learners the membership may hold
 	// (etcd's default 1).
 	MaxLearners int
@@ -220,7 +223,16 @@ func (s *Store) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Errorf("storeactor: load state: %w", err))
 	}
-	s.counts = s.loadCountIndex()
+	mirrorMax := s.cfg.CountMirror
+	if mirrorMax <= 0 {
+		mirrorMax = SizeMemory(0).CountMirror
+	}
+	s.counts = s.loadCountIndex(mirrorMax)
+	if s.counts.levels[1] == nil {
+		s.cfg.Logger.Info("count index level 1 is read from pebble: its mirror would outgrow its memory",
+			zap.Int("count-mirror-max-bytes", mirrorMax))
+	}
+	countMirrorBytes.Set(float64(s.counts.bytes()))
 	half := s.cfg.LatestHalf
 	if half <= 0 {
 		half = SizeMemory(0).LatestHalf
@@ -372,6 +384,7 @@ func (s *Store) apply(ctx actor.Context, m *Apply) {
 	commitSec.Observe(time.Since(commitStart).Seconds())
 	applyBatchEntries.Observe(float64(len(m.Entries)))
 	b.Close()
+	s.capCountMirror()
 	out.ops.report()
 	s.reads.invalidate(out.written)
 	from := s.cur.Rev + 1

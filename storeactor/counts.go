@@ -311,12 +311,24 @@ func checkCountIndex(r pebble.Reader) error {
 	return it.Error()
 }
 
+// capCountMirror drops the mirror's level 1 once it takes more than its
+// cap (between batches: a countWriter holds level 1's changed counts until
+// it flushes them), and publishes its size.
+func (s *Store) capCountMirror() {
+	if s.counts.overCap() {
+		s.counts.dropLevel1()
+		s.cfg.Logger.Warn("count index level 1 is read from pebble from now on: its mirror outgrew its memory; creating and deleting keys costs a seek more",
+			zap.Int("count-mirror-max-bytes", s.counts.maxL1Bytes))
+	}
+	countMirrorBytes.Set(float64(s.counts.bytes()))
+}
+
 // loadCountIndex returns the mirror of the count index, which it builds
 // first when the store has none of the current format (a store written
 // before it, by an older version, or by a tool that writes only the
 // data): one walk of the 'l' entries and one batch, before anything is
 // applied or published.
-func (s *Store) loadCountIndex() *countMirror {
+func (s *Store) loadCountIndex(maxL1Bytes int) *countMirror {
 	if !mustRead(countIndexCurrent(s.cfg.DB)) {
 		start := time.Now()
 		b := s.cfg.DB.NewBatch()
@@ -325,5 +337,5 @@ func (s *Store) loadCountIndex() *countMirror {
 		must(b.Close())
 		s.cfg.Logger.Info("built the range count index", zap.Int64("live-keys", keys), zap.Duration("took", time.Since(start)))
 	}
-	return mustRead(loadCountMirror(s.cfg.DB))
+	return mustRead(loadCountMirror(s.cfg.DB, maxL1Bytes))
 }

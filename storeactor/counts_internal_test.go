@@ -2,6 +2,7 @@ package storeactor
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -33,11 +34,13 @@ type countModel struct {
 	keys []string
 }
 
-func newCountModel(t *testing.T, seed int64) *countModel {
+// newCountModel's mirror may hold mirrorMax bytes of level 1: as the
+// Store, the model drops it between batches once it holds more.
+func newCountModel(t *testing.T, seed int64, mirrorMax int) *countModel {
 	m := &countModel{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 0)), fs: vfs.NewCrashableMem(), rev: 1}
 	m.db = m.open(m.fs)
 	must(putU64(m.db, metaCounts, countFormat)) // an empty store's index is empty
-	m.m = newCountMirror()
+	m.m = newCountMirror(mirrorMax)
 	for _, p := range []string{"a/", "b/", "b/x/", "c"} {
 		for i := 0; i < 60; i++ {
 			m.keys = append(m.keys, fmt.Sprintf("%s%d", p, i))
@@ -111,6 +114,9 @@ func (m *countModel) batch() {
 	}
 	must(b.Commit(opts))
 	must(b.Close())
+	if m.m.overCap() {
+		m.m.dropLevel1()
+	}
 }
 
 // checkCount compares countAt with a walk of [key, end) at rev.
@@ -133,45 +139,56 @@ func (m *countModel) checkCount(r pebble.Reader, key, end []byte, rev, cur int64
 // batches, the count index is the one its live keys define (entry by
 // entry), and counts from it — at the current revision, at past ones
 // (history correction) and inside a batch — are what a walk finds; also
-// on what a crash (unsynced writes lost or half kept) leaves on disk.
+// on what a crash (unsynced writes lost or half kept) leaves on disk. With
+// level 1 mirrored throughout, dropped part way (cap 200 bytes, 3 of the model's 5-10 live
+// separators) and read from pebble from the first batch on.
 func TestCountIndexMatchesWalk(t *testing.T) {
 	seeds, batches := 4, 150
 	if os.Getenv("METASTORE_LONG") == "1" {
 		seeds, batches = 20, 1000
 	}
 	for seed := int64(1); seed <= int64(seeds); seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			m := newCountModel(t, seed)
-			for i := 0; i < batches; i++ {
-				m.batch()
-				if err := checkCountIndex(m.db); err != nil {
-					t.Fatalf("batch %d: %v", i, err)
-				}
-				if err := m.m.equal(m.db); err != nil {
-					t.Fatalf("batch %d: %v", i, err)
-				}
-				for j := 0; j < 5; j++ {
-					key, end := m.keyRange()
-					m.checkCount(m.db, key, end, m.rng.Int64N(m.rev)+1, m.rev)
-				}
-				if m.rng.IntN(25) == 0 {
-					crashed := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: m.rng.IntN(101), RNG: m.rng})
-					db := m.open(crashed)
-					err := checkCountIndex(db)
-					db.Close()
-					if err != nil {
-						t.Fatalf("after a crash at batch %d: %v", i, err)
-					}
-				}
+		for _, mirrorMax := range []int{math.MaxInt, 200, 0} {
+			t.Run(fmt.Sprintf("%d/mirror=%d", seed, mirrorMax), func(t *testing.T) {
+				testCountIndexMatchesWalk(t, seed, batches, mirrorMax)
+			})
+		}
+	}
+}
+
+func testCountIndexMatchesWalk(t *testing.T, seed int64, batches, mirrorMax int) {
+	m := newCountModel(t, seed, mirrorMax)
+	for i := 0; i < batches; i++ {
+		m.batch()
+		if err := checkCountIndex(m.db); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if err := m.m.equal(m.db); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		for j := 0; j < 5; j++ {
+			key, end := m.keyRange()
+			m.checkCount(m.db, key, end, m.rng.Int64N(m.rev)+1, m.rev)
+		}
+		if m.rng.IntN(25) == 0 {
+			crashed := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: m.rng.IntN(101), RNG: m.rng})
+			db := m.open(crashed)
+			err := checkCountIndex(db)
+			db.Close()
+			if err != nil {
+				t.Fatalf("after a crash at batch %d: %v", i, err)
 			}
-		})
+		}
+	}
+	if mirrored := m.m.levels[1] != nil; mirrored != (mirrorMax == math.MaxInt) {
+		t.Fatalf("level 1 mirrored at the end: %v (cap %d)", mirrored, mirrorMax)
 	}
 }
 
 // TestCountIndexBuild: an index built from a store's data is the one
 // kept up to date while writing it.
 func TestCountIndexBuild(t *testing.T) {
-	m := newCountModel(t, 7)
+	m := newCountModel(t, 7, math.MaxInt)
 	for i := 0; i < 100; i++ {
 		m.batch()
 	}

@@ -168,26 +168,48 @@ func checkCounts(t *testing.T, h *harness, g *countGen, n int) {
 // revision and at past ones down to the compaction point, inside txns —
 // are what a full read finds, after any mix of writes, lease revokes and
 // compactions, across restarts; and the index is the one its keys define
-// (CheckConsistency).
+// (CheckConsistency). Also with the Store's mirror of the index capped so
+// small that level 1 is read from pebble: dropped by the first batch that
+// adds to it, and at every start after that (both logged).
 func TestRangeCountsThroughTheStore(t *testing.T) {
 	steps := 400
 	if os.Getenv("METASTORE_LONG") == "1" {
 		steps = 5000
 	}
-	h := newHarness(t)
-	g := &countGen{rng: rand.New(rand.NewPCG(1, 2))}
-	for i := 0; i < steps; i++ {
-		res := h.do(g.request(h))
-		if r, ok := res.Resp.(*pb.TxnResponse); ok && res.Err == nil {
-			checkTxnCounts(t, r)
-		}
-		checkCounts(t, h, g, 3)
-		if g.rng.IntN(100) == 0 {
-			h.restart()
-		}
-	}
-	if err := h.reader.CheckConsistency(); err != nil {
-		t.Fatal(err)
+	for _, capped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("capped=%v", capped), func(t *testing.T) {
+			core, logs := observer.New(zap.InfoLevel)
+			h := newHarness(t, func(c *storeactor.Config) {
+				c.Logger = zap.New(core)
+				if capped {
+					c.CountMirror = 1
+				}
+			})
+			g := &countGen{rng: rand.New(rand.NewPCG(1, 2))}
+			restarts := 0
+			for i := 0; i < steps; i++ {
+				res := h.do(g.request(h))
+				if r, ok := res.Resp.(*pb.TxnResponse); ok && res.Err == nil {
+					checkTxnCounts(t, r)
+				}
+				checkCounts(t, h, g, 3)
+				if g.rng.IntN(100) == 0 {
+					h.restart()
+					restarts++
+				}
+			}
+			if err := h.reader.CheckConsistency(); err != nil {
+				t.Fatal(err)
+			}
+			dropped := logs.FilterMessageSnippet("count index level 1 is read from pebble from now on").Len()
+			atStart := logs.FilterMessageSnippet("count index level 1 is read from pebble: ").Len()
+			switch {
+			case !capped && dropped+atStart != 0:
+				t.Fatalf("uncapped mirror dropped (%d log lines, %d at start)", dropped, atStart)
+			case capped && (dropped != 1 || atStart == 0 && restarts > 0):
+				t.Fatalf("capped mirror: %d drop log lines, %d at start over %d restarts", dropped, atStart, restarts)
+			}
+		})
 	}
 }
 

@@ -31,6 +31,10 @@ type MemorySizes struct {
 	// KeyFilter is the most the store's filter of keys never written may
 	// take (keyfilter.go): about 1.25 bytes a key, dropped past this.
 	KeyFilter int
+	// CountMirror is the most the store's mirror of the count index's
+	// level 1 may take (countwrite.go): about 2 bytes a key, read from
+	// pebble past this.
+	CountMirror int
 	// RaftLog is about how many bytes of entries the raft log keeps in
 	// memory (raftactor.Config.LogBytes): raft reads its log from memory,
 	// and without a bound in bytes a log of snapshot-count large entries
@@ -42,18 +46,20 @@ type MemorySizes struct {
 }
 
 const (
-	leanMemTable   = 8 << 20
-	leanBlockCache = 16 << 20
-	leanLatestHalf = 32 << 10
-	leanRaftLog    = 64 << 20
-	leanKeyFilter  = 32 << 20
+	leanMemTable    = 8 << 20
+	leanBlockCache  = 16 << 20
+	leanLatestHalf  = 32 << 10
+	leanRaftLog     = 64 << 20
+	leanKeyFilter   = 32 << 20
+	leanCountMirror = 32 << 20
 
-	minMemTable   = 4 << 20
-	maxMemTable   = 64 << 20
-	minLatestHalf = 8 << 10
-	maxLatestHalf = 1 << 20
-	maxRaftLog    = 1 << 30
-	maxKeyFilter  = 1 << 30
+	minMemTable    = 4 << 20
+	maxMemTable    = 64 << 20
+	minLatestHalf  = 8 << 10
+	maxLatestHalf  = 1 << 20
+	maxRaftLog     = 1 << 30
+	maxKeyFilter   = 1 << 30
+	maxCountMirror = 1 << 30
 	// minGoLimit keeps the Go heap's soft limit from starving the
 	// request paths when the limit is small: below it, the garbage
 	// collector would run continuously.
@@ -64,19 +70,21 @@ const (
 // the store's caches and the Go heap. With a limit: a memtable of 1/64 of
 // it (4-64 MiB), a block cache of 1/8, a newest-version cache of one
 // entry a generation per 4 KiB, a raft log of 1/8 in memory (64 MiB - 1
-// GiB, part of the Go heap), a key filter of 1/32 (32 MiB - 1 GiB, part of
-// the Go heap too), and the rest, at least 64 MiB, for the Go heap.
+// GiB, part of the Go heap), a key filter and a count index mirror of 1/32
+// each (32 MiB - 1 GiB, part of the Go heap too), and the rest, at least
+// 64 MiB, for the Go heap.
 func SizeMemory(limit int64) MemorySizes {
 	if limit <= 0 {
 		return MemorySizes{MemTable: leanMemTable, BlockCache: leanBlockCache, LatestHalf: leanLatestHalf, RaftLog: leanRaftLog,
-			KeyFilter: leanKeyFilter}
+			KeyFilter: leanKeyFilter, CountMirror: leanCountMirror}
 	}
 	s := MemorySizes{
-		MemTable:   uint64(min(max(limit/64, minMemTable), maxMemTable)),
-		BlockCache: max(limit/8, leanBlockCache),
-		LatestHalf: int(min(max(limit/4096, minLatestHalf), maxLatestHalf)),
-		RaftLog:    uint64(min(max(limit/8, leanRaftLog), maxRaftLog)),
-		KeyFilter:  int(min(max(limit/32, leanKeyFilter), maxKeyFilter)),
+		MemTable:    uint64(min(max(limit/64, minMemTable), maxMemTable)),
+		BlockCache:  max(limit/8, leanBlockCache),
+		LatestHalf:  int(min(max(limit/4096, minLatestHalf), maxLatestHalf)),
+		RaftLog:     uint64(min(max(limit/8, leanRaftLog), maxRaftLog)),
+		KeyFilter:   int(min(max(limit/32, leanKeyFilter), maxKeyFilter)),
+		CountMirror: int(min(max(limit/32, leanCountMirror), maxCountMirror)),
 	}
 	s.GoLimit = max(limit-s.PebbleBytes(), minGoLimit)
 	return s

@@ -8,7 +8,8 @@ import (
 
 func TestSizeMemory(t *testing.T) {
 	lean := storeactor.SizeMemory(0)
-	if lean.GoLimit != 0 || lean.MemTable == 0 || lean.BlockCache == 0 || lean.LatestHalf == 0 || lean.KeyFilter == 0 {
+	if lean.GoLimit != 0 || lean.MemTable == 0 || lean.BlockCache == 0 || lean.LatestHalf == 0 || lean.KeyFilter == 0 ||
+		lean.CountMirror == 0 {
 		t.Fatalf("lean sizes %+v: want every size set and no Go limit", lean)
 	}
 	for _, limit := range []int64{64 << 20, 256 << 20, 1 << 30, 16 << 30, 1 << 40} {
@@ -32,7 +33,7 @@ func TestSizeMemory(t *testing.T) {
 	for _, limit := range []int64{256 << 20, 1 << 30, 16 << 30} {
 		s := storeactor.SizeMemory(limit)
 		if s.MemTable < prev.MemTable || s.BlockCache < prev.BlockCache || s.LatestHalf < prev.LatestHalf || s.GoLimit < prev.GoLimit ||
-			s.KeyFilter < prev.KeyFilter {
+			s.KeyFilter < prev.KeyFilter || s.CountMirror < prev.CountMirror {
 			t.Errorf("limit %d: %+v shrinks a part of %+v", limit, s, prev)
 		}
 		prev = s

@@ -165,6 +165,13 @@ var (
 		Name: "metastore_store_key_filter_bytes",
 		Help: "Bytes of the store's filter of keys never written; 0 once it reached its cap and was dropped.",
 	})
+	// countMirrorBytes is the estimated memory of the count index's
+	// level 1 mirror (countwrite.go), which grows with the keyspace up
+	// to its cap.
+	countMirrorBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "metastore_store_count_mirror_bytes",
+		Help: "Estimated bytes of the store's in-memory copy of the range count index's first level; 0 once it reached its cap and is read from pebble.",
+	})
 )
 
 func init() {
@@ -172,7 +179,7 @@ func init() {
 		commitSec, applySec, slowApplies, rangeSec,
 		dbCompactionPauseMs, dbCompactionTotalMs, dbCompactionLast, dbCompactionKeys,
 		defragSec, defragInflight, snapshotTransferSec, hashSec, hashRevSec, snapDBSaveSec, snapDBFsyncSec,
-		writeStalls, writeStallSeconds, applyBatchEntries, readErrors, keyFilterBytes)
+		writeStalls, writeStallSeconds, applyBatchEntries, readErrors, keyFilterBytes, countMirrorBytes)
 }
 
 // mvccOps counts operations as etcd's mvcc metrics do: the ranges, puts

@@ -86,6 +86,7 @@ func setUpMemory(flag int64, lg *zap.Logger) (storeactor.MemorySizes, func()) {
 		zap.Int64("block-cache-bytes", sizes.BlockCache),
 		zap.Int("latest-cache-entries", 2*sizes.LatestHalf),
 		zap.Int("key-filter-max-bytes", sizes.KeyFilter),
+		zap.Int("count-mirror-max-bytes", sizes.CountMirror),
 	}
 	if budget > 0 {
 		fields = append(fields, zap.Int64("memory-limit-bytes", budget), zap.String("memory-limit-from", source),
