@@ -75,6 +75,11 @@ type core struct {
 	held     *raft.Ready // a Ready with a conf change, not advanced until its verdict
 	heldFrom uint64      // index of the first conf change in held
 	heldConf uint64      // index of the last conf change in held
+	// heldLast is the index of held's last committed entry: a report of
+	// the store's applied index below it may answer an Apply sent before
+	// held's (by an instance of this actor before a restart) and need not
+	// carry held's verdicts.
+	heldLast uint64
 
 	// Conf changes this leader waits to hand raft (see confqueue.go).
 	confQueue   []confProposal
@@ -542,6 +547,9 @@ func (c *core) advance(rd raft.Ready) error {
 	}
 	if c.heldConf > c.confApplied {
 		c.held = &rd
+		if n := len(rd.CommittedEntries); n > 0 {
+			c.heldLast = rd.CommittedEntries[n-1].GetIndex()
+		}
 		return nil
 	}
 	c.rn.Advance(rd)
@@ -751,9 +759,13 @@ func (c *core) applied(m *storeactor.Applied, storeApplied uint64) {
 		delete(c.waiters, c.pending[k].id)
 	}
 	c.pending = c.pending[k:]
-	if c.held != nil && c.heldConf <= index && c.confApplied < c.heldConf {
+	if c.held != nil && c.heldLast <= index && c.confApplied < c.heldConf {
 		// The store applied the conf change before a restart and reported
-		// no verdict for it: ask for it again.
+		// no verdict for it: ask for it again. Not on a report below
+		// heldLast: the store may still be answering Applies a previous
+		// instance of this actor sent before held's, and replays asked
+		// for each of those counted toward a poison entry (a member
+		// stopped by a restart of its raft actor alone).
 		c.replay(max(c.heldFrom, c.confApplied+1))
 	}
 	if c.held == nil && (index-c.snapIndex >= c.snapshotCount || c.logBytes > 0 && index > c.snapIndex && c.appendedBytes >= c.logBytes/2) {

@@ -37,7 +37,8 @@ import (
 //	stabilize                        deliver messages, run Readies and stores until quiet
 //	isolate <id> / heal              drop every message to and from the member / none
 //	store <id> pause|resume|restart|crash-after-commit|lose-report
-//	restart <id> [force-new-cluster]  the member stops and starts again from its durable log
+//	restart <id> [force-new-cluster|raft-only]  the member stops and starts again from its durable log
+//	                                 (raft-only: its raft actor alone; the store goes on with what it was handed)
 //	status                           each member's raft and waiting state
 //	log                              each member's in-memory log (its indexes, the bytes of their data) and its durable log's first index
 //
@@ -286,7 +287,7 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			t.Fatalf("store %s?", what)
 		}
 	case "restart":
-		e.restart(e.node(d, 0), d.HasArg("force-new-cluster"))
+		e.restart(e.node(d, 0), d.HasArg("force-new-cluster"), d.HasArg("raft-only"))
 	case "status":
 		for _, id := range e.ids {
 			n := e.nodes[id]
@@ -333,8 +334,11 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 // for its store are lost with the process — and starts a new core on its
 // durable state: the log (the old core's MemoryStorage, as the driver
 // loads pebble's copy) and what its store has applied. With force, the
-// log is first rewritten as ForceNewCluster rewrites pebble's.
-func (e *coreEnv) restart(n *tnode, force bool) {
+// log is first rewritten as ForceNewCluster rewrites pebble's. With
+// raftOnly, only the raft actor restarts (a panic its guardian contains):
+// the store goes on applying the Applies queued for it, and reports them
+// to the new core, whose clients (recovered from the log) they are.
+func (e *coreEnv) restart(n *tnode, force, raftOnly bool) {
 	old := n.c.ms
 	snap, _ := old.Snapshot()
 	hs, _, _ := old.InitialState()
@@ -373,7 +377,9 @@ func (e *coreEnv) restart(n *tnode, force bool) {
 		SnapshotCount: n.c.snapshotCount, CatchUp: n.c.catchUp, LogBytes: n.c.logBytes, Logger: zap.NewNop(),
 	}, ms, true, n.store.applied, n)
 	n.lead, n.inbox = 0, nil
-	n.store.queue, n.store.paused = nil, false
+	if !raftOnly {
+		n.store.queue, n.store.paused = nil, false
+	}
 	e.collect(n)
 }
 
