@@ -392,7 +392,11 @@ func TestRangeStreamMemoryBounded(t *testing.T) {
 	if keys != n {
 		t.Fatalf("%d keys streamed, want %d", keys, n)
 	}
-	if data := uint64(n * size); grown > data/4 && !raceEnabled {
-		t.Fatalf("the heap grew by %d MiB while streaming %d MiB", grown>>20, data>>20)
+	bound := uint64(n*size) / 4
+	if raceEnabled {
+		bound *= 2 // see raceEnabled; still far from holding the whole stream
+	}
+	if grown > bound {
+		t.Fatalf("the heap grew by %d MiB while streaming %d MiB (bound %d MiB)", grown>>20, n*size>>20, bound>>20)
 	}
 }

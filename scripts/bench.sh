@@ -55,7 +55,7 @@
 #   l  range serializable as d, with auth on, as that user
 #      (k and l run last, on a freshly started server with a new data dir,
 #      each against its own baseline kb / ld run on that server without
-#      auth, in the order kb ld | auth on | k l l k | auth off | ld kb: each
+#      auth, in the order kb ld | auth on | k l l2 k2 | auth off | ld2 kb2: each
 #      row is the mean of its two runs, which sit at the same mean place in
 #      the sequence, so a drift over it (compaction debt of the puts before,
 #      the host) moves a row and its baseline alike)
@@ -343,6 +343,7 @@ run_target() { # run_target <target>
   esac
   log "starting $name ($bin) on $ENDPOINT, data in $WORK/$name/data"
   rm -rf "$WORK/$name/data" # every round starts empty (BENCH_KEEP keeps the last)
+  rm -f "$WORK/$name"-*.out "$WORK/$name"-*.cpu # a round cut short must not count the last one's
   # shellcheck disable=SC2086 # flags are deliberately word-split
   start_server "$name" "$bin" $flags
 
@@ -569,8 +570,8 @@ for i in "${!ROWS[@]}"; do
 done
 
 # Auth's cost to each server: its req/s with auth over its own without,
-# measured on the same fresh server right before auth is turned on
-# (issue 22: MetaStore's ratio no worse than etcd's).
+# measured on the same fresh server around auth's turning on and off (see
+# k and l above; issue 22: MetaStore's ratio no worse than etcd's).
 row_index() { # row_index <id>: index of the first ROWS entry of scenario id
   local i
   for i in "${!ROWS[@]}"; do

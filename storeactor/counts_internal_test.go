@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -141,7 +142,8 @@ func (m *countModel) checkCount(r pebble.Reader, key, end []byte, rev, cur int64
 // (history correction) and inside a batch — are what a walk finds; also
 // on what a crash (unsynced writes lost or half kept) leaves on disk. With
 // level 1 mirrored throughout, dropped part way (cap 200 bytes, 3 of the model's 5-10 live
-// separators) and read from pebble from the first batch on.
+// separators) and never mirrored (cap 0: read from pebble from the first
+// batch on).
 func TestCountIndexMatchesWalk(t *testing.T) {
 	seeds, batches := 4, 150
 	if os.Getenv("METASTORE_LONG") == "1" {
@@ -165,6 +167,15 @@ func testCountIndexMatchesWalk(t *testing.T, seed int64, batches, mirrorMax int)
 		}
 		if err := m.m.equal(m.db); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
+		}
+		if m.m.levels[1] != nil {
+			want := 0
+			for k := range m.m.levels[1].Ascend(btreemap.Min[string](), btreemap.Max[string]()) {
+				want += sepEntryBytes(k)
+			}
+			if m.m.bytes() != want {
+				t.Fatalf("batch %d: level 1 mirror counted as %d bytes, its separators make %d", i, m.m.bytes(), want)
+			}
 		}
 		for j := 0; j < 5; j++ {
 			key, end := m.keyRange()

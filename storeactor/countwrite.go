@@ -55,11 +55,15 @@ type sepCount struct {
 	gone  bool // no longer a separator (deleted from the batch's index)
 }
 
-// newCountMirror is an empty mirror whose level 1 may take maxL1Bytes.
+// newCountMirror is an empty mirror whose level 1 may take maxL1Bytes
+// (none: not mirrored at all).
 func newCountMirror(maxL1Bytes int) *countMirror {
 	m := &countMirror{maxL1Bytes: maxL1Bytes}
 	for level := 1; level <= countLevels; level++ {
 		m.levels[level] = btreemap.New[string, *sepCount](32, strings.Compare)
+	}
+	if maxL1Bytes <= 0 {
+		m.dropLevel1()
 	}
 	return m
 }
@@ -157,7 +161,8 @@ type countWriter struct {
 	it    *pebble.Iterator // over 'l' entries, for level-1 splits
 	// Level 1 read from pebble (m.levels[1] nil): the separators' counts
 	// this batch read or changed (gone ones removed), and an iterator
-	// over level 1's separators.
+	// over level 1's separators. l1 is keyed by separator alone: level 1
+	// is the only level ever left unmirrored (dropLevel1).
 	l1    map[string]*sepCount
 	sepIt *pebble.Iterator
 	enc   []byte
