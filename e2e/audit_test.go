@@ -69,6 +69,11 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("audit record holds a token: %v", tok)
 		}
 		s := func(k string) string { v, _ := m[k].(string); return v }
+		if s("method") == "/etcdserverpb.Maintenance/Status" {
+			// The harness's readiness probe (Server.probeStatus), on a
+			// loaded host still on its way after the server was ready.
+			continue
+		}
 		remotes = append(remotes, s("remote"))
 		got = append(got, strings.Join([]string{s("method"), s("user"), s("target-user") + s("role") + s("key"), s("result")}, " | "))
 	}

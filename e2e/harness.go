@@ -658,15 +658,27 @@ func (s *Server) probeStatus(stop <-chan struct{}, ready func()) {
 		return
 	}
 	defer cli.Close()
+	// Calls are called off once the server is ready (stop): a call still
+	// on its way on a loaded host would reach a server the test has
+	// since changed (auth on: a refused Status in its audit log).
+	probing, called := context.WithCancel(context.Background())
+	defer called()
+	go func() {
+		select {
+		case <-stop:
+			called()
+		case <-probing.Done():
+		}
+	}()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-probing.Done():
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(probing, 500*time.Millisecond)
 		_, err := cli.Status(ctx, s.Endpoint())
 		cancel()
 		if err == nil {
