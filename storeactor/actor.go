@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -156,6 +157,13 @@ type Store struct {
 	// in cells that outlive restarts of the actor: quota is the Reader's.
 	quota *atomic.Int64
 	warn  *atomic.Int64 // --warning-apply-duration, normalized
+	// stopped holds the PIDs of the actors of these Props that stopped
+	// (shared by incarnations): protoactor processes a Restart queued
+	// behind a Stop after the stop and starts a new incarnation (a
+	// crash-looping store stopped at shutdown), which must not touch the
+	// DB being closed. inert marks such an incarnation.
+	stopped *sync.Map
+	inert   bool
 
 	replaying    bool      // a Replay is outstanding; entries past a gap are dropped
 	compacting   bool      // a compactStep is queued
@@ -196,14 +204,25 @@ func New(cfg Config, r *Reader) *actor.Props {
 	r.quota.Store(quotaBytes(cfg.QuotaBytes))
 	warn := new(atomic.Int64)
 	warn.Store(int64(warnApplyDuration(cfg.WarnApplyDuration)))
+	stopped := new(sync.Map)
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn}
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn,
+			stopped: stopped}
 	})
 }
 
 func (s *Store) Receive(ctx actor.Context) {
+	if s.inert {
+		return
+	}
 	switch m := ctx.Message().(type) {
+	case *actor.Stopped:
+		s.stopped.Store(ctx.Self(), struct{}{})
 	case *actor.Started:
+		if _, gone := s.stopped.Load(ctx.Self()); gone {
+			s.inert = true // an incarnation after the stop (see stopped)
+			return
+		}
 		s.start(ctx)
 	case *Apply:
 		s.apply(ctx, m)
