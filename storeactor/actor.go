@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -157,13 +156,10 @@ type Store struct {
 	// in cells that outlive restarts of the actor: quota is the Reader's.
 	quota *atomic.Int64
 	warn  *atomic.Int64 // --warning-apply-duration, normalized
-	// stopped holds the PIDs of the actors of these Props that stopped
-	// (shared by incarnations): protoactor processes a Restart queued
-	// behind a Stop after the stop and starts a new incarnation (a
-	// crash-looping store stopped at shutdown), which must not touch the
-	// DB being closed. inert marks such an incarnation.
-	stopped *sync.Map
-	inert   bool
+	// guard keeps an incarnation started after the actor stopped from
+	// touching the DB being closed (actors.StopGuard); inert marks one.
+	guard *actors.StopGuard
+	inert bool
 
 	replaying    bool      // a Replay is outstanding; entries past a gap are dropped
 	compacting   bool      // a compactStep is queued
@@ -204,10 +200,10 @@ func New(cfg Config, r *Reader) *actor.Props {
 	r.quota.Store(quotaBytes(cfg.QuotaBytes))
 	warn := new(atomic.Int64)
 	warn.Store(int64(warnApplyDuration(cfg.WarnApplyDuration)))
-	stopped := new(sync.Map)
+	guard := new(actors.StopGuard)
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn,
-			stopped: stopped}
+			guard: guard}
 	})
 }
 
@@ -217,10 +213,10 @@ func (s *Store) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Stopped:
-		s.stopped.Store(ctx.Self(), struct{}{})
+		s.guard.Stopped(ctx)
 	case *actor.Started:
-		if _, gone := s.stopped.Load(ctx.Self()); gone {
-			s.inert = true // an incarnation after the stop (see stopped)
+		if s.guard.Revived(ctx) {
+			s.inert = true
 			return
 		}
 		s.start(ctx)
