@@ -137,9 +137,9 @@ func TestMetricsCluster(t *testing.T) {
 	member := storeactor.EncodeMemberContext(&pb.Member{ID: learner, Name: "n4", PeerURLs: []string{"http://n4"}, IsLearner: true})
 	c.confChange(lead, raftpb.ConfChangeAddLearnerNode, learner, member)
 	c.confChange(lead, raftpb.ConfChangeAddNode, learner, storeactor.PromoteContext)
-	if v := scrape(t, global).Must(t, "etcd_server_learner_promote_successes"); v != promotions+1 {
-		t.Errorf("learner_promote_successes %v -> %v after a promotion", promotions, v)
-	}
+	// The store answers the client once it has sent raft its report, which
+	// raft may not have taken in yet.
+	eventuallyValue(t, global, "etcd_server_learner_promote_successes", func(v float64) bool { return v == promotions+1 }, "a promotion")
 
 	// An isolated follower loses its leader and fails reads.
 	f := c.followers(lead)[0]
