@@ -35,9 +35,7 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeRe
 		return err
 	})
 	if err != nil {
-		if t != nil {
-			t.release()
-		}
+		t.release()
 		return nil, err
 	}
 	s.g.header(resp.Header)
@@ -109,9 +107,7 @@ func (s *kvServer) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (_ *pb.Txn
 		return err
 	})
 	if err != nil {
-		if t != nil {
-			t.release()
-		}
+		t.release()
 		return nil, err
 	}
 	s.g.header(resp.Header)

@@ -198,6 +198,9 @@ func (b *rangeBudget) changed() {
 // that now may take what they wait for. It may be called more than once
 // (only the first counts), from any goroutine.
 func (t *rangeTicket) release() {
+	if t == nil {
+		return // the read failed before it was charged
+	}
 	b := t.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
