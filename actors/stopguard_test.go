@@ -22,13 +22,13 @@ func (stopThenRestart) HandleFailure(sys *actor.ActorSystem, sup actor.Superviso
 	sup.RestartChildren(child)
 }
 
-// TestStopGuardKeepsAStoppedActorDown: protoactor starts an actor whose
-// Restart was queued behind its Stop again after the stop; with a
-// StopGuard that incarnation does nothing, without one it runs its
-// Started. (Whether the Restart reaches the stopped actor depends on
-// scheduling — once the PID is unregistered it is dead-lettered — so each
-// case tries until it sees an incarnation.)
-func TestStopGuardKeepsAStoppedActorDown(t *testing.T) {
+// TestKeepStoppedKeepsAStoppedActorDown: protoactor starts an actor whose
+// Restart was queued behind its Stop again after the stop; with
+// KeepStopped that incarnation's Started never reaches the actor, without
+// it the incarnation runs. (Whether the Restart reaches the stopped actor
+// depends on scheduling — once the PID is unregistered it is
+// dead-lettered — so each case tries until it sees an incarnation.)
+func TestKeepStoppedKeepsAStoppedActorDown(t *testing.T) {
 	for _, guarded := range []bool{true, false} {
 		ran, seen := false, false
 		for try := 0; try < 50 && !seen; try++ {
@@ -48,31 +48,41 @@ func TestStopGuardKeepsAStoppedActorDown(t *testing.T) {
 }
 
 // reviveOnce makes a child fail, stop and be asked to restart after it,
-// and reports whether an incarnation after the stop got Started (seen)
-// and ran past the guard (ran).
+// and reports whether an incarnation after the stop got Started (seen, by
+// an outer middleware that sees every message) and the actor ran it (ran).
 func reviveOnce(t *testing.T, guarded bool) (ran, seen bool) {
 	kit := testkit.New(t)
 	var stopped atomic.Pointer[actor.PID]
-	guard := new(actors.StopGuard)
-	revived := make(chan bool, 1) // an incarnation after the stop got Started: did it run?
+	var started atomic.Bool // the actor ran the Started being delivered
+	revived := make(chan bool, 1)
+	observe := actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+			_, isStarted := env.Message.(*actor.Started)
+			started.Store(false)
+			next(ctx, env)
+			if isStarted && ctx.Self() == stopped.Load() {
+				select {
+				case revived <- started.Load():
+				default:
+				}
+			}
+		}
+	})
+	opts := []actor.PropsOption{observe}
+	if guarded {
+		opts = append(opts, actors.KeepStopped())
+	}
 	child := actor.PropsFromFunc(func(ctx actor.Context) {
 		if ctx.Message() == "boom" {
 			panic("boom")
 		}
 		switch ctx.Message().(type) {
 		case *actor.Stopped:
-			guard.Stopped(ctx)
 			stopped.Store(ctx.Self())
 		case *actor.Started:
-			run := !guarded || !guard.Revived(ctx)
-			if ctx.Self() == stopped.Load() {
-				select {
-				case revived <- run:
-				default:
-				}
-			}
+			started.Store(true)
 		}
-	})
+	}, opts...)
 	parent := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actor.Started); ok {
 			ctx.Send(ctx.Spawn(child), "boom")

@@ -112,7 +112,8 @@ func NewSimpleTokens(cfg TokensConfig) (*actor.Props, *TokenView) {
 	ttl := new(atomic.Int64)
 	ttl.Store(int64(cfg.TTL))
 	props := actor.PropsFromProducer(func() actor.Actor { return &SimpleTokens{cfg: cfg, table: table, ttl: ttl} },
-		actor.WithReceiverMiddleware(applyGuard(table, cfg.Logger))) // first: outermost (tokenfail.go)
+		actor.WithReceiverMiddleware(applyGuard(table, cfg.Logger)), // first: outermost (tokenfail.go)
+		actors.KeepStopped())
 	return props, &TokenView{table: table, ttl: ttl, clock: cfg.Clock}
 }
 

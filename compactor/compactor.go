@@ -212,7 +212,7 @@ func New(cfg Config) (*actor.Props, error) {
 	}
 	cell := new(atomic.Pointer[policy])
 	cell.Store(&policy{mode: cfg.Mode, retention: cfg.Retention})
-	return actor.PropsFromProducer(func() actor.Actor { return &Compactor{cfg: cfg, policy: cell} }), nil
+	return actor.PropsFromProducer(func() actor.Actor { return &Compactor{cfg: cfg, policy: cell} }, actors.KeepStopped()), nil
 }
 
 // Intervals returns periodic mode's sampling interval, least time between

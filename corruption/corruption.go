@@ -162,7 +162,7 @@ func New(cfg Config) *actor.Props {
 	}
 	interval := new(atomic.Int64)
 	interval.Store(int64(cfg.Interval))
-	return actor.PropsFromProducer(func() actor.Actor { return &Checker{cfg: cfg, interval: interval} })
+	return actor.PropsFromProducer(func() actor.Actor { return &Checker{cfg: cfg, interval: interval} }, actors.KeepStopped())
 }
 
 func (c *Checker) Receive(ctx actor.Context) {

@@ -199,7 +199,7 @@ func New(cfg Config) *actor.Props {
 		cfg.CheckpointBatch = 1000
 	}
 	loadLog := actors.NewLogLimiter(cfg.Clock, loadLogInterval)
-	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg, loadLog: loadLog} })
+	return actor.PropsFromProducer(func() actor.Actor { return &Lessor{cfg: cfg, loadLog: loadLog} }, actors.KeepStopped())
 }
 
 func (l *Lessor) Receive(ctx actor.Context) {

@@ -101,10 +101,6 @@ type Node struct {
 	view    *ViewRef
 	clients *clients // outlive restarts of the actor, see clients
 
-	// guard and inert: see actors.StopGuard.
-	guard *actors.StopGuard
-	inert bool
-
 	core    *core
 	stopTck func()
 	// The initial election tick advance (tickadvance.go).
@@ -143,22 +139,14 @@ func New(cfg Config) (*actor.Props, *ViewRef) {
 	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
 	cl := newClients()
 	logReadLog := actors.NewLogLimiter(cfg.Clock, 10*time.Second)
-	guard := new(actors.StopGuard)
+	// KeepStopped: an incarnation started after the actor stopped would
+	// sync a closed WAL and report a fatal error on a clean shutdown.
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Node{cfg: cfg, view: ref, clients: cl, logReadLog: logReadLog, guard: guard}
-	}), ref
+		return &Node{cfg: cfg, view: ref, clients: cl, logReadLog: logReadLog}
+	}, actors.KeepStopped()), ref
 }
 
 func (n *Node) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
-	case *actor.Stopped:
-		n.guard.Stopped(ctx)
-	case *actor.Started:
-		n.inert = n.guard.Revived(ctx) // started after it stopped: leave the WAL alone
-	}
-	if n.inert {
-		return
-	}
 	if n.failed != nil {
 		n.refuse(ctx.Message())
 		return

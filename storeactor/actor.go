@@ -156,10 +156,6 @@ type Store struct {
 	// in cells that outlive restarts of the actor: quota is the Reader's.
 	quota *atomic.Int64
 	warn  *atomic.Int64 // --warning-apply-duration, normalized
-	// guard keeps an incarnation started after the actor stopped from
-	// touching the DB being closed (actors.StopGuard); inert marks one.
-	guard *actors.StopGuard
-	inert bool
 
 	replaying    bool      // a Replay is outstanding; entries past a gap are dropped
 	compacting   bool      // a compactStep is queued
@@ -200,25 +196,16 @@ func New(cfg Config, r *Reader) *actor.Props {
 	r.quota.Store(quotaBytes(cfg.QuotaBytes))
 	warn := new(atomic.Int64)
 	warn.Store(int64(warnApplyDuration(cfg.WarnApplyDuration)))
-	guard := new(actors.StopGuard)
+	// KeepStopped: an incarnation started after the actor stopped would
+	// read the DB its owner is closing.
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn,
-			guard: guard}
-	})
+		return &Store{cfg: cfg, view: r.view, authRef: r.auth, membersRef: r.members, reads: r.reads, quota: &r.quota, warn: warn}
+	}, actors.KeepStopped())
 }
 
 func (s *Store) Receive(ctx actor.Context) {
-	if s.inert {
-		return
-	}
 	switch m := ctx.Message().(type) {
-	case *actor.Stopped:
-		s.guard.Stopped(ctx)
 	case *actor.Started:
-		if s.guard.Revived(ctx) {
-			s.inert = true
-			return
-		}
 		s.start(ctx)
 	case *Apply:
 		s.apply(ctx, m)

@@ -132,7 +132,7 @@ func New(cfg Config) *actor.Props {
 	failLog := actors.NewLogLimiter(cfg.Clock, time.Second)
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &Hub{cfg: cfg, streams: streams, gauges: gauges, failLog: failLog}
-	})
+	}, actors.KeepStopped())
 }
 
 func (h *Hub) Receive(ctx actor.Context) {
