@@ -60,6 +60,12 @@ const (
 	maxRaftLog     = 1 << 30
 	maxKeyFilter   = 1 << 30
 	maxCountMirror = 1 << 30
+	// With a budget, the structures kept in the Go heap scale down with
+	// it below their lean sizes, to these floors: their lean sizes
+	// together (128 MiB) would fill the Go heap of a small budget and
+	// leave the collector running without pause.
+	minRaftLog = 8 << 20
+	minHeapCap = 1 << 20 // key filter, count mirror
 	// minGoLimit keeps the Go heap's soft limit from starving the
 	// request paths when the limit is small: below it, the garbage
 	// collector would run continuously.
@@ -69,10 +75,11 @@ const (
 // SizeMemory divides a memory limit in bytes (0: none) between pebble,
 // the store's caches and the Go heap. With a limit: a memtable of 1/64 of
 // it (4-64 MiB), a block cache of 1/8, a newest-version cache of one
-// entry a generation per 4 KiB, a raft log of 1/8 in memory (64 MiB - 1
+// entry a generation per 4 KiB, a raft log of 1/8 in memory (8 MiB - 1
 // GiB, part of the Go heap), a key filter and a count index mirror of 1/32
-// each (32 MiB - 1 GiB, part of the Go heap too), and the rest, at least
-// 64 MiB, for the Go heap.
+// each (1 MiB - 1 GiB, part of the Go heap too), and the rest, at least
+// 64 MiB, for the Go heap. Those three take at most about a quarter of
+// the Go heap, so requests keep the rest.
 func SizeMemory(limit int64) MemorySizes {
 	if limit <= 0 {
 		return MemorySizes{MemTable: leanMemTable, BlockCache: leanBlockCache, LatestHalf: leanLatestHalf, RaftLog: leanRaftLog,
@@ -82,9 +89,9 @@ func SizeMemory(limit int64) MemorySizes {
 		MemTable:    uint64(min(max(limit/64, minMemTable), maxMemTable)),
 		BlockCache:  max(limit/8, leanBlockCache),
 		LatestHalf:  int(min(max(limit/4096, minLatestHalf), maxLatestHalf)),
-		RaftLog:     uint64(min(max(limit/8, leanRaftLog), maxRaftLog)),
-		KeyFilter:   int(min(max(limit/32, leanKeyFilter), maxKeyFilter)),
-		CountMirror: int(min(max(limit/32, leanCountMirror), maxCountMirror)),
+		RaftLog:     uint64(min(max(limit/8, minRaftLog), maxRaftLog)),
+		KeyFilter:   int(min(max(limit/32, minHeapCap), maxKeyFilter)),
+		CountMirror: int(min(max(limit/32, minHeapCap), maxCountMirror)),
 	}
 	s.GoLimit = max(limit-s.PebbleBytes(), minGoLimit)
 	return s

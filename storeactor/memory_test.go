@@ -23,6 +23,11 @@ func TestSizeMemory(t *testing.T) {
 		if s.GoLimit < 64<<20 {
 			t.Errorf("limit %d: Go limit %d below 64 MiB", limit, s.GoLimit)
 		}
+		// What lives in the Go heap for good leaves requests most of it.
+		if held := int64(s.RaftLog) + int64(s.KeyFilter) + int64(s.CountMirror); held > s.GoLimit/4 {
+			t.Errorf("limit %d: raft log %d + key filter %d + count mirror %d = %d, more than a quarter of the Go limit %d",
+				limit, s.RaftLog, s.KeyFilter, s.CountMirror, held, s.GoLimit)
+		}
 		// The parts add up to the limit unless the Go heap's floor lifts it.
 		if total := s.PebbleBytes() + s.GoLimit; total != limit && s.GoLimit != 64<<20 {
 			t.Errorf("limit %d: pebble %d + Go %d = %d", limit, s.PebbleBytes(), s.GoLimit, total)
@@ -33,7 +38,7 @@ func TestSizeMemory(t *testing.T) {
 	for _, limit := range []int64{256 << 20, 1 << 30, 16 << 30} {
 		s := storeactor.SizeMemory(limit)
 		if s.MemTable < prev.MemTable || s.BlockCache < prev.BlockCache || s.LatestHalf < prev.LatestHalf || s.GoLimit < prev.GoLimit ||
-			s.KeyFilter < prev.KeyFilter || s.CountMirror < prev.CountMirror {
+			s.KeyFilter < prev.KeyFilter || s.CountMirror < prev.CountMirror || s.RaftLog < prev.RaftLog {
 			t.Errorf("limit %d: %+v shrinks a part of %+v", limit, s, prev)
 		}
 		prev = s
