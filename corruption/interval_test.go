@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -38,8 +39,17 @@ func TestSetIntervalStartsChangesAndStopsChecks(t *testing.T) {
 	}
 	var crashNext atomic.Bool
 	crashOnce := func(m any) bool { _, ok := m.(tick); return ok && crashNext.CompareAndSwap(true, false) }
-	tap := kit.NewTap(testkit.WithFilter(func(m any) bool { _, ok := m.(checked); return ok }))
+	// The tap records checks, and each Started: an incarnation has armed
+	// its ticker once it handled its Started.
+	tap := kit.NewTap(testkit.WithFilter(func(m any) bool {
+		switch m.(type) {
+		case checked, *actor.Started:
+			return true
+		}
+		return false
+	}))
 	pid := kit.Spawn(testkit.PanicOn(tap.Props(New(cfg)), crashOnce))
+	testkit.ExpectTapped[*actor.Started](tap, wait)
 	set := func(d time.Duration) error {
 		t.Helper()
 		err, askErr := actors.Ask(context.Background(), kit.Root(), pid, func(r chan<- error) any { return &SetInterval{Interval: d, Reply: r} })
@@ -91,6 +101,7 @@ func TestSetIntervalStartsChangesAndStopsChecks(t *testing.T) {
 	crashNext.Store(true)
 	clock.Advance(5 * time.Minute)
 	events.ExpectSupervisorEvent(wait)
+	testkit.ExpectTapped[*actor.Started](tap, wait) // the new instance armed its ticker
 	pending(1)
 	checked(5 * time.Minute)
 
