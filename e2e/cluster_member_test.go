@@ -592,7 +592,10 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 		f.Restart(t)
 		fep := []string{f.Endpoint()}
 		rec("count via restarted follower (serializable)", waitOut(t, func(s string) bool { return strings.Contains(s, `"Count" : 299`) },
-			func(s string) string { return normIDs(norm(s)) }, fep, "get", "k", "--prefix", "--count-only", "--consistency=s", "-w", "fields"))
+			// normIDs first: the header's ids are decimal, and norm's hex-id
+			// pattern would take one of 12-16 digits for an id but not a
+			// longer one.
+			func(s string) string { return norm(normIDs(s)) }, fep, "get", "k", "--prefix", "--count-only", "--consistency=s", "-w", "fields"))
 		rec("get via restarted follower", norm(ctlOut(t, fep, "get", "k299", "--print-value-only")))
 		rec("get before via restarted follower", norm(ctlOut(t, fep, "get", "before", "--print-value-only")))
 		rec("get leased", norm(ctlOut(t, fep, "get", "leased", "--print-value-only", "--consistency=s")))
