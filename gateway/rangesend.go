@@ -172,7 +172,9 @@ const maxPooledSendBytes = 1 << 20
 // puts the buffer back when it is done with it, which releases the
 // ticket. A connection that closes while the response is being written
 // drops the buffer without putting it back (gRPC frees only what it has
-// not started writing); then the buffer's cleanup releases the ticket, at
+// not started writing), and so does a cancel that overtakes the handler's
+// write (gRPC's writer discards a frame for a stream it has cleaned up
+// without freeing it); then the buffer's cleanup releases the ticket, at
 // the GC after.
 type sentBuffer struct {
 	pool    mem.BufferPool

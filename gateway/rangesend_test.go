@@ -295,6 +295,12 @@ func TestRangeTooLargeToSend(t *testing.T) {
 // (it granted no flow-control window: HTTP/2's SETTINGS_INITIAL_WINDOW_SIZE
 // 0) gives the response's bytes back at once: gRPC drops the encoding
 // with the stream.
+//
+// The client cancels only once one byte of the response has come (it
+// grants one), so the encoding is in gRPC's writer: a cancel that
+// overtakes the handler's write makes gRPC drop the frame without freeing
+// it, and the bytes come back at the GC after instead
+// (TestRangeSendReleasedWhenDropped).
 func TestRangeCanceledWhileSentReleases(t *testing.T) {
 	w := newWorld(t)
 	listKeys(w, "list/", 300, 1000)
@@ -333,8 +339,9 @@ func TestRangeCanceledWhileSentReleases(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The response's headers: the handler has answered and gRPC holds
-	// the encoding, which it may not send.
+	// The response's first byte, once granted: the handler has answered
+	// and gRPC's writer holds the encoding, which it may not send on.
+	granted := false
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -345,7 +352,16 @@ func TestRangeCanceledWhileSentReleases(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 && !granted {
+			if err := fr.WriteWindowUpdate(1, 1); err != nil {
+				t.Fatal(err)
+			}
+			granted = true
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			if n := len(d.Data()); n != 1 {
+				t.Fatalf("%d bytes sent with a window of 1", n)
+			}
 			break
 		}
 	}
