@@ -40,7 +40,7 @@ func TestMigrateFromEtcdAndBack(t *testing.T) {
 	if _, e, code := runCLI("migrate", "from-etcd", ref.DataDir, "--data-dir", filepath.Join(t.TempDir(), "x")); code != exitError || !strings.Contains(e, "in use") {
 		t.Fatalf("migrate from a running etcd's data dir: %d %q", code, e)
 	}
-	ref.Stop()
+	stopApplied(t, ref, authClient(t, ref.Endpoint(), "root", "rootpw"))
 
 	for _, src := range []struct{ name, path string }{{"snapshot", snap}, {"data-dir", ref.DataDir}} {
 		t.Run(src.name, func(t *testing.T) {
@@ -448,8 +448,34 @@ func TestMigrateRefusesCrashedEtcdDataDir(t *testing.T) {
 	if r, err := ref.Client(t).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || r.Count != 5 {
 		t.Fatalf("after restart: %v %v", r, err)
 	}
-	ref.Stop()
+	stopApplied(t, ref, ref.Client(t))
 	if o, e, code := runCLI("migrate", "from-etcd", ref.DataDir, "--data-dir", out); code != 0 || !strings.Contains(o, "revision:  6 ") {
 		t.Fatalf("migrate after a clean stop: %d %s %s", code, o, e)
 	}
+}
+
+// stopApplied stops the reference etcd cleanly once it has applied every
+// entry it has committed: its stop drops the applies still scheduled, so a
+// stop right after entries commit (its own, once started: the leader's
+// empty entry, its member attributes) leaves a data dir whose backend
+// lacks them, which migrate rightly refuses.
+func stopApplied(t *testing.T, ref *e2e.Server, cli *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		st, err := cli.Status(ctx, ref.Endpoint())
+		if err != nil {
+			t.Fatalf("etcd's status before its stop: %v", err)
+		}
+		if st.RaftAppliedIndex >= st.RaftIndex {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("etcd applied %d of %d committed entries", st.RaftAppliedIndex, st.RaftIndex)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	ref.Stop()
 }

@@ -29,7 +29,8 @@ func checkEtcdWAL(lg *zap.Logger, dataDir string, consistentIndex uint64) error 
 	}
 	if n > 0 {
 		return fmt.Errorf("etcd data dir %s has %d committed entries that its backend does not hold yet "+
-			"(etcd did not stop cleanly): start etcd on it once and stop it cleanly, or migrate a snapshot ('etcdctl snapshot save')", dataDir, n)
+			"(etcd did not stop cleanly, or stopped before applying what it had just committed): start etcd on it once, "+
+			"stop it cleanly once 'etcdctl endpoint status' shows its RAFT APPLIED INDEX at its RAFT INDEX, or migrate a snapshot ('etcdctl snapshot save')", dataDir, n)
 	}
 	lg.Info("checked etcd's WAL: its backend holds every committed entry", zap.String("wal-dir", walDir),
 		zap.Uint64("consistent-index", consistentIndex))
