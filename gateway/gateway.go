@@ -160,7 +160,7 @@ func New(cfg Config) *Gateway {
 	}
 	g := &Gateway{cfg: cfg, timeouts: newRequestTimeouts(cfg.RequestTimeout), watchBudget: watchactor.NewBudget(cfg.WatchStreamBytes, cfg.WatchTotalBytes),
 		bcryptSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), serverMetrics: newServerMetrics(cfg.ExtensiveMetrics),
-		ranges: newRangeBudget(cfg.MaxRangeBytesInFlight), sends: &rangeSends{}, maxSendBytes: math.MaxInt32}
+		ranges: newRangeBudget(cfg.MaxRangeBytesInFlight, cfg.Logger), sends: &rangeSends{}, maxSendBytes: math.MaxInt32}
 	g.warnUnary.Store(int64(warnUnaryDuration(cfg.WarningUnaryRequestDuration)))
 	return g
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
 
+	"github.com/metastore/metastore/actors"
 	"github.com/metastore/metastore/metrics"
 )
 
@@ -40,8 +43,22 @@ import (
 // Reads whose result stays under untrackedRangeBytes never take any
 // (single keys, Kubernetes' gets, small pages): they pay no lock, and the
 // bytes they leave unaccounted are at most that per request in flight.
+//
+// Some bytes come back only through the GC: a response gRPC drops without
+// freeing it (rangesend.go: a closed connection, a cancel that overtakes
+// the write) releases its ticket from a cleanup, at the next collection,
+// and an idle member may not collect for two minutes (the runtime's
+// forced GC) while reads wait for those bytes. So while reads wait, the
+// budget starts a GC collectAfter into the wait and then every
+// collectEvery at most: a bounded cost, paid only while reads wait.
 type rangeBudget struct {
 	limit int64
+	lg    *zap.Logger
+	// clock and collect are the time the collect timer runs on and the
+	// collection it starts (on a goroutine of its own): the wall clock
+	// and runtime.GC but in tests.
+	clock   actors.Clock
+	collect func()
 
 	mu       sync.Mutex
 	inFlight int64
@@ -49,6 +66,10 @@ type rangeBudget struct {
 	// in the order they first took some: the oldest may overdraft.
 	oldest, newest *rangeTicket
 	waiting        int // tickets of the list waiting for bytes
+	// collectArmed: the collect timer is running (it runs while tickets
+	// wait); lastCollect: when the last collection was started.
+	collectArmed bool
+	lastCollect  time.Time
 	// observe, when set (tests), is called under mu after each grant,
 	// each ticket that starts waiting and each release.
 	observe func()
@@ -61,15 +82,20 @@ const (
 	// rangeChargeChunk is the least a ticket takes at a time, so that a
 	// large read locks the budget once per chunk, not per key.
 	rangeChargeChunk = 256 << 10
+	// collectAfter is how long reads wait for bytes before the budget
+	// starts a GC to collect the responses gRPC dropped; collectEvery the
+	// least time between two such collections.
+	collectAfter = time.Second
+	collectEvery = 10 * time.Second
 )
 
 // newRangeBudget is a budget of limit bytes; 0 or less: unbounded (as
 // etcd), the bytes in flight still counted.
-func newRangeBudget(limit int64) *rangeBudget {
+func newRangeBudget(limit int64, lg *zap.Logger) *rangeBudget {
 	if limit <= 0 {
 		limit = math.MaxInt64
 	}
-	return &rangeBudget{limit: limit}
+	return &rangeBudget{limit: limit, lg: lg, clock: actors.RealClock, collect: runtime.GC}
 }
 
 // rangeTicket is one request's share of the budget. Its own goroutine
@@ -126,6 +152,7 @@ func (b *rangeBudget) take(ctx context.Context, t *rangeTicket, n int64) error {
 		t.wake = make(chan struct{}, 1)
 	}
 	b.waiting++
+	b.armCollect()
 	b.changed()
 	b.mu.Unlock()
 
@@ -245,6 +272,37 @@ func (b *rangeBudget) wakeWaiters() {
 	}
 }
 
+// armCollect starts the collect timer unless it runs (under mu). A timer
+// that finds tickets waiting starts the next, so it runs while any wait:
+// the first read to wait after a quiet spell waits at most collectAfter
+// before a collection, a later one may wait less.
+func (b *rangeBudget) armCollect() {
+	if b.collectArmed {
+		return
+	}
+	b.collectArmed = true
+	b.clock.AfterFunc(collectAfter, b.collectTick)
+}
+
+// collectTick starts a collection if tickets still wait and the last was
+// collectEvery ago or longer.
+func (b *rangeBudget) collectTick() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.collectArmed = false
+	if b.waiting == 0 {
+		return
+	}
+	if now := b.clock.Now(); b.lastCollect.IsZero() || now.Sub(b.lastCollect) >= collectEvery {
+		b.lastCollect = now
+		rangeBudgetCollections.Inc()
+		b.lg.Info("range reads are waiting for --max-range-bytes-in-flight; starting a GC in case responses gRPC dropped hold bytes",
+			zap.Int("waiting", b.waiting), zap.Int64("bytes-in-flight", b.inFlight), zap.Int64("limit", b.limit))
+		go b.collect()
+	}
+	b.armCollect()
+}
+
 func (b *rangeBudget) append(t *rangeTicket) {
 	t.listed = true
 	t.prev = b.newest
@@ -287,8 +345,12 @@ var (
 		Help:    "How long in all a Range or read-only Txn request that waited waited for --max-range-bytes-in-flight bytes.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 	})
+	rangeBudgetCollections = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "metastore", Subsystem: "range", Name: "budget_collections_total",
+		Help: "GCs started because Range or read-only Txn requests waited for --max-range-bytes-in-flight bytes (to collect responses gRPC dropped without freeing).",
+	})
 )
 
 func init() {
-	metrics.MustRegister(rangeBytesInFlight, rangeBudgetWaits, rangeBudgetWaitSeconds)
+	metrics.MustRegister(rangeBytesInFlight, rangeBudgetWaits, rangeBudgetWaitSeconds, rangeBudgetCollections)
 }

@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/testkit"
 )
 
 const kib = 1 << 10
@@ -111,7 +114,7 @@ func result(t *testing.T, done <-chan error) error {
 // untrackedRangeBytes it takes all it built, a chunk at a time, and gives
 // it all back when released.
 func TestRangeBudgetSmallReadsTakeNothing(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	ctx := context.Background()
 	small := b.ticket()
@@ -145,7 +148,7 @@ func TestRangeBudgetSmallReadsTakeNothing(t *testing.T) {
 // larger than the whole budget is still answered); a younger one waits
 // for the bytes to come back, and then gets them.
 func TestRangeBudgetOldestOverdraftsOthersWait(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	ctx := context.Background()
 	a, c, d := b.ticket(), b.ticket(), b.ticket()
@@ -176,7 +179,7 @@ func TestRangeBudgetOldestOverdraftsOthersWait(t *testing.T) {
 // starved by small ones. Each request that waited is counted once its
 // bytes are back, with how long it waited.
 func TestRangeBudgetFirstComeFirstServed(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	waits, waitTimes := testutil.ToFloat64(rangeBudgetWaits), histogramCount(t, rangeBudgetWaitSeconds)
 	ctx := context.Background()
@@ -228,7 +231,7 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 // waiters behind it; one whose deadline has passed gets etcd's deadline
 // error without waiting.
 func TestRangeBudgetClientGoneReleases(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	ctx := context.Background()
 	a, gone, next := b.ticket(), b.ticket(), b.ticket()
@@ -270,7 +273,7 @@ func TestRangeBudgetClientGoneReleases(t *testing.T) {
 // A waiter that wants more than the whole budget proceeds once it is the
 // oldest: nothing deadlocks.
 func TestRangeBudgetWaiterBecomesOldest(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	ctx := context.Background()
 	a, huge := b.ticket(), b.ticket()
@@ -298,7 +301,7 @@ func TestRangeBudgetWaiterBecomesOldest(t *testing.T) {
 // ends, the bound holds at every step (the probe checks it), and nothing
 // is left in flight.
 func TestRangeBudgetConcurrentReads(t *testing.T) {
-	b := newRangeBudget(1024 * kib)
+	b := newRangeBudget(1024*kib, zap.NewNop())
 	p := probeBudget(t, b)
 	var wg sync.WaitGroup
 	for i := range 40 {
@@ -329,4 +332,67 @@ func TestRangeBudgetConcurrentReads(t *testing.T) {
 		t.Fatalf("%d bytes left in flight", got)
 	}
 	t.Logf("peak %d KiB in flight", p.peak/kib)
+}
+
+// While reads wait for bytes the budget starts a GC, since responses gRPC
+// dropped give theirs back only then: collectAfter into the wait, then at
+// most every collectEvery, and none once nothing waits.
+func TestRangeBudgetCollectsWhileReadsWait(t *testing.T) {
+	b := newRangeBudget(1024*kib, zap.NewNop())
+	clock := testkit.NewFakeClock(time.Unix(1000, 0))
+	collected := make(chan struct{}, 10)
+	b.clock, b.collect = clock, func() { collected <- struct{}{} }
+	p := probeBudget(t, b)
+	ctx := context.Background()
+	lastCollect := func() time.Time {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.lastCollect
+	}
+	start := clock.Now()
+
+	a, c := b.ticket(), b.ticket()
+	if err := a.charge(ctx, 2048*kib); err != nil {
+		t.Fatal(err)
+	}
+	if clock.Pending() != 0 {
+		t.Fatal("a collect timer runs while nothing waits")
+	}
+	done := charging(ctx, c, 512*kib)
+	p.waiting()
+	clock.Advance(collectAfter - time.Millisecond)
+	if !lastCollect().IsZero() {
+		t.Fatal("collected before the wait reached collectAfter")
+	}
+	clock.Advance(time.Millisecond)
+	if got := lastCollect(); !got.Equal(start.Add(collectAfter)) {
+		t.Fatalf("last collection at %v, want %v", got, start.Add(collectAfter))
+	}
+	<-collected
+	clock.Advance(collectEvery - time.Millisecond)
+	if got := lastCollect(); !got.Equal(start.Add(collectAfter)) {
+		t.Fatalf("collected again at %v, within collectEvery", got)
+	}
+	clock.Advance(time.Millisecond)
+	if got := lastCollect(); !got.Equal(start.Add(collectAfter + collectEvery)) {
+		t.Fatalf("last collection at %v, want %v", got, start.Add(collectAfter+collectEvery))
+	}
+	<-collected
+	pending(t, done)
+
+	a.release()
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * collectEvery)
+	if got := lastCollect(); !got.Equal(start.Add(collectAfter + collectEvery)) {
+		t.Fatalf("collected at %v with nothing waiting", got)
+	}
+	if clock.Pending() != 0 {
+		t.Fatal("the collect timer still runs with nothing waiting")
+	}
+	c.release()
+	if len(collected) != 0 {
+		t.Fatalf("%d more collections", len(collected))
+	}
 }

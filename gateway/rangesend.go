@@ -175,7 +175,7 @@ const maxPooledSendBytes = 1 << 20
 // not started writing), and so does a cancel that overtakes the handler's
 // write (gRPC's writer discards a frame for a stream it has cleaned up
 // without freeing it); then the buffer's cleanup releases the ticket, at
-// the GC after.
+// the GC after (which the budget starts when reads wait on it).
 type sentBuffer struct {
 	pool    mem.BufferPool
 	t       *rangeTicket

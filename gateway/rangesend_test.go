@@ -17,12 +17,15 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/metastore/metastore/testkit"
 )
 
 // heldTicket is a ticket of b holding n bytes (n past untrackedRangeBytes).
@@ -67,7 +70,7 @@ func TestEncodeRangeIsProtoMarshal(t *testing.T) {
 		{Kvs: []*mvccpb.KeyValue{{Key: []byte("keys-only"), ModRevision: 5}}, Count: -1},
 		unknown,
 	} {
-		b := newRangeBudget(1 << 20)
+		b := newRangeBudget(1<<20, zap.NewNop())
 		p := probeBudget(t, b)
 		want, err := proto.Marshal(r)
 		if err != nil {
@@ -95,7 +98,7 @@ func TestEncodeRangeIsProtoMarshal(t *testing.T) {
 // without freeing (its connection closed while it was written), give
 // their bytes back once the GC has collected them.
 func TestRangeSendReleasedWhenDropped(t *testing.T) {
-	b := newRangeBudget(1 << 20)
+	b := newRangeBudget(1<<20, zap.NewNop())
 	p := probeBudget(t, b)
 	sends := &rangeSends{}
 	func() {
@@ -121,6 +124,29 @@ func TestRangeSendReleasedWhenDropped(t *testing.T) {
 	}()
 	runtime.GC()
 	p.waitIdle()
+}
+
+// A read waiting behind bytes that only the GC gives back — an encoding
+// gRPC dropped without freeing it — gets them from the collection the
+// budget starts, not at the runtime's next GC minutes later.
+func TestRangeBudgetWaiterGetsDroppedBytes(t *testing.T) {
+	b := newRangeBudget(1<<20, zap.NewNop())
+	clock := testkit.NewFakeClock(time.Unix(1000, 0))
+	b.clock = clock
+	p := probeBudget(t, b)
+	func() {
+		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
+		if _, err := encodeRange(resp, heldTicket(t, b, 2<<20)); err != nil { // dropped, never freed
+			t.Fatal(err)
+		}
+	}()
+	done := charging(context.Background(), b.ticket(), 512*kib)
+	p.waiting()
+	pending(t, done)
+	clock.Advance(collectAfter)
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // listKeys writes n keys prefix/0000.. of size-byte values, 100 to a txn.
@@ -149,7 +175,7 @@ func TestRangeConcurrentListsBounded(t *testing.T) {
 	w := newWorld(t)
 	listKeys(w, "list/", 1500, 1000)
 	const limit = 512 * kib
-	w.g.ranges = newRangeBudget(limit)
+	w.g.ranges = newRangeBudget(limit, zap.NewNop())
 	p := probeBudget(t, w.g.ranges)
 	kv := pb.NewKVClient(serve(t, w.g))
 	req := &pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")}
@@ -205,7 +231,7 @@ func TestReadOnlyTxnBounded(t *testing.T) {
 	w := newWorld(t)
 	listKeys(w, "list/", 1500, 1000)
 	const limit = 512 * kib
-	w.g.ranges = newRangeBudget(limit)
+	w.g.ranges = newRangeBudget(limit, zap.NewNop())
 	p := probeBudget(t, w.g.ranges)
 	kv := pb.NewKVClient(serve(t, w.g))
 	list := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("list/"), RangeEnd: []byte("list0")}}}
