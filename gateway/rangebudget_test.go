@@ -349,6 +349,14 @@ func TestRangeBudgetCollectsWhileReadsWait(t *testing.T) {
 		defer b.mu.Unlock()
 		return b.lastCollect
 	}
+	ran := func() {
+		t.Helper()
+		select {
+		case <-collected:
+		case <-time.After(wait):
+			t.Fatal("the collection started did not run")
+		}
+	}
 	start := clock.Now()
 
 	a, c := b.ticket(), b.ticket()
@@ -368,7 +376,7 @@ func TestRangeBudgetCollectsWhileReadsWait(t *testing.T) {
 	if got := lastCollect(); !got.Equal(start.Add(collectAfter)) {
 		t.Fatalf("last collection at %v, want %v", got, start.Add(collectAfter))
 	}
-	<-collected
+	ran()
 	clock.Advance(collectEvery - time.Millisecond)
 	if got := lastCollect(); !got.Equal(start.Add(collectAfter)) {
 		t.Fatalf("collected again at %v, within collectEvery", got)
@@ -377,7 +385,7 @@ func TestRangeBudgetCollectsWhileReadsWait(t *testing.T) {
 	if got := lastCollect(); !got.Equal(start.Add(collectAfter + collectEvery)) {
 		t.Fatalf("last collection at %v, want %v", got, start.Add(collectAfter+collectEvery))
 	}
-	<-collected
+	ran()
 	pending(t, done)
 
 	a.release()
