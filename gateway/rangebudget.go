@@ -56,9 +56,11 @@ type rangeBudget struct {
 	lg    *zap.Logger
 	// clock and collect are the time the collect timer runs on and the
 	// collection it starts (on a goroutine of its own): the wall clock
-	// and runtime.GC but in tests.
-	clock   actors.Clock
-	collect func()
+	// and runtime.GC but in tests (setClock). collectGate lets one
+	// collection through per collectEvery, on clock.
+	clock       actors.Clock
+	collectGate *actors.LogLimiter
+	collect     func()
 
 	mu       sync.Mutex
 	inFlight int64
@@ -67,9 +69,8 @@ type rangeBudget struct {
 	oldest, newest *rangeTicket
 	waiting        int // tickets of the list waiting for bytes
 	// collectArmed: the collect timer is running (it runs while tickets
-	// wait); lastCollect: when the last collection was started.
+	// wait).
 	collectArmed bool
-	lastCollect  time.Time
 	// observe, when set (tests), is called under mu after each grant,
 	// each ticket that starts waiting and each release.
 	observe func()
@@ -95,7 +96,15 @@ func newRangeBudget(limit int64, lg *zap.Logger) *rangeBudget {
 	if limit <= 0 {
 		limit = math.MaxInt64
 	}
-	return &rangeBudget{limit: limit, lg: lg, clock: actors.RealClock, collect: runtime.GC}
+	b := &rangeBudget{limit: limit, lg: lg, collect: runtime.GC}
+	b.setClock(actors.RealClock)
+	return b
+}
+
+// setClock makes clock the time of the collect timer and its gate.
+func (b *rangeBudget) setClock(clock actors.Clock) {
+	b.clock = clock
+	b.collectGate = actors.NewLogLimiter(clock, collectEvery)
 }
 
 // rangeTicket is one request's share of the budget. Its own goroutine
@@ -293,8 +302,7 @@ func (b *rangeBudget) collectTick() {
 	if b.waiting == 0 {
 		return
 	}
-	if now := b.clock.Now(); b.lastCollect.IsZero() || now.Sub(b.lastCollect) >= collectEvery {
-		b.lastCollect = now
+	if ok, _ := b.collectGate.Allow(); ok {
 		rangeBudgetCollections.Inc()
 		b.lg.Info("range reads are waiting for --max-range-bytes-in-flight; starting a GC in case responses gRPC dropped hold bytes",
 			zap.Int("waiting", b.waiting), zap.Int64("bytes-in-flight", b.inFlight), zap.Int64("limit", b.limit))

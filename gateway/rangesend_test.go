@@ -132,7 +132,7 @@ func TestRangeSendReleasedWhenDropped(t *testing.T) {
 func TestRangeBudgetWaiterGetsDroppedBytes(t *testing.T) {
 	b := newRangeBudget(1<<20, zap.NewNop())
 	clock := testkit.NewFakeClock(time.Unix(1000, 0))
-	b.clock = clock
+	b.setClock(clock)
 	p := probeBudget(t, b)
 	func() {
 		resp := &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: make([]byte, 100*kib)}}}
