@@ -230,6 +230,15 @@ func TestForceNewClusterRecoversFromOneSurvivor(t *testing.T) {
 			}
 			return err == nil
 		})
+		// The new member fetches the member list from the first peer that
+		// answers (as etcd does) and refuses to start if that peer has not
+		// yet applied the MemberAdd: wait until every running member has.
+		for _, g := range grown {
+			waitFor(t, g.name+" lists "+name, 10*time.Second, func() bool {
+				r, err := g.cli.MemberList(ctx, clientv3.WithSerializable())
+				return err == nil && slices.ContainsFunc(r.Members, func(mm *etcdserverpb.Member) bool { return mm.ID == added.Member.ID })
+			})
+		}
 		m := &fmember{t: t, name: name, id: added.Member.ID, cfg: memberConfig(name, clonePeers(peers), "existing", token)}
 		m.start()
 		grown = append(grown, m)
