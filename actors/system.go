@@ -89,14 +89,15 @@ func (g *Guardian) Receive(ctx actor.Context) {
 	case *SpawnChild:
 		// No Watch: a parent already gets its children's Terminated.
 		// The child gets the default mailbox, which the guardian keeps
-		// to report its depth; its failure counters start at 0.
+		// to report its depth, run on the warm dispatcher's goroutines;
+		// its failure counters start at 0.
 		actorPanics.WithLabelValues(m.Name)
 		actorRestarts.WithLabelValues(m.Name)
 		var box actor.Mailbox // made while spawning, on this goroutine
 		props := m.Props.Clone(actor.WithMailbox(func() actor.Mailbox {
 			box = actor.Unbounded()()
 			return box
-		}))
+		}), actor.WithDispatcher(warm))
 		pid, err := ctx.SpawnNamed(props, m.Name)
 		if err == nil && box != nil {
 			g.mailboxes.set(m.Name, box)
