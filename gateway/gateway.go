@@ -205,7 +205,11 @@ func (g *Gateway) NewJSONServer() *grpc.Server {
 // keep them all on workers (128 per core left three in four puts on fresh
 // goroutines, whose stack growth was 7 % of the put profile). Workers keep
 // what they grew only if the GC does not shrink their stacks while they
-// wait: the Makefile builds the server with stack shrinking off.
+// wait: the Makefile builds the server with stack shrinking off. gRPC
+// hands streams to its workers over one channel, which serves the idle
+// workers in turn (the longest idle first), so each grows its stack on its
+// own first stream: a new member's first requests, up to the number of
+// workers, pay that growth even with one client.
 func streamWorkers() uint32 { return uint32(1024 * runtime.GOMAXPROCS(0)) }
 
 func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOption) *grpc.Server {
