@@ -27,7 +27,8 @@ import (
 // starts a new one, so it never blocks and never queues behind another
 // mailbox: a mailbox runs as soon as it is scheduled, as with the default
 // dispatcher. Workers are shared by every actor on the dispatcher; there
-// are at most as many as mailboxes ran at once.
+// are about as many as mailboxes ran at once (a worker between its turn's
+// end and its wait cannot take the next, so Schedule may start another).
 //
 // Workers that were not needed exit: every idle interval (as the clock
 // tells it, armed only while workers exist) as many workers exit as stayed
@@ -52,18 +53,22 @@ type WarmDispatcher struct {
 
 var _ actor.Dispatcher = (*WarmDispatcher)(nil)
 
-// NewWarmDispatcher runs up to throughput messages per mailbox turn (as
-// protoactor's dispatchers do) and lets workers parked for a whole idle
-// interval of clock exit (clock nil: the wall clock).
+// NewWarmDispatcher gives mailboxes throughput (as protoactor's
+// dispatchers do: see Throughput) and lets workers parked for a whole idle
+// interval of clock exit (clock nil: the wall clock). Like time.NewTicker
+// it panics if idle <= 0.
 func NewWarmDispatcher(throughput int, clock Clock, idle time.Duration) *WarmDispatcher {
+	if idle <= 0 {
+		panic("actors: NewWarmDispatcher: non-positive idle interval")
+	}
 	if clock == nil {
 		clock = RealClock
 	}
 	return &WarmDispatcher{throughput: throughput, clock: clock, idle: idle, handoff: make(chan func())}
 }
 
-// Throughput is the number of messages a mailbox processes before it
-// yields the goroutine to others (runtime.Gosched).
+// Throughput is the number of messages a mailbox processes between two
+// runtime.Gosched calls; its turn goes on until the mailbox is empty.
 func (d *WarmDispatcher) Throughput() int { return d.throughput }
 
 // Schedule runs fn on a parked worker, or on a new one if none is parked.
@@ -99,8 +104,9 @@ func (d *WarmDispatcher) started() {
 	defer d.mu.Unlock()
 	d.workers++
 	if !d.reaping {
+		// Not reaping: the last reap left no worker, so none is parked.
 		d.reaping = true
-		d.fewest.Store(d.parked.Load())
+		d.fewest.Store(0)
 		d.clock.AfterFunc(d.idle, d.reap)
 	}
 }
@@ -108,6 +114,9 @@ func (d *WarmDispatcher) started() {
 // reap lets exit as many workers as stayed parked since the last reap:
 // they were not needed over a whole interval. The nil it hands a worker is
 // taken only by one parked now; a worker that is between runs is left.
+// The count is a heuristic (a worker taking a turn while reap resets it
+// may count as parked all the next interval): nothing depends on it
+// being exact, a worker missing is just started again.
 func (d *WarmDispatcher) reap() {
 	exited := 0
 exits:

@@ -3,6 +3,8 @@ package actors_test
 import (
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -125,11 +127,47 @@ func stopAll(t *testing.T, d *actors.WarmDispatcher, clock *testkit.FakeClock) {
 	}
 }
 
+// TestWarmDispatcherUnderConcurrentLoad: funcs scheduled from several
+// goroutines while reaps come and go all run, and the counts agree after.
+func TestWarmDispatcherUnderConcurrentLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := testkit.NewFakeClock(time.Unix(0, 0))
+		d := actors.NewWarmDispatcher(10, clock, idle)
+		const senders, each = 4, 200
+		var ran atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < senders; i++ {
+			wg.Go(func() {
+				for j := 0; j < each; j++ {
+					d.Schedule(func() { ran.Add(1) })
+					runtime.Gosched()
+				}
+			})
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; i < 50; i++ {
+				clock.Advance(idle)
+				runtime.Gosched()
+			}
+		}()
+		wg.Wait()
+		<-done
+		synctest.Wait()
+		if ran.Load() != senders*each || d.Parked() != d.Workers() {
+			t.Fatalf("%d of %d funcs ran; %d parked of %d workers", ran.Load(), senders*each, d.Parked(), d.Workers())
+		}
+		stopAll(t, d, clock)
+	})
+}
+
 // TestWarmDispatcherRunsAnActor: an actor on the dispatcher gets every
-// message in order, across turns that end mid-stream and resume on
-// whichever worker is parked.
+// message in order, though its mailbox's turns end whenever it empties
+// and resume on whichever worker is parked; reaps (10 ms of wall time)
+// run meanwhile.
 func TestWarmDispatcherRunsAnActor(t *testing.T) {
-	d := actors.NewWarmDispatcher(7, nil, idle) // 7: turns end mid-stream
+	d := actors.NewWarmDispatcher(7, nil, 10*time.Millisecond)
 	kit := testkit.New(t)
 	got := make(chan int, 1000)
 	pid := kit.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
@@ -139,6 +177,9 @@ func TestWarmDispatcherRunsAnActor(t *testing.T) {
 	}, actor.WithDispatcher(d)))
 	for i := 0; i < 1000; i++ {
 		kit.Root().Send(pid, i)
+		if i%10 == 0 {
+			runtime.Gosched() // let the mailbox empty now and then
+		}
 	}
 	for i := 0; i < 1000; i++ {
 		select {
