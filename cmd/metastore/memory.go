@@ -129,6 +129,7 @@ func limitSetter() func() {
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/free:bytes"},
 	}
+	var prev int64 // the limit set last; 0 before the first
 	return func() {
 		metrics.Read(sample)
 		var v [5]uint64
@@ -139,8 +140,27 @@ func limitSetter() func() {
 			v[i] = s.Value.Uint64()
 		}
 		live, total, released, objects, free := v[0], v[1], v[2], v[3], v[4]
-		debug.SetMemoryLimit(goLimitFor(live, total-min(total, released+objects+free)))
+		prev = stepLimit(prev, goLimitFor(live, total-min(total, released+objects+free)))
+		debug.SetMemoryLimit(prev)
 	}
+}
+
+// stepLimit is the soft limit to set after a collection, given the one
+// set before (0: none) and the one the live heap calls for: up at once,
+// so the heap always has the room goLimitFor leaves it, but down only a
+// quarter of the way (at least 1 MiB) each collection. After a burst the live heap falls
+// at once while the memory the process holds does not; a limit dropped
+// below that at once makes allocations give pages back to the kernel
+// synchronously (the runtime scavenges in the allocation path), which
+// after `make bench` row e's burst made row f's watch events 2-3x slower
+// for seconds. Coming down in steps, the limit lets the background
+// scavenger return the pages instead; RSS after a burst (row q) falls as
+// before.
+func stepLimit(prev, target int64) int64 {
+	if target >= prev {
+		return target
+	}
+	return max(target, prev-max((prev-target)/4, 1<<20))
 }
 
 // afterEachGC runs f on the runtime's finalizer goroutine after every

@@ -78,6 +78,29 @@ func TestGoLimitFollowsLiveHeap(t *testing.T) {
 	}
 }
 
+func TestLimitStepsDownAfterABurst(t *testing.T) {
+	for _, tc := range []struct{ prev, target, want int64 }{
+		{0, goFloor, goFloor},               // the first: as called for
+		{200 << 20, 400 << 20, 400 << 20},   // up: at once
+		{400 << 20, 400 << 20, 400 << 20},   // level
+		{500 << 20, 100 << 20, 400 << 20},   // down: a quarter of the gap
+		{101 << 20, 100 << 20, 100 << 20},   // ... and at least 1 MiB
+		{100<<20 + 3, 100 << 20, 100 << 20}, // never below the target
+	} {
+		if got := stepLimit(tc.prev, tc.target); got != tc.want {
+			t.Errorf("from %d towards %d: %d; want %d", tc.prev, tc.target, got, tc.want)
+		}
+	}
+	// A burst gone: the limit reaches the live heap's in steps.
+	limit, steps := int64(1<<30), 0
+	for ; limit > goFloor && steps < 100; steps++ {
+		limit = stepLimit(limit, goFloor)
+	}
+	if limit != goFloor || steps < 5 {
+		t.Errorf("1 GiB to the floor: %d after %d steps", limit, steps)
+	}
+}
+
 // The limit leaves a live heap beyond the floor room to grow by its
 // size, and is set again after every collection.
 func TestLimitFollowsLiveHeap(t *testing.T) {
