@@ -129,7 +129,10 @@ func limitSetter() func() {
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/free:bytes"},
 	}
-	var prev int64 // the limit set last; 0 before the first
+	// The limit set last (0 before the first). The first call is on the
+	// starting goroutine, the rest on the finalizer's: atomic, so that no
+	// ordering between the two needs proving.
+	var prev atomic.Int64
 	return func() {
 		metrics.Read(sample)
 		var v [5]uint64
@@ -140,22 +143,23 @@ func limitSetter() func() {
 			v[i] = s.Value.Uint64()
 		}
 		live, total, released, objects, free := v[0], v[1], v[2], v[3], v[4]
-		prev = stepLimit(prev, goLimitFor(live, total-min(total, released+objects+free)))
-		debug.SetMemoryLimit(prev)
+		limit := stepLimit(prev.Load(), goLimitFor(live, total-min(total, released+objects+free)))
+		prev.Store(limit)
+		debug.SetMemoryLimit(limit)
 	}
 }
 
 // stepLimit is the soft limit to set after a collection, given the one
 // set before (0: none) and the one the live heap calls for: up at once,
 // so the heap always has the room goLimitFor leaves it, but down only a
-// quarter of the way (at least 1 MiB) each collection. After a burst the live heap falls
-// at once while the memory the process holds does not; a limit dropped
-// below that at once makes allocations give pages back to the kernel
-// synchronously (the runtime scavenges in the allocation path), which
-// after `make bench` row e's burst made row f's watch events 2-3x slower
-// for seconds. Coming down in steps, the limit lets the background
-// scavenger return the pages instead; RSS after a burst (row q) falls as
-// before.
+// quarter of the way (at least 1 MiB) each collection. After a burst the
+// live heap falls at once while the memory the process holds does not; a
+// limit dropped below that at once makes allocations give pages back to
+// the kernel synchronously (the runtime scavenges in the allocation
+// path), which after `make bench` row e's burst made row f's watch events
+// 2-3x slower for seconds. Coming down in steps, the limit lets the
+// background scavenger return the pages instead; RSS after a burst (row
+// q) falls as before.
 func stepLimit(prev, target int64) int64 {
 	if target >= prev {
 		return target
