@@ -429,9 +429,7 @@ func (n *Node) publish() {
 // persist makes a Ready durable, after the store has installed its
 // snapshot: the snapshot's point in pebble (synced) first, then in the
 // WAL the truncation of every entry after it (the log starts anew there),
-// the entries and the hard state, in one write, synced when raft says so
-// (a hard state raft does not need synced waits for the next write: see
-// raftwal's Commit).
+// the entries and the hard state, in one write, synced when raft says so.
 // The hard state a snapshot brings is in the WAL only: loadLog raises a
 // hard state left behind a snapshot point to it.
 func (n *Node) persist(ctx actor.Context, rd raft.Ready) error {

@@ -3,7 +3,7 @@ package raftactor
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/metastore/metastore/raftwal"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/metastore/metastore/raftwal"
 )
 
 // saveLog writes a raft state into db as the raft actor keeps it: a
@@ -189,4 +191,38 @@ func openTestWAL(tb testing.TB, fs vfs.FS) *raftwal.WAL {
 // (moveLogToWAL reads them from there).
 func entryKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), entryPrefix...), index)
+}
+
+// A member that learned entry 6 committed (a Ready with only the commit
+// index moved: persisted without sync) and was killed before its store's
+// apply of 6 reached the disk keeps 6 through --force-new-cluster: the
+// unsynced hard state was written, so the WAL's commit index covers it.
+// 6 may have been acknowledged to its client.
+func TestForceNewClusterAfterAKillKeepsWhatWasKnownCommitted(t *testing.T) {
+	db, err := pebble.Open("/db", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	wfs := vfs.NewCrashableMem()
+	wal := openTestWAL(t, wfs)
+	saveLog(t, db, []uint64{1, 2, 3}, 5, 7)
+	if _, _, _, err := loadLog(db, wal, 0, 0, zap.NewNop()); err != nil { // moves the log to the WAL, synced
+		t.Fatal(err)
+	}
+	if err := wal.AppendHardState(&raftpb.HardState{Term: proto.Uint64(3), Vote: proto.Uint64(1), Commit: proto.Uint64(6)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wal.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	killed := wfs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 1))})
+	wal2 := openTestWAL(t, killed)
+	if err := ForceNewCluster(db, wal2, 1, 0xc1, 5, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	_, ents := savedLog(t, db, wal2)
+	if got, want := describeEntries(ents), "4@3:put, 5@3:put, 6@3:put, 7@3:ConfChangeRemoveNode 2, 8@3:ConfChangeRemoveNode 3"; got != want {
+		t.Errorf("log after force-new-cluster:\n got %s\nwant %s", got, want)
+	}
 }

@@ -388,8 +388,7 @@ func (w *WAL) queue(k kind, p []byte, index uint64) error {
 	return nil
 }
 
-// Discard drops what was appended and not written yet: since the last
-// Commit, and the hard states an unsynced Commit kept in memory.
+// Discard drops what was appended since the last Commit.
 func (w *WAL) Discard() {
 	w.buf, w.queued = w.buf[:0], w.queued[:0]
 }
@@ -442,19 +441,15 @@ func (w *WAL) write() error {
 // everything: what reached the disk is unknown, as after any failed
 // fsync, so its owner must stop.
 //
-// Without sync, hard states alone stay in memory, written by the next
-// Commit that writes (or a segment's roll, or Close): raft asks for no
-// sync when only the commit index moved, which a restart recomputes
-// (loadLog raises it to what the store applied), so the record need not
-// reach the file now. As etcd's buffered WAL writer, that saves the
-// leader a write system call between its fdatasync and handing the
-// entries it committed to the store, on every put's path.
+// Without sync the records are still written (etcd's WAL keeps them in
+// its buffer instead): a hard state raft does not need synced (only the
+// commit index moved) then survives the process being killed, and
+// --force-new-cluster, which keeps the entries up to the commit index
+// the WAL holds, keeps an entry this member knew committed and may have
+// acknowledged while its store's apply was still in pebble's memory.
 func (w *WAL) Commit(sync bool) error {
 	if w.err != nil {
 		return w.err
-	}
-	if !sync && w.onlyHardStates() {
-		return nil
 	}
 	if err := w.write(); err != nil {
 		return w.failed(err)
@@ -465,16 +460,6 @@ func (w *WAL) Commit(sync bool) error {
 		}
 	}
 	return nil
-}
-
-// onlyHardStates reports whether every record queued is a hard state.
-func (w *WAL) onlyHardStates() bool {
-	for _, q := range w.queued {
-		if q.kind != kindHardState {
-			return false
-		}
-	}
-	return true
 }
 
 // ErrFailed is in the error of every call after a failed write or sync.
@@ -604,14 +589,10 @@ func (w *WAL) Release(index uint64) error {
 	return nil
 }
 
-// Close closes the WAL's files, after writing the hard states an unsynced
-// Commit kept (records appended and not committed are dropped). What was
-// committed with sync is durable already; the rest may be lost.
+// Close closes the WAL's files. What was committed with sync is durable
+// already; the rest may be lost.
 func (w *WAL) Close() error {
 	var errs []error
-	if w.err == nil && w.f != nil && w.onlyHardStates() {
-		errs = append(errs, w.write())
-	}
 	for seq, f := range w.readers {
 		errs = append(errs, f.Close())
 		delete(w.readers, seq)
