@@ -168,7 +168,12 @@ func TestForceNewClusterLeavesWhatItCannotActOn(t *testing.T) {
 // openTestDB opens a DB and a WAL in memory.
 func openTestDB(t *testing.T) (*pebble.DB, *raftwal.WAL) {
 	t.Helper()
-	fs := vfs.NewMem()
+	return openTestDBOn(t, vfs.NewMem())
+}
+
+// openTestDBOn opens a DB and a WAL on fs.
+func openTestDBOn(t *testing.T, fs vfs.FS) (*pebble.DB, *raftwal.WAL) {
+	t.Helper()
 	db, err := pebble.Open("/db", &pebble.Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -199,13 +204,8 @@ func entryKey(index uint64) []byte {
 // unsynced hard state was written, so the WAL's commit index covers it.
 // 6 may have been acknowledged to its client.
 func TestForceNewClusterAfterAKillKeepsWhatWasKnownCommitted(t *testing.T) {
-	db, err := pebble.Open("/db", &pebble.Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	wfs := vfs.NewCrashableMem()
-	wal := openTestWAL(t, wfs)
+	fs := vfs.NewCrashableMem()
+	db, wal := openTestDBOn(t, fs)
 	saveLog(t, db, []uint64{1, 2, 3}, 5, 7)
 	if _, _, _, err := loadLog(db, wal, 0, 0, zap.NewNop()); err != nil { // moves the log to the WAL, synced
 		t.Fatal(err)
@@ -216,7 +216,7 @@ func TestForceNewClusterAfterAKillKeepsWhatWasKnownCommitted(t *testing.T) {
 	if err := wal.Commit(false); err != nil {
 		t.Fatal(err)
 	}
-	killed := wfs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 1))})
+	killed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 1))})
 	wal2 := openTestWAL(t, killed)
 	if err := ForceNewCluster(db, wal2, 1, 0xc1, 5, zap.NewNop()); err != nil {
 		t.Fatal(err)

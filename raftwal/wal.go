@@ -444,9 +444,10 @@ func (w *WAL) write() error {
 // Without sync the records are still written (etcd's WAL keeps them in
 // its buffer instead): a hard state raft does not need synced (only the
 // commit index moved) then survives the process being killed, and
-// --force-new-cluster, which keeps the entries up to the commit index
-// the WAL holds, keeps an entry this member knew committed and may have
-// acknowledged while its store's apply was still in pebble's memory.
+// --force-new-cluster, which keeps the entries up to the WAL's commit
+// index (or the store's applied index, if higher), keeps an entry this
+// member knew committed and may have acknowledged while its store's apply
+// was still in pebble's memory.
 func (w *WAL) Commit(sync bool) error {
 	if w.err != nil {
 		return w.err
