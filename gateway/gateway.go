@@ -344,13 +344,20 @@ func proposeFor[T interface {
 // linearizableRead waits until the local store has applied everything
 // committed when the read arrived (raft ReadIndex).
 func (g *Gateway) linearizableRead(ctx context.Context) error {
-	rerr, err := actors.AskWithin(ctx, g.timeouts.after(), g.cfg.Root, g.cfg.Raft, func(reply chan<- error) any {
-		return &raftactor.ReadIndex{Reply: reply}
-	})
-	if err != nil {
-		return g.ctxErr(ctx, err)
+	// The read joins the raft actor's current batch; only a batch's first
+	// read sends it a message (raftactor/readbatch.go).
+	b, first := g.cfg.RaftView.JoinRead()
+	if first {
+		g.cfg.Root.Send(g.cfg.Raft, &raftactor.ReadsWaiting{Batch: b})
 	}
-	return rerr
+	select {
+	case <-b.Done():
+		return b.Err()
+	case <-ctx.Done():
+		return g.ctxErr(ctx, ctx.Err())
+	case <-g.timeouts.after():
+		return g.ctxErr(ctx, context.DeadlineExceeded)
+	}
 }
 
 // waitCompacted waits until physical compaction has reached rev.

@@ -70,8 +70,8 @@ func faultyMember(t *testing.T, setup ...*pb.InternalRaftRequest) (*grpc.ClientC
 	}
 	raft := kit.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
-		case *raftactor.ReadIndex:
-			actors.Reply(m.Reply, nil)
+		case *raftactor.ReadsWaiting:
+			m.Batch.Finish(nil) // stays published: every later read is answered at once too
 		case *raftactor.Status:
 			actors.Reply(m.Reply, raftactor.StatusInfo{ID: 1, Lead: 1, Term: 1})
 		}

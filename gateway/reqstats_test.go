@@ -61,8 +61,8 @@ func statsGateway(t *testing.T, level zapcore.Level, warn time.Duration) (*grpc.
 				resp = &pb.AuthUserAddResponse{Header: h}
 			}
 			actors.Reply(m.Reply, actors.Result{Resp: resp})
-		case *raftactor.ReadIndex:
-			actors.Reply(m.Reply, nil)
+		case *raftactor.ReadsWaiting:
+			m.Batch.Finish(nil) // stays published: every later read is answered at once too
 		}
 	}))
 	t.Cleanup(func() { sys.Root.Stop(raft) })

@@ -165,8 +165,8 @@ func (l *loopRaft) Receive(ctx actor.Context) {
 	case *raftactor.ProposeConfChange:
 		l.index++
 		ctx.Request(l.store, &storeactor.Apply{Entries: []storeactor.Entry{{Index: l.index, Term: 2, ConfChange: m.CC, Reply: m.Reply}}})
-	case *raftactor.ReadIndex:
-		actors.Reply(m.Reply, nil)
+	case *raftactor.ReadsWaiting:
+		m.Batch.Finish(nil) // stays published: every later read is answered at once too
 	case *raftactor.Status:
 		actors.Reply(m.Reply, raftactor.StatusInfo{ID: selfID, Lead: selfID, Term: 2, Committed: l.index, Applied: l.index,
 			Match: map[uint64]uint64{selfID: l.index}})

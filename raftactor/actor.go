@@ -138,6 +138,7 @@ func New(cfg Config) (*actor.Props, *ViewRef) {
 	ref := new(ViewRef)
 	ref.Store(&View{ID: cfg.ID, ClusterID: cfg.ClusterID})
 	cl := newClients()
+	cl.readCell = &ref.reads
 	logReadLog := actors.NewLogLimiter(cfg.Clock, 10*time.Second)
 	// KeepStopped: an incarnation started after the actor stopped would
 	// sync a closed WAL and report a fatal error on a clean shutdown.
@@ -166,7 +167,10 @@ func (n *Node) Receive(ctx actor.Context) {
 	case *CancelProposal:
 		c.cancel(m.ID)
 	case *ReadIndex:
-		c.reads = append(c.reads, m.Reply)
+		c.reads = append(c.reads, readWaiter{ch: m.Reply})
+		n.queueReady(ctx)
+	case *ReadsWaiting:
+		c.reads = append(c.reads, readWaiter{batch: m.Batch})
 		n.queueReady(ctx)
 	case tick:
 		c.tick()
@@ -240,7 +244,7 @@ func (n *Node) execute(ctx actor.Context) {
 		if r.result != nil {
 			actors.Reply(r.result, r.res)
 		} else {
-			actors.Reply(r.read, r.err)
+			r.read.answer(r.err)
 		}
 	}
 	if fx.fatal != nil {
@@ -284,6 +288,9 @@ func (n *Node) refuse(msg any) {
 		actors.Reply(m.Reply, actors.Result{Err: rpctypes.ErrGRPCStopped})
 	case *ReadIndex:
 		actors.Reply(m.Reply, rpctypes.ErrGRPCStopped)
+	case *ReadsWaiting:
+		// The batch stays published: every later read fails at once.
+		m.Batch.Finish(rpctypes.ErrGRPCStopped)
 	case *Status:
 		actors.Reply(m.Reply, StatusInfo{ID: n.cfg.ID})
 	case *HandOffLeadership:

@@ -111,10 +111,10 @@ type leaderChange struct {
 	campaigning bool // this member is a candidate in term: it may yet lead there
 }
 
-// reply is one client answer: exactly one of the channels is set.
+// reply is one client answer: to a proposal (result set) or to reads.
 type reply struct {
 	result chan<- actors.Result
-	read   chan<- error
+	read   readWaiter
 	res    actors.Result
 	err    error
 }
@@ -135,9 +135,13 @@ type truncation struct {
 type clients struct {
 	proposals  []*Propose        // received, not yet stepped into raft (see propose)
 	waiters    map[uint64]waiter // proposal id -> client
-	reads      []chan<- error
-	readsByCtx map[uint64][]chan<- error // waiting for raft to confirm a read index
-	readWaits  []readWait                // confirmed, waiting for the store to apply
+	reads      []readWaiter
+	readsByCtx map[uint64][]readWaiter // waiting for raft to confirm a read index
+	readWaits  []readWait              // confirmed, waiting for the store to apply
+	// readCell is where clients' reads find the batch to join (the
+	// View's); renewed whenever reads leave reads (takeReads). nil in
+	// tests that build a core alone.
+	readCell *readCell
 
 	// tickAdvanceStarted: the initial election tick advance was started
 	// by an earlier instance of the actor (it happens once per process).
@@ -147,7 +151,7 @@ type clients struct {
 }
 
 func newClients() *clients {
-	return &clients{waiters: map[uint64]waiter{}, readsByCtx: map[uint64][]chan<- error{}}
+	return &clients{waiters: map[uint64]waiter{}, readsByCtx: map[uint64][]readWaiter{}}
 }
 
 type waiter struct {
@@ -159,7 +163,7 @@ type pendingEntry struct{ index, id uint64 }
 
 type readWait struct {
 	index   uint64
-	waiters []chan<- error
+	waiters []readWaiter
 }
 
 // coreConfig is what a core needs besides its storage.
@@ -244,8 +248,19 @@ func (c *core) answer(ch chan<- actors.Result, res actors.Result) {
 	}
 }
 
-func (c *core) answerRead(ch chan<- error, err error) {
-	c.fx.replies = append(c.fx.replies, reply{read: ch, err: err})
+func (c *core) answerRead(w readWaiter, err error) {
+	c.fx.replies = append(c.fx.replies, reply{read: w, err: err})
+}
+
+// takeReads removes the reads waiting for a read index round, to ask raft
+// for one or to fail them. It publishes a fresh batch first: a read that
+// starts from now on must not join a batch whose read index is already
+// being taken (readbatch.go).
+func (c *core) takeReads() []readWaiter {
+	c.readCell.renew()
+	rs := c.reads
+	c.reads = nil
+	return rs
 }
 
 // recoverClients takes over the clients of a previous instance (none on the
@@ -257,7 +272,7 @@ func (c *core) recoverClients() error {
 	for _, rw := range c.readWaits {
 		c.reads = append(c.reads, rw.waiters...)
 	}
-	c.readsByCtx, c.readWaits = map[uint64][]chan<- error{}, nil
+	c.readsByCtx, c.readWaits = map[uint64][]readWaiter{}, nil
 	for _, m := range c.proposals {
 		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCLeaderChanged})
 	}
@@ -442,10 +457,9 @@ func (c *core) issueReadIndex() {
 	switch {
 	case len(c.reads) == 0:
 	case c.lead == 0:
-		for _, r := range c.reads {
+		for _, r := range c.takeReads() {
 			c.answerRead(r, rpctypes.ErrGRPCNoLeader)
 		}
-		c.reads = nil
 		readIndexesFailed.Inc()
 	case len(c.readsByCtx) == 0 || c.readWaitTicks >= c.electionTicks:
 		if len(c.readsByCtx) > 0 {
@@ -455,8 +469,7 @@ func (c *core) issueReadIndex() {
 			slowReadIndexes.Inc()
 		}
 		c.readBatch++
-		c.readsByCtx[c.readBatch] = c.reads
-		c.reads = nil
+		c.readsByCtx[c.readBatch] = c.takeReads()
 		c.readWaitTicks = 0
 		c.rn.ReadIndex(be64(c.readBatch))
 	}
@@ -614,10 +627,9 @@ func (c *core) setLead(lead uint64) {
 		c.readWaitTicks = 0
 		if lead == 0 {
 			readIndexesFailed.Inc()
-			for _, r := range c.reads {
+			for _, r := range c.takeReads() {
 				c.answerRead(r, rpctypes.ErrGRPCLeaderChanged)
 			}
-			c.reads = nil
 		}
 	}
 	// Proposals that are not in this member's log by now were forwarded

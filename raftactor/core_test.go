@@ -76,8 +76,9 @@ type tnode struct {
 		queue                 []*storeactor.Apply // handed to the store, not yet applied
 		crashNext, loseReport bool
 	}
-	clients map[string]any    // name -> reply channel
+	clients map[string]any    // name -> reply channel or read batch
 	names   map[uint64]string // proposal id -> client name
+	reads   readCell          // the batch clients' reads join (join)
 	inbox   []*raftpb.Message
 	// durable is the log as the driver keeps it in pebble: every entry
 	// of a Ready, less what truncations and snapshots delete; raft reads
@@ -138,7 +139,9 @@ func newNode(t *testing.T, cfg coreConfig, ms *raft.MemoryStorage, exists bool, 
 		n = &tnode{id: cfg.ID, durable: map[uint64]*raftpb.Entry{}, durableFirst: 1}
 	}
 	cfg.OlderEntries, cfg.DurableFirst = n.olderEntries, n.durableFirst
-	c, err := newCore(cfg, ms, exists, newClients(), storeApplied)
+	cl := newClients()
+	cl.readCell = &n.reads
+	c, err := newCore(cfg, ms, exists, cl, storeApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +238,21 @@ func (e *coreEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		name := d.CmdArgs[1].Key
 		ch := make(chan error, 1)
 		n.clients[name] = (chan<- error)(ch)
-		n.c.reads = append(n.c.reads, ch)
+		n.c.reads = append(n.c.reads, readWaiter{ch: ch})
+		e.collect(n)
+	case "read-batch":
+		// A client's linearizable read joins the published batch; the
+		// first read of a batch tells the actor (ReadsWaiting), whose next
+		// Ready pass asks raft for a read index unless one is in flight.
+		n := e.node(d, 0)
+		b, first := n.reads.join()
+		n.clients[d.CmdArgs[1].Key] = b
+		if !first {
+			return "joined"
+		}
+		e.out.WriteString("first\n")
+		n.c.reads = append(n.c.reads, readWaiter{batch: b})
+		n.c.issueReadIndex()
 		e.collect(n)
 	case "cancel":
 		n := e.node(d, 0)
@@ -494,11 +511,17 @@ func (e *coreEnv) collect(n *tnode) bool {
 }
 
 func (e *coreEnv) describe(n *tnode, r reply) string {
-	name := "?"
+	var names []string
 	for nm, ch := range n.clients {
-		if (r.result != nil && ch == any(r.result)) || (r.read != nil && ch == any(r.read)) {
-			name = nm
+		if (r.result != nil && ch == any(r.result)) || (r.read.ch != nil && ch == any(r.read.ch)) ||
+			(r.read.batch != nil && ch == any(r.read.batch)) {
+			names = append(names, nm)
 		}
+	}
+	sort.Strings(names)
+	name := strings.Join(names, ",")
+	if name == "" {
+		name = "?"
 	}
 	err := r.err
 	if r.result != nil {

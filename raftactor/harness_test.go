@@ -254,6 +254,21 @@ func (n *node) readIndex() <-chan error {
 	return ch
 }
 
+// joinRead makes a client's linearizable read as the gateway does: it
+// joins the published batch, and the batch's first read tells the actor.
+func (n *node) joinRead() <-chan error {
+	b, first := n.raftView.JoinRead()
+	if first {
+		n.kit.Root().Send(n.raftPID, &raftactor.ReadsWaiting{Batch: b})
+	}
+	ch := make(chan error, 1)
+	go func() {
+		<-b.Done()
+		ch <- b.Err()
+	}()
+	return ch
+}
+
 func (n *node) get(key string) (string, int64, bool) {
 	n.t.Helper()
 	r, err := n.reader.Range(&pb.RangeRequest{Key: []byte(key)})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/metastore/metastore/raftactor"
 	"github.com/metastore/metastore/storeactor"
@@ -50,6 +51,17 @@ func TestPoisonEntryStopsTheMember(t *testing.T) {
 			}
 			if v, _, ok := n.get("before"); !ok || v != "1" {
 				t.Fatalf("acknowledged write lost: %q %v", v, ok)
+			}
+			// The stopped member refuses reads, batched or not.
+			for _, read := range []func(*node) <-chan error{(*node).readIndex, (*node).joinRead, (*node).joinRead} {
+				select {
+				case err := <-read(n):
+					if err != rpctypes.ErrGRPCStopped {
+						t.Fatalf("read on a stopped member: %v", err)
+					}
+				case <-time.After(wait):
+					t.Fatal("read on a stopped member not answered")
+				}
 			}
 			return
 		case <-deadline:

@@ -147,8 +147,18 @@ func (v *View) Leads() bool { return v != nil && v.Lead != 0 && v.Lead == v.ID }
 // lessor's "primary").
 func (v *View) LeadsApplied(appliedTerm uint64) bool { return v.Leads() && appliedTerm == v.Term }
 
-// ViewRef is the cell a raft actor publishes its View through.
-type ViewRef = atomic.Pointer[View]
+// ViewRef is the cell a raft actor publishes its View through, and the
+// batch of linearizable reads a read joins (readbatch.go).
+type ViewRef struct {
+	atomic.Pointer[View]
+	reads readCell
+}
+
+// JoinRead returns the batch of linearizable reads a read starting now
+// belongs to, and whether it is the batch's first read: the caller then
+// sends ReadsWaiting{Batch} to the raft actor. The read may go ahead once
+// the batch's Done is closed and its Err is nil.
+func (r *ViewRef) JoinRead() (*ReadBatch, bool) { return r.reads.join() }
 
 // IDGen hands out request ids unique to this member and across its
 // restarts: member id bits, then start time, then a counter (as etcd's

@@ -144,14 +144,20 @@ func gate(key string) (wrap func(*actor.Props) *actor.Props, reached <-chan stru
 	return wrap, in, func() { rel.Do(func() { close(out) }) }
 }
 
-// A ReadIndex is answered only once the store has applied everything
-// committed when it was asked: a read after it sees every earlier write.
+// A ReadIndex, and a batch of clients' reads, is answered only once the
+// store has applied everything committed when it was asked: a read after
+// it sees every earlier write.
 func TestReadIndexWaitsForTheStore(t *testing.T) {
+	t.Run("ReadIndex", func(t *testing.T) { testReadWaitsForTheStore(t, (*node).readIndex) })
+	t.Run("batch", func(t *testing.T) { testReadWaitsForTheStore(t, (*node).joinRead) })
+}
+
+func testReadWaitsForTheStore(t *testing.T, read func(*node) <-chan error) {
 	wrap, reached, release := gate("slow")
 	n := startNode(t, nodeOpts{storeWrap: wrap})
 	t.Cleanup(release)
 	n.put("a", "1")
-	if err := <-n.readIndex(); err != nil {
+	if err := <-read(n); err != nil {
 		t.Fatalf("read index on an idle node: %v", err)
 	}
 
@@ -165,7 +171,7 @@ func TestReadIndexWaitsForTheStore(t *testing.T) {
 	if st.Committed <= st.Applied || st.Lead != memberID {
 		t.Fatalf("status while the store is held: %+v (want committed > applied)", st)
 	}
-	ri := n.readIndex()
+	ri := read(n)
 	select {
 	case err := <-ri:
 		t.Fatalf("read index answered (%v) before the store applied a committed entry", err)
