@@ -201,16 +201,21 @@ func (g *Gateway) NewJSONServer() *grpc.Server {
 // workers keep their grown stacks, and with a fresh goroutine per request
 // (gRPC's default) stack copying took 30 % of the server's CPU in the
 // serializable range benchmark. Puts hold their worker until raft commits,
-// so with 1000 clients most of them are waiting at any time: 1024 per core
-// keep them all on workers (128 per core left three in four puts on fresh
+// so with 1000 clients nearly all of them are in flight at any time: 1024
+// workers keep them all on workers (256 left three in four puts on fresh
 // goroutines, whose stack growth was 7 % of the put profile). Workers keep
 // what they grew only if the GC does not shrink their stacks while they
-// wait: the Makefile builds the server with stack shrinking off. gRPC
-// hands streams to its workers over one channel, which serves the idle
-// workers in turn (the longest idle first), so each grows its stack on its
-// own first stream: a new member's first requests, up to the number of
-// workers, pay that growth even with one client.
-func streamWorkers() uint32 { return uint32(1024 * runtime.GOMAXPROCS(0)) }
+// wait: the Makefile builds the server with stack shrinking off.
+//
+// The count follows the requests in flight, not the cores: every worker
+// holds its grown stack (~16 KiB) for good, and gRPC hands streams to its
+// workers over one channel, which serves the idle workers in turn (the
+// longest idle first), so even one client's requests go round all of them
+// and each grows its stack, on fresh pages, on its own first stream: a
+// new member's first requests, up to the number of workers, pay that.
+// (1024 per core held 32 MiB of stacks on two cores, and would hold a GiB
+// on 64.)
+const streamWorkers = 1024
 
 func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOption) *grpc.Server {
 	// As etcd's chain: the metrics first, so that every RPC is counted,
@@ -240,7 +245,7 @@ func (g *Gateway) newServer(maxRecv int, instrument bool, extra ...grpc.ServerOp
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
-		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.NumStreamWorkers(streamWorkers),
 		// Fixed flow-control windows turn off gRPC's bandwidth-delay
 		// estimator, which otherwise keeps one PING (and a connection
 		// window update) in flight per connection for as long as requests

@@ -30,10 +30,10 @@ import (
 // behind rather than keep it (etcd's RSS under the same writes is the
 // bar, `make bench` row q). What must hold: the limit always leaves the
 // heap room to grow by its live size, or the collector runs without
-// pause. Twice the live heap alone did not: 2000 gRPC stream workers'
-// stacks (56 MB, kept grown: see the Makefile's gcshrinkstackoff) under
-// a 96 MiB limit left a 16 MB live heap 3 MB to grow in, and 700
-// collections a second cut JSON reads 5x. A GOGC of the operator's
+// pause. Twice the live heap alone did not: the stacks of 2048 gRPC
+// stream workers (as many as there were then: 56 MB, kept grown, see the
+// Makefile's gcshrinkstackoff) under a 96 MiB limit left a 16 MB live
+// heap 3 MB to grow in, and 700 collections a second cut JSON reads 5x. A GOGC of the operator's
 // turns it off: their tuning stands.
 
 // goFloor is the lowest soft limit the Go heap gets without a budget.
