@@ -78,7 +78,7 @@ type tnode struct {
 	}
 	clients map[string]any    // name -> reply channel or read batch
 	names   map[uint64]string // proposal id -> client name
-	reads   readCell          // the batch clients' reads join (join)
+	reads   readCell          // the batch clients' reads join (read-batch)
 	inbox   []*raftpb.Message
 	// durable is the log as the driver keeps it in pebble: every entry
 	// of a Ready, less what truncations and snapshots delete; raft reads
