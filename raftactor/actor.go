@@ -274,6 +274,11 @@ func (n *Node) fail(err error) {
 	n.failed = err
 	n.cfg.Logger.Error("raft cannot go on; stopping the member", zap.Error(err))
 	n.stopTimers()
+	// No read index will come: the reads waiting here fail now, as the
+	// ones that arrive later do (refuse).
+	for _, w := range n.clients.takeAllReads() {
+		w.answer(rpctypes.ErrGRPCStopped)
+	}
 	if n.cfg.OnFatal != nil {
 		n.cfg.OnFatal(err)
 	}

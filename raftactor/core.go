@@ -154,6 +154,20 @@ func newClients() *clients {
 	return &clients{waiters: map[uint64]waiter{}, readsByCtx: map[uint64][]readWaiter{}}
 }
 
+// takeAllReads removes every read waiting on this member, at any stage:
+// not yet asked, waiting for raft's read index, or for the store.
+func (cl *clients) takeAllReads() []readWaiter {
+	rs := cl.reads
+	for _, ws := range cl.readsByCtx {
+		rs = append(rs, ws...)
+	}
+	for _, rw := range cl.readWaits {
+		rs = append(rs, rw.waiters...)
+	}
+	cl.reads, cl.readsByCtx, cl.readWaits = nil, map[uint64][]readWaiter{}, nil
+	return rs
+}
+
 type waiter struct {
 	req   *Propose
 	index uint64 // 0 until committed
@@ -266,13 +280,7 @@ func (c *core) takeReads() []readWaiter {
 // recoverClients takes over the clients of a previous instance (none on the
 // first start); see clients.
 func (c *core) recoverClients() error {
-	for _, ws := range c.readsByCtx {
-		c.reads = append(c.reads, ws...)
-	}
-	for _, rw := range c.readWaits {
-		c.reads = append(c.reads, rw.waiters...)
-	}
-	c.readsByCtx, c.readWaits = map[uint64][]readWaiter{}, nil
+	c.reads = c.takeAllReads() // asked again of the new raft node
 	for _, m := range c.proposals {
 		c.answer(m.Reply, actors.Result{Err: rpctypes.ErrGRPCLeaderChanged})
 	}

@@ -42,6 +42,17 @@ func TestPoisonEntryStopsTheMember(t *testing.T) {
 	})
 	n.put("before", "1")
 	n.send(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("poison"), Value: []byte("x")}})
+	// Reads made once the poison entry is committed wait for the store
+	// to apply it, which it never does: the member's stop answers them.
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		if st := n.status(); st.Committed > st.Applied {
+			break
+		}
+		if time.Since(start) > wait {
+			t.Fatal("the poison entry never committed")
+		}
+	}
+	waiting := []<-chan error{n.readIndex(), n.joinRead()}
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
@@ -52,10 +63,11 @@ func TestPoisonEntryStopsTheMember(t *testing.T) {
 			if v, _, ok := n.get("before"); !ok || v != "1" {
 				t.Fatalf("acknowledged write lost: %q %v", v, ok)
 			}
-			// The stopped member refuses reads, batched or not.
-			for _, read := range []func(*node) <-chan error{(*node).readIndex, (*node).joinRead, (*node).joinRead} {
+			// The stopped member fails the reads that waited and refuses
+			// later ones, batched or not.
+			for _, read := range append(waiting, n.readIndex(), n.joinRead(), n.joinRead()) {
 				select {
-				case err := <-read(n):
+				case err := <-read:
 					if err != rpctypes.ErrGRPCStopped {
 						t.Fatalf("read on a stopped member: %v", err)
 					}
