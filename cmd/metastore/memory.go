@@ -33,8 +33,8 @@ import (
 // pause. Twice the live heap alone did not: the stacks of 2048 gRPC
 // stream workers (as many as there were then: 56 MB, kept grown, see the
 // Makefile's gcshrinkstackoff) under a 96 MiB limit left a 16 MB live
-// heap 3 MB to grow in, and 700 collections a second cut JSON reads 5x. A GOGC of the operator's
-// turns it off: their tuning stands.
+// heap 3 MB to grow in, and 700 collections a second cut JSON reads 5x.
+// A GOGC of the operator's turns it off: their tuning stands.
 
 // goFloor is the lowest soft limit the Go heap gets without a budget.
 const goFloor = 96 << 20
