@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 
-	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -19,7 +18,7 @@ import (
 // For the metrics (tw.ops) it is etcd's one read txn (compares and checks)
 // then, when it writes, one write txn (its ops); a read-only txn is one.
 func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnResponse, error) {
-	path, err := compareToPath(tw.r, tw.rev(), rt, &tw.ops)
+	path, err := tw.compareToPath(rt)
 	if err != nil {
 		tw.ops.end()
 		return nil, tw.readFailed(err)
@@ -42,8 +41,8 @@ func (tw *writeTxn) applyTxn(rt *pb.TxnRequest, compactRev int64) (*pb.TxnRespon
 // the path they choose; ops counts each compare evaluated as a range, as
 // etcd's txn does. A compare whose read fails fails the txn: taking the
 // failure branch instead would answer (or apply) what no member decided.
-func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) ([]bool, error) {
-	ok, err := applyCompares(r, rev, rt.Compare, ops)
+func (tw *writeTxn) compareToPath(rt *pb.TxnRequest) ([]bool, error) {
+	ok, err := tw.applyCompares(rt.Compare)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +53,7 @@ func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) 
 	}
 	for _, op := range reqs {
 		if t, isTxn := op.Request.(*pb.RequestOp_RequestTxn); isTxn && t.RequestTxn != nil {
-			sub, err := compareToPath(r, rev, t.RequestTxn, ops)
+			sub, err := tw.compareToPath(t.RequestTxn)
 			if err != nil {
 				return nil, err
 			}
@@ -64,10 +63,10 @@ func compareToPath(r pebble.Reader, rev int64, rt *pb.TxnRequest, ops *mvccOps) 
 	return path, nil
 }
 
-func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps) (bool, error) {
+func (tw *writeTxn) applyCompares(cmps []*pb.Compare) (bool, error) {
 	for _, c := range cmps {
-		ops.rng(1)
-		if ok, err := applyCompare(r, rev, c); !ok || err != nil {
+		tw.ops.rng(1)
+		if ok, err := tw.applyCompare(c); !ok || err != nil {
 			return false, err
 		}
 	}
@@ -77,8 +76,26 @@ func applyCompares(r pebble.Reader, rev int64, cmps []*pb.Compare, ops *mvccOps)
 // applyCompare holds when every key in the compare's range satisfies it.
 // An absent key compares as a zero KeyValue, except for VALUE targets,
 // which an absent key never satisfies.
-func applyCompare(r pebble.Reader, rev int64, c *pb.Compare) (bool, error) {
-	rr, err := rangeKeys(r, c.Key, mkGteRange(c.RangeEnd), rev, 0, false, false, true, nil)
+//
+// Only VALUE and LEASE targets read values. In the apply batch a single key's other
+// targets are answered from what the store's cache of newest versions
+// knows (latestMeta), the state this txn's reads see: Kubernetes' writes
+// are txns that compare one key's mod revision, then put or delete that
+// key, and the compare was two lookups in pebble (the 'l' entry, then the
+// value in 'k'), with the put's own lookup of the key after it. Now the
+// compare costs at most one, and leaves the key cached for the put.
+func (tw *writeTxn) applyCompare(c *pb.Compare) (bool, error) {
+	if tw.cache != nil && c.Target != pb.Compare_VALUE && c.RangeEnd == nil {
+		m := tw.latestMeta(c.Key)
+		kv := &mvccpb.KeyValue{}
+		if !m.tombstone {
+			kv = &mvccpb.KeyValue{ModRevision: m.main, CreateRevision: m.create, Version: m.version, Lease: m.lease}
+		}
+		return compareKV(c, kv), nil
+	}
+	// A keys-only read has no value and no lease.
+	keysOnly := c.Target == pb.Compare_MOD || c.Target == pb.Compare_CREATE || c.Target == pb.Compare_VERSION
+	rr, err := rangeKeys(tw.r, c.Key, mkGteRange(c.RangeEnd), tw.rev(), 0, false, keysOnly, true, nil)
 	if err != nil {
 		return false, err
 	}
