@@ -33,6 +33,11 @@
 #      over BENCH_KEY_SPACE, 256 B values
 #   o  JSON gateway range: as n, POST /v3/kv/range of the pre-put key
 #      (linearizable)
+#   u  Kubernetes' update: BENCH_KEY_SPACE keys of 16 B are put first (not
+#      measured); then benchmark stm, 100 conns / 1000 clients, each
+#      transaction a linearizable get of one of them and a txn that puts a
+#      256 B value if the key's mod revision is still the one read
+#      (kube-apiserver's GuaranteedUpdate); req/s are transactions
 #   p  large lists: on a freshly started server with a new data dir,
 #      scripts/biglist loads BENCH_BIGLIST_KEYS (100k at scale 1) keys of
 #      1 KiB under one prefix, then 10 clients (one connection each) list
@@ -60,8 +65,8 @@
 #      the sequence, so a drift over it (compaction debt of the puts before,
 #      the host) moves a row and its baseline alike)
 #
-# Prints three tables (a-e, n, o, k, l, q, r: req/s of each, ratio metastore/etcd, p99
-# latency of each, then for a-e, n, o, k, l the server's CPU per request of each and
+# Prints three tables (a-e, n, o, u, k, l, q, r: req/s of each, ratio metastore/etcd, p99
+# latency of each, then for a-e, n, o, u, k, l the server's CPU per request of each and
 # their ratio; k/b and l/d for each server: what auth costs it; f-p: the watch, lease,
 # maintenance and large list measures and their ratio) and writes them as markdown to
 # BENCH_OUT.
@@ -83,10 +88,10 @@
 #                   built by scripts/build-ref.sh when missing)
 #   BENCH_OUT       markdown output              (default bench-results.md)
 #   BENCH_SCALE     multiplies every --total     (default 1; e.g. 0.05 for a smoke run)
-#   BENCH_PUT1_TOTAL BENCH_PUT_TOTAL BENCH_RANGE_TOTAL BENCH_TXN_TOTAL
-#                   override the totals of a / b / c+d / e
-#                   (defaults at scale 1: 2000 / 100000 / 100000 / 5000)
-#   BENCH_KEY_SPACE key space of b and e         (default 100000)
+#   BENCH_PUT1_TOTAL BENCH_PUT_TOTAL BENCH_RANGE_TOTAL BENCH_TXN_TOTAL BENCH_STM_TOTAL
+#                   override the totals of a / b / c+d / e / u
+#                   (defaults at scale 1: 2000 / 100000 / 100000 / 5000 / 50000)
+#   BENCH_KEY_SPACE key space of b, e and u        (default 100000)
 #   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
 #   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
@@ -137,6 +142,7 @@ PUT1_TOTAL="${BENCH_PUT1_TOTAL:-$(scaled 2000 100)}"
 PUT_TOTAL="${BENCH_PUT_TOTAL:-$(scaled 100000 100)}"
 RANGE_TOTAL="${BENCH_RANGE_TOTAL:-$(scaled 100000 100)}"
 TXN_TOTAL="${BENCH_TXN_TOTAL:-$(scaled 5000 400)}"
+STM_TOTAL="${BENCH_STM_TOTAL:-$(scaled 50000 500)}"
 WLAT_PUTS="$(scaled 2000 200)"
 WFAN_PUTS="$(scaled 100 10)"
 KEEPALIVE_TOTAL="$(scaled 100000 1000)"
@@ -192,6 +198,7 @@ SCENARIOS=(
   "m|maintenance on a $((MAINT_BYTES >> 20)) MiB store|maintbench"
   "n|JSON gateway put ${HTTP_CLIENTS} HTTP clients|httpload put"
   "o|JSON gateway range ${HTTP_CLIENTS} HTTP clients|httpload range"
+  "u|Kubernetes update (stm) ${CLIENTS} clients|--conns=$CONNS --clients=$CLIENTS stm --keys=$KEY_SPACE --keys-per-txn=1 --txn-wr-percent=100 --val-size=$VAL_SIZE --total=$STM_TOTAL"
   "p|large lists, $BIGLIST_KEYS keys of 1 KiB, 10 clients|biglist"
   "q|memory: $MEM_PUTS puts over $KEY_SPACE keys, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_PUTS --key-size=$KEY_SIZE --val-size=$VAL_SIZE --key-space-size=$KEY_SPACE"
   "r|memory: $MEM_KEYS keys of 16 B with 256 B values, fresh server|--conns=$CONNS --clients=$CLIENTS put --total=$MEM_KEYS --key-size=16 --val-size=$VAL_SIZE --key-space-size=$MEM_KEYS --sequential-keys"
@@ -221,6 +228,7 @@ ROWS=(
   "e|(e) txn-mixed writes, ${CLIENTS} clients|write"
   "n|(n) JSON gateway put, ${HTTP_CLIENTS} HTTP clients|"
   "o|(o) JSON gateway range, ${HTTP_CLIENTS} HTTP clients|"
+  "u|(u) Kubernetes update: get + compare-and-put, ${CLIENTS} clients|"
   "kb|(kb) put as b, on k's server before auth|"
   "k|(k) put with auth, ${CONNS} conns / ${CLIENTS} clients|"
   "ld|(ld) range serializable as d, on l's server before auth|"
@@ -293,6 +301,7 @@ cpu_requests() {
     c | d | l | ld | l2 | ld2) echo "$RANGE_TOTAL" ;;
     e) echo "$TXN_TOTAL" ;;
     n | o) echo "$HTTP_TOTAL" ;;
+    u) echo "$STM_TOTAL" ;;
     *) return 1 ;;
   esac
 }
@@ -411,6 +420,14 @@ run_target() { # run_target <target>
       start_server "$name" "$bin" $flags
       "$WORK/biglist" -endpoint "$ENDPOINT" -op load -keys "$BIGLIST_KEYS" >"$out" 2>"$WORK/$name-$id.err" ||
         { cat "$WORK/$name-$id.err" >&2; die "$name: loading the big list failed"; }
+    fi
+    if [[ "$id" == u ]]; then
+      # Every key the transactions touch exists, as the objects Kubernetes
+      # updates do: the tool's sequential puts of 16-byte keys write the
+      # keys its stm command picks from (both varint-encode the key's number).
+      "$REF_BIN/benchmark" --endpoints="$ENDPOINT" --conns="$CONNS" --clients="$CLIENTS" put --total="$KEY_SPACE" \
+        --key-size=16 --val-size="$VAL_SIZE" --key-space-size="$KEY_SPACE" --sequential-keys >/dev/null 2>"$WORK/$name-$id.err" ||
+        { cat "$WORK/$name-$id.err" >&2; die "$name: loading u's keys failed"; }
     fi
     # The server's CPU from here to the load's end, for cpu_requests' scenarios.
     local reqs="" cpu0="" logins=0
@@ -531,7 +548,7 @@ if selected k || selected l; then
   (cd "$ROOT" && go build -o "$WORK/authsetup" ./scripts/authsetup) || die "cannot build scripts/authsetup"
 fi
 
-log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"
+log "work dir $WORK; scale $BENCH_SCALE: totals a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL u=$STM_TOTAL f=$WLAT_PUTS g=$WFAN_PUTS, key space $KEY_SPACE"
 reversed="$(printf '%s\n' $BENCH_TARGETS | tac | tr '\n' ' ')"
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
   order="$BENCH_TARGETS"
@@ -612,7 +629,7 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE; means of $BENCH_ROUNDS round(s), order alternating"
   echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
-  echo "us CPU/req: the server process's utime+stime over the load's run, per request (e: the whole mix; k, l: less the tool's logins)."
+  echo "us CPU/req: the server process's utime+stime over the load's run, per request (e: the whole mix; u: a transaction, its get and its txn; k, l: less the tool's logins)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
   md_table header lines

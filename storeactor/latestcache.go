@@ -4,7 +4,8 @@ package storeactor
 // the value) for recently written keys, so that a put to a hot key does not
 // look up its 'l' entry in pebble. That lookup was the store actor's
 // largest cost in the put benchmark: a seek through a 64 MiB memtable
-// skiplist, a cache miss per level.
+// skiplist, a cache miss per level. A txn's single-key compares and
+// deletes in the apply batch ask it too (applyCompare, deleteRange).
 //
 // It belongs to one Store instance (a restarted Store starts empty) and is
 // used only by the Store's apply path, never by concurrent readers.
