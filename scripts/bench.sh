@@ -91,7 +91,7 @@
 #   BENCH_PUT1_TOTAL BENCH_PUT_TOTAL BENCH_RANGE_TOTAL BENCH_TXN_TOTAL BENCH_STM_TOTAL
 #                   override the totals of a / b / c+d / e / u
 #                   (defaults at scale 1: 2000 / 100000 / 100000 / 5000 / 50000)
-#   BENCH_KEY_SPACE key space of b, e and u        (default 100000)
+#   BENCH_KEY_SPACE key space of b, e and u      (default 100000)
 #   BENCH_CONNS BENCH_CLIENTS                    (defaults 100 / 1000)
 #   BENCH_TXN_LIMIT range limit of e's reads     (default 100)
 #   BENCH_LEASES    leases of j                  (default at scale 1: 100000)
@@ -628,7 +628,7 @@ wlines+=("(h) RSS growth per watcher, 100k watchers / 1k streams, bytes|$m|$e|$(
   echo "# MetaStore vs etcd benchmark"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, etcd benchmark tool; BENCH_SCALE=$BENCH_SCALE; means of $BENCH_ROUNDS round(s), order alternating"
-  echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
+  echo "(totals: a=$PUT1_TOTAL b=$PUT_TOTAL c,d=$RANGE_TOTAL e=$TXN_TOTAL u=$STM_TOTAL; key space $KEY_SPACE; ${KEY_SIZE} B keys, ${VAL_SIZE} B values)."
   echo "us CPU/req: the server process's utime+stime over the load's run, per request (e: the whole mix; u: a transaction, its get and its txn; k, l: less the tool's logins)."
   echo "MetaStore: \`$METASTORE_BIN\`; etcd: \`$("$REF_BIN/etcd" --version 2>/dev/null | head -n 1)\`."
   echo
