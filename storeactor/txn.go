@@ -103,39 +103,8 @@ func (tw *writeTxn) latestMeta(key []byte) latestMeta {
 // deleteRange writes a tombstone for every live key in [key, end) and
 // returns how many there were.
 func (tw *writeTxn) deleteRange(key, end []byte) int64 {
-	type victim struct {
-		key   []byte
-		lease int64
-		sub   int64 // of the live version, if this txn wrote it (-1: it did not)
-	}
-	var keys []victim
 	main := tw.beginRev + 1
-	known := false
-	if end == nil && tw.cache != nil {
-		// One key in the apply batch (Kubernetes' deletes, after a
-		// compare that left the key cached): what the cache knows says
-		// whether it is live and its lease. A version this txn wrote
-		// needs its sub, which the cache does not keep: visitAt reads it.
-		if m := tw.latestMeta(key); m.tombstone {
-			known = true
-		} else if m.main != main {
-			keys, known = append(keys, victim{key, m.lease, -1}), true
-		}
-	}
-	if !known {
-		if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, at int64, raw []byte) bool {
-			rec, err := decodeRecord(raw)
-			must(err)
-			v := victim{decodeUserKey(lkey[1:]), rec.lease, -1}
-			if at == main {
-				v.sub = rec.sub
-			}
-			keys = append(keys, v)
-			return true
-		}); err != nil {
-			panic(err)
-		}
-	}
+	keys := tw.victims(key, end, main)
 	for _, k := range keys {
 		if k.sub >= 0 {
 			tw.shadow(k.key, main, k.sub)
@@ -148,6 +117,44 @@ func (tw *writeTxn) deleteRange(key, end []byte) int64 {
 	}
 	tw.keys -= int64(len(keys))
 	return int64(len(keys))
+}
+
+// victim is a live key a delete replaces with a tombstone.
+type victim struct {
+	key   []byte
+	lease int64
+	sub   int64 // of the live version, if this txn (writing at main) wrote it (-1: it did not)
+}
+
+// victims are the live keys in [key, end) as this txn sees them.
+func (tw *writeTxn) victims(key, end []byte, main int64) []victim {
+	if end == nil && tw.cache != nil {
+		// One key in the apply batch (Kubernetes' deletes, after a
+		// compare that left the key cached): what the cache knows says
+		// whether it is live and its lease. A version this txn wrote
+		// needs its sub, which the cache does not keep: visitAt reads it.
+		m := tw.latestMeta(key)
+		if m.tombstone {
+			return nil
+		}
+		if m.main != main {
+			return []victim{{key, m.lease, -1}}
+		}
+	}
+	var keys []victim
+	if err := visitAt(tw.r, key, end, tw.rev(), func(lkey []byte, at int64, raw []byte) bool {
+		rec, err := decodeRecord(raw)
+		must(err)
+		v := victim{decodeUserKey(lkey[1:]), rec.lease, -1}
+		if at == main {
+			v.sub = rec.sub
+		}
+		keys = append(keys, v)
+		return true
+	}); err != nil {
+		panic(err)
+	}
+	return keys
 }
 
 // shadow keeps the version of key this txn wrote at sub, which its
